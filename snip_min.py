@@ -1,0 +1,1006 @@
+"""snip-min: SNIP, single-shot network pruning at initialisation, from scratch in NumPy.
+
+    N. Lee, T. Ajanthan, P. H. S. Torr. "SNIP: Single-shot Network Pruning based on
+    Connection Sensitivity". ICLR 2019.
+
+SNIP puts a gate c_j = 1 on every connection w_j, measures how much the loss on ONE
+mini-batch reacts to each gate, g_j = dL/dc_j = w_j * dL/dw_j, keeps the kappa connections
+with the largest |g_j| (one ranking across all layers) and then trains the sparse network
+w * c in the ordinary way with c held fixed.
+
+This file is the whole method, meant to be read top to bottom:
+
+    1. backend      NumPy or CuPy, one switch (--device cpu|gpu)
+    2. parameters   arrays w with optional gates c; the forward pass uses w * c
+    3. layers       forward/backward pairs: linear, conv (im2col + one matmul), pooling,
+                    ReLU, flatten, batch norm, and Sequential to chain them
+    4. loss         softmax cross-entropy
+    5. init         variance scaling (He, Glorot), random normal, truncated normal
+    6. SNIP         connection sensitivity, global top-k, masks
+    7. optimiser    SGD with momentum and weight decay that never revives a pruned weight
+    8. training     mini-batches, validation, test error
+    9. command line
+
+There is no autograd: every backward pass is written out, with the one-line derivation it
+implements. Models live in models.py, data loaders in data.py.
+
+Shape legend
+    N       batch size                    classes   number of classes
+    H, W    height, width of an input     OH, OW    height, width of an output
+    C       input channels                F         output channels (filters)
+    KH, KW  kernel height, width          D         features of a flat activation
+Activations are NHWC (channels last) and convolution weights are (KH, KW, C, F), the
+layout of the authors' TensorFlow code; linear weights are (D_in, D_out). Channels last
+makes a convolution one matrix product with no transposes (see Conv2D).
+"""
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+import time
+
+import numpy
+
+
+# ======================================================================================
+# 1. Backend: every array operation below goes through `xp`, which is NumPy or CuPy.
+# ======================================================================================
+
+xp = numpy  # rebound by use_device('gpu'); always look it up as snip_min.xp at call time
+
+
+class UsageError(Exception):
+    """A problem with how the program was asked to run; the message is one line."""
+
+
+def use_device(device):
+    """Select the array library: 'cpu' -> NumPy, 'gpu' -> CuPy on the current GPU."""
+    global xp
+    if device == "cpu":
+        xp = numpy
+        return
+    if device != "gpu":
+        raise UsageError(f"unknown device {device!r} (choose cpu or gpu)")
+    try:
+        import cupy
+    except ImportError:
+        raise UsageError("--device gpu needs CuPy, which is not installed "
+                         "(pip install cupy-cuda12x, see the README) or use --device cpu")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no CUDA device found")
+        float(cupy.arange(4, dtype=cupy.float32).sum())  # compile and run one kernel
+    except Exception as error:  # CUDA errors come in many types; all mean "no usable GPU"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--device gpu: no usable GPU ({first_line}); use --device cpu")
+    xp = cupy
+
+
+def to_host(array):
+    """A NumPy copy of a NumPy or CuPy array (CuPy arrays have .get())."""
+    return array.get() if hasattr(array, "get") else numpy.asarray(array)
+
+
+# ======================================================================================
+# 2. Parameters and gates
+# ======================================================================================
+
+class Param:
+    """One learnable array w, optionally gated by c (the paper's mask, entries 0 or 1).
+
+    The forward pass uses w * c. A backward pass stores grad = dL/d(w * c), and both
+    derivatives the method needs follow from it by the chain rule:
+        dL/dw = c * grad     what the optimiser uses, zero wherever c = 0
+        dL/dc = w * grad     the connection sensitivity g of SNIP (taken at c = 1)
+
+    kind: 'weight' or 'bias' of a conv/linear layer (the candidates for pruning),
+          'scale' or 'shift' of a batch norm (learned, never pruned),
+          'running_mean' or 'running_var' of a batch norm (statistics, not learned).
+    """
+
+    LEARNED = ("weight", "bias", "scale", "shift")
+
+    def __init__(self, name, shape, kind):
+        self.name = name          # e.g. 'conv1.weight'; models.py assigns final names
+        self.shape = tuple(shape)
+        self.kind = kind
+        self.value = None         # w, an xp array once initialise() has run
+        self.mask = None          # c, same shape and dtype as w, or None: not gated
+        self.grad = None          # dL/d(w * c), written by the owning layer's backward
+
+    @property
+    def learned(self):
+        return self.kind in self.LEARNED
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def gated(self):
+        """w * c, the array the forward pass computes with."""
+        return self.value if self.mask is None else self.value * self.mask
+
+
+# ======================================================================================
+# 3. Layers
+#
+# A layer is a forward/backward pair sharing a cache, as in CS231n's layers.py:
+#     y = layer.forward(x, train)     remembers what backward needs
+#     dx = layer.backward(dy)         given dL/dy, stores dL/d(param) and returns dL/dx
+# `train` switches batch norm between batch statistics (training) and running statistics.
+# Containers (Sequential here; residual and concatenation blocks in the model zoo) are
+# layers too, so a whole network is one layer.
+# ======================================================================================
+
+class Layer:
+    params = ()     # the Params this layer owns directly
+    children = ()   # the layers a container holds
+
+    def forward(self, x, train):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+
+def layers_of(layer):
+    """Every layer inside `layer`, itself first, in forward order."""
+    yield layer
+    for child in layer.children:
+        yield from layers_of(child)
+
+
+def parameters_of(layer):
+    """Every Param inside `layer`, in forward order."""
+    return [p for each in layers_of(layer) for p in each.params]
+
+
+def skip_input_gradient(network):
+    """Tell the network's first computing layer that nobody needs dL/d(input): it is data.
+
+    Saves that layer's input-gradient product (and, for a convolution, its col2im). Its
+    backward returns None, and Sequential stops there. Leading Flattens only reshape.
+    """
+    layer = network
+    while isinstance(layer, Sequential):
+        layer = next(child for child in layer.children if not isinstance(child, Flatten))
+    if hasattr(layer, "needs_input_gradient"):
+        layer.needs_input_gradient = False
+    return network
+
+
+class Sequential(Layer):
+    """Layers applied one after another: y = f_n(... f_2(f_1(x)))."""
+
+    def __init__(self, *layers):
+        self.children = list(layers)
+
+    def forward(self, x, train):
+        for layer in self.children:
+            x = layer.forward(x, train)
+        return x
+
+    def backward(self, dout):
+        # chain rule: walk the layers in reverse, each turning dL/d(output) into dL/d(input)
+        for layer in reversed(self.children):
+            dout = layer.backward(dout)
+            if dout is None:         # a first layer that skipped its input gradient
+                return None
+        return dout
+
+
+class Linear(Layer):
+    """y = x @ W + b.   x: (N, D_in), W: (D_in, D_out), b: (D_out,) -> y: (N, D_out)."""
+
+    needs_input_gradient = True    # False for a network's first layer: its input is data
+
+    def __init__(self, d_in, d_out, bias=True):
+        self.weight = Param("weight", (d_in, d_out), "weight")
+        self.bias = Param("bias", (d_out,), "bias") if bias else None
+        self.params = [p for p in (self.weight, self.bias) if p is not None]
+
+    def forward(self, x, train):
+        self.x = x                                   # (N, D_in)
+        self.w = self.weight.gated()                 # (D_in, D_out), w * c
+        y = x @ self.w                               # (N, D_out)
+        if self.bias is not None:
+            y += self.bias.gated()
+        return y
+
+    def backward(self, dout):                        # dout: (N, D_out)
+        # forward: y = x W + b, so dL/dW = x^T dL/dy, dL/db = sum_n dL/dy, dL/dx = dL/dy W^T
+        self.weight.grad = self.x.T @ dout           # (D_in, D_out)
+        if self.bias is not None:
+            self.bias.grad = dout.sum(axis=0)        # (D_out,)
+        if not self.needs_input_gradient:
+            return None
+        return dout @ self.w.T                       # (N, D_in)
+
+
+def padding_amounts(padding, height, width, kernel_h, kernel_w, stride):
+    """(top, bottom, left, right) zero rows/columns for a padding spec.
+
+    'valid': none. 'same': TensorFlow's rule, output = ceil(input / stride), the odd row or
+    column going to the bottom/right. An int p: p on every side. A 4-tuple: as given.
+    """
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        def split(size, kernel):
+            total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+            return total // 2, total - total // 2
+        return split(height, kernel_h) + split(width, kernel_w)
+    if isinstance(padding, int):
+        return (padding,) * 4
+    return tuple(padding)
+
+
+def pad_image(x, pads, value=0.0):
+    """x: (N, H, W, C) -> (N, top + H + bottom, left + W + right, C), borders filled with value."""
+    top, bottom, left, right = pads
+    if not any(pads):
+        return x
+    n, h, w, c = x.shape
+    padded = xp.full((n, top + h + bottom, left + w + right, c), value, dtype=x.dtype)
+    padded[:, top:top + h, left:left + w, :] = x
+    return padded
+
+
+def kernel_offset_view(x, i, j, stride, out_h, out_w):
+    """The input pixels that kernel tap (i, j) meets at every output position.
+
+    x: (N, H, W, C) -> a strided view (N, OH, OW, C), view[n, a, b] = x[n, a*stride + i, b*stride + j].
+    """
+    return x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :]
+
+
+def receptive_fields(x, kernel_h, kernel_w, stride, out_h, out_w):
+    """Every output pixel's receptive field, as a VIEW of x (nothing is copied).
+
+    x: (N, H, W, C) -> (N, OH, OW, KH, KW, C) with [n, a, b, i, j, c] = x[n, a*stride + i, b*stride + j, c].
+    Moving one output pixel right moves `stride` pixels right in x, moving one kernel tap
+    right moves one pixel: the view only needs the right step sizes (strides, in bytes).
+    """
+    n, _, _, c = x.shape
+    step_n, step_h, step_w, step_c = x.strides
+    return xp.lib.stride_tricks.as_strided(
+        x, shape=(n, out_h, out_w, kernel_h, kernel_w, c),
+        strides=(step_n, stride * step_h, stride * step_w, step_h, step_w, step_c))
+
+
+def im2col(x, kernel_h, kernel_w, stride, out_h, out_w):
+    """Receptive fields as the rows of a matrix: x (N, H, W, C) -> col (N*OH*OW, KH*KW*C).
+
+    One copy of the view above. In NHWC each field's (KW, C) rows are already contiguous in
+    x, so the copy moves runs of KW*C numbers.
+    """
+    fields = receptive_fields(x, kernel_h, kernel_w, stride, out_h, out_w)
+    return xp.ascontiguousarray(fields).reshape(fields.shape[0] * out_h * out_w, -1)
+
+
+def col2im(tap_block, input_shape, kernel_h, kernel_w, stride, dtype):
+    """The adjoint of im2col: add what each kernel tap produced back onto the pixels it read.
+
+    tap_block(i, j) returns the (N, OH, OW, C) block for tap (i, j), i.e. the column block
+    col[:, i, j, :] of a (N, OH, OW, KH, KW, C) array. Pixels seen by several taps receive
+    the sum, which makes <im2col(x), y> = <x, col2im(y)> for all x, y. The loop runs over
+    the KH*KW taps only, each adding one strided slice of the whole batch.
+    """
+    dx = xp.zeros(input_shape, dtype=dtype)
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            block = tap_block(i, j)
+            kernel_offset_view(dx, i, j, stride, block.shape[1], block.shape[2])[...] += block
+    return dx
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as in every framework), zero padding.
+
+    x: (N, H, W, C), W: (KH, KW, C, F), b: (F,) -> y: (N, OH, OW, F) with
+        y[n, a, b, f] = sum_{i, j, c} x_pad[n, a*stride + i, b*stride + j, c] W[i, j, c, f] + b[f]
+        OH = (H + pad_top + pad_bottom - KH) // stride + 1, likewise OW.
+    Computed as im2col + one matrix product:
+        (N*OH*OW, KH*KW*C) @ (KH*KW*C, F) = (N*OH*OW, F), which is already NHWC.
+    padding: 'valid', 'same', an int, or (top, bottom, left, right).
+    """
+
+    needs_input_gradient = True    # False for a network's first layer: its input is data
+
+    def __init__(self, c_in, c_out, kernel, stride=1, padding="valid", bias=True):
+        self.kernel_h, self.kernel_w = (kernel, kernel) if isinstance(kernel, int) else kernel
+        self.stride, self.padding = stride, padding
+        self.weight = Param("weight", (self.kernel_h, self.kernel_w, c_in, c_out), "weight")
+        self.bias = Param("bias", (c_out,), "bias") if bias else None
+        self.params = [p for p in (self.weight, self.bias) if p is not None]
+
+    def forward(self, x, train):
+        n, h, w, _ = x.shape
+        pads = padding_amounts(self.padding, h, w, self.kernel_h, self.kernel_w, self.stride)
+        x_pad = pad_image(x, pads)                                         # (N, H', W', C)
+        out_h = (x_pad.shape[1] - self.kernel_h) // self.stride + 1
+        out_w = (x_pad.shape[2] - self.kernel_w) // self.stride + 1
+        self.col = im2col(x_pad, self.kernel_h, self.kernel_w, self.stride, out_h, out_w)
+        self.w = self.weight.gated()                                       # (KH, KW, C, F)
+        y = self.col @ self.w.reshape(self.col.shape[1], -1)               # (N*OH*OW, F)
+        if self.bias is not None:
+            y += self.bias.gated()
+        self.cache = (x.shape, x_pad.shape, pads)
+        return y.reshape(n, out_h, out_w, -1)                              # (N, OH, OW, F)
+
+    def backward(self, dout):                                              # (N, OH, OW, F)
+        x_shape, x_pad_shape, (top, _, left, _) = self.cache
+        n, out_h, out_w, f = dout.shape
+        dy = dout.reshape(-1, f)                                           # (N*OH*OW, F)
+        # forward: y = col W + b, the linear layer again with col in the role of x
+        self.weight.grad = (self.col.T @ dy).reshape(self.weight.shape)    # (KH, KW, C, F)
+        if self.bias is not None:
+            self.bias.grad = dy.sum(axis=0)                                # (F,)
+        if not self.needs_input_gradient:
+            return None
+        # and dL/dcol = dy W^T, so dL/dx_pad = col2im(dy W^T). Tap (i, j) owns the columns
+        # dy W[i, j]^T: computing them tap by tap never builds the whole (N*OH*OW, KH*KW*C)
+        # array, and each tap's block is contiguous when it is added onto the image.
+        def tap_block(i, j):                                               # (N, OH, OW, C)
+            return (dy @ self.w[i, j].T).reshape(n, out_h, out_w, -1)
+        dx_pad = col2im(tap_block, x_pad_shape, self.kernel_h, self.kernel_w, self.stride, dout.dtype)
+        _, h, w, _ = x_shape
+        return dx_pad[:, top:top + h, left:left + w, :]                    # (N, H, W, C)
+
+
+class MaxPool2D(Layer):
+    """Maximum over each KH x KW window: x (N, H, W, C) -> y (N, OH, OW, C).
+
+    y[n, a, b, c] = max_{i, j} x_pad[n, a*stride + i, b*stride + j, c]; padding uses -inf,
+    so a padded position never wins. The loops run over the window's taps only.
+    """
+
+    def __init__(self, kernel, stride=None, padding="valid"):
+        self.kernel = kernel
+        self.stride = stride or kernel
+        self.padding = padding
+
+    def forward(self, x, train):
+        _, h, w, _ = x.shape
+        pads = padding_amounts(self.padding, h, w, self.kernel, self.kernel, self.stride)
+        x_pad = pad_image(x, pads, value=-xp.inf)
+        out_h = (x_pad.shape[1] - self.kernel) // self.stride + 1
+        out_w = (x_pad.shape[2] - self.kernel) // self.stride + 1
+        y = None
+        for i in range(self.kernel):
+            for j in range(self.kernel):
+                tap = kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w)
+                y = tap.copy() if y is None else xp.maximum(y, tap, out=y)
+        self.cache = (x.shape, x_pad, pads)
+        self.y = y
+        return y
+
+    def backward(self, dout):
+        # forward: y = max over the window, so dL/dx = dL/dy at the position that held the
+        # maximum and 0 elsewhere. On ties the first tap in scan order takes the gradient.
+        x_shape, x_pad, (top, _, left, _) = self.cache
+        out_h, out_w = self.y.shape[1:3]
+        unrouted = xp.ones(self.y.shape, dtype=bool)    # windows whose maximum is not yet found
+
+        def tap_block(i, j):
+            winner = kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w) == self.y
+            winner &= unrouted
+            unrouted[...] &= ~winner
+            return dout * winner
+        dx_pad = col2im(tap_block, x_pad.shape, self.kernel, self.kernel, self.stride, dout.dtype)
+        _, h, w, _ = x_shape
+        return dx_pad[:, top:top + h, left:left + w, :]
+
+
+class ReLU(Layer):
+    """y = max(x, 0), elementwise."""
+
+    def forward(self, x, train):
+        self.positive = x > 0
+        return xp.maximum(x, 0)
+
+    def backward(self, dout):
+        # dy/dx = 1 where x > 0, else 0
+        return dout * self.positive
+
+
+class Flatten(Layer):
+    """(N, H, W, C) -> (N, H*W*C), in NHWC order as the authors' TensorFlow reshape."""
+
+    def forward(self, x, train):
+        self.shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        return dout.reshape(self.shape)
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over every axis but the last (channels or features).
+
+    x: (N, ..., C). Training: mu, var are the batch's mean and (biased) variance per channel,
+        x_hat = (x - mu) / sqrt(var + eps),   y = scale * x_hat + shift,
+    and the running statistics move towards them (running = (1 - m) running + m batch, with
+    the unbiased variance, as PyTorch does). Evaluation: mu, var are the running statistics.
+    Batch norm is never gated: SNIP prunes connections, not normalisers.
+    """
+
+    def __init__(self, channels, momentum=0.1, eps=1e-5):
+        self.momentum, self.eps = momentum, eps
+        self.scale = Param("scale", (channels,), "scale")
+        self.shift = Param("shift", (channels,), "shift")
+        self.running_mean = Param("running_mean", (channels,), "running_mean")
+        self.running_var = Param("running_var", (channels,), "running_var")
+        self.params = [self.scale, self.shift, self.running_mean, self.running_var]
+
+    def forward(self, x, train):
+        axes = tuple(range(x.ndim - 1))
+        if train:
+            mean, var = x.mean(axis=axes), x.var(axis=axes)                 # (C,)
+            count = x.size // x.shape[-1]
+            m = self.momentum
+            self.running_mean.value = (1 - m) * self.running_mean.value + m * mean
+            self.running_var.value = ((1 - m) * self.running_var.value
+                                      + m * var * (count / max(count - 1, 1)))
+        else:
+            mean, var = self.running_mean.value, self.running_var.value
+        self.train = train
+        self.inv_std = 1.0 / xp.sqrt(var + self.eps)                        # (C,)
+        self.x_hat = (x - mean) * self.inv_std                              # (N, ..., C)
+        return self.scale.value * self.x_hat + self.shift.value
+
+    def backward(self, dout):
+        axes = tuple(range(dout.ndim - 1))
+        # forward: y = scale * x_hat + shift
+        self.scale.grad = (dout * self.x_hat).sum(axis=axes)
+        self.shift.grad = dout.sum(axis=axes)
+        dx_hat = dout * self.scale.value
+        if not self.train:
+            # mu and var are constants: x_hat = (x - mu) * inv_std is affine in x
+            return dx_hat * self.inv_std
+        # mu and var depend on x too; differentiating x_hat = (x - mean(x)) / std(x) gives
+        #   dL/dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
+        return self.inv_std * (dx_hat - dx_hat.mean(axis=axes)
+                               - self.x_hat * (dx_hat * self.x_hat).mean(axis=axes))
+
+
+# ======================================================================================
+# 4. Loss
+# ======================================================================================
+
+def softmax_cross_entropy(logits, labels):
+    """Mean over the batch of -log softmax(logits)[label].
+
+    logits: (N, classes), labels: (N,) integers -> (loss: 0-d array, dL/dlogits: (N, classes)).
+    Subtracting each row's maximum first keeps exp() from overflowing; log-softmax is
+    unchanged by it.
+    """
+    n = logits.shape[0]
+    shifted = logits - logits.max(axis=1, keepdims=True)                   # (N, classes)
+    log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    rows = xp.arange(n)
+    loss = -log_probs[rows, labels].mean()
+    # d/dlogits of -log softmax(z)[y] = softmax(z) - onehot(y); the mean divides by N
+    dlogits = xp.exp(log_probs)
+    dlogits[rows, labels] -= 1
+    dlogits /= n
+    return loss, dlogits
+
+
+# ======================================================================================
+# 5. Initialisation
+#
+# The paper compares four (its Table 3). fan_in and fan_out count the connections into and
+# out of one unit: a linear W (D_in, D_out) has fan_in = D_in; a conv W (KH, KW, C, F) has
+# fan_in = KH*KW*C and fan_out = KH*KW*F.
+#     vs-x  variance scaling, Glorot & Bengio:  N(0, 2 / (fan_in + fan_out))   (default)
+#     vs-h  variance scaling, He et al.:        N(0, 2 / fan_in)
+#     rn    random normal:                      N(0, 0.1^2)
+#     tn    truncated normal:                   N(0, 0.1^2), redrawn beyond 2 standard deviations
+# Biases and batch-norm shifts start at 0, batch-norm scales at 1. Values are drawn on the
+# host with NumPy, so a seed gives the same network on the CPU and on the GPU.
+# ======================================================================================
+
+INITIALISATIONS = ("vs-x", "vs-h", "rn", "tn")
+
+
+def draw_weight(shape, init, rng):
+    receptive_field = math.prod(shape[:-2])
+    fan_in, fan_out = receptive_field * shape[-2], receptive_field * shape[-1]
+    if init == "vs-x":
+        return rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), shape)
+    if init == "vs-h":
+        return rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)
+    if init == "rn":
+        return rng.normal(0.0, 0.1, shape)
+    if init == "tn":
+        z = rng.standard_normal(shape)
+        while True:
+            outside = numpy.abs(z) > 2.0
+            if not outside.any():
+                return 0.1 * z
+            z[outside] = rng.standard_normal(int(outside.sum()))
+    raise UsageError(f"unknown initialisation {init!r} (choose from {', '.join(INITIALISATIONS)})")
+
+
+def initialise(model, init="vs-x", rng=None, dtype=None):
+    """Give every Param of `model` a fresh value (removing any gates) on the current device."""
+    rng = rng if rng is not None else numpy.random.default_rng(0)
+    dtype = dtype or xp.float32
+    for p in parameters_of(model):
+        if p.kind == "weight":
+            host = draw_weight(p.shape, init, rng)
+        elif p.kind in ("scale", "running_var"):
+            host = numpy.ones(p.shape)
+        else:                                    # bias, shift, running_mean
+            host = numpy.zeros(p.shape)
+        p.value = xp.asarray(host, dtype=dtype)
+        p.mask = None
+        p.grad = None
+
+
+# ======================================================================================
+# 6. SNIP: connection sensitivity and the global top-k (the paper's Algorithm 1)
+# ======================================================================================
+
+PRUNE_CHOICES = ("weights+biases", "weights")
+
+
+def prunable_parameters(model, prune="weights+biases"):
+    """The Params that get gates.
+
+    'weights+biases' (default): every conv/linear weight and bias, the authors' choice and
+    the set their parameter counts refer to. Biases start at 0, so their sensitivity
+    w * dL/dw is exactly 0 and SNIP prunes every bias unless kappa exceeds the number of
+    non-zero scores. 'weights': weights only (mil-ad/snip, Synaptic Flow); biases stay
+    ungated and are all kept and trained.
+    """
+    kinds = {"weights+biases": ("weight", "bias"), "weights": ("weight",)}
+    if prune not in kinds:
+        raise UsageError(f"unknown --prune {prune!r} (choose from {', '.join(PRUNE_CHOICES)})")
+    return [p for p in parameters_of(model) if p.kind in kinds[prune]]
+
+
+def connection_sensitivity(model, images, labels, params):
+    """g = dL/dc at c = 1 for every gated entry (Algorithm 1, step 3).
+
+    With c = 1 the network computes exactly as if ungated, and dL/dc = w * dL/d(w * c).
+    Batch norm runs on its running statistics (train=False), as in the authors' code.
+    Returns a list of arrays shaped like the params.
+    """
+    for p in params:
+        p.mask = xp.ones_like(p.value)           # c = 1
+    logits = model.forward(images, train=False)
+    _, dlogits = softmax_cross_entropy(logits, labels)
+    model.backward(dlogits)
+    return [p.value * p.grad for p in params]
+
+
+def kappa_for(sparsity, m):
+    """The number of connections kept: kappa = round((1 - sparsity) * m), in float64 as the authors."""
+    return int(round((1.0 - float(sparsity)) * m))
+
+
+def top_k_mask(scores, kappa):
+    """A boolean mask keeping exactly the kappa largest of a flat score vector.
+
+    Ties at the threshold go to the lowest indices, so the result is deterministic.
+    Uses a partition (linear time) instead of a full sort.
+    """
+    m = scores.size
+    keep = xp.zeros(m, dtype=bool)
+    if kappa <= 0:
+        return keep
+    if kappa >= m:
+        keep[:] = True
+        return keep
+    threshold = xp.partition(scores, m - kappa)[m - kappa]   # the kappa-th largest score
+    keep = scores > threshold                                # fewer than kappa of these ...
+    missing = kappa - int(keep.sum())
+    ties = xp.flatnonzero(scores == threshold)               # ... the rest come from the ties
+    keep[ties[:missing]] = True
+    return keep
+
+
+def normalised_scores(sensitivities):
+    """Algorithm 1, step 4: s = |g| / sum |g|, one flat vector over ALL layers.
+
+    Dividing by the sum makes s independent of the loss's scale (it never changes the
+    ranking). If every g is 0 the scores stay 0.
+    """
+    flat = xp.concatenate([xp.abs(g).ravel() for g in sensitivities])
+    total = flat.sum()
+    return flat / total if float(total) > 0 else flat
+
+
+def snip_masks(sensitivities, sparsity):
+    """Algorithm 1, step 5: keep the kappa connections with the largest s, across all layers.
+
+    sensitivities: list of arrays g. Returns one 0/1 mask per array (same dtype).
+    """
+    s = normalised_scores(sensitivities)
+    keep = top_k_mask(s, kappa_for(sparsity, s.size))
+    masks, start = [], 0
+    for g in sensitivities:
+        masks.append(keep[start:start + g.size].reshape(g.shape).astype(g.dtype))
+        start += g.size
+    return masks
+
+
+def apply_masks(params, masks):
+    """Fix the gates c and zero the pruned weights: from now on w is exactly 0 where c is 0."""
+    for p, mask in zip(params, masks):
+        p.mask = mask
+        p.value = p.value * mask
+        p.grad = None
+
+
+def snip(model, images, labels, sparsity, prune="weights+biases"):
+    """Prune `model` once, at initialisation, from one mini-batch. Returns the gated Params."""
+    params = prunable_parameters(model, prune)
+    sensitivities = connection_sensitivity(model, images, labels, params)
+    apply_masks(params, snip_masks(sensitivities, sparsity))
+    return params
+
+
+def pruning_table(model):
+    """Rows (name, total, kept) for every conv/linear weight and bias, kept = non-zero gates."""
+    rows = []
+    for p in parameters_of(model):
+        if p.kind in ("weight", "bias"):
+            kept = p.size if p.mask is None else int(p.mask.sum())
+            rows.append((p.name, p.size, kept))
+    return rows
+
+
+def format_pruning_table(rows):
+    width = max(len("parameter"), *(len(name) for name, _, _ in rows))
+    lines = [f"{'parameter':<{width}}  {'kept':>10}  {'total':>10}  {'kept %':>7}"]
+    for name, total, kept in rows:
+        lines.append(f"{name:<{width}}  {kept:>10,}  {total:>10,}  {100 * kept / total:>6.2f}%")
+    total = sum(r[1] for r in rows)
+    kept = sum(r[2] for r in rows)
+    lines.append(f"{'total':<{width}}  {kept:>10,}  {total:>10,}  {100 * kept / total:>6.2f}%")
+    lines.append(f"parameters: {total:,} -> {kept:,} ({100 * (1 - kept / total):.2f}% pruned)")
+    return "\n".join(lines)
+
+
+# ======================================================================================
+# 7. Optimiser: SGD with momentum and weight decay, masked
+# ======================================================================================
+
+class SGD:
+    """v <- momentum * v + (dL/dw + decay * w),   w <- w - lr * v   (TensorFlow's and PyTorch's form).
+
+    dL/dw = c * dL/d(w * c) is zero where c = 0, and so is w, so a pruned entry's gradient,
+    velocity and value all stay exactly 0. Weight decay applies to conv/linear weights and
+    biases, not to batch norm. Statistics (running mean/var) are not learned.
+    """
+
+    def __init__(self, params, momentum=0.9, weight_decay=5e-4):
+        self.params = [p for p in params if p.learned]
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.velocity = [xp.zeros_like(p.value) for p in self.params]
+
+    def step(self, lr):
+        for p, v in zip(self.params, self.velocity):
+            grad = p.grad if p.mask is None else p.grad * p.mask       # dL/dw
+            if p.kind in ("weight", "bias") and self.weight_decay:
+                grad = grad + self.weight_decay * p.value
+            v *= self.momentum
+            v += grad
+            p.value -= lr * v
+
+
+# ======================================================================================
+# 8. Training and evaluation
+# ======================================================================================
+
+def train_step(model, optimiser, images, labels, lr):
+    """One mini-batch: forward, loss, backward, update. Returns (loss, number correct) on the device."""
+    logits = model.forward(images, train=True)
+    loss, dlogits = softmax_cross_entropy(logits, labels)
+    model.backward(dlogits)
+    optimiser.step(lr)
+    return loss, (logits.argmax(axis=1) == labels).sum()
+
+
+def evaluate(model, images, labels, batch_size=1000):
+    """(mean loss, error in percent) over a whole set, batch norm on running statistics."""
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(labels), batch_size):
+        x, y = images[start:start + batch_size], labels[start:start + batch_size]
+        logits = model.forward(x, train=False)
+        loss, _ = softmax_cross_entropy(logits, y)
+        total_loss += float(loss) * len(y)
+        correct += int((logits.argmax(axis=1) == y).sum())
+    return total_loss / len(labels), 100.0 * (1 - correct / len(labels))
+
+
+def learning_rate(iteration, base_lr, boundaries, factor=0.1):
+    """Step decay: base_lr * factor ** (number of boundaries already passed)."""
+    return base_lr * factor ** sum(iteration >= b for b in boundaries)
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent when stderr is not one."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.live = hasattr(stream, "isatty") and stream.isatty()
+        self.last = 0.0
+
+    def show(self, label, done, total, text, force=False):
+        now = time.perf_counter()
+        if not self.live or (not force and now - self.last < 0.1):
+            return
+        self.last = now
+        filled = int(24 * done / max(total, 1))
+        bar = "#" * filled + "." * (24 - filled)
+        self.stream.write(f"\r{label} [{bar}] {done}/{total} {text}\033[K")
+        self.stream.flush()
+
+    def clear(self):
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def fit(model, optimiser, data, *, iterations, batch_size, base_lr, boundaries, rng, log=print):
+    """Train for `iterations` mini-batches with a fresh shuffle each epoch.
+
+    data: dict with 'train_x', 'train_y', 'val_x', 'val_y' on the device. Validates after
+    every epoch (and at the end). Returns (history, train_seconds, images_trained).
+    """
+    n = len(data["train_y"])
+    batches_per_epoch = -(-n // batch_size)
+    epochs = -(-iterations // batches_per_epoch)
+    history, train_seconds, images_trained, iteration = [], 0.0, 0, 0
+    progress = Progress()
+    for epoch in range(1, epochs + 1):
+        order = xp.asarray(rng.permutation(n))
+        epoch_loss, epoch_correct, epoch_images = 0.0, 0, 0
+        started = time.perf_counter()
+        for start in range(0, n, batch_size):
+            if iteration == iterations:
+                break
+            index = order[start:start + batch_size]
+            images, labels = data["train_x"][index], data["train_y"][index]
+            lr = learning_rate(iteration, base_lr, boundaries)
+            loss, correct = train_step(model, optimiser, images, labels, lr)
+            epoch_loss = epoch_loss + loss * len(index)     # stays on the device until shown
+            epoch_correct = epoch_correct + correct
+            epoch_images += len(index)
+            iteration += 1
+            if progress.live:
+                seen = max(epoch_images, 1)
+                progress.show(f"epoch {epoch}/{epochs}", start // batch_size + 1, batches_per_epoch,
+                              f"loss {float(epoch_loss) / seen:.4f} acc {100 * float(epoch_correct) / seen:.2f}%")
+        if xp is not numpy:
+            xp.cuda.get_current_stream().synchronize()      # time the GPU's work, not its queue
+        seconds = time.perf_counter() - started
+        train_seconds += seconds
+        images_trained += epoch_images
+        progress.clear()
+        record = {"epoch": epoch, "iteration": iteration, "lr": lr,
+                  "train_loss": float(epoch_loss) / epoch_images,
+                  "train_error": 100 * (1 - float(epoch_correct) / epoch_images)}
+        if len(data["val_y"]):
+            record["val_loss"], record["val_error"] = evaluate(model, data["val_x"], data["val_y"])
+        history.append(record)
+        val = (f" | val loss {record['val_loss']:.4f} error {record['val_error']:.2f}%"
+               if "val_error" in record else "")
+        log(f"epoch {epoch:>3}/{epochs}  lr {lr:.3g}  train loss {record['train_loss']:.4f} "
+            f"error {record['train_error']:.2f}%{val}  ({seconds:.1f} s, {epoch_images / seconds:,.0f} img/s)")
+        if not math.isfinite(record["train_loss"]):
+            raise FloatingPointError(f"the loss became {record['train_loss']} in epoch {epoch}")
+    return history, train_seconds, images_trained
+
+
+# ======================================================================================
+# 9. Command line
+# ======================================================================================
+
+import data    # noqa: E402  (the loaders and the model zoo build on everything above)
+import models  # noqa: E402
+
+MNIST_PAPER_SCHEDULE = {"iterations": 100_000, "every": 25_000}   # lr x0.1 every 25k iterations
+
+
+def sparsity_value(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sparsity must be a number in [0, 1), got {text!r}")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1), got {text}")
+    return value
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def fraction_value(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_arguments(argv=None):
+    parser = OneLineParser(
+        prog="snip_min.py",
+        description="Prune a network once at initialisation with SNIP, train it, report its test error.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default="lenet5", choices=sorted(models.MODELS),
+                        help="architecture (see models.py)")
+    parser.add_argument("--dataset", default=None, choices=sorted(data.LOADERS),
+                        help="dataset; default: the model's own")
+    parser.add_argument("--sparsity", type=sparsity_value, default=0.9,
+                        help="fraction of prunable parameters to remove, in [0, 1)")
+    parser.add_argument("--prune", default="weights+biases", choices=PRUNE_CHOICES,
+                        help="which parameters get gates: conv/linear weights and biases (the "
+                             "authors' convention) or weights only")
+    parser.add_argument("--init", default="vs-x", choices=INITIALISATIONS,
+                        help="initialisation: variance scaling Glorot (vs-x) or He (vs-h), "
+                             "random normal (rn) or truncated normal (tn), std 0.1")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
+                        help="cpu runs on NumPy, gpu on CuPy")
+    parser.add_argument("--data-dir", default=None,
+                        help="dataset folder (MNIST in DATA_DIR/mnist/); downloaded there if "
+                             f"missing; default: {data.default_data_dir()}")
+    parser.add_argument("--epochs", type=positive_int, default=20,
+                        help="training epochs; the learning rate drops x0.1 after 50%% and 75%% of them")
+    parser.add_argument("--paper-schedule", action="store_true",
+                        help="the paper's MNIST schedule instead of --epochs: "
+                             f"{MNIST_PAPER_SCHEDULE['iterations']:,} iterations, learning rate "
+                             f"x0.1 every {MNIST_PAPER_SCHEDULE['every']:,}")
+    parser.add_argument("--batch-size", type=positive_int, default=100,
+                        help="mini-batch size, for training and for SNIP's one scoring batch")
+    parser.add_argument("--lr", type=positive_float, default=0.1, help="initial learning rate")
+    parser.add_argument("--momentum", type=fraction_value, default=0.9, help="SGD momentum")
+    parser.add_argument("--weight-decay", type=float, default=5e-4,
+                        help="L2 weight decay on conv/linear weights and biases")
+    parser.add_argument("--val-fraction", type=fraction_value, default=0.1,
+                        help="fraction of the training set held out for validation")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds initialisation, data split, scoring batch and shuffling")
+    parser.add_argument("--out", default=None,
+                        help="folder for results.json and masks.npz (written atomically)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="fail instead of downloading a missing dataset")
+    return parser.parse_args(argv)
+
+
+def run(args, log=print):
+    """Everything the command does, from data to test error. Returns the results dict."""
+    use_device(args.device)
+    dataset_name = args.dataset or models.MODELS[args.model].dataset
+    dataset = data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
+    model = models.build(args.model, dataset_name, dataset.num_classes)
+
+    # One seed, four independent streams: initialisation, validation split, scoring batch, shuffling.
+    init_rng, split_rng, score_rng, shuffle_rng = (
+        numpy.random.default_rng(s) for s in numpy.random.SeedSequence(args.seed).spawn(4))
+
+    n = len(dataset.train_labels)
+    n_val = int(round(args.val_fraction * n))
+    order = split_rng.permutation(n)
+    val_index, train_index = order[:n_val], order[n_val:]
+    if len(train_index) < args.batch_size:
+        raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(train_index):,} "
+                         f"training images left after the validation split")
+    arrays = {
+        "train_x": xp.asarray(dataset.train_images[train_index]),
+        "train_y": xp.asarray(dataset.train_labels[train_index]),
+        "val_x": xp.asarray(dataset.train_images[val_index]),
+        "val_y": xp.asarray(dataset.train_labels[val_index]),
+    }
+    log(f"data: {dataset.description}; {len(train_index):,} for training, {n_val:,} for validation, "
+        f"{len(dataset.test_labels):,} for testing")
+
+    # Algorithm 1: initialise, score one mini-batch, keep the top kappa, train with c fixed.
+    initialise(model, args.init, init_rng)
+    batch = score_rng.choice(len(train_index), size=args.batch_size, replace=False)
+    started = time.perf_counter()
+    gated = snip(model, arrays["train_x"][xp.asarray(batch)], arrays["train_y"][xp.asarray(batch)],
+                 args.sparsity, args.prune)
+    snip_seconds = time.perf_counter() - started
+    rows = pruning_table(model)
+    log(f"SNIP: {args.model}, sparsity {args.sparsity:g}, scored on {args.batch_size} images "
+        f"in {snip_seconds:.2f} s, {args.init} initialisation, gates on {args.prune}")
+    log(format_pruning_table(rows))
+
+    steps_per_epoch = -(-len(train_index) // args.batch_size)
+    if args.paper_schedule:
+        iterations = MNIST_PAPER_SCHEDULE["iterations"]
+        boundaries = list(range(MNIST_PAPER_SCHEDULE["every"], iterations, MNIST_PAPER_SCHEDULE["every"]))
+    else:
+        iterations = args.epochs * steps_per_epoch
+        boundaries = [iterations // 2, 3 * iterations // 4]
+    optimiser = SGD(parameters_of(model), args.momentum, args.weight_decay)
+    history, train_seconds, images_trained = fit(
+        model, optimiser, arrays, iterations=iterations, batch_size=args.batch_size,
+        base_lr=args.lr, boundaries=boundaries, rng=shuffle_rng, log=log)
+
+    test_loss, test_error = evaluate(model, xp.asarray(dataset.test_images), xp.asarray(dataset.test_labels))
+    log(f"test error: {test_error:.2f}% (loss {test_loss:.4f}) - {args.model} at sparsity "
+        f"{args.sparsity:g}, {dataset.description}")
+
+    results = {
+        "model": args.model, "dataset": dataset_name, "data": dataset.description,
+        "sparsity": args.sparsity, "prune": args.prune, "init": args.init, "seed": args.seed,
+        "device": args.device, "params_total": sum(r[1] for r in rows),
+        "params_kept": sum(r[2] for r in rows),
+        "per_layer": [{"name": name, "total": total, "kept": kept} for name, total, kept in rows],
+        "test_error": test_error, "test_loss": test_loss,
+        "val_error": history[-1].get("val_error"),
+        "epochs": len(history), "iterations": iterations, "batch_size": args.batch_size,
+        "lr": args.lr, "lr_boundaries": boundaries, "momentum": args.momentum,
+        "weight_decay": args.weight_decay, "snip_seconds": snip_seconds,
+        "train_seconds": train_seconds, "train_images_per_second": images_trained / train_seconds,
+        "history": history,
+    }
+    if args.out:
+        save_results(args.out, results, gated)
+        log(f"wrote {os.path.join(args.out, 'results.json')} and masks.npz")
+    return results
+
+
+def save_results(folder, results, gated):
+    """results.json and masks.npz (one boolean array per gated Param), each written atomically."""
+    masks = io.BytesIO()
+    numpy.savez_compressed(masks, **{p.name: to_host(p.mask).astype(bool) for p in gated})
+    data.write_file_atomically(os.path.join(folder, "masks.npz"), masks.getvalue())
+    data.write_file_atomically(os.path.join(folder, "results.json"),
+                               json.dumps(results, indent=2).encode())
+
+
+def main(argv=None):
+    args = parse_arguments(argv)
+    try:
+        run(args)
+    except (UsageError, data.DataError) as error:
+        print(f"snip_min.py: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("snip_min.py: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    # Run through the module imported under its own name, so that models.py, which imports
+    # snip_min, and this script share one backend switch.
+    import snip_min
+    sys.exit(snip_min.main())
