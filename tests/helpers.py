@@ -1,0 +1,75 @@
+"""Shared tools for the tests: float64 arrays on the current backend and finite differences."""
+
+import numpy
+
+import snip_min as sm
+
+
+def array(rng, shape, scale=1.0):
+    """A float64 normal array on the current backend, drawn from a NumPy Generator."""
+    return sm.xp.asarray(scale * rng.standard_normal(shape), dtype=sm.xp.float64)
+
+
+def initialised(layer, rng, dtype=None):
+    """Give every Param of `layer` random values (also biases and batch-norm scales, so that
+    the gradient checks exercise every term), float64 unless told otherwise."""
+    dtype = dtype or sm.xp.float64
+    for p in sm.parameters_of(layer):
+        values = rng.standard_normal(p.shape)
+        if p.kind == "running_var":
+            values = 0.5 + rng.random(p.shape)
+        p.value = sm.xp.asarray(values, dtype=dtype)
+        p.mask, p.grad = None, None
+    return layer
+
+
+def numerical_gradient(f, x, eps=1e-6):
+    """Central differences (f(x + eps e_k) - f(x - eps e_k)) / 2 eps for every entry k of x.
+
+    f() is a scalar function that reads x, which is modified in place and restored.
+    """
+    grad = numpy.zeros(x.shape)
+    assert x.flags.c_contiguous, "x must be contiguous so that reshape(-1) is a view"
+    flat = x.reshape(-1)
+    for k in range(flat.size):
+        original = float(flat[k])
+        flat[k] = original + eps
+        plus = float(f())
+        flat[k] = original - eps
+        minus = float(f())
+        flat[k] = original
+        grad.reshape(-1)[k] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def relative_error(analytic, numeric, scale=0.0):
+    """max |a - n| / max(|a|, |n|, scale, 1e-8), on the host.
+
+    `scale` lets a tensor whose true gradient is 0 (a conv bias before a batch norm, say) be
+    judged against the size of the other gradients instead of against rounding noise.
+    """
+    a, n = sm.to_host(analytic).astype(numpy.float64), sm.to_host(numeric).astype(numpy.float64)
+    assert a.shape == n.shape, (a.shape, n.shape)
+    scale = max(numpy.abs(a).max(initial=0.0), numpy.abs(n).max(initial=0.0), scale, 1e-8)
+    return numpy.abs(a - n).max(initial=0.0) / scale
+
+
+def check_layer_gradients(layer, x, rng, train=True, tolerance=1e-6):
+    """Check dL/dx and dL/d(every learned Param) of L = sum(layer(x) * R) for a random R."""
+    out = layer.forward(x, train)
+    weights_of_loss = array(rng, out.shape)
+
+    def loss():
+        return (layer.forward(x, train) * weights_of_loss).sum()
+
+    layer.forward(x, train)
+    dx = layer.backward(weights_of_loss)
+    learned = [p for p in sm.parameters_of(layer) if p.learned]
+    analytic = {"x": dx}
+    analytic.update({f"{i}:{p.name}": p.grad for i, p in enumerate(learned)})
+    numeric = {"x": numerical_gradient(loss, x)}
+    numeric.update({f"{i}:{p.name}": numerical_gradient(loss, p.value) for i, p in enumerate(learned)})
+    largest = max(float(numpy.abs(sm.to_host(g)).max(initial=0.0)) for g in analytic.values())
+    for name in analytic:
+        error = relative_error(analytic[name], numeric[name], scale=largest)
+        assert error < tolerance, f"gradient of {name}: relative error {error:.2e}"

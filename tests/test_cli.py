@@ -1,0 +1,124 @@
+"""The command line end to end, on a tiny generated MNIST, in a subprocess as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+import snip_min as sm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*arguments, device="cpu"):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "snip_min.py"), "--device", device,
+                           *arguments], capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def error_lines(stderr):
+    """stderr without the one-line notes about non-official data files."""
+    return [line for line in stderr.splitlines() if not line.startswith("note:")]
+
+
+@pytest.mark.parametrize("model,sparsity,kept", [("lenet300", 0.9, 26_661), ("lenet5", 0.99, 4_311)])
+def test_a_run_prunes_trains_and_writes_its_results(tiny_mnist, tmp_path, device, model, sparsity, kept):
+    out = tmp_path / "out"
+    result = run_cli("--model", model, "--sparsity", str(sparsity), "--data-dir", tiny_mnist,
+                     "--epochs", "2", "--out", str(out), "--seed", "3", device=device)
+    assert result.returncode == 0, result.stderr
+    assert error_lines(result.stderr) == []
+    assert "test error:" in result.stdout and "->" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    for key in ("model", "dataset", "sparsity", "init", "seed", "params_total", "params_kept",
+                "per_layer", "test_error", "train_seconds", "train_images_per_second"):
+        assert key in results, key
+    assert results["model"] == model and results["seed"] == 3 and results["sparsity"] == sparsity
+    assert results["params_kept"] == kept
+    assert sum(row["kept"] for row in results["per_layer"]) == kept
+    assert 0.0 <= results["test_error"] <= 100.0 and results["train_images_per_second"] > 0
+    with numpy.load(out / "masks.npz", allow_pickle=False) as masks:
+        assert sorted(masks.files) == sorted(row["name"] for row in results["per_layer"])
+        assert sum(int(masks[name].sum()) for name in masks.files) == kept
+    assert not [name for name in os.listdir(out) if name.startswith(".")]   # no temporary files left
+
+
+def test_the_synthetic_task_is_learned(tiny_mnist, device):
+    result = run_cli("--model", "lenet300", "--sparsity", "0.5", "--data-dir", tiny_mnist,
+                     "--epochs", "8", "--seed", "0", device=device)
+    assert result.returncode == 0, result.stderr
+    error = float(result.stdout.split("test error: ")[1].split("%")[0])
+    assert error < 20.0, result.stdout       # chance is 90%
+
+
+def test_the_same_seed_gives_the_same_mask_and_loss_curve(tiny_mnist, tmp_path, device):
+    runs = []
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        args = sm.parse_arguments(["--model", "lenet5", "--sparsity", "0.95", "--data-dir", tiny_mnist,
+                                   "--epochs", "2", "--seed", str(seed), "--out", str(tmp_path / name),
+                                   "--device", device])
+        results = sm.run(args, log=lambda line: None)
+        with numpy.load(tmp_path / name / "masks.npz") as masks:
+            runs.append((results["history"], {k: masks[k] for k in masks.files}))
+    (history_a, masks_a), (history_b, masks_b), (_, masks_c) = runs
+    assert all(numpy.array_equal(masks_a[k], masks_b[k]) for k in masks_a)
+    assert not all(numpy.array_equal(masks_a[k], masks_c[k]) for k in masks_a)
+    if device == "cpu":      # GPU reductions need not be bit-reproducible
+        assert [h["train_loss"] for h in history_a] == [h["train_loss"] for h in history_b]
+        assert [h["val_loss"] for h in history_a] == [h["val_loss"] for h in history_b]
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--model", "resnet9000"], "invalid choice"),
+    (["--sparsity", "1.0"], "sparsity must be in [0, 1)"),
+    (["--sparsity", "-0.1"], "sparsity must be in [0, 1)"),
+    (["--sparsity", "lots"], "sparsity must be a number"),
+    (["--epochs", "0"], "positive integer"),
+    (["--init", "zeros"], "invalid choice"),
+    (["--lr", "nan"], "positive number"),
+])
+def test_bad_arguments_give_one_line_and_exit_status_2(arguments, message, tiny_mnist):
+    result = run_cli("--data-dir", tiny_mnist, *arguments)
+    assert result.returncode == 2
+    assert len(error_lines(result.stderr)) == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_gives_one_line_and_exit_status_2(tmp_path):
+    result = run_cli("--data-dir", str(tmp_path / "nowhere"), "--no-download")
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "train-images-idx3-ubyte.gz is missing" in lines[0], result.stderr
+
+
+def test_corrupt_data_gives_one_line_naming_the_file(tiny_mnist, tmp_path):
+    import shutil
+    folder = tmp_path / "data"
+    shutil.copytree(tiny_mnist, folder)
+    broken = folder / "mnist" / "t10k-images-idx3-ubyte.gz"
+    broken.write_bytes(broken.read_bytes()[:100])
+    result = run_cli("--data-dir", str(folder), "--no-download")
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and str(broken) in lines[0] and "Traceback" not in result.stderr
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tiny_mnist):
+    result = run_cli("--data-dir", tiny_mnist, "--batch-size", "5000")
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "--batch-size 5000" in lines[0], result.stderr
+
+
+def test_gpu_without_cupy_gives_one_line_and_exit_status_2(tiny_mnist):
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    result = run_cli("--data-dir", tiny_mnist, device="gpu")
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "CuPy" in lines[0] and "Traceback" not in result.stderr

@@ -1,0 +1,160 @@
+"""SNIP itself: the sensitivity is dL/dc, the ranking is global and exact, ties are
+deterministic, and training never revives a pruned connection."""
+
+import numpy
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import models
+import snip_min as sm
+from helpers import array, numerical_gradient, relative_error
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def small_network():
+    """A little convnet with every kind of layer SNIP has to see through."""
+    return models.name_parameters(sm.Sequential(
+        sm.Conv2D(1, 3, 3, padding="same"), sm.BatchNorm(3), sm.ReLU(), sm.MaxPool2D(2),
+        sm.Conv2D(3, 4, 2), sm.Flatten(), sm.Linear(4, 5), sm.ReLU(), sm.Linear(5, 3)))
+
+
+def random_batch(rng, n=6, shape=(4, 4, 1), classes=3):
+    return array(rng, (n,) + shape), sm.xp.asarray(rng.integers(0, classes, n))
+
+
+def loss_of(model, images, labels):
+    return sm.softmax_cross_entropy(model.forward(images, train=False), labels)[0]
+
+
+# --- the sensitivity ------------------------------------------------------------------------
+
+@given(seed=seeds)
+def test_sensitivity_is_the_derivative_of_the_loss_with_respect_to_the_gates(seed):
+    rng = numpy.random.default_rng(seed)
+    model = small_network()
+    sm.initialise(model, "vs-h", rng, dtype=sm.xp.float64)
+    for p in sm.parameters_of(model):          # non-zero biases, so their scores are exercised too
+        if p.kind == "bias":
+            p.value = array(rng, p.shape, 0.1)
+    images, labels = random_batch(rng)
+    params = sm.prunable_parameters(model)
+    g = sm.connection_sensitivity(model, images, labels, params)
+    largest = max(float(sm.xp.abs(each).max()) for each in g)
+    for p, g_p in zip(params, g):
+        # dL/dc by finite differences on the gates themselves, at c = 1
+        dl_dc = numerical_gradient(lambda: loss_of(model, images, labels), p.mask)
+        assert relative_error(g_p, dl_dc, scale=largest) < 1e-6, p.name
+        # ... equals w * dL/dw, with dL/dw by finite differences on the weights
+        dl_dw = numerical_gradient(lambda: loss_of(model, images, labels), p.value)
+        assert relative_error(g_p, sm.to_host(p.value) * dl_dw, scale=largest) < 1e-6, p.name
+
+
+def test_zero_initialised_biases_have_zero_sensitivity_and_are_pruned_first():
+    rng = numpy.random.default_rng(0)
+    model = models.build("lenet300")
+    sm.initialise(model, "vs-x", rng)
+    images, labels = random_batch(rng, 20, (28, 28, 1), 10)
+    params = sm.snip(model, images.astype(sm.xp.float32), labels, 0.5)
+    for p in params:
+        if p.kind == "bias":
+            assert float(p.mask.sum()) == 0, p.name
+
+
+@given(seed=seeds, alpha=st.floats(1e-3, 1e3))
+def test_scores_and_masks_are_invariant_to_scaling_the_loss(seed, alpha):
+    rng = numpy.random.default_rng(seed)
+    g = [array(rng, (5, 4)), array(rng, (7,)), array(rng, (2, 3, 2))]
+    # scaling L by alpha scales every g = dL/dc by alpha
+    s, s_scaled = sm.normalised_scores(g), sm.normalised_scores([alpha * each for each in g])
+    assert relative_error(s, s_scaled) < 1e-12
+    assert abs(float(s.sum()) - 1.0) < 1e-12
+    for sparsity in (0.3, 0.8):
+        for m1, m2 in zip(sm.snip_masks(g, sparsity), sm.snip_masks([alpha * e for e in g], sparsity)):
+            assert bool((m1 == m2).all())
+
+
+# --- the global top-k -------------------------------------------------------------------------
+
+@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=5), sparsity=st.floats(0, 0.999),
+       seed=seeds)
+def test_exactly_kappa_connections_are_kept(sizes, sparsity, seed):
+    rng = numpy.random.default_rng(seed)
+    g = [array(rng, (size,)) for size in sizes]
+    masks = sm.snip_masks(g, sparsity)
+    m = sum(sizes)
+    assert sum(int(mask.sum()) for mask in masks) == int(round((1 - sparsity) * m))
+    # and they are the largest: every kept |g| >= every pruned |g|
+    scores = numpy.concatenate([numpy.abs(sm.to_host(each)) for each in g])
+    kept = numpy.concatenate([sm.to_host(mask) for mask in masks]).astype(bool)
+    if kept.any() and (~kept).any():
+        assert scores[kept].min() >= scores[~kept].max()
+
+
+@given(values=st.lists(st.integers(0, 4), min_size=1, max_size=60), data=st.data())
+def test_ties_are_broken_towards_the_lowest_index(values, data):
+    kappa = data.draw(st.integers(0, len(values)))
+    scores = sm.xp.asarray(values, dtype=sm.xp.float64)
+    keep = sm.to_host(sm.top_k_mask(scores, kappa))
+    # reference: a stable sort by decreasing score keeps equal scores in index order
+    expected = numpy.zeros(len(values), bool)
+    expected[numpy.argsort(-numpy.asarray(values), kind="stable")[:kappa]] = True
+    assert numpy.array_equal(keep, expected)
+    assert numpy.array_equal(sm.to_host(sm.top_k_mask(scores, kappa)), keep)   # and repeatably so
+
+
+def test_sparsity_zero_keeps_everything_even_zero_scores():
+    g = [sm.xp.zeros((3, 3)), sm.xp.asarray([0.0, 1.0, -2.0])]
+    assert all(bool((mask == 1).all()) for mask in sm.snip_masks(g, 0.0))
+
+
+def test_all_zero_scores_still_keep_exactly_kappa_by_index():
+    masks = sm.snip_masks([sm.xp.zeros(10)], 0.7)
+    assert sm.to_host(masks[0]).tolist() == [1, 1, 1] + [0] * 7
+
+
+@pytest.mark.parametrize("name,sparsity,kept", [("lenet5", 0.99, 4_311), ("lenet300", 0.98, 5_332),
+                                                ("lenet300", 0.95, 13_331), ("lenet5", 0.98, 8_622)])
+def test_lenets_keep_round_one_minus_sparsity_times_m(name, sparsity, kept):
+    # kappa = round((1 - s) * m) in float64: (1 - 0.95) * 266,610 = 13,330.50000000001 -> 13,331
+    rng = numpy.random.default_rng(1)
+    model = models.build(name)
+    sm.initialise(model, "vs-x", rng)
+    images, labels = random_batch(rng, 50, (28, 28, 1), 10)
+    sm.snip(model, images.astype(sm.xp.float32), labels, sparsity)
+    assert sum(row[2] for row in sm.pruning_table(model)) == kept
+
+
+@pytest.mark.parametrize("prune,gated_kinds", [("weights+biases", {"weight", "bias"}),
+                                               ("weights", {"weight"})])
+def test_prune_choice_decides_which_parameters_get_gates(prune, gated_kinds):
+    model = models.build("lenet5")
+    sm.initialise(model)
+    params = sm.prunable_parameters(model, prune)
+    assert {p.kind for p in params} == gated_kinds
+    m = sum(p.size for p in params)
+    assert m == (431_080 if prune == "weights+biases" else 431_080 - (20 + 50 + 500 + 10))
+
+
+# --- training with the mask held fixed ----------------------------------------------------------
+
+def test_pruned_parameters_stay_exactly_zero_through_training():
+    rng = numpy.random.default_rng(3)
+    model = small_network()
+    sm.initialise(model, "vs-h", rng)
+    images, labels = random_batch(rng, 16)
+    images = images.astype(sm.xp.float32)
+    gated = sm.snip(model, images, labels, 0.7)
+    optimiser = sm.SGD(sm.parameters_of(model), momentum=0.9, weight_decay=5e-4)
+    for step in range(60):
+        images, labels = random_batch(rng, 16)
+        sm.train_step(model, optimiser, images.astype(sm.xp.float32), labels, lr=0.5)
+        velocity = dict(zip(map(id, optimiser.params), optimiser.velocity))
+        for p in gated:
+            pruned = p.mask == 0
+            assert bool((p.value[pruned] == 0).all()), f"{p.name} revived at step {step}"
+            assert bool(((p.grad * p.mask)[pruned] == 0).all())
+            assert bool((velocity[id(p)][pruned] == 0).all())
+    # and the kept connections did learn
+    assert any(bool((p.value[p.mask == 1] != 0).any()) for p in gated)
