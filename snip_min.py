@@ -56,6 +56,10 @@ class UsageError(Exception):
     """A problem with how the program was asked to run; the message is one line."""
 
 
+class Diverged(Exception):
+    """Training produced a non-finite loss; the message is one line."""
+
+
 def use_device(device):
     """Select the array library: 'cpu' -> NumPy, 'gpu' -> CuPy on the current GPU."""
     global xp
@@ -496,8 +500,8 @@ def softmax_cross_entropy(logits, labels):
 # The paper compares four (its Table 3). fan_in and fan_out count the connections into and
 # out of one unit: a linear W (D_in, D_out) has fan_in = D_in; a conv W (KH, KW, C, F) has
 # fan_in = KH*KW*C and fan_out = KH*KW*F.
-#     vs-x  variance scaling, Glorot & Bengio:  N(0, 2 / (fan_in + fan_out))   (default)
-#     vs-h  variance scaling, He et al.:        N(0, 2 / fan_in)
+#     vs-x  variance scaling, Glorot & Bengio:  N(0, 2 / (fan_in + fan_out))
+#     vs-h  variance scaling, He et al.:        N(0, 2 / fan_in)                (default)
 #     rn    random normal:                      N(0, 0.1^2)
 #     tn    truncated normal:                   N(0, 0.1^2), redrawn beyond 2 standard deviations
 # Biases and batch-norm shifts start at 0, batch-norm scales at 1. Values are drawn on the
@@ -526,7 +530,7 @@ def draw_weight(shape, init, rng):
     raise UsageError(f"unknown initialisation {init!r} (choose from {', '.join(INITIALISATIONS)})")
 
 
-def initialise(model, init="vs-x", rng=None, dtype=None):
+def initialise(model, init="vs-h", rng=None, dtype=None):
     """Give every Param of `model` a fresh value (removing any gates) on the current device."""
     rng = rng if rng is not None else numpy.random.default_rng(0)
     dtype = dtype or xp.float32
@@ -579,6 +583,17 @@ def connection_sensitivity(model, images, labels, params):
     return [p.value * p.grad for p in params]
 
 
+def normalised_scores(sensitivities):
+    """Algorithm 1, step 4: s = |g| / sum |g|, one flat vector over ALL layers.
+
+    Dividing by the sum makes s independent of the loss's scale (it never changes the
+    ranking). If every g is 0 the scores stay 0.
+    """
+    flat = xp.concatenate([xp.abs(g).ravel() for g in sensitivities])
+    total = flat.sum()
+    return flat / total if float(total) > 0 else flat
+
+
 def kappa_for(sparsity, m):
     """The number of connections kept: kappa = round((1 - sparsity) * m), in float64 as the authors."""
     return int(round((1.0 - float(sparsity)) * m))
@@ -603,17 +618,6 @@ def top_k_mask(scores, kappa):
     ties = xp.flatnonzero(scores == threshold)               # ... the rest come from the ties
     keep[ties[:missing]] = True
     return keep
-
-
-def normalised_scores(sensitivities):
-    """Algorithm 1, step 4: s = |g| / sum |g|, one flat vector over ALL layers.
-
-    Dividing by the sum makes s independent of the loss's scale (it never changes the
-    ranking). If every g is 0 the scores stay 0.
-    """
-    flat = xp.concatenate([xp.abs(g).ravel() for g in sensitivities])
-    total = flat.sum()
-    return flat / total if float(total) > 0 else flat
 
 
 def snip_masks(sensitivities, sparsity):
@@ -775,6 +779,8 @@ def fit(model, optimiser, data, *, iterations, batch_size, base_lr, boundaries, 
             epoch_correct = epoch_correct + correct
             epoch_images += len(index)
             iteration += 1
+            if iteration % 20 == 0 and not math.isfinite(float(loss)):   # a cheap, regular check
+                raise Diverged(f"the loss became {float(loss)} at iteration {iteration:,}")
             if progress.live:
                 seen = max(epoch_images, 1)
                 progress.show(f"epoch {epoch}/{epochs}", start // batch_size + 1, batches_per_epoch,
@@ -796,7 +802,7 @@ def fit(model, optimiser, data, *, iterations, batch_size, base_lr, boundaries, 
         log(f"epoch {epoch:>3}/{epochs}  lr {lr:.3g}  train loss {record['train_loss']:.4f} "
             f"error {record['train_error']:.2f}%{val}  ({seconds:.1f} s, {epoch_images / seconds:,.0f} img/s)")
         if not math.isfinite(record["train_loss"]):
-            raise FloatingPointError(f"the loss became {record['train_loss']} in epoch {epoch}")
+            raise Diverged(f"the loss became {record['train_loss']} in epoch {epoch}")
     return history, train_seconds, images_trained
 
 
@@ -810,44 +816,24 @@ import models  # noqa: E402
 MNIST_PAPER_SCHEDULE = {"iterations": 100_000, "every": 25_000}   # lr x0.1 every 25k iterations
 
 
-def sparsity_value(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sparsity must be a number in [0, 1), got {text!r}")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1), got {text}")
-    return value
+def checked_number(convert, accept, requirement):
+    """An argparse type: convert(text) must succeed and accept(value) hold, else one clear line."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"{requirement}, got {text!r}")
+        return value
+    return parse
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def fraction_value(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
-    return value
+sparsity_value = checked_number(float, lambda v: 0.0 <= v < 1.0, "sparsity must be a number in [0, 1)")
+fraction_value = checked_number(float, lambda v: 0.0 <= v < 1.0, "expected a number in [0, 1)")
+positive_int = checked_number(int, lambda v: v >= 1, "expected a positive integer")
+positive_float = checked_number(float, lambda v: v > 0 and math.isfinite(v), "expected a positive number")
+non_negative_float = checked_number(float, lambda v: v >= 0 and math.isfinite(v), "expected a number >= 0")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -871,7 +857,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--prune", default="weights+biases", choices=PRUNE_CHOICES,
                         help="which parameters get gates: conv/linear weights and biases (the "
                              "authors' convention) or weights only")
-    parser.add_argument("--init", default="vs-x", choices=INITIALISATIONS,
+    parser.add_argument("--init", default="vs-h", choices=INITIALISATIONS,
                         help="initialisation: variance scaling Glorot (vs-x) or He (vs-h), "
                              "random normal (rn) or truncated normal (tn), std 0.1")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
@@ -879,8 +865,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--data-dir", default=None,
                         help="dataset folder (MNIST in DATA_DIR/mnist/); downloaded there if "
                              f"missing; default: {data.default_data_dir()}")
-    parser.add_argument("--epochs", type=positive_int, default=20,
-                        help="training epochs; the learning rate drops x0.1 after 50%% and 75%% of them")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="training epochs (default: the model's, 100 for lenet300, 20 for "
+                             "lenet5); the learning rate drops x0.1 after 50%% and 75%% of them")
     parser.add_argument("--paper-schedule", action="store_true",
                         help="the paper's MNIST schedule instead of --epochs: "
                              f"{MNIST_PAPER_SCHEDULE['iterations']:,} iterations, learning rate "
@@ -889,7 +876,7 @@ def parse_arguments(argv=None):
                         help="mini-batch size, for training and for SNIP's one scoring batch")
     parser.add_argument("--lr", type=positive_float, default=0.1, help="initial learning rate")
     parser.add_argument("--momentum", type=fraction_value, default=0.9, help="SGD momentum")
-    parser.add_argument("--weight-decay", type=float, default=5e-4,
+    parser.add_argument("--weight-decay", type=non_negative_float, default=5e-4,
                         help="L2 weight decay on conv/linear weights and biases")
     parser.add_argument("--val-fraction", type=fraction_value, default=0.1,
                         help="fraction of the training set held out for validation")
@@ -946,7 +933,7 @@ def run(args, log=print):
         iterations = MNIST_PAPER_SCHEDULE["iterations"]
         boundaries = list(range(MNIST_PAPER_SCHEDULE["every"], iterations, MNIST_PAPER_SCHEDULE["every"]))
     else:
-        iterations = args.epochs * steps_per_epoch
+        iterations = (args.epochs or models.MODELS[args.model].epochs) * steps_per_epoch
         boundaries = [iterations // 2, 3 * iterations // 4]
     optimiser = SGD(parameters_of(model), args.momentum, args.weight_decay)
     history, train_seconds, images_trained = fit(
@@ -989,10 +976,14 @@ def save_results(folder, results, gated):
 def main(argv=None):
     args = parse_arguments(argv)
     try:
-        run(args)
+        with numpy.errstate(over="ignore", invalid="ignore"):   # divergence is reported below
+            run(args)
     except (UsageError, data.DataError) as error:
         print(f"snip_min.py: error: {error}", file=sys.stderr)
         return 2
+    except Diverged as error:
+        print(f"snip_min.py: error: training diverged: {error}; try a smaller --lr", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("snip_min.py: interrupted", file=sys.stderr)
         return 130

@@ -72,9 +72,10 @@ def test_the_same_seed_gives_the_same_mask_and_loss_curve(tiny_mnist, tmp_path, 
 
 @pytest.mark.parametrize("arguments,message", [
     (["--model", "resnet9000"], "invalid choice"),
-    (["--sparsity", "1.0"], "sparsity must be in [0, 1)"),
-    (["--sparsity", "-0.1"], "sparsity must be in [0, 1)"),
-    (["--sparsity", "lots"], "sparsity must be a number"),
+    (["--sparsity", "1.0"], "sparsity must be a number in [0, 1)"),
+    (["--sparsity", "-0.1"], "sparsity must be a number in [0, 1)"),
+    (["--sparsity", "lots"], "sparsity must be a number in [0, 1)"),
+    (["--weight-decay", "-1"], "expected a number >= 0"),
     (["--epochs", "0"], "positive integer"),
     (["--init", "zeros"], "invalid choice"),
     (["--lr", "nan"], "positive number"),
@@ -110,6 +111,15 @@ def test_a_batch_larger_than_the_training_set_is_refused(tiny_mnist):
     assert result.returncode == 2
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and "--batch-size 5000" in lines[0], result.stderr
+
+
+def test_a_diverging_run_stops_with_one_line_and_exit_status_1(tiny_mnist, tmp_path, device):
+    result = run_cli("--data-dir", tiny_mnist, "--model", "lenet300", "--lr", "1e30", "--epochs", "3",
+                     "--out", str(tmp_path / "out"), device=device)
+    assert result.returncode == 1
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "training diverged" in lines[0], result.stderr
+    assert not (tmp_path / "out" / "results.json").exists()     # no NaN results written as if fine
 
 
 def test_gpu_without_cupy_gives_one_line_and_exit_status_2(tiny_mnist):

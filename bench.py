@@ -1,0 +1,521 @@
+"""Benchmark snip-min against PyTorch on the same work, side by side, in one process.
+
+    python bench.py --model lenet5                      # batch 100, sparsity 0.99, 2 threads
+    python bench.py --model lenet300 --json             # one JSON object
+    python bench.py --model lenet5 --device gpu         # CuPy against PyTorch on CUDA
+
+For a model, batch size and sparsity it measures, after warm-up and over repeated runs
+(median, min, max):
+    training step    images/s for forward, loss, backward and the masked SGD-momentum update
+    SNIP scoring     seconds for one batch: sensitivities, global top-k, masks
+    inference        images/s for a forward pass in evaluation mode
+    peak memory      how far one training step raises the process's peak memory
+When PyTorch is installed, the same network (converted layer by layer, with the same weights
+and masks), the same batch and the same thread count run in PyTorch, interleaved with
+snip-min, and each figure gets the ratio snip-min / PyTorch. PyTorch is only a yardstick
+here; snip-min itself never imports it.
+
+Thread counts must be set before NumPy starts, so this script sets OMP/OpenBLAS/MKL thread
+variables from --threads before importing anything numerical.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default="lenet5", help="any model in models.py")
+    parser.add_argument("--dataset", default=None, help="input shape and classes; default: the model's")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: 100 for MNIST models, 128 otherwise")
+    parser.add_argument("--sparsity", type=float, default=0.99)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for both libraries")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats of each measurement")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps per repeat; default: enough for about a second")
+    parser.add_argument("--no-torch", action="store_true", help="measure snip-min only")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)   # internal
+    return parser.parse_args(argv)
+
+
+def set_threads(threads):
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+# ---------------------------------------------------------------------------------------
+# The work, in snip-min
+# ---------------------------------------------------------------------------------------
+
+class SnipMinWork:
+    """One model, one batch, one mask: the three measured operations in snip-min."""
+
+    name = "snip-min"
+
+    def __init__(self, args, sm, models, numpy):
+        self.sm, self.args = sm, args
+        info = models.MODELS[args.model]
+        self.dataset = args.dataset or info.dataset
+        self.model = models.build(args.model, self.dataset)
+        shape, classes = models.INPUT_SHAPE[self.dataset], models.NUM_CLASSES[self.dataset]
+        rng = numpy.random.default_rng(0)
+        sm.initialise(self.model, "vs-h", rng)
+        self.images = sm.xp.asarray(rng.standard_normal((args.batch_size,) + shape), dtype=sm.xp.float32)
+        self.labels = sm.xp.asarray(rng.integers(0, classes, args.batch_size))
+        self.gated = sm.snip(self.model, self.images, self.labels, args.sparsity)
+        self.optimiser = sm.SGD(sm.parameters_of(self.model))
+
+    def synchronise(self):
+        if self.sm.xp is not __import__("numpy"):
+            self.sm.xp.cuda.get_current_stream().synchronize()
+
+    def train_step(self):
+        self.sm.train_step(self.model, self.optimiser, self.images, self.labels, lr=1e-3)
+
+    def snip(self):
+        # the whole of Algorithm 1's scoring: gates to 1, sensitivities, global top-k, masks
+        sensitivities = self.sm.connection_sensitivity(self.model, self.images, self.labels, self.gated)
+        masks = self.sm.snip_masks(sensitivities, self.args.sparsity)
+        self.sm.apply_masks(self.gated, masks)
+
+    def infer(self):
+        self.model.forward(self.images, train=False).argmax(axis=1)
+
+
+# ---------------------------------------------------------------------------------------
+# The same work, in PyTorch
+# ---------------------------------------------------------------------------------------
+
+def to_torch(layer, sm, torch):
+    """A torch.nn.Module computing exactly what a snip-min layer computes, with its weights.
+
+    Returns (module, links): links pairs every snip-min conv/linear Param with its PyTorch
+    parameter and a function turning a snip-min array into that parameter's layout.
+    Activations stay NHWC at the boundaries (the input and Flatten see the same order as
+    snip-min); inside, convolutions run in PyTorch's native NCHW.
+    """
+    nn = torch.nn
+    links = []
+
+    def layout_conv(array):            # (KH, KW, C, F) -> (F, C, KH, KW)
+        return torch.as_tensor(sm.to_host(array)).permute(3, 2, 0, 1).contiguous()
+
+    def layout_linear(array):          # (D_in, D_out) -> (D_out, D_in)
+        return torch.as_tensor(sm.to_host(array)).T.contiguous()
+
+    def layout_vector(array):
+        return torch.as_tensor(sm.to_host(array))
+
+    def copy(param, target, layout):
+        with torch.no_grad():
+            target.copy_(layout(param.value))
+        if param.kind in ("weight", "bias"):
+            links.append((param, target, layout))
+
+    class Pad(nn.Module):
+        def __init__(self, padding, kernel, stride, value):
+            super().__init__()
+            self.padding, self.kernel, self.stride, self.value = padding, kernel, stride, value
+
+        def forward(self, x):                                  # x: (N, C, H, W)
+            top, bottom, left, right = sm.padding_amounts(self.padding, x.shape[2], x.shape[3],
+                                                          self.kernel[0], self.kernel[1], self.stride)
+            if not (top or bottom or left or right):
+                return x
+            return torch.nn.functional.pad(x, (left, right, top, bottom), value=self.value)
+
+    class FlattenNHWC(nn.Module):
+        def forward(self, x):
+            return x.permute(0, 2, 3, 1).flatten(1) if x.dim() == 4 else x.flatten(1)
+
+    class Chain(nn.Sequential):
+        """NHWC in, NCHW inside."""
+
+        def forward(self, x):
+            return super().forward(x.permute(0, 3, 1, 2) if x.dim() == 4 else x)
+
+    def convert(each, previous):
+        if isinstance(each, sm.Sequential):
+            modules = []
+            for child in each.children:
+                modules += convert(child, modules[-1] if modules else previous)
+            return modules
+        if isinstance(each, sm.Conv2D):
+            kh, kw, c, f = each.weight.shape
+            conv = nn.Conv2d(c, f, (kh, kw), stride=each.stride, bias=each.bias is not None)
+            copy(each.weight, conv.weight, layout_conv)
+            if each.bias is not None:
+                copy(each.bias, conv.bias, layout_vector)
+            return [Pad(each.padding, (kh, kw), each.stride, 0.0), conv]
+        if isinstance(each, sm.Linear):
+            d_in, d_out = each.weight.shape
+            linear = nn.Linear(d_in, d_out, bias=each.bias is not None)
+            copy(each.weight, linear.weight, layout_linear)
+            if each.bias is not None:
+                copy(each.bias, linear.bias, layout_vector)
+            return [linear]
+        if isinstance(each, sm.MaxPool2D):
+            k = (each.kernel, each.kernel)
+            return [Pad(each.padding, k, each.stride, float("-inf")), nn.MaxPool2d(k, each.stride)]
+        if isinstance(each, sm.ReLU):
+            return [nn.ReLU()]
+        if isinstance(each, sm.Flatten):
+            return [FlattenNHWC()]
+        if isinstance(each, sm.BatchNorm):
+            after_linear = isinstance(previous, nn.Linear)
+            kind = nn.BatchNorm1d if after_linear else nn.BatchNorm2d
+            norm = kind(each.scale.shape[0], eps=each.eps, momentum=each.momentum)
+            copy(each.scale, norm.weight, layout_vector)
+            copy(each.shift, norm.bias, layout_vector)
+            copy(each.running_mean, norm.running_mean, layout_vector)
+            copy(each.running_var, norm.running_var, layout_vector)
+            return [norm]
+        raise NotImplementedError(f"no PyTorch equivalent for {type(each).__name__}")
+
+    return Chain(*convert(layer, None)), links
+
+
+class TorchWork:
+    """The same three operations in PyTorch: masked SGD step, SNIP scoring, inference."""
+
+    name = "PyTorch"
+
+    def __init__(self, args, snip_min_work, sm, torch):
+        self.torch, self.args = torch, args
+        self.device = torch.device("cuda" if args.device == "gpu" else "cpu")
+        self.model, links = to_torch(snip_min_work.model, sm, torch)
+        self.model.to(self.device)
+        self.images = torch.as_tensor(sm.to_host(snip_min_work.images)).to(self.device)
+        self.labels = torch.as_tensor(sm.to_host(snip_min_work.labels)).to(self.device)
+        # the snip-min masks, in PyTorch's layout (None: not gated)
+        self.masked = [(target, layout(p.mask).to(self.device) if p.mask is not None else None)
+                       for p, target, layout in links]
+        self.optimiser = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9,
+                                         weight_decay=5e-4)
+
+    def synchronise(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def train_step(self):
+        torch = self.torch
+        self.model.train()
+        self.optimiser.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(self.model(self.images), self.labels)
+        loss.backward()
+        with torch.no_grad():
+            for q, mask in self.masked:
+                if mask is not None:
+                    q.grad.mul_(mask)                 # dL/dw = c * dL/d(w * c)
+        self.optimiser.step()
+
+    def snip(self):
+        torch = self.torch
+        self.model.eval()
+        gated = [(q, mask) for q, mask in self.masked if mask is not None]
+        gates = [torch.ones_like(q, requires_grad=True) for q, _ in gated]
+        originals = [q.detach().clone() for q, _ in gated]
+        # run the network on w * c by swapping the parameters for gated tensors
+        params = dict(self.model.named_parameters())
+        names = {id(q): name for name, q in params.items()}
+        replaced = {names[id(q)]: original * c for (q, _), original, c in zip(gated, originals, gates)}
+        logits = torch.func.functional_call(self.model, {**params, **replaced}, (self.images,))
+        loss = torch.nn.functional.cross_entropy(logits, self.labels)
+        grads = torch.autograd.grad(loss, gates)
+        scores = torch.cat([g.abs().flatten() for g in grads])
+        scores = scores / scores.sum()
+        kappa = int(round((1.0 - self.args.sparsity) * scores.numel()))
+        keep = torch.zeros_like(scores)
+        keep[torch.topk(scores, kappa, sorted=False).indices] = 1.0
+        masks, start = [], 0
+        for q, _ in gated:
+            masks.append(keep[start:start + q.numel()].view_as(q))
+            start += q.numel()
+        return masks
+
+    def infer(self):
+        with self.torch.no_grad():
+            self.model.eval()
+            self.model(self.images).argmax(dim=1)
+
+
+# ---------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------
+
+def seconds_per_call(work, operation, calls):
+    work.synchronise()
+    started = time.perf_counter()
+    for _ in range(calls):
+        operation()
+    work.synchronise()
+    return (time.perf_counter() - started) / calls
+
+
+def summary(values):
+    values = sorted(values)
+    return {"median": values[len(values) // 2], "min": values[0], "max": values[-1]}
+
+
+def measure_speed(works, args):
+    """Interleave the frameworks: each repeat runs every framework's batch of calls in turn."""
+    steps = args.steps
+    if steps is None:       # about a second of training steps per repeat, at least 2
+        probe = seconds_per_call(works[0], works[0].train_step, 2)
+        steps = max(2, min(50, int(1.0 / max(probe, 1e-4))))
+    for work in works:       # warm-up: caches, allocator pools, thread pools, CUDA kernels
+        for operation in (work.train_step, work.snip, work.infer):
+            seconds_per_call(work, operation, 2)
+    timings = {work.name: {"train": [], "snip": [], "infer": []} for work in works}
+    for _ in range(args.repeats):
+        for work in works:
+            timings[work.name]["train"].append(seconds_per_call(work, work.train_step, steps))
+            timings[work.name]["snip"].append(seconds_per_call(work, work.snip, 1))
+            timings[work.name]["infer"].append(seconds_per_call(work, work.infer, steps))
+    results = {}
+    for name, t in timings.items():
+        batch = args.batch_size
+        results[name] = {
+            "train_images_per_second": summary([batch / s for s in t["train"]]),
+            "snip_seconds": summary(t["snip"]),
+            "infer_images_per_second": summary([batch / s for s in t["infer"]]),
+        }
+    return results, steps
+
+
+def peak_memory(framework, args):
+    """Run a fresh process that builds the work and reports how much a few training steps
+    raise its peak memory: peak resident memory on the CPU, the allocator's peak on a GPU."""
+    command = [sys.executable, os.path.abspath(__file__), "--memory-probe", framework,
+               "--model", args.model, "--batch-size", str(args.batch_size),
+               "--sparsity", str(args.sparsity), "--threads", str(args.threads),
+               "--device", args.device]
+    if args.dataset:
+        command += ["--dataset", args.dataset]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"memory probe for {framework} failed: {result.stderr.strip()[-500:]}")
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def resident_bytes(field="VmRSS"):
+    """The process's resident memory now (VmRSS) or at its peak (VmHWM), in bytes (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak_resident():
+    """Make the peak (VmHWM) start again from the current resident memory (Linux >= 4.0).
+
+    Needed because a child process can inherit its parent's peak through fork and exec."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def memory_probe(args):
+    """The body of peak_memory's subprocess: prints one integer, bytes."""
+    import numpy
+
+    import models
+    import snip_min as sm
+    sm.use_device(args.device)
+    work = SnipMinWork(args, sm, models, numpy)
+    if args.memory_probe == "torch":
+        import torch
+        torch.set_num_threads(args.threads)
+        work = TorchWork(args, work, sm, torch)
+    gpu = args.device == "gpu"
+    if gpu and args.memory_probe == "torch":
+        import torch
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    elif gpu:
+        hook = CupyPeakHook(sm.xp)
+        hook.__enter__()
+        before = hook.in_use
+    else:
+        work.train_step()               # first step: lazily created buffers and thread pools
+        reset_peak_resident()
+        before = resident_bytes()
+    for _ in range(3):
+        work.train_step()
+    work.synchronise()
+    if gpu and args.memory_probe == "torch":
+        import torch
+        peak = torch.cuda.max_memory_allocated() - before
+    elif gpu:
+        peak = hook.peak - before
+        hook.__exit__(None, None, None)
+    else:
+        peak = resident_bytes("VmHWM") - before
+    print(max(peak, 0))
+
+
+class CupyPeakHook:
+    """Track the peak of CuPy's allocated bytes with a memory hook (CuPy keeps no peak)."""
+
+    def __init__(self, cupy):
+        from cupy.cuda import memory_hook
+
+        class Hook(memory_hook.MemoryHook):
+            name = "PeakHook"
+
+            def __init__(hook):
+                hook.in_use, hook.peak = 0, 0
+
+            def malloc_postprocess(hook, device_id, size, mem_size, mem_ptr, pmem_id):
+                hook.in_use += mem_size
+                hook.peak = max(hook.peak, hook.in_use)
+
+            def free_postprocess(hook, device_id, mem_size, mem_ptr, pmem_id):
+                hook.in_use -= mem_size
+
+        self.hook = Hook()
+
+    @property
+    def in_use(self):
+        return self.hook.in_use
+
+    @property
+    def peak(self):
+        return self.hook.peak
+
+    def __enter__(self):
+        self.hook.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.hook.__exit__(*exc)
+
+
+# ---------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------
+
+def main(argv=None):
+    args = parse_arguments(argv)
+    set_threads(args.threads)
+    import numpy
+
+    import models
+    import snip_min as sm
+    try:
+        sm.use_device(args.device)
+    except sm.UsageError as error:
+        print(f"bench.py: error: {error}", file=sys.stderr)
+        return 2
+    if args.model not in models.MODELS:
+        print(f"bench.py: error: unknown model {args.model!r} (choose from "
+              f"{', '.join(sorted(models.MODELS))})", file=sys.stderr)
+        return 2
+    info = models.MODELS[args.model]
+    dataset = args.dataset or info.dataset
+    if args.batch_size is None:
+        args.batch_size = 100 if dataset == "mnist" else 128
+    if args.memory_probe:
+        memory_probe(args)
+        return 0
+
+    works = [SnipMinWork(args, sm, models, numpy)]
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+        if args.device == "gpu" and not torch.cuda.is_available():
+            torch = None
+        else:
+            works.append(TorchWork(args, works[0], sm, torch))
+    speed, steps = measure_speed(works, args)
+    memory = {}
+    if not args.no_memory:
+        memory["snip-min"] = peak_memory("snip-min", args)
+        if torch is not None:
+            memory["PyTorch"] = peak_memory("torch", args)
+
+    ours = speed["snip-min"]
+    report = {
+        "model": args.model, "dataset": dataset, "batch_size": args.batch_size,
+        "sparsity": args.sparsity, "device": args.device, "threads": args.threads,
+        "repeats": args.repeats, "steps_per_repeat": steps,
+        "versions": {"python": platform.python_version(), "numpy": numpy.__version__,
+                     "cupy": sm.xp.__version__ if args.device == "gpu" else None,
+                     "torch": torch.__version__ if torch is not None else None},
+        "machine": platform.processor() or platform.machine(),
+        "train_images_per_second": ours["train_images_per_second"]["median"],
+        "snip_seconds": ours["snip_seconds"]["median"],
+        "infer_images_per_second": ours["infer_images_per_second"]["median"],
+        "peak_memory_bytes": memory.get("snip-min"),
+        "spread": ours,
+    }
+    if torch is not None:
+        theirs = speed["PyTorch"]
+        report["torch"] = {
+            "train_images_per_second": theirs["train_images_per_second"]["median"],
+            "snip_seconds": theirs["snip_seconds"]["median"],
+            "infer_images_per_second": theirs["infer_images_per_second"]["median"],
+            "peak_memory_bytes": memory.get("PyTorch"),
+            "spread": theirs,
+        }
+        report["ratios"] = {
+            key: report[key] / report["torch"][key]
+            for key in ("train_images_per_second", "snip_seconds", "infer_images_per_second",
+                        "peak_memory_bytes")
+            if report[key] is not None and report["torch"][key]
+        }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0
+
+
+def print_table(report):
+    print(f"{report['model']} ({report['dataset']}), batch {report['batch_size']}, sparsity "
+          f"{report['sparsity']:g}, {report['device']}, {report['threads']} threads; "
+          f"median (min-max) of {report['repeats']} repeats")
+    rows = [("training step (images/s)", "train_images_per_second", "{:,.0f}", "higher is better"),
+            ("SNIP scoring, one batch (s)", "snip_seconds", "{:.4f}", "lower is better"),
+            ("inference (images/s)", "infer_images_per_second", "{:,.0f}", "higher is better")]
+    has_torch = "torch" in report
+    header = f"{'':<30} {'snip-min':>26}"
+    if has_torch:
+        header += f" {'PyTorch':>26} {'snip-min / PyTorch':>20}"
+    print(header)
+    for label, key, fmt, better in rows:
+        def cell(source):
+            s = source["spread"][key]
+            return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
+        line = f"{label:<30} {cell(report):>26}"
+        if has_torch:
+            line += f" {cell(report['torch']):>26} {report['ratios'][key]:>12.2f} ({better})"
+        print(line)
+    if report["peak_memory_bytes"] is not None:
+        line = f"{'peak memory of a step (MiB)':<30} {report['peak_memory_bytes'] / 2**20:>26,.1f}"
+        if has_torch and report["torch"]["peak_memory_bytes"]:
+            line += (f" {report['torch']['peak_memory_bytes'] / 2**20:>26,.1f}"
+                     f" {report['ratios']['peak_memory_bytes']:>12.2f} (lower is better)")
+        print(line)
+    versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
+    print(f"{versions}; {report['machine']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

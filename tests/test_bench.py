@@ -1,0 +1,64 @@
+"""The benchmark runs and reports sane figures (no timing is asserted), and its PyTorch
+twin of a network computes what snip-min computes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+import models
+import snip_min as sm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_benchmark_prints_one_json_object_with_every_figure(device):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench.py"), "--model", "lenet300", "--batch-size", "20",
+         "--repeats", "2", "--steps", "2", "--json", "--device", device],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in ("train_images_per_second", "infer_images_per_second"):
+        assert report[key] > 0, key
+    assert report["peak_memory_bytes"] >= 0      # a warmed-up small step may need nothing new
+    assert 0 < report["snip_seconds"] < 60
+    spread = report["spread"]["train_images_per_second"]
+    assert spread["min"] <= spread["median"] <= spread["max"]
+    if "torch" in report:        # PyTorch is optional
+        assert set(report["ratios"]) >= {"train_images_per_second", "snip_seconds", "infer_images_per_second"}
+
+
+def test_an_unknown_model_is_refused_in_one_line():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--model", "nope"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5"])
+def test_the_pytorch_twin_gives_the_same_logits_and_gradients(name):
+    torch = pytest.importorskip("torch")
+    import bench
+    rng = numpy.random.default_rng(0)
+    model = models.build(name)
+    sm.initialise(model, "vs-h", rng, dtype=sm.xp.float64)
+    images = sm.xp.asarray(rng.standard_normal((4, 28, 28, 1)))
+    labels = sm.xp.asarray(rng.integers(0, 10, 4))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)          # build the twin in float64, no rounding
+    try:
+        twin, links = bench.to_torch(model, sm, torch)
+    finally:
+        torch.set_default_dtype(default)
+    logits = model.forward(images, train=True)
+    _, dlogits = sm.softmax_cross_entropy(logits, labels)
+    model.backward(dlogits)
+    x = torch.as_tensor(sm.to_host(images))
+    their_logits = twin(x)
+    assert numpy.allclose(their_logits.detach().numpy(), sm.to_host(logits), rtol=1e-10, atol=1e-12)
+    torch.nn.functional.cross_entropy(their_logits, torch.as_tensor(sm.to_host(labels))).backward()
+    for p, target, layout in links:
+        assert numpy.allclose(target.grad.numpy(), layout(p.grad).numpy(), rtol=1e-9, atol=1e-12), p.name
