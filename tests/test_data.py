@@ -1,17 +1,23 @@
-"""Tests for data.py: IDX reading and writing, downloading, and loading MNIST.
+"""Tests for data.py: IDX reading and writing, downloading, MNIST, safe extraction, CIFAR-10,
+Tiny-ImageNet, augmentation, synthetic datasets and the command line.
 
-Everything runs offline: the IDX files are written here (by write_idx and by hand), and
-downloads use file:// URLs. The last test reads the real MNIST subset (24,345 training
+Everything runs offline: the data files and archives are written here (by the writers in
+data.py and by hand), and downloads use file:// URLs. The Tiny-ImageNet tests need Pillow
+and are skipped without it. The last test reads the real MNIST subset (24,345 training
 images) in ../shared/data/mnist beside the repository, or in $SNIP_MIN_REAL_MNIST, when present.
 """
 
 import gzip
 import hashlib
+import io
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +26,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
 import data
-from data import DataError, load_dataset, read_idx, write_idx
+from data import DataError, load_dataset, read_idx, standardise, write_idx
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 REAL_MNIST_FOLDER = Path(os.environ.get("SNIP_MIN_REAL_MNIST",
@@ -198,7 +204,7 @@ def test_mutated_file_gives_uint8_array_or_data_error(tmp_path_factory, compress
 # load_dataset on small generated MNIST folders
 # ----------------------------------------------------------------------------------------
 
-def test_load_dataset_returns_normalised_float32_nhwc(tmp_path):
+def test_load_dataset_returns_uint8_nhwc_and_training_statistics(tmp_path):
     train_images, train_labels, test_images, test_labels = random_mnist_arrays()
     make_mnist_folder(tmp_path / "mnist", train_images, train_labels, test_images, test_labels)
     notices = []
@@ -206,19 +212,30 @@ def test_load_dataset_returns_normalised_float32_nhwc(tmp_path):
 
     assert dataset.name == "mnist"
     assert dataset.num_classes == 10
+    assert dataset.augment is False
     assert dataset.description == "MNIST, 50 training images"
     assert dataset.train_images.shape == (50, 28, 28, 1)
     assert dataset.test_images.shape == (20, 28, 28, 1)
-    assert dataset.train_images.dtype == np.float32 and dataset.test_images.dtype == np.float32
+    assert dataset.train_images.dtype == np.uint8 and dataset.test_images.dtype == np.uint8
     assert dataset.train_labels.dtype == np.int64 and dataset.test_labels.dtype == np.int64
+    np.testing.assert_array_equal(dataset.train_images[..., 0], train_images)
+    np.testing.assert_array_equal(dataset.test_images[..., 0], test_images)
     np.testing.assert_array_equal(dataset.train_labels, train_labels)
     np.testing.assert_array_equal(dataset.test_labels, test_labels)
-    assert abs(dataset.train_images.mean()) < 1e-5
-    assert abs(dataset.train_images.std() - 1) < 1e-5
 
+    # one global mean and std of the training pixels in [0, 1], as the authors do
+    assert dataset.mean.shape == (1,) and dataset.std.shape == (1,)
+    assert dataset.mean.dtype == np.float32 and dataset.std.dtype == np.float32
     train_scaled = train_images / 255.0
+    np.testing.assert_allclose(dataset.mean, [train_scaled.mean()], rtol=1e-6)
+    np.testing.assert_allclose(dataset.std, [train_scaled.std()], rtol=1e-6)
+    standardised_train = standardise(dataset.train_images, dataset.mean, dataset.std)
+    assert standardised_train.dtype == np.float32 and standardised_train.shape == (50, 28, 28, 1)
+    assert abs(standardised_train.mean()) < 1e-5
+    assert abs(standardised_train.std() - 1) < 1e-5
     expected_test = (test_images / 255.0 - train_scaled.mean()) / train_scaled.std()
-    np.testing.assert_allclose(dataset.test_images[..., 0], expected_test, atol=1e-5)
+    np.testing.assert_allclose(standardise(dataset.test_images, dataset.mean, dataset.std)[..., 0],
+                               expected_test, atol=1e-5)
 
     # every generated file differs from the official one: one notice each
     assert len(notices) == 4
@@ -241,10 +258,38 @@ def test_test_images_use_training_statistics_computed_by_hand(tmp_path):
     dataset = load_dataset("mnist", tmp_path, download=False, notice=lambda line: None)
 
     assert dataset.description == "MNIST, 1,000 training images"
-    assert set(np.unique(dataset.train_images)) == {-1.0, 1.0}
-    np.testing.assert_allclose(dataset.test_images[0], -0.6, atol=1e-6)  # (0.2 - 0.5) / 0.5
-    np.testing.assert_allclose(dataset.test_images[1], 1.0, atol=1e-6)   # (1.0 - 0.5) / 0.5
-    np.testing.assert_allclose(dataset.test_images[2], -1.0, atol=1e-6)  # (0.0 - 0.5) / 0.5
+    np.testing.assert_array_equal(dataset.mean, [0.5])
+    np.testing.assert_array_equal(dataset.std, [0.5])
+    assert set(np.unique(standardise(dataset.train_images, dataset.mean, dataset.std))) == {-1.0, 1.0}
+    test = standardise(dataset.test_images, dataset.mean, dataset.std)
+    np.testing.assert_allclose(test[0], -0.6, atol=1e-6)  # (0.2 - 0.5) / 0.5
+    np.testing.assert_allclose(test[1], 1.0, atol=1e-6)   # (1.0 - 0.5) / 0.5
+    np.testing.assert_allclose(test[2], -1.0, atol=1e-6)  # (0.0 - 0.5) / 0.5
+
+
+def test_constant_training_images_cannot_be_standardised(tmp_path):
+    train_images, train_labels, test_images, test_labels = random_mnist_arrays()
+    train_images[:] = 17
+    make_mnist_folder(tmp_path / "mnist", train_images, train_labels, test_images, test_labels)
+    with pytest.raises(DataError, match="same value") as error:
+        load_dataset("mnist", tmp_path, download=False, notice=lambda line: None)
+    assert str(tmp_path / "mnist" / "train-images-idx3-ubyte.gz") in str(error.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(images=arrays(np.uint8, st.tuples(st.integers(1, 600), st.integers(1, 3), st.integers(1, 3),
+                                         st.sampled_from([1, 3]))))
+def test_pixel_statistics_equal_float64_numpy_per_channel(images):
+    pixels = images.reshape(-1, images.shape[-1])                        # (pixels, C)
+    if (pixels.min(axis=0) == pixels.max(axis=0)).any():                 # a constant channel has no std
+        with pytest.raises(DataError):
+            data.pixel_statistics(images, source="generated")
+        return
+    mean, std = data.pixel_statistics(images, source="generated")     # in chunks of 256 images
+    scaled = images.astype(np.float64) / 255
+    assert mean.dtype == np.float32 and mean.shape == (images.shape[-1],)
+    np.testing.assert_allclose(mean, scaled.mean(axis=(0, 1, 2)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(std, scaled.std(axis=(0, 1, 2)), rtol=1e-6, atol=1e-7)
 
 
 def test_uncompressed_files_are_accepted(tmp_path):
@@ -401,6 +446,784 @@ def test_load_dataset_with_wrong_checksum_caches_nothing(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------
+# Safe extraction: archives written here, with and without hostile entries
+# ----------------------------------------------------------------------------------------
+
+def tar_archive(path, entries):
+    """Write a tar archive (gzip-compressed if path ends in .gz) from (TarInfo, bytes or None)."""
+    with tarfile.open(path, "w:gz" if str(path).endswith(".gz") else "w") as archive:
+        for info, contents in entries:
+            if contents is None:
+                archive.addfile(info)
+            else:
+                info.size = len(contents)
+                archive.addfile(info, io.BytesIO(contents))
+
+
+def tar_entry(name, kind=tarfile.REGTYPE, linkname=""):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info
+
+
+def zip_archive(path, entries):
+    """Write a zip archive from (name or ZipInfo, bytes) pairs."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, contents in entries:
+            archive.writestr(name, contents)
+
+
+def zip_symlink(name, target):
+    info = zipfile.ZipInfo(name)
+    info.external_attr = 0o120777 << 16   # Unix mode of a symbolic link
+    return info, target
+
+
+def every_path_under(folder):
+    return sorted(str(path.relative_to(folder)) for path in Path(folder).rglob("*"))
+
+
+def test_safe_extract_writes_tar_and_zip_contents(tmp_path):
+    for archive_name in ("a.tar.gz", "a.zip"):
+        target = tmp_path / archive_name.replace(".", "_")
+        target.mkdir()
+        if archive_name.endswith(".zip"):
+            zip_archive(target / archive_name, [("top/", b""), ("top/sub/file.bin", b"\x00\x01\x02"),
+                                                ("./top/other.txt", b"hello")])
+        else:
+            tar_archive(target / archive_name, [(tar_entry("top", tarfile.DIRTYPE), None),
+                                                (tar_entry("top/sub/file.bin"), b"\x00\x01\x02"),
+                                                (tar_entry("./top/other.txt"), b"hello")])
+        data.safe_extract(target / archive_name, target, required_files=["top/sub/file.bin"])
+        assert (target / "top" / "sub" / "file.bin").read_bytes() == b"\x00\x01\x02"
+        assert (target / "top" / "other.txt").read_bytes() == b"hello"
+        assert every_path_under(target) == [archive_name, "top", "top/other.txt", "top/sub", "top/sub/file.bin"]
+
+
+UNSAFE_TAR_ENTRIES = {
+    "parent folder": (tar_entry("../x"), b"evil"),
+    "parent inside a path": (tar_entry("top/../../x"), b"evil"),
+    "absolute path": (tar_entry("/tmp/snip-min-absolute-x"), b"evil"),
+    "windows drive": (tar_entry("C:/x"), b"evil"),
+    "backslash parent": (tar_entry("top\\..\\..\\x"), b"evil"),
+    "symbolic link": (tar_entry("top/link", tarfile.SYMTYPE, "/etc/passwd"), None),
+    "hard link": (tar_entry("top/hard", tarfile.LNKTYPE, "top/a.bin"), None),
+    "character device": (tar_entry("top/device", tarfile.CHRTYPE), None),
+    "fifo": (tar_entry("top/fifo", tarfile.FIFOTYPE), None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE_TAR_ENTRIES))
+def test_unsafe_tar_entry_is_refused_and_nothing_is_written(tmp_path, case):
+    target = tmp_path / "data" / "cifar10"
+    target.mkdir(parents=True)
+    archive = target / "archive.tar.gz"
+    info, contents = UNSAFE_TAR_ENTRIES[case]
+    tar_archive(archive, [(tar_entry("top/a.bin"), b"fine"), (info, contents), (tar_entry("top/z.bin"), b"fine")])
+    with pytest.raises(DataError) as error:
+        data.safe_extract(archive, target)
+    assert str(archive) in str(error.value) and repr(info.name) in str(error.value)
+    assert every_path_under(tmp_path) == ["data", "data/cifar10", "data/cifar10/archive.tar.gz"]
+    assert not Path("/tmp/snip-min-absolute-x").exists()
+
+
+UNSAFE_ZIP_ENTRIES = {
+    "parent folder": ("../x", b"evil"),
+    "parent inside a path": ("top/../../x", b"evil"),
+    "absolute path": ("/tmp/snip-min-absolute-x", b"evil"),
+    "windows drive": ("C:\\x", b"evil"),
+    "backslash parent": ("..\\x", b"evil"),
+    "symbolic link": zip_symlink("top/link", b"/etc/passwd"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE_ZIP_ENTRIES))
+def test_unsafe_zip_entry_is_refused_and_nothing_is_written(tmp_path, case):
+    target = tmp_path / "data" / "tiny-imagenet"
+    target.mkdir(parents=True)
+    archive = target / "archive.zip"
+    zip_archive(archive, [("top/a.bin", b"fine"), UNSAFE_ZIP_ENTRIES[case], ("top/z.bin", b"fine")])
+    with pytest.raises(DataError, match="refusing to extract") as error:
+        data.safe_extract(archive, target)
+    assert str(archive) in str(error.value)
+    assert every_path_under(tmp_path) == ["data", "data/tiny-imagenet", "data/tiny-imagenet/archive.zip"]
+
+
+def test_entry_claiming_more_than_4_gib_is_refused_before_reading(tmp_path):
+    huge = tar_entry("top/huge.bin")
+    huge.size = 5 * 2**30                  # only the header is written: the claim alone is refused
+    tar_archive(tmp_path / "huge.tar", [(huge, None)])
+    with pytest.raises(DataError, match="claims 5,368,709,120 bytes"):
+        data.safe_extract(tmp_path / "huge.tar", tmp_path)
+    assert every_path_under(tmp_path) == ["huge.tar"]
+
+
+@pytest.mark.parametrize("archive_name", ["a.tar.gz", "a.zip"])
+@pytest.mark.parametrize("kept_fraction", [0.3, 0.9])
+def test_truncated_archive_raises_data_error_naming_it(tmp_path, archive_name, kept_fraction):
+    rng = np.random.default_rng(0)
+    entries = [(f"top/{number}.bin", rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()) for number in range(4)]
+    archive = tmp_path / archive_name
+    if archive_name.endswith(".zip"):
+        zip_archive(archive, entries)
+    else:
+        tar_archive(archive, [(tar_entry(name), contents) for name, contents in entries])
+    contents = archive.read_bytes()
+    archive.write_bytes(contents[:int(len(contents) * kept_fraction)])
+    with pytest.raises(DataError) as error:
+        data.safe_extract(archive, tmp_path)
+    assert str(archive) in str(error.value) and "\n" not in str(error.value)
+    assert every_path_under(tmp_path) == [archive_name]
+
+
+def test_interrupted_extraction_leaves_no_half_extracted_tree(tmp_path, monkeypatch):
+    tar_archive(tmp_path / "a.tar.gz", [(tar_entry(f"top/{number}.bin"), b"x") for number in range(5)])
+    copied = []
+
+    def copy_then_interrupt(source, path):
+        if len(copied) == 3:
+            raise KeyboardInterrupt
+        copied.append(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as file:
+            file.write(source.read())
+    monkeypatch.setattr(data, "_copy_entry", copy_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        data.safe_extract(tmp_path / "a.tar.gz", tmp_path)
+    assert len(copied) == 3
+    assert every_path_under(tmp_path) == ["a.tar.gz"]
+
+
+def test_missing_required_file_or_existing_folder_extracts_nothing(tmp_path):
+    tar_archive(tmp_path / "a.tar.gz", [(tar_entry("top/a.bin"), b"x")])
+    with pytest.raises(DataError, match="does not contain top/b.bin"):
+        data.safe_extract(tmp_path / "a.tar.gz", tmp_path, required_files=["top/b.bin"])
+    assert every_path_under(tmp_path) == ["a.tar.gz"]
+    (tmp_path / "top").mkdir()
+    with pytest.raises(DataError, match="already exists"):
+        data.safe_extract(tmp_path / "a.tar.gz", tmp_path)
+    assert every_path_under(tmp_path) == ["a.tar.gz", "top"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(archive_name=st.sampled_from(["a.tar.gz", "a.tar", "a.zip"]),
+       edits=st.lists(st.tuples(st.sampled_from(["flip", "truncate", "insert"]), st.integers(min_value=0),
+                                st.integers(min_value=1, max_value=255)), min_size=1, max_size=3))
+def test_mutated_archive_extracts_cleanly_or_raises_data_error(tmp_path_factory, archive_name, edits):
+    folder = tmp_path_factory.mktemp("mutated_archive")
+    archive = folder / archive_name
+    entries = [("top/a.bin", bytes(range(256)) * 3), ("top/sub/b.txt", b"hello " * 100)]
+    if archive_name.endswith(".zip"):
+        zip_archive(archive, entries)
+    else:
+        tar_archive(archive, [(tar_entry(name), contents) for name, contents in entries])
+    contents = bytearray(archive.read_bytes())
+    for edit, position, value in edits:
+        position %= max(len(contents), 1)
+        if edit == "flip" and contents:
+            contents[position] ^= value
+        elif edit == "truncate":
+            del contents[position:]
+        else:
+            contents.insert(position, value)
+    archive.write_bytes(bytes(contents))
+    try:
+        data.safe_extract(archive, folder)
+    except DataError as error:
+        assert str(archive) in str(error) and "\n" not in str(error)
+        assert every_path_under(folder) == [archive_name]                 # nothing half-extracted
+    else:
+        assert not [path for path in every_path_under(folder) if ".extracting" in path]
+        assert all(Path(folder, path).is_dir() or Path(folder, path).is_file() for path in every_path_under(folder))
+
+
+# ----------------------------------------------------------------------------------------
+# CIFAR-10: binary batch files and archives written here
+# ----------------------------------------------------------------------------------------
+
+CIFAR_FILE_NAMES = [f"data_batch_{number}.bin" for number in range(1, 6)] + ["test_batch.bin"]
+
+
+def random_cifar_arrays(train_count=23, test_count=7, seed=0):
+    """(train_images, train_labels, test_images, test_labels): uint8 NHWC images, labels 0..9."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (train_count, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, train_count),
+            rng.integers(0, 256, (test_count, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, test_count))
+
+
+def cifar_record_by_hand(label, seed):
+    """One 3,073-byte record: the label byte, then the red, green and blue planes (1,024 bytes each)."""
+    rng = np.random.default_rng(seed)
+    red, green, blue = (bytes(rng.integers(0, 256, 1024, dtype=np.uint8)) for _ in range(3))
+    return bytes([label]) + red + green + blue, (red, green, blue)
+
+
+def test_cifar_record_layout_written_by_hand_loads_as_nhwc(tmp_path):
+    batches = tmp_path / "cifar10" / "cifar-10-batches-bin"
+    batches.mkdir(parents=True)
+    planes_of = {}
+    for number, file_name in enumerate(CIFAR_FILE_NAMES):
+        record, planes_of[file_name] = cifar_record_by_hand(label=number, seed=number)
+        (batches / file_name).write_bytes(record)
+    notices = []
+    dataset = load_dataset("cifar10", tmp_path, download=False, notice=notices.append)
+    assert dataset.train_images.shape == (5, 32, 32, 3) and dataset.train_images.dtype == np.uint8
+    assert dataset.train_labels.tolist() == [0, 1, 2, 3, 4] and dataset.train_labels.dtype == np.int64
+    assert dataset.test_labels.tolist() == [5]
+    red, green, blue = planes_of["data_batch_3.bin"]
+    y, x = 2, 5                                        # byte 32 * 2 + 5 = 69 of each plane
+    assert dataset.train_images[2, y, x].tolist() == [red[69], green[69], blue[69]]
+    red, green, blue = planes_of["test_batch.bin"]
+    assert dataset.test_images[0, 31, 0].tolist() == [red[992], green[992], blue[992]]
+    # and write_cifar_batches writes exactly these bytes back
+    data.write_cifar_batches(tmp_path / "copy", dataset.train_images, dataset.train_labels,
+                             dataset.test_images, dataset.test_labels)
+    for file_name in CIFAR_FILE_NAMES:
+        copy = tmp_path / "copy" / "cifar-10-batches-bin" / file_name
+        assert copy.read_bytes() == (batches / file_name).read_bytes()
+
+
+def test_write_cifar_batches_round_trips_with_per_channel_statistics(tmp_path):
+    train_images, train_labels, test_images, test_labels = random_cifar_arrays(train_count=23)
+    data.write_cifar_batches(tmp_path / "cifar10", train_images, train_labels, test_images, test_labels)
+    batches = tmp_path / "cifar10" / "cifar-10-batches-bin"
+    assert sorted(os.listdir(batches)) == sorted(CIFAR_FILE_NAMES)           # no temporary files left
+    sizes = [(batches / name).stat().st_size // 3073 for name in CIFAR_FILE_NAMES]
+    assert sizes == [5, 5, 5, 4, 4, 7]                                       # 23 split as evenly as possible
+
+    notices = []
+    dataset = load_dataset("cifar10", tmp_path, download=False, notice=notices.append)
+    assert dataset.name == "cifar10" and dataset.num_classes == 10 and dataset.augment is True
+    assert dataset.description == "CIFAR-10, 23 training images"
+    np.testing.assert_array_equal(dataset.train_images, train_images)
+    np.testing.assert_array_equal(dataset.train_labels, train_labels)
+    np.testing.assert_array_equal(dataset.test_images, test_images)
+    np.testing.assert_array_equal(dataset.test_labels, test_labels)
+    scaled = train_images / 255.0
+    assert dataset.mean.shape == (3,) and dataset.mean.dtype == np.float32 and dataset.std.dtype == np.float32
+    np.testing.assert_allclose(dataset.mean, scaled.mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(dataset.std, scaled.std(axis=(0, 1, 2)), rtol=1e-6)
+    assert abs(standardise(dataset.train_images, dataset.mean, dataset.std)[..., 1].std() - 1) < 1e-5
+
+    assert len(notices) == 6                      # one per file, none of them official
+    for name, count, line in zip(CIFAR_FILE_NAMES, sizes, notices):
+        assert str(batches / name) in line and f"({count} images, not 10,000)" in line
+
+
+def write_cifar_folder(folder, **counts):
+    data.write_cifar_batches(folder, *random_cifar_arrays(**counts))
+    return folder / "cifar-10-batches-bin"
+
+
+@pytest.mark.parametrize("size", [0, 3072, 3074, 3073 * 2 + 1])
+def test_cifar_file_of_wrong_size_raises_data_error_naming_it(tmp_path, size):
+    batches = write_cifar_folder(tmp_path / "cifar10")
+    (batches / "data_batch_4.bin").write_bytes(bytes(size))
+    with pytest.raises(DataError, match="not a positive multiple of the 3,073-byte") as error:
+        load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
+    assert str(batches / "data_batch_4.bin") in str(error.value) and "\n" not in str(error.value)
+
+
+def test_cifar_label_10_raises_data_error_naming_the_file(tmp_path):
+    batches = write_cifar_folder(tmp_path / "cifar10")
+    contents = bytearray((batches / "test_batch.bin").read_bytes())
+    contents[3073 * 2] = 10                                   # the label byte of record 2
+    (batches / "test_batch.bin").write_bytes(bytes(contents))
+    with pytest.raises(DataError, match="label 10 in record 2") as error:
+        load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
+    assert str(batches / "test_batch.bin") in str(error.value)
+
+
+def test_cifar_missing_batch_file_says_to_extract_again(tmp_path):
+    batches = write_cifar_folder(tmp_path / "cifar10")
+    (batches / "data_batch_2.bin").unlink()
+    with pytest.raises(DataError, match="delete the folder") as error:
+        load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
+    assert str(batches / "data_batch_2.bin") in str(error.value)
+
+
+def make_cifar_archive(path, **counts):
+    """A cifar-10-binary.tar.gz in the official layout; returns the arrays it holds."""
+    arrays = random_cifar_arrays(**counts)
+    staging = path.parent / "staging"
+    data.write_cifar_batches(staging, *arrays)
+    with tarfile.open(path, "w:gz") as archive:
+        archive.add(staging / "cifar-10-batches-bin", arcname="cifar-10-batches-bin")
+    shutil.rmtree(staging)
+    return arrays
+
+
+def test_cifar_archive_is_extracted_once_then_the_files_are_used(tmp_path):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    train_images, train_labels, test_images, test_labels = make_cifar_archive(folder / "cifar-10-binary.tar.gz")
+    notices = []
+    dataset = load_dataset("cifar10", tmp_path, download=False, notice=notices.append)
+    np.testing.assert_array_equal(dataset.train_images, train_images)
+    np.testing.assert_array_equal(dataset.test_labels, test_labels)
+    assert "not the official archive" in notices[0] and notices[1].startswith("extracting ")
+    assert sorted(os.listdir(folder)) == ["cifar-10-batches-bin", "cifar-10-binary.tar.gz"]   # no temporary folder
+
+    (folder / "cifar-10-binary.tar.gz").write_bytes(b"damaged, but no longer needed")
+    notices = []
+    again = load_dataset("cifar10", tmp_path, download=False, notice=notices.append)
+    np.testing.assert_array_equal(again.train_images, train_images)
+    assert not [line for line in notices if "extracting" in line]
+
+
+def test_cifar_truncated_archive_raises_data_error_and_extracts_nothing(tmp_path):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    archive = folder / "cifar-10-binary.tar.gz"
+    make_cifar_archive(archive, train_count=200, test_count=50)
+    archive.write_bytes(archive.read_bytes()[:-5000])
+    with pytest.raises(DataError) as error:
+        load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
+    assert str(archive) in str(error.value)
+    assert os.listdir(folder) == ["cifar-10-binary.tar.gz"]
+
+
+def test_cifar_archive_without_a_batch_file_extracts_nothing(tmp_path):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    staging = write_cifar_folder(tmp_path / "staging")
+    with tarfile.open(folder / "cifar-10-binary.tar.gz", "w:gz") as archive:
+        for name in CIFAR_FILE_NAMES[:-1]:
+            archive.add(staging / name, arcname=f"cifar-10-batches-bin/{name}")
+    with pytest.raises(DataError, match="does not contain cifar-10-batches-bin/test_batch.bin"):
+        load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
+    assert os.listdir(folder) == ["cifar-10-binary.tar.gz"]
+
+
+def test_cifar_is_downloaded_checked_and_extracted(tmp_path, monkeypatch):
+    server = tmp_path / "server"
+    server.mkdir()
+    arrays = make_cifar_archive(server / "cifar-10-binary.tar.gz")
+    monkeypatch.setattr(data, "CIFAR10_URL", (server / "cifar-10-binary.tar.gz").as_uri())
+    monkeypatch.setattr(data, "CIFAR10_MD5", md5_of(server / "cifar-10-binary.tar.gz"))
+    notices = []
+    dataset = load_dataset("cifar10", tmp_path / "cache", download=True, notice=notices.append)
+    np.testing.assert_array_equal(dataset.train_images, arrays[0])
+    assert notices[0].startswith("downloading file://") and notices[1].startswith("extracting ")
+    assert sorted(os.listdir(tmp_path / "cache" / "cifar10")) == ["cifar-10-batches-bin", "cifar-10-binary.tar.gz"]
+
+
+def test_cifar_missing_without_download_names_archive_and_url(tmp_path):
+    with pytest.raises(DataError) as error:
+        load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
+    assert str(tmp_path / "cifar10" / "cifar-10-binary.tar.gz") in str(error.value)
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz" in str(error.value)
+    assert not (tmp_path / "cifar10").exists()
+
+
+@settings(max_examples=100, deadline=None)
+@given(edit=st.sampled_from(["random bytes", "flip", "truncate", "insert"]),
+       random_bytes=st.binary(max_size=3 * 3073 + 10), position=st.integers(min_value=0),
+       value=st.integers(min_value=0, max_value=255))
+def test_fuzzed_cifar_file_gives_data_error_or_valid_dataset(tmp_path_factory, edit, random_bytes, position, value):
+    data_dir = tmp_path_factory.mktemp("fuzz")
+    batches = write_cifar_folder(data_dir / "cifar10", train_count=10, test_count=2)
+    contents = bytearray((batches / "data_batch_1.bin").read_bytes())       # two records
+    position %= len(contents)
+    if edit == "random bytes":
+        contents = bytearray(random_bytes)
+    elif edit == "flip":
+        contents[position] ^= value or 1
+    elif edit == "truncate":
+        del contents[position:]
+    else:
+        contents.insert(position, value)
+    (batches / "data_batch_1.bin").write_bytes(bytes(contents))
+    try:
+        dataset = load_dataset("cifar10", data_dir, download=False, notice=lambda line: None)
+    except DataError as error:
+        assert str(batches / "data_batch_1.bin") in str(error)
+    else:
+        assert dataset.train_images.dtype == np.uint8 and dataset.train_images.shape[1:] == (32, 32, 3)
+        assert len(dataset.train_images) == len(dataset.train_labels) == 8 + len(contents) // 3073
+        assert 0 <= dataset.train_labels.min() and dataset.train_labels.max() <= 9
+
+
+# ----------------------------------------------------------------------------------------
+# Tiny-ImageNet: small zips in the official layout with real JPEG files (needs Pillow)
+# ----------------------------------------------------------------------------------------
+
+TINY_WNIDS = ["n03", "n01", "n02"]          # deliberately not sorted: class index follows sorted order
+TINY_COLOURS = {"n01": (200, 30, 30), "n02": (30, 200, 30), "n03": (30, 30, 200)}
+
+
+def jpeg_bytes(colour=None, size=(64, 64), grey_level=None):
+    """A solid-colour JPEG (or a greyscale one) encoded by Pillow."""
+    Image = pytest.importorskip("PIL.Image")
+    image = Image.new("L", size, grey_level) if grey_level is not None else Image.new("RGB", size, colour)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def tiny_imagenet_entries(per_class=2, annotations=None, replace=None):
+    """(name, bytes) entries of a tiny-imagenet-200.zip: 3 classes, per_class training images each,
+    4 validation images (val_0 greyscale). replace: {entry name: bytes} to swap in damaged ones."""
+    root = "tiny-imagenet-200/"
+    entries = {root + "wnids.txt": "".join(f"{wnid}\n" for wnid in TINY_WNIDS).encode()}
+    for wnid in TINY_WNIDS:
+        entries[f"{root}train/{wnid}/{wnid}_boxes.txt"] = b""
+        for k in range(per_class):
+            entries[f"{root}train/{wnid}/images/{wnid}_{k}.JPEG"] = jpeg_bytes(TINY_COLOURS[wnid])
+    val_wnids = ["n02", "n03", "n01", "n02"]
+    for k, wnid in enumerate(val_wnids):
+        entries[f"{root}val/images/val_{k}.JPEG"] = (jpeg_bytes(grey_level=128) if k == 0
+                                                     else jpeg_bytes(TINY_COLOURS[wnid]))
+    if annotations is None:
+        annotations = "".join(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63\n" for k, wnid in enumerate(val_wnids))
+    entries[root + "val/val_annotations.txt"] = annotations.encode()
+    entries[root + "test/images/test_0.JPEG"] = b"not even a JPEG: test/ is ignored"
+    entries.update(replace or {})
+    return list(entries.items())
+
+
+def make_tiny_imagenet_zip(data_dir, **options):
+    folder = Path(data_dir) / "tiny-imagenet"
+    folder.mkdir(parents=True, exist_ok=True)
+    zip_archive(folder / "tiny-imagenet-200.zip", tiny_imagenet_entries(**options))
+    return folder
+
+
+def test_tiny_imagenet_zip_loads_with_sorted_wnid_labels(tmp_path):
+    folder = make_tiny_imagenet_zip(tmp_path)
+    notices = []
+    dataset = load_dataset("tiny-imagenet", tmp_path, download=False, notice=notices.append)
+    assert dataset.name == "tiny-imagenet" and dataset.num_classes == 200 and dataset.augment is True
+    assert dataset.description == "Tiny-ImageNet, 6 training images"
+    assert dataset.train_images.shape == (6, 64, 64, 3) and dataset.train_images.dtype == np.uint8
+    assert dataset.test_images.shape == (4, 64, 64, 3) and dataset.test_images.dtype == np.uint8
+    assert dataset.train_labels.dtype == np.int64 and dataset.test_labels.dtype == np.int64
+    assert dataset.train_labels.tolist() == [0, 0, 1, 1, 2, 2]      # n01, n02, n03
+    assert dataset.test_labels.tolist() == [1, 2, 0, 1]             # n02, n03, n01, n02 from the annotations
+    for image, label in zip(dataset.train_images, dataset.train_labels):
+        colour = TINY_COLOURS[sorted(TINY_WNIDS)[label]]
+        assert np.abs(image.astype(int) - colour).max() <= 8        # JPEG is lossy, but barely on flat colour
+    grey = dataset.test_images[0].astype(int)
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()   # greyscale -> RGB
+    assert np.abs(grey - 128).max() <= 2
+    np.testing.assert_allclose(dataset.mean, (dataset.train_images / 255.0).mean(axis=(0, 1, 2)), rtol=1e-6)
+    assert dataset.mean.shape == (3,) and dataset.std.shape == (3,)
+
+    assert "not the official archive" in notices[0] and notices[1].startswith("extracting ")
+    assert notices[2].startswith("decoding 10 Tiny-ImageNet JPEG files")
+    assert "6 training and 4 validation images, not the official" in notices[3] and len(notices) == 4
+    assert sorted(os.listdir(folder)) == sorted(["tiny-imagenet-200", "tiny-imagenet-200.zip",
+                                                 *data.TINY_IMAGENET_CACHE_FILES.values()])
+
+
+def test_tiny_imagenet_cache_is_reused_without_the_jpeg_files(tmp_path):
+    folder = make_tiny_imagenet_zip(tmp_path)
+    first = load_dataset("tiny-imagenet", tmp_path, download=False, notice=lambda line: None)
+    shutil.rmtree(folder / "tiny-imagenet-200")
+    (folder / "tiny-imagenet-200.zip").unlink()
+    notices = []
+    second = load_dataset("tiny-imagenet", tmp_path, download=False, notice=notices.append)
+    for field in ("train_images", "train_labels", "test_images", "test_labels", "mean", "std"):
+        np.testing.assert_array_equal(getattr(second, field), getattr(first, field))
+    assert len(notices) == 1 and "not the official" in notices[0]     # no extracting, no decoding
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong dtype", "pickled objects", "npz"])
+def test_tiny_imagenet_damaged_cache_is_deleted_and_rebuilt(tmp_path, damage):
+    folder = make_tiny_imagenet_zip(tmp_path)
+    first = load_dataset("tiny-imagenet", tmp_path, download=False, notice=lambda line: None)
+    cache = folder / "decoded-train-images.npy"
+    if damage == "garbage":
+        cache.write_bytes(b"\x93NUMPY garbage")
+    elif damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[:-100])
+    elif damage == "wrong dtype":
+        np.save(cache, first.train_images.astype(np.float32))
+    elif damage == "pickled objects":
+        np.save(cache, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        np.savez(cache, first.train_images)
+        os.replace(str(cache) + ".npz", cache)
+    notices = []
+    second = load_dataset("tiny-imagenet", tmp_path, download=False, notice=notices.append)
+    np.testing.assert_array_equal(second.train_images, first.train_images)
+    assert "the decoded cache is damaged" in notices[0] and str(cache) in notices[0]
+    assert notices[1].startswith("decoding ")
+    assert data.read_npy(str(cache)).dtype == np.uint8
+
+
+def test_tiny_imagenet_without_pillow_says_how_to_install_it(tmp_path, monkeypatch):
+    (tmp_path / "tiny-imagenet").mkdir()
+    monkeypatch.setitem(sys.modules, "PIL", None)             # makes `from PIL import Image` fail
+    with pytest.raises(DataError) as error:
+        load_dataset("tiny-imagenet", tmp_path, download=False, notice=lambda line: None)
+    assert str(error.value) == "Tiny-ImageNet needs Pillow to decode its JPEG files: pip install pillow"
+
+
+def test_tiny_imagenet_zip_with_parent_folder_entry_writes_nothing(tmp_path):
+    folder = tmp_path / "data" / "tiny-imagenet"
+    folder.mkdir(parents=True)
+    zip_archive(folder / "tiny-imagenet-200.zip", tiny_imagenet_entries() + [("../x", b"evil")])
+    with pytest.raises(DataError, match="'../x'"):
+        load_dataset("tiny-imagenet", tmp_path / "data", download=False, notice=lambda line: None)
+    assert every_path_under(tmp_path) == ["data", "data/tiny-imagenet", "data/tiny-imagenet/tiny-imagenet-200.zip"]
+
+
+def test_tiny_imagenet_truncated_zip_raises_data_error(tmp_path):
+    folder = make_tiny_imagenet_zip(tmp_path)
+    archive = folder / "tiny-imagenet-200.zip"
+    archive.write_bytes(archive.read_bytes()[:-300])
+    with pytest.raises(DataError) as error:
+        load_dataset("tiny-imagenet", tmp_path, download=False, notice=lambda line: None)
+    assert str(archive) in str(error.value)
+    assert os.listdir(folder) == ["tiny-imagenet-200.zip"]
+
+
+@pytest.mark.parametrize("problem, named_file", [
+    ("wrong size", "tiny-imagenet-200/train/n02/images/n02_1.JPEG"),
+    ("unreadable", "tiny-imagenet-200/val/images/val_2.JPEG"),
+    ("png named JPEG", "tiny-imagenet-200/train/n01/images/n01_0.JPEG"),
+    ("unknown wnid", "tiny-imagenet-200/val/val_annotations.txt"),
+    ("five fields", "tiny-imagenet-200/val/val_annotations.txt"),
+    ("path as file name", "tiny-imagenet-200/val/val_annotations.txt"),
+    ("missing val image", "tiny-imagenet-200/val/images/val_9.JPEG"),
+    ("bad wnid", "tiny-imagenet-200/wnids.txt"),
+    ("class without images", "tiny-imagenet-200/train/n03/images"),
+])
+def test_tiny_imagenet_problem_raises_data_error_naming_the_file(tmp_path, problem, named_file):
+    pytest.importorskip("PIL")
+    root = "tiny-imagenet-200/"
+    good_lines = "".join(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63\n" for k, wnid in enumerate(["n02", "n03", "n01", "n02"]))
+    replace, annotations = {}, None
+    if problem == "wrong size":
+        replace = {named_file: jpeg_bytes(TINY_COLOURS["n02"], size=(32, 64))}
+    elif problem == "unreadable":
+        replace = {named_file: jpeg_bytes(TINY_COLOURS["n01"])[:200]}
+    elif problem == "png named JPEG":
+        from PIL import Image
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 64)).save(buffer, format="PNG")
+        replace = {named_file: buffer.getvalue()}
+    elif problem == "unknown wnid":
+        annotations = good_lines.replace("val_2.JPEG\tn01", "val_2.JPEG\tn99")
+    elif problem == "five fields":
+        annotations = good_lines.replace("val_1.JPEG\tn03\t0\t0\t63\t63", "val_1.JPEG\tn03\t0\t0\t63")
+    elif problem == "path as file name":
+        annotations = good_lines.replace("val_3.JPEG", "../../wnids.txt")
+    elif problem == "missing val image":
+        annotations = good_lines.replace("val_3.JPEG", "val_9.JPEG")
+    elif problem == "bad wnid":
+        replace = {root + "wnids.txt": b"n01\nn02\n../n03\n"}
+    elif problem == "class without images":
+        replace = {root + "wnids.txt": b"n01\nn02\nn03\nn04\n"}
+        annotations = good_lines
+    entries = tiny_imagenet_entries(annotations=annotations, replace=replace)
+    if problem == "class without images":
+        named_file = "tiny-imagenet-200/train/n04/images"
+        entries.append((root + "train/n04/images/", b""))
+    folder = tmp_path / "tiny-imagenet"
+    folder.mkdir()
+    zip_archive(folder / "tiny-imagenet-200.zip", entries)
+    with pytest.raises(DataError) as error:
+        load_dataset("tiny-imagenet", tmp_path, download=False, notice=lambda line: None)
+    assert str(folder / named_file) in str(error.value) and "\n" not in str(error.value)
+    assert not [name for name in os.listdir(folder) if name.startswith("decoded-")]   # nothing cached
+
+
+@pytest.fixture(scope="module")
+def extracted_tiny_imagenet(tmp_path_factory):
+    """An extracted tiny-imagenet-200/ folder (no archive, no cache) to copy and damage."""
+    pytest.importorskip("PIL")
+    folder = tmp_path_factory.mktemp("tiny") / "tiny-imagenet"
+    folder.mkdir()
+    zip_archive(folder / "source.zip", tiny_imagenet_entries())
+    data.safe_extract(folder / "source.zip", folder)
+    (folder / "source.zip").unlink()
+    return folder
+
+
+@settings(max_examples=60, deadline=None)
+@given(edit=st.sampled_from(["flip", "truncate", "insert", "replace"]), position=st.integers(min_value=0),
+       text=st.text(max_size=12))
+def test_mutated_annotations_give_data_error_or_a_dataset(tmp_path_factory, extracted_tiny_imagenet,
+                                                          edit, position, text):
+    data_dir = tmp_path_factory.mktemp("mutated")
+    shutil.copytree(extracted_tiny_imagenet, data_dir / "tiny-imagenet")
+    annotations_path = data_dir / "tiny-imagenet" / "tiny-imagenet-200" / "val" / "val_annotations.txt"
+    annotations = annotations_path.read_text()
+    position %= len(annotations)
+    if edit == "flip":
+        annotations = annotations[:position] + chr(ord(annotations[position]) ^ 1) + annotations[position + 1:]
+    elif edit == "truncate":
+        annotations = annotations[:position]
+    elif edit == "insert":
+        annotations = annotations[:position] + text + annotations[position:]
+    else:
+        annotations = text
+    annotations_path.write_text(annotations)
+    try:
+        dataset = load_dataset("tiny-imagenet", data_dir, download=False, notice=lambda line: None)
+    except DataError as error:
+        assert "\n" not in str(error)
+    else:
+        assert dataset.test_images.shape[1:] == (64, 64, 3) and len(dataset.test_images) == len(dataset.test_labels)
+        assert set(dataset.test_labels.tolist()) <= {0, 1, 2}
+
+
+# ----------------------------------------------------------------------------------------
+# Augmentation: random flips and translations, checked against a pixel-by-pixel reference
+# ----------------------------------------------------------------------------------------
+
+def flip_and_translate_by_hand(images, flips, shifts_y, shifts_x):
+    """The reference: a loop over every image and pixel."""
+    expected = np.zeros_like(images)
+    count, height, width, _ = images.shape
+    for i in range(count):
+        flipped = images[i, :, ::-1] if flips[i] else images[i]
+        for y in range(height):
+            for x in range(width):
+                source_y, source_x = y - shifts_y[i], x - shifts_x[i]
+                if 0 <= source_y < height and 0 <= source_x < width:
+                    expected[i, y, x] = flipped[source_y, source_x]
+    return expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(shape=st.tuples(st.integers(0, 4), st.integers(1, 7), st.integers(1, 7), st.integers(1, 3)),
+       seed=st.integers(0, 2**32 - 1), max_shift=st.integers(0, 9))
+def test_flip_and_translate_matches_pixel_by_pixel_reference(shape, seed, max_shift):
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal(shape).astype(np.float32)
+    flips = rng.random(shape[0]) < 0.5
+    shifts_y = rng.integers(-max_shift, max_shift + 1, shape[0])
+    shifts_x = rng.integers(-max_shift, max_shift + 1, shape[0])
+    result = data.flip_and_translate(images, flips, shifts_y, shifts_x)
+    assert result.shape == images.shape and result.dtype == images.dtype
+    np.testing.assert_array_equal(result, flip_and_translate_by_hand(images, flips, shifts_y, shifts_x))
+
+
+def test_no_shift_no_flip_is_identity_and_flip_reverses_columns():
+    images = np.random.default_rng(0).standard_normal((5, 8, 6, 3))
+    zeros = np.zeros(5, dtype=int)
+    unchanged = data.flip_and_translate(images, np.zeros(5, dtype=bool), zeros, zeros)
+    np.testing.assert_array_equal(unchanged, images)
+    assert unchanged is not images
+    flipped = data.flip_and_translate(images, np.ones(5, dtype=bool), zeros, zeros)
+    np.testing.assert_array_equal(flipped, images[:, :, ::-1])
+
+
+def test_shift_moves_content_by_exactly_dy_dx_with_zeros_entering():
+    images = np.arange(1, 1 + 2 * 6 * 7 * 2, dtype=np.float64).reshape(2, 6, 7, 2)   # no zeros inside
+    result = data.flip_and_translate(images, [False, False], shifts_y=[2, -1], shifts_x=[-3, 1])
+    np.testing.assert_array_equal(result[0, 2:, :4], images[0, :4, 3:])   # down 2, left 3
+    assert (result[0, :2] == 0).all() and (result[0, :, 4:] == 0).all()
+    np.testing.assert_array_equal(result[1, :5, 1:], images[1, 1:, :6])   # up 1, right 1
+    assert (result[1, 5] == 0).all() and (result[1, :, 0] == 0).all()
+
+
+def test_random_flip_and_translate_draws_every_shift_and_flips_about_half():
+    # A single bright pixel at (10, 10) of a 32x32 image lands at (10 + dy, 10 + dx), or at
+    # (10 + dy, 21 + dx) if flipped: the ranges do not overlap, so each draw can be read back.
+    images = np.zeros((2000, 32, 32, 1), dtype=np.float32)
+    images[:, 10, 10] = 1
+    result = data.random_flip_and_translate(images, np.random.default_rng(0), max_shift=4)
+    assert result.shape == images.shape and result.dtype == np.float32
+    assert (result.sum(axis=(1, 2, 3)) == 1).all()                     # the pixel never leaves the image
+    _, rows, columns, _ = np.nonzero(result)
+    flipped = columns > 15
+    shifts_y = rows - 10
+    shifts_x = np.where(flipped, columns - 21, columns - 10)
+    assert 0.45 < flipped.mean() < 0.55
+    assert sorted(set(shifts_y.tolist())) == list(range(-4, 5))
+    assert sorted(set(shifts_x.tolist())) == list(range(-4, 5))
+    assert len(set(zip(flipped.tolist(), shifts_y.tolist(), shifts_x.tolist()))) == 2 * 9 * 9
+
+
+def test_random_flip_and_translate_same_seed_same_output_different_per_image():
+    images = np.repeat(np.random.default_rng(1).standard_normal((1, 16, 16, 3)), 32, axis=0)
+    first = data.random_flip_and_translate(images, np.random.default_rng(7))
+    second = data.random_flip_and_translate(images, np.random.default_rng(7))
+    other = data.random_flip_and_translate(images, np.random.default_rng(8))
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, other)
+    distinct = {first[i].tobytes() for i in range(32)}
+    assert len(distinct) > 16                                          # copies of one image, transformed differently
+
+
+def test_random_flip_without_shift_gives_each_image_or_its_mirror_image():
+    images = np.random.default_rng(2).standard_normal((64, 9, 9, 2))
+    result = data.random_flip_and_translate(images, np.random.default_rng(5), max_shift=0)
+    flipped = [np.array_equal(out, image[:, ::-1]) for out, image in zip(result, images)]
+    unchanged = [np.array_equal(out, image) for out, image in zip(result, images)]
+    assert all(f != u for f, u in zip(flipped, unchanged))            # exactly one of the two, every time
+    assert 16 < sum(flipped) < 48
+
+
+def test_random_flip_and_translate_on_cupy_matches_numpy():
+    cupy = pytest.importorskip("cupy")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        pytest.skip("CuPy is installed but no GPU is usable")
+    images = np.random.default_rng(0).standard_normal((16, 12, 12, 3)).astype(np.float32)
+    on_device = data.random_flip_and_translate(cupy.asarray(images), np.random.default_rng(3))
+    assert isinstance(on_device, cupy.ndarray) and on_device.dtype == cupy.float32
+    np.testing.assert_array_equal(cupy.asnumpy(on_device),
+                                  data.random_flip_and_translate(images, np.random.default_rng(3)))
+
+
+# ----------------------------------------------------------------------------------------
+# Synthetic datasets
+# ----------------------------------------------------------------------------------------
+
+def nearest_class_mean_accuracy(dataset):
+    """Test accuracy of the simplest classifier: the class whose mean training image is nearest."""
+    train = standardise(dataset.train_images, dataset.mean, dataset.std).reshape(len(dataset.train_images), -1)
+    test = standardise(dataset.test_images, dataset.mean, dataset.std).reshape(len(dataset.test_images), -1)
+    classes = np.unique(dataset.train_labels)
+    means = np.stack([train[dataset.train_labels == k].mean(axis=0) for k in classes])    # (classes, H*W*C)
+    distances = (means ** 2).sum(axis=1) - 2 * test @ means.T                              # (M, classes), less |test|^2
+    return (classes[distances.argmin(axis=1)] == dataset.test_labels).mean()
+
+
+@pytest.mark.parametrize("name, train_count, test_count", [
+    ("mnist", 200, 50), ("cifar10", 200, 50), ("tiny-imagenet", 400, 100)])
+def test_synthetic_dataset_loads_and_is_learnable(tmp_path, name, train_count, test_count):
+    if name == "tiny-imagenet":
+        pytest.importorskip("PIL")
+    folder = data.write_synthetic_dataset(name, tmp_path, train_count, test_count, seed=0)
+    assert folder == str(tmp_path / name)
+    dataset = load_dataset(name, tmp_path, download=False, notice=lambda line: None)
+    assert len(dataset.train_images) == train_count and len(dataset.test_images) == test_count
+    assert len(np.unique(dataset.train_labels)) == min(train_count, dataset.num_classes)
+    assert nearest_class_mean_accuracy(dataset) > 0.9
+    with pytest.raises(DataError, match="already exists"):
+        data.write_synthetic_dataset(name, tmp_path, train_count, test_count)
+
+
+def test_synthetic_cifar10_from_the_command_line_loads(tmp_path):
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, str(REPOSITORY / "data.py"), "synthetic", "cifar10",
+                             "--data-dir", str(tmp_path), "--train", "50", "--test", "10", "--seed", "3"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert str(tmp_path / "cifar10") in result.stdout
+    assert f"python snip_min.py --model vgg-d --dataset cifar10 --data-dir {tmp_path}" in result.stdout
+    dataset = load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
+    assert dataset.train_images.shape == (50, 32, 32, 3) and dataset.test_images.shape == (10, 32, 32, 3)
+    assert time.perf_counter() - started < 30
+
+
+def test_synthetic_command_refuses_an_existing_folder_and_too_few_images(tmp_path, capsys):
+    (tmp_path / "mnist").mkdir()
+    assert data.main(["synthetic", "mnist", "--data-dir", str(tmp_path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert data.main(["synthetic", "cifar10", "--data-dir", str(tmp_path), "--train", "4"]) == 2
+    assert "at least 5 training" in capsys.readouterr().err
+    assert not (tmp_path / "cifar10").exists()
+
+
+# ----------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------
 
@@ -430,12 +1253,13 @@ def test_command_line_error_is_one_line_with_status_2(tmp_path):
 def test_real_mnist_subset_loads_with_expected_counts():
     notices = []
     dataset = load_dataset("mnist", REAL_MNIST_FOLDER.parent, download=False, notice=notices.append)
-    assert dataset.train_images.shape == (24_345, 28, 28, 1)
+    assert dataset.train_images.shape == (24_345, 28, 28, 1) and dataset.train_images.dtype == np.uint8
     assert dataset.test_images.shape == (10_000, 28, 28, 1)
     assert dataset.description == "MNIST, 24,345 training images"
     assert np.bincount(dataset.train_labels, minlength=10).tolist() == [
         2406, 2770, 2381, 2524, 2386, 2181, 2401, 2524, 2328, 2444]
-    assert abs(dataset.train_images.mean()) < 1e-4 and abs(dataset.train_images.std() - 1) < 1e-4
+    standardised = standardise(dataset.train_images, dataset.mean, dataset.std)
+    assert abs(standardised.mean()) < 1e-4 and abs(standardised.std() - 1) < 1e-4
     assert len(notices) == 2
     assert str(REAL_MNIST_FOLDER / "train-images-idx3-ubyte.gz") in notices[0]
     assert "(24,345 images)" in notices[0]

@@ -265,3 +265,90 @@ def test_sequential_network_gradients_match_finite_differences(seed):
                         sm.MaxPool2D(2), sm.Flatten(), sm.Linear(12, 4))
     initialised(net, rng)
     check_layer_gradients(net, array(rng, (3, 4, 4, 2)), rng, tolerance=1e-5)
+
+
+# --- the model zoo's layers -------------------------------------------------------------------
+
+@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7), c=st.integers(1, 3),
+       kernel=st.integers(1, 3), stride=st.integers(1, 3), padding=st.sampled_from(["valid", "same"]))
+def test_average_pool_gradients_match_finite_differences(seed, n, h, w, c, kernel, stride, padding):
+    pads = sm.padding_amounts(padding, h, w, kernel, kernel, stride)
+    assume(h + pads[0] + pads[1] >= kernel and w + pads[2] + pads[3] >= kernel)
+    assume(max(pads) < kernel)
+    rng = numpy.random.default_rng(seed)
+    check_layer_gradients(sm.AvgPool2D(kernel, stride, padding), array(rng, (n, h, w, c)), rng)
+
+
+def test_same_average_pool_averages_only_real_pixels():
+    # 3x3 image, 2x2 windows, stride 2, 'same': the last row/column of windows hangs over
+    x = sm.xp.arange(9, dtype=sm.xp.float64).reshape(1, 3, 3, 1)
+    y = sm.to_host(sm.AvgPool2D(2, padding="same").forward(x, True)).reshape(2, 2)
+    assert y.tolist() == [[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2], [(6 + 7) / 2, 8.0]]
+
+
+@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 5), w=st.integers(1, 5), c=st.integers(1, 4))
+def test_global_average_pool_gradients_match_finite_differences(seed, n, h, w, c):
+    rng = numpy.random.default_rng(seed)
+    x = array(rng, (n, h, w, c))
+    layer = sm.GlobalAvgPool()
+    assert relative_error(layer.forward(x, True), sm.to_host(x).mean(axis=(1, 2))) < 1e-12
+    check_layer_gradients(layer, x, rng)
+
+
+@given(seed=seeds, n=st.integers(1, 3), c=st.integers(1, 4), extra=st.integers(0, 4))
+def test_zero_channels_appends_zeros_and_passes_gradients_to_the_real_ones(seed, n, c, extra):
+    rng = numpy.random.default_rng(seed)
+    x = array(rng, (n, 3, 2, c))
+    y = sm.to_host(sm.ZeroChannels(extra).forward(x, True))
+    assert y.shape == (n, 3, 2, c + extra) and (y[..., c:] == 0).all()
+    check_layer_gradients(sm.ZeroChannels(extra), x, rng)
+
+
+@given(seed=seeds, n=st.integers(1, 3), c=st.integers(1, 3), downsample=st.booleans())
+def test_residual_block_gradients_match_finite_differences(seed, n, c, downsample):
+    rng = numpy.random.default_rng(seed)
+    stride, c_out = (2, 2 * c) if downsample else (1, c)
+    body = sm.Sequential(sm.Conv2D(c, c_out, 3, stride, "same"), sm.BatchNorm(c_out), sm.ReLU(),
+                         sm.Conv2D(c_out, c_out, 3, 1, "same"))
+    shortcut = (sm.Sequential(sm.AvgPool2D(2, padding="same"), sm.ZeroChannels(c_out - c))
+                if downsample else None)
+    block = initialised(sm.Residual(body, shortcut), rng)
+    check_layer_gradients(block, array(rng, (n, 4, 4, c)), rng, tolerance=1e-5)
+
+
+@given(seed=seeds, n=st.integers(1, 3), c=st.integers(1, 3))
+def test_concatenation_gradients_match_finite_differences(seed, n, c):
+    rng = numpy.random.default_rng(seed)
+    block = sm.Concat(sm.Identity(),
+                      sm.Sequential(sm.Conv2D(c, 2, 1), sm.ReLU()),
+                      sm.Sequential(sm.MaxPool2D(3, 1, "same"), sm.Conv2D(c, 3, 3, padding="same")))
+    initialised(block, rng)
+    x = array(rng, (n, 4, 3, c))
+    assert block.forward(x, True).shape == (n, 4, 3, c + 5)
+    check_layer_gradients(block, x, rng, tolerance=1e-5)
+
+
+@given(seed=seeds, n=st.integers(2, 5), budget_examples=st.integers(1, 4), padding=paddings,
+       stride=st.integers(1, 2))
+def test_a_convolution_done_in_groups_of_examples_equals_the_whole_batch(seed, n, budget_examples,
+                                                                       padding, stride):
+    rng = numpy.random.default_rng(seed)
+    whole, grouped = sm.Conv2D(2, 3, 3, stride, padding), sm.Conv2D(2, 3, 3, stride, padding)
+    initialised(whole, numpy.random.default_rng(seed))
+    initialised(grouped, numpy.random.default_rng(seed))
+    x, dout_rng = array(rng, (n, 5, 5, 2)), numpy.random.default_rng(seed + 1)
+    y_whole = whole.forward(x, True)
+    previous = sm.IM2COL_BUDGET_BYTES
+    out_h, out_w = y_whole.shape[1:3]
+    sm.IM2COL_BUDGET_BYTES = budget_examples * out_h * out_w * 3 * 3 * 2 * 8   # that many examples
+    try:
+        y_grouped = grouped.forward(x, True)
+        assert grouped.group == min(budget_examples, n) and (grouped.col is None) == (budget_examples < n)
+        dout = array(dout_rng, y_whole.shape)
+        dx_whole, dx_grouped = whole.backward(dout), grouped.backward(dout)
+    finally:
+        sm.IM2COL_BUDGET_BYTES = previous
+    assert relative_error(y_grouped, y_whole) < 1e-12
+    assert relative_error(dx_grouped, dx_whole) < 1e-12
+    assert relative_error(grouped.weight.grad, whole.weight.grad) < 1e-12
+    check_layer_gradients(grouped, x, rng)   # budget restored: the check itself runs whole
