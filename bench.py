@@ -144,12 +144,70 @@ def to_torch(layer, sm, torch):
         def forward(self, x):
             return super().forward(x.permute(0, 3, 1, 2) if x.dim() == 4 else x)
 
+    class AvgPoolSame(nn.Module):
+        """snip-min's average pool: windows over the border average only real pixels."""
+
+        def __init__(self, kernel, stride, padding):
+            super().__init__()
+            self.pad = Pad(padding, (kernel, kernel), stride, 0.0)
+            self.kernel, self.stride = kernel, stride
+
+        def forward(self, x):
+            total = nn.functional.avg_pool2d(self.pad(x), self.kernel, self.stride) * self.kernel ** 2
+            real = nn.functional.avg_pool2d(self.pad(torch.ones_like(x[:1, :1])), self.kernel,
+                                            self.stride) * self.kernel ** 2
+            return total / real
+
+    class GlobalAvgPool(nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(2, 3))
+
+    class ZeroChannels(nn.Module):
+        def __init__(self, extra):
+            super().__init__()
+            self.extra = extra
+
+        def forward(self, x):
+            return torch.cat([x, x.new_zeros((x.shape[0], self.extra) + x.shape[2:])], dim=1)
+
+    class Residual(nn.Module):
+        def __init__(self, body, shortcut):
+            super().__init__()
+            self.body, self.shortcut = body, shortcut
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    class Concat(nn.Module):
+        def __init__(self, branches):
+            super().__init__()
+            self.branches = nn.ModuleList(branches)
+
+        def forward(self, x):
+            return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+    def convert_one(each, previous=None):
+        modules = convert(each, previous)
+        return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
+
     def convert(each, previous):
         if isinstance(each, sm.Sequential):
             modules = []
             for child in each.children:
                 modules += convert(child, modules[-1] if modules else previous)
             return modules
+        if isinstance(each, sm.Residual):
+            return [Residual(convert_one(each.body), convert_one(each.shortcut))]
+        if isinstance(each, sm.Concat):
+            return [Concat([convert_one(branch) for branch in each.children])]
+        if isinstance(each, sm.Identity):
+            return [nn.Identity()]
+        if isinstance(each, sm.AvgPool2D):
+            return [AvgPoolSame(each.kernel, each.stride, each.padding)]
+        if isinstance(each, sm.GlobalAvgPool):
+            return [GlobalAvgPool()]
+        if isinstance(each, sm.ZeroChannels):
+            return [ZeroChannels(each.extra)]
         if isinstance(each, sm.Conv2D):
             kh, kw, c, f = each.weight.shape
             conv = nn.Conv2d(c, f, (kh, kw), stride=each.stride, bias=each.bias is not None)
@@ -302,7 +360,11 @@ def peak_memory(framework, args):
                "--device", args.device]
     if args.dataset:
         command += ["--dataset", args.dataset]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    # A fixed mmap threshold makes glibc give every large array its own mapping, returned to
+    # the system when freed (its default threshold grows to 32 MiB and keeps freed arrays in
+    # the heap), so resident memory follows the bytes both libraries really hold.
+    environment = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=environment)
     if result.returncode != 0:
         raise RuntimeError(f"memory probe for {framework} failed: {result.stderr.strip()[-500:]}")
     return int(result.stdout.strip().splitlines()[-1])

@@ -13,7 +13,8 @@ import sys
 from dataclasses import dataclass
 
 import snip_min as sm
-from snip_min import BatchNorm, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential  # noqa: F401
+from snip_min import (AvgPool2D, BatchNorm, Concat, Conv2D, Flatten, GlobalAvgPool, Identity, Linear,
+                      MaxPool2D, ReLU, Residual, Sequential, ZeroChannels)
 
 
 # ---------------------------------------------------------------------------------------
@@ -46,26 +47,265 @@ def lenet5(num_classes=10):
 
 
 # ---------------------------------------------------------------------------------------
+# Building blocks. Every conv/linear layer but the last is followed by batch norm and ReLU.
+# Paddings follow the TensorFlow originals ('same': output = ceil(input / stride)).
+# ---------------------------------------------------------------------------------------
+
+def conv_bn_relu(c_in, c_out, kernel, stride=1, padding="same"):
+    return [Conv2D(c_in, c_out, kernel, stride, padding), BatchNorm(c_out), ReLU()]
+
+
+def linear_bn_relu(d_in, d_out):
+    return [Linear(d_in, d_out), BatchNorm(d_out), ReLU()]
+
+
+# ---------------------------------------------------------------------------------------
+# The authors' CIFAR-10 / Tiny-ImageNet models (the paper's Tables 5 and 6). For the 64x64
+# Tiny-ImageNet images the first convolution's stride is doubled.
+# ---------------------------------------------------------------------------------------
+
+def alexnet(num_classes, dataset, k):
+    """AlexNet-s (k=1) and AlexNet-b (k=2): five 'same' convolutions of stride 2 (the first
+    stride 4 on Tiny-ImageNet), which take a 32x32 image down to 1x1, then fc layers of
+    1024*k units. There is no pooling."""
+    first_stride = 4 if dataset == "tiny-imagenet" else 2
+    return Sequential(
+        *conv_bn_relu(3, 96, 11, first_stride),
+        *conv_bn_relu(96, 256, 5, 2),
+        *conv_bn_relu(256, 384, 3, 2),
+        *conv_bn_relu(384, 384, 3, 2),
+        *conv_bn_relu(384, 256, 3, 2),          # -> (N, 1, 1, 256)
+        Flatten(),
+        *linear_bn_relu(256, 1024 * k),
+        *linear_bn_relu(1024 * k, 1024 * k),
+        Linear(1024 * k, num_classes),
+    )
+
+
+# (filters, kernel) of each convolution, 'M' for a 2x2 max-pool
+VGG_CONVS = {
+    "C": [(64, 3), (64, 3), "M", (128, 3), (128, 3), "M", (256, 3), (256, 3), (256, 1), "M",
+          (512, 3), (512, 3), (512, 1), "M", (512, 3), (512, 3), (512, 1), "M"],
+    "D": [(64, 3), (64, 3), "M", (128, 3), (128, 3), "M", (256, 3), (256, 3), (256, 3), "M",
+          (512, 3), (512, 3), (512, 3), "M", (512, 3), (512, 3), (512, 3), "M"],
+}
+
+
+def vgg(num_classes, dataset, version):
+    """VGG-C, VGG-D and VGG-like: thirteen convolutions in five pooled stages (VGG-C has
+    1x1 kernels in the last conv of stages 3-5), then fc 512-512-classes (VGG-C/D) or
+    512-classes (VGG-like, whose convolutions are VGG-D's)."""
+    layers, c_in = [], 3
+    for spec in VGG_CONVS["C" if version == "C" else "D"]:
+        if spec == "M":
+            layers.append(MaxPool2D(2, padding="same"))
+        else:
+            filters, kernel = spec
+            stride = 2 if (dataset == "tiny-imagenet" and not layers) else 1
+            layers += conv_bn_relu(c_in, filters, kernel, stride)
+            c_in = filters
+    layers += [Flatten(), *linear_bn_relu(512, 512)]              # 32x32 -> 1x1x512
+    if version != "like":
+        layers += linear_bn_relu(512, 512)
+    layers.append(Linear(512, num_classes))
+    return Sequential(*layers)
+
+
+# ---------------------------------------------------------------------------------------
+# The student reproduction's models (CIFAR-10), as defined in its snip/network.py
+# ---------------------------------------------------------------------------------------
+
+def basic_block(c_in, c_out, stride):
+    """ResNet's basic block: two 3x3 convolutions, added to a shortcut, then ReLU. When the
+    block halves the resolution, the shortcut is parameter-free: a 2x2 average pool and
+    zero channels for the new width."""
+    body = Sequential(*conv_bn_relu(c_in, c_out, 3, stride),
+                      Conv2D(c_out, c_out, 3, padding="same"), BatchNorm(c_out))
+    if stride == 1 and c_in == c_out:
+        shortcut = Identity()
+    else:
+        shortcut = Sequential(AvgPool2D(stride, padding="same"), ZeroChannels(c_out - c_in))
+    return [Residual(body, shortcut), ReLU()]
+
+
+def resnet(num_classes, dataset, blocks):
+    """ResNet-18 ([2, 2, 2, 2]) and ResNet-34 ([3, 4, 6, 3]) for 32x32 images: a 3x3 stem
+    without max-pool, four stages of widths 64-128-256-512 (each but the first halving the
+    resolution in its first block), global average pool, fc."""
+    layers, c_in = conv_bn_relu(3, 64, 3), 64
+    for stage, count in enumerate(blocks):
+        width = 64 * 2 ** stage
+        for index in range(count):
+            layers += basic_block(c_in, width, 2 if stage > 0 and index == 0 else 1)
+            c_in = width
+    return Sequential(*layers, GlobalAvgPool(), Linear(512, num_classes))
+
+
+def fire(c_in, squeeze, expand):
+    """SqueezeNet's fire module: a 1x1 'squeeze' convolution, then 1x1 and 3x3 'expand'
+    convolutions side by side, concatenated, then ReLU."""
+    return Sequential(
+        *conv_bn_relu(c_in, squeeze, 1),
+        Concat(Sequential(Conv2D(squeeze, expand, 1), BatchNorm(expand)),
+               Sequential(Conv2D(squeeze, expand, 3, padding="same"), BatchNorm(expand))),
+        ReLU(),
+    )
+
+
+SQUEEZENET_FIRES = [(96, 16, 64), (128, 16, 64), (128, 32, 128), (256, 32, 128),      # fires 2-5
+                    (256, 48, 192), (384, 48, 192), (384, 64, 256), (512, 64, 256)]   # fires 6-9
+
+
+def squeezenet(num_classes, dataset, bypass):
+    """SqueezeNet: a 7x7 stride-2 stem (batch norm, no ReLU) and a 3x3 stride-2 max-pool,
+    fires 2-9 with max-pools after fires 4 and 8, a 1x1 convolution to the classes and a
+    global average pool. The bypass version adds identity shortcuts around fires 3, 5, 7, 9."""
+    layers = [Conv2D(3, 96, 7, 2, "same"), BatchNorm(96), MaxPool2D(3, 2)]
+    for number, (c_in, squeeze, expand) in enumerate(SQUEEZENET_FIRES, start=2):
+        module = fire(c_in, squeeze, expand)
+        layers.append(Residual(module) if bypass and number in (3, 5, 7, 9) else module)
+        if number in (4, 8):
+            layers.append(MaxPool2D(3, 2))
+    return Sequential(*layers, Conv2D(512, num_classes, 1), GlobalAvgPool())
+
+
+# (input channels, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection): GoogLeNet's table
+INCEPTIONS = {
+    "3a": (192, 64, 96, 128, 16, 32, 32), "3b": (256, 128, 128, 192, 32, 96, 64),
+    "4a": (480, 192, 96, 208, 16, 48, 64), "4b": (512, 160, 112, 224, 24, 64, 64),
+    "4c": (512, 128, 128, 256, 24, 64, 64), "4d": (512, 112, 144, 288, 32, 64, 64),
+    "4e": (528, 256, 160, 320, 32, 128, 128), "5a": (832, 256, 160, 320, 32, 128, 128),
+    "5b": (832, 384, 192, 384, 48, 128, 128),
+}
+
+
+def inception(c_in, c1, r3, c3, r5, c5, pool_projection, k3, k5):
+    """Four branches side by side, concatenated: 1x1; 1x1 then k3 x k3; 1x1 then k5 x k5;
+    3x3 max-pool then 1x1."""
+    return Concat(
+        Sequential(*conv_bn_relu(c_in, c1, 1)),
+        Sequential(*conv_bn_relu(c_in, r3, 1), *conv_bn_relu(r3, c3, k3)),
+        Sequential(*conv_bn_relu(c_in, r5, 1), *conv_bn_relu(r5, c5, k5)),
+        Sequential(MaxPool2D(3, 1, "same"), *conv_bn_relu(c_in, pool_projection, 1)),
+    )
+
+
+def googlenet(num_classes, dataset, full_kernels):
+    """GoogLeNet: a 7x7 stride-2 stem, 1x1 and 3x3 convolutions, nine inception modules
+    (3a-b, 4a-e, 5a-b) with stride-2 max-pools between the groups, global average pool, fc.
+    The student reproduction declared the '3x3' and '5x5' branch convolutions as 1x1
+    (2,754,106 parameters, the published count, our default); full_kernels=True gives them
+    their true 3x3 and 5x5 sizes (5,983,802). The students also apply dropout before the
+    pool; it has no parameters and is left out here."""
+    k3, k5 = (3, 5) if full_kernels else (1, 1)
+    pool = lambda: MaxPool2D(3, 2, "same")                            # noqa: E731
+    modules = {name: inception(*widths, k3, k5) for name, widths in INCEPTIONS.items()}
+    return Sequential(
+        *conv_bn_relu(3, 64, 7, 2), pool(),
+        *conv_bn_relu(64, 64, 1), *conv_bn_relu(64, 192, 3), pool(),
+        modules["3a"], modules["3b"], pool(),
+        modules["4a"], modules["4b"], modules["4c"], modules["4d"], modules["4e"], pool(),
+        modules["5a"], modules["5b"],
+        GlobalAvgPool(), Linear(1024, num_classes),
+    )
+
+
+def dense_layer(c_in, growth):
+    """DenseNet's layer: keep the input and append `growth` new channels computed from it by
+    BN-ReLU-1x1 conv (4*growth) -BN-ReLU-3x3 conv (growth)."""
+    return Concat(Identity(), Sequential(
+        BatchNorm(c_in), ReLU(), Conv2D(c_in, 4 * growth, 1),
+        BatchNorm(4 * growth), ReLU(), Conv2D(4 * growth, growth, 3, padding="same")))
+
+
+def densenet(num_classes, dataset, blocks, growth=32):
+    """The student reproduction's DenseNet: batch norm and ReLU on the input, a 7x7 stride-2
+    convolution to 32 channels and a 3x3 stride-2 max-pool; dense blocks of the given
+    lengths, each STARTING FROM 32 channels, with transitions (BN-ReLU-1x1 conv to 32
+    channels, 2x2 average pool) between them; global average pool and fc."""
+    layers = [BatchNorm(3), ReLU(), Conv2D(3, growth, 7, 2, "same"), MaxPool2D(3, 2, "same")]
+    for number, count in enumerate(blocks):
+        channels = growth
+        for _ in range(count):
+            layers.append(dense_layer(channels, growth))
+            channels += growth
+        if number < len(blocks) - 1:
+            layers += [BatchNorm(channels), ReLU(), Conv2D(channels, growth, 1), AvgPool2D(2, padding="same")]
+    return Sequential(*layers, GlobalAvgPool(), Linear(channels, num_classes))
+
+
+# ---------------------------------------------------------------------------------------
+# Wide ResNets (the paper's Table 2): Zagoruyko & Komodakis's pre-activation blocks, no conv
+# biases, a 1x1 convolution as the shortcut where the shape changes.
+# ---------------------------------------------------------------------------------------
+
+def wide_block(c_in, c_out, stride):
+    """BN-ReLU-3x3 conv-BN-ReLU-3x3 conv plus a shortcut. Where the shape changes, the
+    block's first BN-ReLU is shared: the 1x1 shortcut convolution sees the activated input."""
+    convs = [Conv2D(c_in, c_out, 3, stride, padding=1, bias=False), BatchNorm(c_out), ReLU(),
+             Conv2D(c_out, c_out, 3, 1, padding=1, bias=False)]
+    if stride == 1 and c_in == c_out:
+        return Residual(Sequential(BatchNorm(c_in), ReLU(), *convs))
+    shortcut = Conv2D(c_in, c_out, 1, stride, bias=False)
+    return Sequential(BatchNorm(c_in), ReLU(), Residual(Sequential(*convs), shortcut))
+
+
+def wide_resnet(num_classes, dataset, depth, k):
+    """WRN-depth-k: a 3x3 stem of 16 channels, three groups of (depth - 4) / 6 blocks of
+    widths 16k, 32k, 64k (the second and third halving the resolution), BN-ReLU, global
+    average pool, fc."""
+    blocks = (depth - 4) // 6
+    layers, c_in = [Conv2D(3, 16, 3, padding=1, bias=False)], 16
+    for group, width in enumerate((16 * k, 32 * k, 64 * k)):
+        for index in range(blocks):
+            layers.append(wide_block(c_in, width, 2 if group > 0 and index == 0 else 1))
+            c_in = width
+    return Sequential(*layers, BatchNorm(c_in), ReLU(), GlobalAvgPool(), Linear(c_in, num_classes))
+
+
+# ---------------------------------------------------------------------------------------
 # The registry
 # ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ModelInfo:
-    builder: object        # function(num_classes) -> Layer
+    builder: object        # function(num_classes, dataset) -> Layer
     dataset: str           # the dataset it is trained on by default
     datasets: tuple        # the datasets it is defined for
     title: str             # the name the paper uses
-    epochs: int            # default training length: a good result in minutes on 2 CPU cores
+    epochs: int = None     # default training length on MNIST (other datasets: the paper's schedule)
+    counts_batch_norm: bool = False   # published count includes batch-norm scales and shifts
 
+
+AUTHORS = ("cifar10", "tiny-imagenet")
+CIFAR = ("cifar10",)
 
 MODELS = {
     # LeNet-300-100 steps ~20x faster than LeNet-5, so it can afford (and needs) more epochs
-    "lenet300": ModelInfo(lenet300, "mnist", ("mnist",), "LeNet-300-100", epochs=100),
-    "lenet5": ModelInfo(lenet5, "mnist", ("mnist",), "LeNet-5-Caffe", epochs=20),
+    "lenet300": ModelInfo(lambda n, d: lenet300(n), "mnist", ("mnist",), "LeNet-300-100", epochs=100),
+    "lenet5": ModelInfo(lambda n, d: lenet5(n), "mnist", ("mnist",), "LeNet-5-Caffe", epochs=20),
+    "alexnet-s": ModelInfo(lambda n, d: alexnet(n, d, k=1), "cifar10", AUTHORS, "AlexNet-s"),
+    "alexnet-b": ModelInfo(lambda n, d: alexnet(n, d, k=2), "cifar10", AUTHORS, "AlexNet-b"),
+    "vgg-c": ModelInfo(lambda n, d: vgg(n, d, "C"), "cifar10", AUTHORS, "VGG-C"),
+    "vgg-d": ModelInfo(lambda n, d: vgg(n, d, "D"), "cifar10", AUTHORS, "VGG-D"),
+    "vgg-like": ModelInfo(lambda n, d: vgg(n, d, "like"), "cifar10", AUTHORS, "VGG-like"),
+    "resnet18": ModelInfo(lambda n, d: resnet(n, d, [2, 2, 2, 2]), "cifar10", CIFAR, "ResNet-18"),
+    "resnet34": ModelInfo(lambda n, d: resnet(n, d, [3, 4, 6, 3]), "cifar10", CIFAR, "ResNet-34"),
+    "squeezenet": ModelInfo(lambda n, d: squeezenet(n, d, bypass=False), "cifar10", CIFAR, "SqueezeNet (vanilla)"),
+    "squeezenet-bypass": ModelInfo(lambda n, d: squeezenet(n, d, bypass=True), "cifar10", CIFAR, "SqueezeNet (bypass)"),
+    "googlenet": ModelInfo(lambda n, d: googlenet(n, d, full_kernels=False), "cifar10", CIFAR, "GoogLeNet (as published)"),
+    "googlenet-full": ModelInfo(lambda n, d: googlenet(n, d, full_kernels=True), "cifar10", CIFAR, "GoogLeNet (3x3/5x5)"),
+    "densenet121": ModelInfo(lambda n, d: densenet(n, d, [6, 12, 24, 16]), "cifar10", CIFAR, "DenseNet-121"),
+    "densenet169": ModelInfo(lambda n, d: densenet(n, d, [6, 12, 32, 32]), "cifar10", CIFAR, "DenseNet-169"),
+    "densenet201": ModelInfo(lambda n, d: densenet(n, d, [6, 12, 48, 32]), "cifar10", CIFAR, "DenseNet-201"),
+    "densenet264": ModelInfo(lambda n, d: densenet(n, d, [6, 12, 64, 48]), "cifar10", CIFAR, "DenseNet-264"),
+    "wrn-16-8": ModelInfo(lambda n, d: wide_resnet(n, d, 16, 8), "cifar10", CIFAR, "WRN-16-8", counts_batch_norm=True),
+    "wrn-16-10": ModelInfo(lambda n, d: wide_resnet(n, d, 16, 10), "cifar10", CIFAR, "WRN-16-10", counts_batch_norm=True),
+    "wrn-22-8": ModelInfo(lambda n, d: wide_resnet(n, d, 22, 8), "cifar10", CIFAR, "WRN-22-8", counts_batch_norm=True),
 }
 
-NUM_CLASSES = {"mnist": 10}
-INPUT_SHAPE = {"mnist": (28, 28, 1)}    # (H, W, C) of one image
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "tiny-imagenet": 200}
+INPUT_SHAPE = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3), "tiny-imagenet": (64, 64, 3)}   # (H, W, C)
 
 LAYER_PREFIX = {"Conv2D": "conv", "Linear": "fc", "BatchNorm": "bn"}
 
@@ -91,18 +331,26 @@ def build(name, dataset=None, num_classes=None):
     if dataset not in info.datasets:
         raise sm.UsageError(f"model {name} is defined for {', '.join(info.datasets)}, not {dataset}")
     num_classes = num_classes or NUM_CLASSES[dataset]
-    model = info.builder(num_classes=num_classes)
+    model = info.builder(num_classes, dataset)
     return sm.skip_input_gradient(name_parameters(model))
 
 
-def count_parameters(model):
-    """Conv/linear weights + biases: the count the paper reports."""
-    return sum(p.size for p in sm.parameters_of(model) if p.kind in ("weight", "bias"))
+COUNTED_KINDS = ("weight", "bias")
+COUNTED_KINDS_WITH_BATCH_NORM = ("weight", "bias", "scale", "shift")
+
+
+def count_parameters(model, batch_norm=False):
+    """Conv/linear weights + biases, the count the paper reports; with batch_norm=True also
+    the batch norms' scales and shifts (the Wide ResNets' published convention)."""
+    kinds = COUNTED_KINDS_WITH_BATCH_NORM if batch_norm else COUNTED_KINDS
+    return sum(p.size for p in sm.parameters_of(model) if p.kind in kinds)
 
 
 def parameter_table():
-    """[{'model', 'dataset', 'params'}] for every model and every dataset it is defined for."""
-    return [{"model": name, "dataset": dataset, "params": count_parameters(build(name, dataset))}
+    """[{'model', 'dataset', 'params'}] for every model and every dataset it is defined for,
+    each count in the convention its source publishes."""
+    return [{"model": name, "dataset": dataset,
+             "params": count_parameters(build(name, dataset), info.counts_batch_norm)}
             for name, info in MODELS.items() for dataset in info.datasets]
 
 
@@ -114,10 +362,11 @@ def main(argv=None):
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<12} {'title':<16} {'dataset':<14} {'parameters':>12}")
+    print(f"{'model':<18} {'title':<25} {'dataset':<14} {'parameters':>12}")
     for row in rows:
-        title = MODELS[row["model"]].title
-        print(f"{row['model']:<12} {title:<16} {row['dataset']:<14} {row['params']:>12,}")
+        info = MODELS[row["model"]]
+        note = "  (with batch norm)" if info.counts_batch_norm else ""
+        print(f"{row['model']:<18} {info.title:<25} {row['dataset']:<14} {row['params']:>12,}{note}")
     return 0
 
 
