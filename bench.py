@@ -400,17 +400,19 @@ def memory_probe(args):
         torch.set_num_threads(args.threads)
         work = TorchWork(args, work, sm, torch)
     gpu = args.device == "gpu"
+    work.train_step()                   # first step: lazily created buffers and thread pools
+    if args.memory_probe == "snip-min":
+        sm.forget_caches(work.model)        # start from parameters only, as PyTorch does
+    work.synchronise()
     if gpu and args.memory_probe == "torch":
         import torch
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     elif gpu:
-        hook = CupyPeakHook(sm.xp)
+        hook = CupyPeakHook(sm.xp)      # counts CuPy's allocations from here on
         hook.__enter__()
-        before = hook.in_use
+        before = 0
     else:
-        work.train_step()               # first step: lazily created buffers and thread pools
         reset_peak_resident()
         before = resident_bytes()
     for _ in range(3):

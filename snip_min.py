@@ -134,8 +134,10 @@ class Param:
 # 3. Layers
 #
 # A layer is a forward/backward pair sharing a cache, as in CS231n's layers.py:
-#     y = layer.forward(x, train)     remembers what backward needs
-#     dx = layer.backward(dy)         given dL/dy, stores dL/d(param) and returns dL/dx
+#     y = layer.forward(x, train)     leaves in self.cache what backward will need
+#     dx = layer.backward(dy)         takes the cache, stores dL/d(param), returns dL/dx
+# Backward *takes* the cache (take_cache leaves None behind), so a layer's activations are
+# freed as soon as its gradient is computed, as autograd frees its saved tensors.
 # `train` switches batch norm between batch statistics (training) and running statistics.
 # Containers (Sequential here; residual and concatenation blocks in the model zoo) are
 # layers too, so a whole network is one layer.
@@ -144,12 +146,18 @@ class Param:
 class Layer:
     params = ()     # the Params this layer owns directly
     children = ()   # the layers a container holds
+    cache = None    # what forward leaves for backward
 
     def forward(self, x, train):
         raise NotImplementedError
 
     def backward(self, dout):
         raise NotImplementedError
+
+    def take_cache(self):
+        """Hand the forward pass's cache to backward, keeping no reference to it."""
+        cache, self.cache = self.cache, None
+        return cache
 
 
 def layers_of(layer):
@@ -162,6 +170,12 @@ def layers_of(layer):
 def parameters_of(layer):
     """Every Param inside `layer`, in forward order."""
     return [p for each in layers_of(layer) for p in each.params]
+
+
+def forget_caches(layer):
+    """Drop every cache inside `layer`: after a forward pass that no backward will follow."""
+    for each in layers_of(layer):
+        each.cache = None
 
 
 def skip_input_gradient(network):
@@ -208,22 +222,23 @@ class Linear(Layer):
         self.bias = Param("bias", (d_out,), "bias") if bias else None
         self.params = [p for p in (self.weight, self.bias) if p is not None]
 
-    def forward(self, x, train):
-        self.x = x                                   # (N, D_in)
-        self.w = self.weight.gated()                 # (D_in, D_out), w * c
-        y = x @ self.w                               # (N, D_out)
+    def forward(self, x, train):                    # x: (N, D_in)
+        w = self.weight.gated()                      # (D_in, D_out), w * c
+        y = x @ w                                    # (N, D_out)
         if self.bias is not None:
             y += self.bias.gated()
+        self.cache = (x, w)
         return y
 
     def backward(self, dout):                        # dout: (N, D_out)
+        x, w = self.take_cache()
         # forward: y = x W + b, so dL/dW = x^T dL/dy, dL/db = sum_n dL/dy, dL/dx = dL/dy W^T
-        self.weight.grad = self.x.T @ dout           # (D_in, D_out)
+        self.weight.grad = x.T @ dout                # (D_in, D_out)
         if self.bias is not None:
             self.bias.grad = sum_rows(dout)          # (D_out,)
         if not self.needs_input_gradient:
             return None
-        return dout @ self.w.T                       # (N, D_in)
+        return dout @ w.T                            # (N, D_in)
 
 
 def padding_amounts(padding, height, width, kernel_h, kernel_w, stride):
@@ -323,7 +338,8 @@ def col2im(tap_block, input_shape, kernel_h, kernel_w, stride, dtype):
     return dx
 
 
-IM2COL_BUDGET_BYTES = 256 * 2**20   # the largest col matrix a convolution builds at once
+IM2COL_BUDGET_BYTES = 64 * 2**20    # the most col matrix a convolution builds at once
+KEEP_COL_BYTES = 32 * 2**20         # a col this small is kept for the backward pass
 
 
 class Conv2D(Layer):
@@ -334,9 +350,10 @@ class Conv2D(Layer):
         OH = (H + pad_top + pad_bottom - KH) // stride + 1, likewise OW.
     Computed as im2col + one matrix product:
         (N*OH*OW, KH*KW*C) @ (KH*KW*C, F) = (N*OH*OW, F), which is already NHWC.
-    col is KH*KW times larger than x, so a layer whose col would exceed
-    IM2COL_BUDGET_BYTES does the same product for a few examples at a time, and builds
-    each group's col again in the backward pass instead of keeping it.
+    Memory: col is KH*KW times larger than x. The backward pass needs it again (for dL/dW),
+    so a small col (up to KEEP_COL_BYTES) is kept; a larger one is rebuilt there from the
+    padded input, one more copy instead of nine times the memory. A layer whose col would
+    exceed IM2COL_BUDGET_BYTES builds it, and multiplies, a few examples at a time.
     padding: 'valid', 'same', an int, or (top, bottom, left, right).
     """
 
@@ -349,46 +366,46 @@ class Conv2D(Layer):
         self.bias = Param("bias", (c_out,), "bias") if bias else None
         self.params = [p for p in (self.weight, self.bias) if p is not None]
 
-    def columns(self, x_pad, start, stop):
+    def columns(self, x_pad, start, stop, out_h, out_w):
         """im2col of examples start..stop-1 of the padded input."""
-        return im2col(x_pad[start:stop], self.kernel_h, self.kernel_w, self.stride, *self.out_size)
+        return im2col(x_pad[start:stop], self.kernel_h, self.kernel_w, self.stride, out_h, out_w)
 
     def forward(self, x, train):
         n, h, w, c = x.shape
         pads = padding_amounts(self.padding, h, w, self.kernel_h, self.kernel_w, self.stride)
         x_pad = pad_image(x, pads)                                         # (N, H', W', C)
-        self.out_size = ((x_pad.shape[1] - self.kernel_h) // self.stride + 1,
-                         (x_pad.shape[2] - self.kernel_w) // self.stride + 1)
-        out_h, out_w = self.out_size
-        self.w = self.weight.gated()                                       # (KH, KW, C, F)
-        w2d = self.w.reshape(-1, self.w.shape[-1])                         # (KH*KW*C, F)
+        out_h = (x_pad.shape[1] - self.kernel_h) // self.stride + 1
+        out_w = (x_pad.shape[2] - self.kernel_w) // self.stride + 1
+        w = self.weight.gated()                                            # (KH, KW, C, F)
+        w2d = w.reshape(-1, w.shape[-1])                                   # (KH*KW*C, F)
         col_bytes_per_example = out_h * out_w * w2d.shape[0] * x.itemsize
         self.group = max(1, min(n, IM2COL_BUDGET_BYTES // col_bytes_per_example))
-        if self.group == n:                        # the usual case: the whole batch at once
-            self.col = self.columns(x_pad, 0, n)                           # (N*OH*OW, KH*KW*C)
-            y = self.col @ w2d                                             # (N*OH*OW, F)
+        if self.group == n:                        # the whole batch at once
+            col = self.columns(x_pad, 0, n, out_h, out_w)                  # (N*OH*OW, KH*KW*C)
+            y = col @ w2d                                                  # (N*OH*OW, F)
         else:                                      # a few examples at a time
-            self.col = None
+            col = None
             y = xp.empty((n * out_h * out_w, w2d.shape[1]), dtype=x.dtype)
             rows = out_h * out_w
             for start in range(0, n, self.group):
                 stop = min(start + self.group, n)
-                y[start * rows:stop * rows] = self.columns(x_pad, start, stop) @ w2d
+                y[start * rows:stop * rows] = self.columns(x_pad, start, stop, out_h, out_w) @ w2d
         if self.bias is not None:
             y += self.bias.gated()
-        self.cache = (x.shape, x_pad, pads)
+        keep = col is not None and col.nbytes <= KEEP_COL_BYTES    # else rebuild it from x_pad
+        self.cache = (x.shape, pads, w, col if keep else None, x_pad.shape, None if keep else x_pad)
         return y.reshape(n, out_h, out_w, -1)                              # (N, OH, OW, F)
 
     def backward(self, dout):                                              # (N, OH, OW, F)
-        x_shape, x_pad, (top, _, left, _) = self.cache
+        x_shape, (top, _, left, _), w, col, x_pad_shape, x_pad = self.take_cache()
         n, out_h, out_w, f = dout.shape
         dy = dout.reshape(-1, f)                                           # (N*OH*OW, F)
         # forward: y = col W + b, the linear layer again with col in the role of x
-        if self.col is not None:
-            dw = self.col.T @ dy                                           # (KH*KW*C, F)
-        else:
+        if col is not None:
+            dw = col.T @ dy                                                # (KH*KW*C, F)
+        else:                                      # rebuild col, a group of examples at a time
             rows = out_h * out_w
-            dw = sum(self.columns(x_pad, start, min(start + self.group, n)).T
+            dw = sum(self.columns(x_pad, start, min(start + self.group, n), out_h, out_w).T
                      @ dy[start * rows:min(start + self.group, n) * rows]
                      for start in range(0, n, self.group))
         self.weight.grad = dw.reshape(self.weight.shape)                   # (KH, KW, C, F)
@@ -400,8 +417,8 @@ class Conv2D(Layer):
         # dy W[i, j]^T: computing them tap by tap never builds the whole (N*OH*OW, KH*KW*C)
         # array, and each tap's block is contiguous when it is added onto the image.
         def tap_block(i, j):                                               # (N, OH, OW, C)
-            return (dy @ self.w[i, j].T).reshape(n, out_h, out_w, -1)
-        dx_pad = col2im(tap_block, x_pad.shape, self.kernel_h, self.kernel_w, self.stride, dout.dtype)
+            return (dy @ w[i, j].T).reshape(n, out_h, out_w, -1)
+        dx_pad = col2im(tap_block, x_pad_shape, self.kernel_h, self.kernel_w, self.stride, dout.dtype)
         _, h, w, _ = x_shape
         return dx_pad[:, top:top + h, left:left + w, :]                    # (N, H, W, C)
 
@@ -429,23 +446,22 @@ class MaxPool2D(Layer):
             for j in range(self.kernel):
                 tap = kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w)
                 y = tap.copy() if y is None else xp.maximum(y, tap, out=y)
-        self.cache = (x.shape, x_pad, pads)
-        self.y = y
+        self.cache = (x.shape, x_pad, pads, y)
         return y
 
     def backward(self, dout):
         # forward: y = max over the window, so dL/dx = dL/dy at the position that held the
         # maximum and 0 elsewhere. On ties the first tap in scan order takes the gradient:
         # `unrouted` marks the windows whose maximum no earlier tap has claimed.
-        x_shape, x_pad, (top, _, left, _) = self.cache
-        out_h, out_w = self.y.shape[1:3]
+        x_shape, x_pad, (top, _, left, _), y = self.take_cache()
+        out_h, out_w = y.shape[1:3]
         taps = self.kernel * self.kernel
         unrouted = None
         block = xp.empty_like(dout)
 
         def tap_block(i, j):
             nonlocal unrouted
-            winner = kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w) == self.y
+            winner = kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w) == y
             if unrouted is None:                  # the first tap: every window is unrouted
                 unrouted = ~winner
             else:
@@ -462,23 +478,23 @@ class ReLU(Layer):
     """y = max(x, 0), elementwise."""
 
     def forward(self, x, train):
-        self.positive = x > 0
+        self.cache = x > 0                           # where the gradient passes
         return xp.maximum(x, 0)
 
     def backward(self, dout):
         # dy/dx = 1 where x > 0, else 0
-        return dout * self.positive
+        return dout * self.take_cache()
 
 
 class Flatten(Layer):
     """(N, H, W, C) -> (N, H*W*C), in NHWC order as the authors' TensorFlow reshape."""
 
     def forward(self, x, train):
-        self.shape = x.shape
+        self.cache = x.shape
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dout):
-        return dout.reshape(self.shape)
+        return dout.reshape(self.take_cache())
 
 
 class BatchNorm(Layer):
@@ -510,24 +526,31 @@ class BatchNorm(Layer):
                                       + m * var * (count / max(count - 1, 1)))
         else:
             mean, var = self.running_mean.value, self.running_var.value
-        self.train = train
-        self.inv_std = 1.0 / xp.sqrt(var + self.eps)                        # (C,)
-        self.x_hat = (x - mean) * self.inv_std                              # (N, ..., C)
-        return self.scale.value * self.x_hat + self.shift.value
+        inv_std = 1.0 / xp.sqrt(var + self.eps)                             # (C,)
+        x_hat = x - mean                                                    # (N, ..., C)
+        x_hat *= inv_std
+        y = x_hat * self.scale.value
+        y += self.shift.value
+        self.cache = (x_hat, inv_std, train)
+        return y
 
     def backward(self, dout):
+        x_hat, inv_std, train = self.take_cache()
         axes = tuple(range(dout.ndim - 1))
         # forward: y = scale * x_hat + shift
-        self.scale.grad = (dout * self.x_hat).sum(axis=axes)
-        self.shift.grad = dout.sum(axis=axes)
-        dx_hat = dout * self.scale.value
-        if not self.train:
+        self.scale.grad = (dout * x_hat).sum(axis=axes)                     # sum of dL/dy * x_hat
+        self.shift.grad = dout.sum(axis=axes)                               # sum of dL/dy
+        if not train:
             # mu and var are constants: x_hat = (x - mu) * inv_std is affine in x
-            return dx_hat * self.inv_std
+            return dout * (self.scale.value * inv_std)
         # mu and var depend on x too; differentiating x_hat = (x - mean(x)) / std(x) gives
-        #   dL/dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
-        return self.inv_std * (dx_hat - dx_hat.mean(axis=axes)
-                               - self.x_hat * (dx_hat * self.x_hat).mean(axis=axes))
+        #   dL/dx = scale * inv_std * (dL/dy - mean(dL/dy) - x_hat * mean(dL/dy * x_hat)),
+        # and both means are the sums just computed, divided by the count M = N*H*W
+        count = dout.size // dout.shape[-1]
+        dx = dout - self.shift.grad / count
+        dx -= x_hat * (self.scale.grad / count)
+        dx *= self.scale.value * inv_std
+        return dx
 
 
 class AvgPool2D(Layer):
@@ -560,7 +583,7 @@ class AvgPool2D(Layer):
     def backward(self, dout):
         # forward: y = (sum of the window's pixels) / count, so each pixel of the window
         # receives dL/dy / count
-        x_shape, x_pad_shape, (top, _, left, _), count = self.cache
+        x_shape, x_pad_shape, (top, _, left, _), count = self.take_cache()
         share = dout / count
         dx_pad = col2im(lambda i, j: share, x_pad_shape, self.kernel, self.kernel, self.stride, dout.dtype)
         _, h, w, _ = x_shape
@@ -571,13 +594,14 @@ class GlobalAvgPool(Layer):
     """The mean over all positions of each channel: x (N, H, W, C) -> y (N, C)."""
 
     def forward(self, x, train):
-        self.shape = x.shape
+        self.cache = x.shape
         return x.mean(axis=(1, 2))
 
     def backward(self, dout):
         # forward: y = sum_{h, w} x / (H*W), so every position receives dL/dy / (H*W)
-        _, h, w, _ = self.shape
-        return xp.broadcast_to((dout / (h * w))[:, None, None, :], self.shape).copy()
+        shape = self.take_cache()
+        _, h, w, _ = shape
+        return xp.broadcast_to((dout / (h * w))[:, None, None, :], shape).copy()
 
 
 class Identity(Layer):
@@ -601,14 +625,15 @@ class ZeroChannels(Layer):
         self.extra = extra
 
     def forward(self, x, train):
-        self.channels = x.shape[-1]
-        y = xp.zeros(x.shape[:-1] + (self.channels + self.extra,), dtype=x.dtype)
-        y[..., :self.channels] = x
+        channels = x.shape[-1]
+        y = xp.zeros(x.shape[:-1] + (channels + self.extra,), dtype=x.dtype)
+        y[..., :channels] = x
+        self.cache = channels
         return y
 
     def backward(self, dout):
         # the zeros do not depend on x: only the first C channels carry a gradient back
-        return dout[..., :self.channels]
+        return dout[..., :self.take_cache()]
 
 
 class Residual(Layer):
@@ -637,13 +662,13 @@ class Concat(Layer):
 
     def forward(self, x, train):
         outputs = [branch.forward(x, train) for branch in self.children]
-        self.sizes = [out.shape[-1] for out in outputs]
+        self.cache = [out.shape[-1] for out in outputs]                     # channels per branch
         return xp.concatenate(outputs, axis=-1)
 
     def backward(self, dout):
         # each branch gets its own channels of dL/dy; x feeds every branch, so sum
         dx, start = 0, 0
-        for branch, size in zip(self.children, self.sizes):
+        for branch, size in zip(self.children, self.take_cache()):
             dx = dx + branch.backward(dout[..., start:start + size])
             start += size
         return dx
@@ -932,6 +957,7 @@ def evaluate(model, split, batch_size=1000):
         loss, _ = softmax_cross_entropy(logits, y)
         total_loss += float(loss) * len(y)
         correct += int((logits.argmax(axis=1) == y).sum())
+    forget_caches(model)                          # no backward follows an evaluation
     return total_loss / len(split), 100.0 * (1 - correct / len(split))
 
 

@@ -67,3 +67,12 @@ def write_tiny_mnist(folder, n_train=300, n_test=100, seed=0):
 def tiny_mnist(tmp_path_factory):
     """The data folder of a tiny generated MNIST (300 training, 100 test images)."""
     return write_tiny_mnist(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(tmp_path_factory):
+    """The data folder of a small generated CIFAR-10 in the official binary layout."""
+    import data
+    folder = tmp_path_factory.mktemp("cifar")
+    data.write_synthetic_dataset("cifar10", folder, train_count=60, test_count=20, seed=0)
+    return str(folder)

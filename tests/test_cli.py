@@ -132,3 +132,38 @@ def test_gpu_without_cupy_gives_one_line_and_exit_status_2(tiny_mnist):
     assert result.returncode == 2
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and "CuPy" in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("model", ["resnet18", "squeezenet-bypass", "densenet121", "wrn-16-8"])
+def test_a_cifar_model_runs_end_to_end_on_a_generated_cifar10(model, tiny_cifar, tmp_path, device):
+    out = tmp_path / "out"
+    result = run_cli("--model", model, "--sparsity", "0.95", "--data-dir", tiny_cifar, "--iterations", "2",
+                     "--batch-size", "8", "--out", str(out), device=device)
+    assert result.returncode == 0, result.stderr
+    assert "augmented" in result.stdout and "test error:" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == "cifar10" and results["iterations"] == 2 and results["batch_size"] == 8
+
+
+def test_vgg_d_at_95_percent_prints_15245130_to_762257(tiny_cifar, device):
+    result = run_cli("--model", "vgg-d", "--dataset", "cifar10", "--sparsity", "0.95", "--data-dir",
+                     tiny_cifar, "--iterations", "1", "--batch-size", "4", device=device)
+    assert result.returncode == 0, result.stderr
+    assert "parameters: 15,245,130 -> 762,257 (95.00% pruned)" in result.stdout
+
+
+def test_a_model_with_a_dataset_it_is_not_defined_for_gives_one_line(tiny_mnist):
+    result = run_cli("--model", "resnet18", "--dataset", "mnist", "--data-dir", tiny_mnist)
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "resnet18 is defined for cifar10, not mnist" in lines[0]
+
+
+def test_cifar_defaults_are_the_papers(tiny_cifar):
+    args = sm.parse_arguments(["--model", "vgg-d", "--data-dir", tiny_cifar])
+    assert sm.training_schedule(args, "cifar10", steps_per_epoch=10) == (150_000, [30_000, 60_000, 90_000, 120_000])
+    assert sm.PAPER_SETUP["cifar10"]["batch_size"] == 128
+    args = sm.parse_arguments(["--model", "lenet5", "--paper-schedule"])
+    assert sm.training_schedule(args, "mnist", steps_per_epoch=10) == (100_000, [25_000, 50_000, 75_000])
+    args = sm.parse_arguments(["--model", "lenet5"])
+    assert sm.training_schedule(args, "mnist", steps_per_epoch=10) == (200, [100, 150])
