@@ -948,6 +948,22 @@ class DeviceSplit:
         return images, self.labels[index]
 
 
+def split_dataset(dataset, val_fraction, rng, augment=None):
+    """(train, validation, test) DeviceSplits: a random val_fraction of the training set is
+    held out for validation; every split is standardised with the training set's statistics.
+    augment: whether training batches are augmented (default: as the authors did)."""
+    n = len(dataset.train_labels)
+    order = rng.permutation(n)
+    n_val = int(round(val_fraction * n))
+    val_index, train_index = order[:n_val], order[n_val:]
+    statistics = (dataset.mean, dataset.std)
+    augment = dataset.augment if augment is None else augment
+    return (DeviceSplit(dataset.train_images[train_index], dataset.train_labels[train_index],
+                        *statistics, augment=augment),
+            DeviceSplit(dataset.train_images[val_index], dataset.train_labels[val_index], *statistics),
+            DeviceSplit(dataset.test_images, dataset.test_labels, *statistics))
+
+
 def evaluate(model, split, batch_size=1000):
     """(mean loss, error in percent) over a whole DeviceSplit, batch norm on running statistics."""
     total_loss, correct = 0.0, 0
@@ -991,11 +1007,12 @@ class Progress:
 
 
 def fit(model, optimiser, train, validation, *, iterations, batch_size, base_lr, boundaries, rng,
-        log=print):
+        log=print, on_step=None):
     """Train for `iterations` mini-batches with a fresh shuffle each epoch.
 
     train, validation: DeviceSplits. Validates after every epoch (and at the end).
     rng: a host random generator for the shuffles and the augmentation.
+    on_step(iteration, loss), if given, sees every mini-batch's loss (a device scalar).
     Returns (history, train_seconds, images_trained).
     """
     n = len(train)
@@ -1018,6 +1035,8 @@ def fit(model, optimiser, train, validation, *, iterations, batch_size, base_lr,
             epoch_correct = epoch_correct + correct
             epoch_images += len(index)
             iteration += 1
+            if on_step is not None:
+                on_step(iteration, loss)
             if iteration % 20 == 0 and not math.isfinite(float(loss)):   # a cheap, regular check
                 raise Diverged(f"the loss became {float(loss)} at iteration {iteration:,}")
             if progress.live:
@@ -1165,19 +1184,11 @@ def run(args, log=print):
     init_rng, split_rng, score_rng, shuffle_rng = (
         numpy.random.default_rng(s) for s in numpy.random.SeedSequence(args.seed).spawn(4))
 
-    n = len(dataset.train_labels)
-    n_val = int(round(args.val_fraction * n))
-    order = split_rng.permutation(n)
-    val_index, train_index = order[:n_val], order[n_val:]
-    if len(train_index) < batch_size:
-        raise UsageError(f"--batch-size {batch_size} is larger than the {len(train_index):,} "
-                         f"training images left after the validation split")
     augment = dataset.augment and not args.no_augment
-    statistics = (dataset.mean, dataset.std)
-    train = DeviceSplit(dataset.train_images[train_index], dataset.train_labels[train_index],
-                        *statistics, augment=augment)
-    validation = DeviceSplit(dataset.train_images[val_index], dataset.train_labels[val_index], *statistics)
-    test = DeviceSplit(dataset.test_images, dataset.test_labels, *statistics)
+    train, validation, test = split_dataset(dataset, args.val_fraction, split_rng, augment)
+    if len(train) < batch_size:
+        raise UsageError(f"--batch-size {batch_size} is larger than the {len(train):,} "
+                         f"training images left after the validation split")
     log(f"data: {dataset.description}; {len(train):,} for training, {len(validation):,} for "
         f"validation, {len(test):,} for testing{'; augmented' if augment else ''}")
 

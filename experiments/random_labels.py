@@ -1,0 +1,118 @@
+"""Experiment E: can a SNIP-pruned network memorise random labels?
+
+The paper's claim: the dense network fits shuffled labels (it memorises), while the network
+SNIP pruned does not, yet both learn the true labels. Four runs per network: dense and
+pruned, each on the true and on randomly permuted training labels, the same data otherwise;
+we record the training loss at every iteration.
+
+    python experiments/random_labels.py --data-dir ../shared/data
+
+Memorising takes many passes over the data, so by default each run trains on a subset of the
+training split (--train-images) for many epochs. Writes losses.csv (the loss averaged over
+windows of iterations), summary.json (final training loss and error per run) and one figure
+per network under results/random_labels/.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy
+
+import common
+from common import data, sm
+
+TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
+SPARSITY = {"lenet300": 0.98, "lenet5": 0.99}
+DEFAULT_EPOCHS = {"lenet300": 200, "lenet5": 100}
+LEARNING_RATE = {"lenet300": 0.1, "lenet5": 0.05}
+
+
+def one_run(dataset, model, sparsity, labels_kind, args, epochs):
+    """Train on the first --train-images images of the training split with true or shuffled
+    labels; returns (the run's figures, [(iteration, mean training loss of the window)])."""
+    train, validation, test = sm.split_dataset(dataset, 0.1, common.seed_streams(args.seed)[1])
+    count = min(args.train_images, len(train))
+    images, labels = sm.to_host(train.images)[:count], sm.to_host(train.labels)[:count].copy()
+    if labels_kind == "random":
+        numpy.random.default_rng(99 + args.seed).shuffle(labels)     # the same images, labels permuted
+    subset = sm.DeviceSplit(images, labels, dataset.mean, dataset.std)
+    losses, window = [], []
+
+    def on_step(iteration, loss):
+        window.append((iteration, float(loss)))
+        if len(window) == args.window:
+            flush()
+
+    def flush():
+        losses.append((window[-1][0], sum(loss for _, loss in window) / len(window)))
+        window.clear()
+
+    result = common.train_once(dataset, model, sparsity, args.seed, epochs, lr=LEARNING_RATE[model],
+                               splits=(subset, validation, test), on_step=on_step)
+    if window:                                   # the last, shorter window
+        flush()
+    return result, losses
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common.add_common_arguments(parser, "random_labels", epochs=None, seeds=1)
+    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES))
+    parser.add_argument("--train-images", type=int, default=2000, help="training images per run")
+    parser.add_argument("--window", type=int, default=20, help="iterations averaged per recorded loss")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    sm.use_device(args.device)
+    dataset = data.load_dataset("mnist", args.data_dir)
+
+    rows, summary = [], {"data": dataset.description, "train_images": args.train_images, "runs": []}
+    for model in args.models:
+        epochs = args.epochs or DEFAULT_EPOCHS[model]
+        for pruned in (False, True):
+            sparsity = SPARSITY[model] if pruned else 0.0
+            for labels_kind in ("true", "random"):
+                result, losses = one_run(dataset, model, sparsity, labels_kind, args, epochs)
+                name = f"{'pruned' if pruned else 'dense'}, {labels_kind} labels"
+                rows += [{"model": model, "run": name, "iteration": i, "loss": loss} for i, loss in losses]
+                summary["runs"].append({"model": model, "run": name, "sparsity": sparsity,
+                                        "epochs": epochs, "lr": LEARNING_RATE[model],
+                                        "final_loss": losses[-1][1] if losses else None,
+                                        "params_kept": result["params_kept"],
+                                        "diverged": result["diverged"]})
+                print(f"{model} {name}: training loss {losses[0][1]:.3f} -> {losses[-1][1]:.3f} "
+                      f"over {losses[-1][0]:,} iterations")
+    common.write_csv(os.path.join(args.out, "losses.csv"), rows)
+    common.write_json(os.path.join(args.out, "summary.json"), summary)
+    plot(rows, summary, args.out)
+    return 0
+
+
+def plot(rows, summary, out):
+    plt = common.pyplot()
+    if plt is None:
+        return
+    styles = {"dense, true labels": ("C0", "-"), "dense, random labels": ("C0", "--"),
+              "pruned, true labels": ("C3", "-"), "pruned, random labels": ("C3", "--")}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        figure, axes = plt.subplots(figsize=(6.4, 4.2))
+        for run, (colour, line) in styles.items():
+            points = [(r["iteration"], r["loss"]) for r in rows if r["model"] == model and r["run"] == run]
+            if points:
+                info = next(s for s in summary["runs"] if s["model"] == model and s["run"] == run)
+                label = run if info["sparsity"] == 0 else f"{run} (SNIP {100 * info['sparsity']:g}%)"
+                axes.plot(*zip(*points), color=colour, linestyle=line, label=label)
+        axes.set_yscale("log")
+        axes.set_xlabel("iteration (mini-batches of 100)")
+        axes.set_ylabel("training loss (cross-entropy, nats)")
+        epochs = next(s["epochs"] for s in summary["runs"] if s["model"] == model)
+        axes.set_title(f"{TITLES[model]}: fitting true and random labels\n{summary['data']}, "
+                       f"{summary['train_images']:,} of them used, {epochs} epochs", fontsize=10)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize=8)
+        common.save_figure(figure, os.path.join(out, f"random_labels-{model}.png"))
+        plt.close(figure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
