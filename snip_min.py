@@ -39,8 +39,10 @@ import io
 import json
 import math
 import os
+import signal
 import sys
 import time
+import zipfile
 
 import numpy
 
@@ -60,6 +62,10 @@ class UsageError(Exception):
 
 class Diverged(Exception):
     """Training produced a non-finite loss; the message is one line."""
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C, SIGTERM) after saving a checkpoint."""
 
 
 def use_device(device):
@@ -845,11 +851,16 @@ def apply_masks(params, masks):
         p.grad = None
 
 
-def snip(model, images, labels, sparsity, prune="weights+biases"):
-    """Prune `model` once, at initialisation, from one mini-batch. Returns the gated Params."""
+def snip(model, images, labels, sparsity, prune="weights+biases", report=None):
+    """Prune `model` once, at initialisation, from one mini-batch. Returns the gated Params.
+    A dict `report` receives m, kappa and how many scores are non-zero."""
     params = prunable_parameters(model, prune)
     sensitivities = connection_sensitivity(model, images, labels, params)
     apply_masks(params, snip_masks(sensitivities, sparsity))
+    if report is not None:
+        m = sum(p.size for p in params)
+        report.update(m=m, kappa=kappa_for(sparsity, m),
+                      nonzero_scores=sum(int((g != 0).sum()) for g in sensitivities))
     return params
 
 
@@ -1006,62 +1017,118 @@ class Progress:
             self.stream.flush()
 
 
-def fit(model, optimiser, train, validation, *, iterations, batch_size, base_lr, boundaries, rng,
-        log=print, on_step=None):
-    """Train for `iterations` mini-batches with a fresh shuffle each epoch.
+class TrainingState:
+    """Everything about a training run that changes as it goes, so that it can stop after any
+    step and continue exactly there: position in the schedule, the current epoch's shuffle
+    and how far through it we are, the epoch's running sums, the history, and the random
+    generator that shuffles and augments."""
 
-    train, validation: DeviceSplits. Validates after every epoch (and at the end).
-    rng: a host random generator for the shuffles and the augmentation.
+    def __init__(self, rng):
+        self.rng = rng
+        self.iteration, self.epoch = 0, 0
+        self.order, self.position = None, 0          # this epoch's shuffled indices, next one to use
+        self.epoch_loss, self.epoch_correct, self.epoch_images, self.epoch_seconds = 0.0, 0, 0, 0.0
+        self.history, self.train_seconds, self.images_trained = [], 0.0, 0
+
+    def to_dict(self):
+        """The state as JSON-able values (the shuffle order travels separately, as an array)."""
+        return {"iteration": self.iteration, "epoch": self.epoch, "position": self.position,
+                "epoch_loss": float(self.epoch_loss), "epoch_correct": int(self.epoch_correct),
+                "epoch_images": self.epoch_images, "epoch_seconds": self.epoch_seconds,
+                "history": self.history, "train_seconds": self.train_seconds,
+                "images_trained": self.images_trained, "rng": self.rng.bit_generator.state}
+
+    @classmethod
+    def from_dict(cls, values, order):
+        rng = numpy.random.default_rng()
+        rng.bit_generator.state = values["rng"]
+        state = cls(rng)
+        for key in ("iteration", "epoch", "position", "epoch_loss", "epoch_correct", "epoch_images",
+                    "epoch_seconds", "history", "train_seconds", "images_trained"):
+            setattr(state, key, values[key])
+        state.order = order
+        return state
+
+
+STOP_REQUESTED = False     # set by Ctrl-C / SIGTERM; the training loop stops after the current step
+
+
+def request_stop(signum=None, frame=None):
+    """Ask the training loop to stop after the step it is in (a step is never cut in half)."""
+    global STOP_REQUESTED
+    STOP_REQUESTED = True
+
+
+def fit(model, optimiser, train, validation, state, *, iterations, batch_size, base_lr, boundaries,
+        log=print, on_step=None, checkpoint=None, checkpoint_every=None):
+    """Train until state.iteration reaches `iterations`, a fresh shuffle each epoch.
+
+    train, validation: DeviceSplits; validation runs after every epoch (and at the end).
+    state: a TrainingState, new or restored from a checkpoint; it is advanced in place.
     on_step(iteration, loss), if given, sees every mini-batch's loss (a device scalar).
-    Returns (history, train_seconds, images_trained).
+    checkpoint(state), if given, is called every `checkpoint_every` iterations, and when a
+    stop is requested (then Interrupted is raised).
     """
     n = len(train)
     batches_per_epoch = -(-n // batch_size)
     epochs = -(-iterations // batches_per_epoch)
-    history, train_seconds, images_trained, iteration = [], 0.0, 0, 0
     progress = Progress()
-    for epoch in range(1, epochs + 1):
-        order = xp.asarray(rng.permutation(n))
-        epoch_loss, epoch_correct, epoch_images = 0.0, 0, 0
+    while state.iteration < iterations or state.order is not None:   # (a resumed epoch is finished)
+        if state.order is None:                       # a new epoch: a new shuffle
+            state.epoch += 1
+            state.order, state.position = state.rng.permutation(n), 0
+            state.epoch_loss, state.epoch_correct, state.epoch_images, state.epoch_seconds = 0.0, 0, 0, 0.0
         started = time.perf_counter()
-        for start in range(0, n, batch_size):
-            if iteration == iterations:
-                break
-            index = order[start:start + batch_size]
-            images, labels = train.batch(index, rng)
-            lr = learning_rate(iteration, base_lr, boundaries)
+        while state.position < n and state.iteration < iterations:
+            index = xp.asarray(state.order[state.position:state.position + batch_size])
+            images, labels = train.batch(index, state.rng)
+            lr = learning_rate(state.iteration, base_lr, boundaries)
             loss, correct = train_step(model, optimiser, images, labels, lr)
-            epoch_loss = epoch_loss + loss * len(index)     # stays on the device until shown
-            epoch_correct = epoch_correct + correct
-            epoch_images += len(index)
-            iteration += 1
+            state.epoch_loss = state.epoch_loss + loss * len(index)   # stays on the device until shown
+            state.epoch_correct = state.epoch_correct + correct
+            state.epoch_images += len(index)
+            state.position += len(index)
+            state.iteration += 1
             if on_step is not None:
-                on_step(iteration, loss)
-            if iteration % 20 == 0 and not math.isfinite(float(loss)):   # a cheap, regular check
-                raise Diverged(f"the loss became {float(loss)} at iteration {iteration:,}")
+                on_step(state.iteration, loss)
+            saving = checkpoint is not None and (STOP_REQUESTED or (
+                checkpoint_every and state.iteration % checkpoint_every == 0))
+            if (saving or state.iteration % 20 == 0) and not math.isfinite(float(loss)):
+                raise Diverged(f"the loss became {float(loss)} at iteration {state.iteration:,}")
+            if saving:
+                state.epoch_seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                checkpoint(state)
+                if STOP_REQUESTED:
+                    raise Interrupted(f"stopped at iteration {state.iteration:,}")
             if progress.live:
-                seen = max(epoch_images, 1)
-                progress.show(f"epoch {epoch}/{epochs}", start // batch_size + 1, batches_per_epoch,
-                              f"loss {float(epoch_loss) / seen:.4f} acc {100 * float(epoch_correct) / seen:.2f}%")
+                seen = max(state.epoch_images, 1)
+                progress.show(f"epoch {state.epoch}/{epochs}", -(-state.position // batch_size),
+                              batches_per_epoch, f"loss {float(state.epoch_loss) / seen:.4f} "
+                              f"acc {100 * float(state.epoch_correct) / seen:.2f}%")
         if xp is not numpy:
             xp.cuda.get_current_stream().synchronize()      # time the GPU's work, not its queue
-        seconds = time.perf_counter() - started
-        train_seconds += seconds
-        images_trained += epoch_images
+        state.epoch_seconds += time.perf_counter() - started
+        state.train_seconds += state.epoch_seconds
+        state.images_trained += state.epoch_images
         progress.clear()
-        record = {"epoch": epoch, "iteration": iteration, "lr": lr,
-                  "train_loss": float(epoch_loss) / epoch_images,
-                  "train_error": 100 * (1 - float(epoch_correct) / epoch_images)}
+        record = {"epoch": state.epoch, "iteration": state.iteration,
+                  "lr": learning_rate(state.iteration - 1, base_lr, boundaries),
+                  "train_loss": float(state.epoch_loss) / state.epoch_images,
+                  "train_error": 100 * (1 - float(state.epoch_correct) / state.epoch_images)}
+        if not math.isfinite(record["train_loss"]):
+            raise Diverged(f"the loss became {record['train_loss']} in epoch {state.epoch}")
         if len(validation):
             record["val_loss"], record["val_error"] = evaluate(model, validation)
-        history.append(record)
+        state.history.append(record)
+        state.order = None
         val = (f" | val loss {record['val_loss']:.4f} error {record['val_error']:.2f}%"
                if "val_error" in record else "")
-        log(f"epoch {epoch:>3}/{epochs}  lr {lr:.3g}  train loss {record['train_loss']:.4f} "
-            f"error {record['train_error']:.2f}%{val}  ({seconds:.1f} s, {epoch_images / seconds:,.0f} img/s)")
-        if not math.isfinite(record["train_loss"]):
-            raise Diverged(f"the loss became {record['train_loss']} in epoch {epoch}")
-    return history, train_seconds, images_trained
+        seconds = state.epoch_seconds
+        log(f"epoch {state.epoch:>3}/{epochs}  lr {record['lr']:.3g}  train loss {record['train_loss']:.4f} "
+            f"error {record['train_error']:.2f}%{val}  ({seconds:.1f} s, "
+            f"{state.epoch_images / max(seconds, 1e-9):,.0f} img/s)")
+    return state
 
 
 # ======================================================================================
@@ -1097,6 +1164,7 @@ fraction_value = checked_number(float, lambda v: 0.0 <= v < 1.0, "expected a num
 positive_int = checked_number(int, lambda v: v >= 1, "expected a positive integer")
 positive_float = checked_number(float, lambda v: v > 0 and math.isfinite(v), "expected a positive number")
 non_negative_float = checked_number(float, lambda v: v >= 0 and math.isfinite(v), "expected a number >= 0")
+seed_value = checked_number(int, lambda v: 0 <= v < 2**63, "the seed must be an integer >= 0")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -1123,8 +1191,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--init", default="vs-h", choices=INITIALISATIONS,
                         help="initialisation: variance scaling Glorot (vs-x) or He (vs-h), "
                              "random normal (rn) or truncated normal (tn), std 0.1")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
-                        help="cpu runs on NumPy, gpu on CuPy")
+    parser.add_argument("--device", default=None, choices=("cpu", "gpu"),
+                        help="cpu (the default) runs on NumPy, gpu on CuPy")
     parser.add_argument("--data-dir", default=None,
                         help="dataset folder (MNIST in DATA_DIR/mnist/, CIFAR-10 in DATA_DIR/cifar10/, "
                              "Tiny-ImageNet in DATA_DIR/tiny-imagenet/); missing files are downloaded "
@@ -1151,13 +1219,27 @@ def parse_arguments(argv=None):
                         help="L2 weight decay on conv/linear weights and biases")
     parser.add_argument("--val-fraction", type=fraction_value, default=0.1,
                         help="fraction of the training set held out for validation")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=seed_value, default=0,
                         help="seeds initialisation, data split, scoring batch and shuffling")
     parser.add_argument("--out", default=None,
-                        help="folder for results.json and masks.npz (written atomically)")
+                        help="folder for results.json, masks.npz and checkpoint.npz (written atomically)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=None,
+                        help="save a checkpoint every N iterations (and at the end) in --out, or in "
+                             "snip-min-MODEL-seedSEED/ without it; Ctrl-C always saves one")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run whose checkpoint.npz is in DIR, with its settings "
+                             "(--data-dir, --device, --out, --checkpoint-every may be given anew)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse a mask that leaves a layer without any connection, instead of warning")
     parser.add_argument("--no-download", action="store_true",
                         help="fail instead of downloading a missing dataset")
-    return parser.parse_args(argv)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    args = parser.parse_args(argv)
+    if sum([args.epochs is not None, args.iterations is not None, args.paper_schedule]) > 1:
+        parser.error("choose one of --epochs, --iterations and --paper-schedule")
+    if args.decay_every is not None and args.iterations is None:
+        parser.error("--decay-every goes with --iterations")
+    return args
 
 
 def training_schedule(args, dataset_name, steps_per_epoch):
@@ -1171,9 +1253,23 @@ def training_schedule(args, dataset_name, steps_per_epoch):
     return iterations, list(range(every, iterations, every))
 
 
+RESUMABLE_FLAGS = ("data_dir", "device", "out", "checkpoint_every", "no_download", "debug", "resume")
+
+
 def run(args, log=print):
     """Everything the command does, from data to test error. Returns the results dict."""
+    checkpoint_data = None
+    if args.resume:
+        # the run's own settings, except those given again on this command line
+        checkpoint_data = read_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
+        given = {k: getattr(args, k) for k in RESUMABLE_FLAGS if getattr(args, k) not in (None, False)}
+        args = argparse.Namespace(**{**checkpoint_data["args"], **given})
+        args.out = args.out or args.resume
+    args.device = args.device or "cpu"
     use_device(args.device)
+    for folder, flag in ((args.data_dir, "--data-dir"), (args.out, "--out")):
+        if folder and os.path.exists(folder) and not os.path.isdir(folder):
+            raise UsageError(f"{flag} {folder} is a file, not a folder")
     dataset_name = args.dataset or models.MODELS[args.model].dataset
     model = models.build(args.model, dataset_name)          # checks the pair before any download
     dataset = data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
@@ -1183,7 +1279,6 @@ def run(args, log=print):
     # shuffling (and augmentation).
     init_rng, split_rng, score_rng, shuffle_rng = (
         numpy.random.default_rng(s) for s in numpy.random.SeedSequence(args.seed).spawn(4))
-
     augment = dataset.augment and not args.no_augment
     train, validation, test = split_dataset(dataset, args.val_fraction, split_rng, augment)
     if len(train) < batch_size:
@@ -1194,21 +1289,55 @@ def run(args, log=print):
 
     # Algorithm 1: initialise, score one mini-batch, keep the top kappa, train with c fixed.
     initialise(model, args.init, init_rng)
-    images, labels = train.batch(xp.asarray(score_rng.choice(len(train), size=batch_size, replace=False)))
-    started = time.perf_counter()
-    gated = snip(model, images, labels, args.sparsity, args.prune)
-    snip_seconds = time.perf_counter() - started
+    if checkpoint_data is None:
+        images, labels = train.batch(xp.asarray(score_rng.choice(len(train), size=batch_size, replace=False)))
+        started = time.perf_counter()
+        report = {}
+        gated = snip(model, images, labels, args.sparsity, args.prune, report)
+        snip_seconds = time.perf_counter() - started
+        log(f"SNIP: {args.model}, sparsity {args.sparsity:g}, scored on {batch_size} images "
+            f"in {snip_seconds:.2f} s, {args.init} initialisation, gates on {args.prune}")
+        check_masks(gated, report, args)
+        state = TrainingState(shuffle_rng)
+    else:
+        gated = prunable_parameters(model, args.prune)
+        restore_checkpoint(checkpoint_data, model, gated)
+        snip_seconds = checkpoint_data["snip_seconds"]
+        state = TrainingState.from_dict(checkpoint_data["state"], checkpoint_data["order"])
+        log(f"resuming from {os.path.join(args.resume, CHECKPOINT_FILE)} at iteration {state.iteration:,}")
     rows = pruning_table(model, batch_norm=models.MODELS[args.model].counts_batch_norm)
-    log(f"SNIP: {args.model}, sparsity {args.sparsity:g}, scored on {batch_size} images "
-        f"in {snip_seconds:.2f} s, {args.init} initialisation, gates on {args.prune}")
     log(format_pruning_table(rows))
 
     steps_per_epoch = -(-len(train) // batch_size)
     iterations, boundaries = training_schedule(args, dataset_name, steps_per_epoch)
     optimiser = SGD(parameters_of(model), args.momentum, args.weight_decay)
-    history, train_seconds, images_trained = fit(
-        model, optimiser, train, validation, iterations=iterations, batch_size=batch_size,
-        base_lr=args.lr, boundaries=boundaries, rng=shuffle_rng, log=log)
+    if checkpoint_data is not None:
+        for p, velocity in zip(optimiser.params, optimiser.velocity):
+            velocity[...] = xp.asarray(checkpoint_data["velocity"][p.name])
+
+    folder = args.out or f"snip-min-{args.model}-seed{args.seed}"
+    last_saved = {}
+
+    def checkpoint(state):
+        if not all(bool(xp.isfinite(p.value).all()) for p in parameters_of(model)):
+            raise Diverged(f"the weights became non-finite by iteration {state.iteration:,}")
+        path = write_checkpoint(folder, model, gated, optimiser, state, args, snip_seconds)
+        last_saved.update(path=path, iteration=state.iteration)
+
+    with stop_on_signals():
+        try:
+            fit(model, optimiser, train, validation, state, iterations=iterations, batch_size=batch_size,
+                base_lr=args.lr, boundaries=boundaries, log=log, checkpoint=checkpoint,
+                checkpoint_every=args.checkpoint_every)
+        except Diverged as error:
+            where = (f"the last good checkpoint is {last_saved['path']} (iteration {last_saved['iteration']:,})"
+                     if last_saved else "no checkpoint was saved (see --checkpoint-every)")
+            raise Diverged(f"{error}; {where}") from None
+        except Interrupted as error:
+            raise Interrupted(f"{error}; checkpoint saved in {last_saved['path']}: continue with "
+                              f"--resume {folder}") from None
+    if args.checkpoint_every:
+        checkpoint(state)                                   # the final state, for later continuing
 
     test_loss, test_error = evaluate(model, test)
     log(f"test error: {test_error:.2f}% (loss {test_loss:.4f}) - {args.model} at sparsity "
@@ -1221,17 +1350,132 @@ def run(args, log=print):
         "params_kept": sum(r[2] for r in rows),
         "per_layer": [{"name": name, "total": total, "kept": kept} for name, total, kept in rows],
         "test_error": test_error, "test_loss": test_loss,
-        "val_error": history[-1].get("val_error"),
-        "epochs": len(history), "iterations": iterations, "batch_size": batch_size,
+        "val_error": state.history[-1].get("val_error"),
+        "epochs": len(state.history), "iterations": iterations, "batch_size": batch_size,
         "lr": args.lr, "lr_boundaries": boundaries, "momentum": args.momentum,
         "weight_decay": args.weight_decay, "augment": augment, "snip_seconds": snip_seconds,
-        "train_seconds": train_seconds, "train_images_per_second": images_trained / train_seconds,
-        "history": history,
+        "train_seconds": state.train_seconds,
+        "train_images_per_second": state.images_trained / max(state.train_seconds, 1e-9),
+        "history": state.history,
     }
     if args.out:
         save_results(args.out, results, gated)
         log(f"wrote {os.path.join(args.out, 'results.json')} and masks.npz")
     return results
+
+
+def check_masks(gated, report, args):
+    """Say when SNIP's choice is degenerate: kappa beyond the non-zero scores (reported), or
+    a layer left without a single connection (a warning; an error with --strict)."""
+    if report["nonzero_scores"] < report["kappa"] < report["m"]:
+        print(f"note: only {report['nonzero_scores']:,} connections have a non-zero sensitivity; the "
+              f"other {report['kappa'] - report['nonzero_scores']:,} of the kappa = {report['kappa']:,} kept "
+              f"were chosen among zero scores by position (lowest index first)", file=sys.stderr)
+    empty = [p.name for p in gated if p.kind == "weight" and not bool(p.mask.any())]
+    if empty:
+        message = (f"at sparsity {args.sparsity:g} SNIP keeps no connection in {', '.join(empty)}: the "
+                   f"network is disconnected and cannot learn; lower --sparsity")
+        if args.strict:
+            raise UsageError(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+
+class stop_on_signals:
+    """While training, Ctrl-C and SIGTERM ask the loop to stop after the current step (it then
+    saves a checkpoint); a second Ctrl-C stops at once."""
+
+    def __enter__(self):
+        global STOP_REQUESTED
+        STOP_REQUESTED = False
+        self.previous = {}
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self.previous[number] = signal.signal(number, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)    # the next Ctrl-C is immediate
+        print("stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)",
+              file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+# ------------------------------------------------------------------------------------------
+# Checkpoints: one .npz (no pickle) with every array, and the run's state as JSON bytes
+# ------------------------------------------------------------------------------------------
+
+CHECKPOINT_FILE = "checkpoint.npz"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message is one line."""
+
+
+def write_checkpoint(folder, model, gated, optimiser, state, args, snip_seconds):
+    """Save parameters (batch-norm statistics included), masks, momentum buffers and the
+    training state atomically as folder/checkpoint.npz. Returns its path."""
+    arrays = {f"param/{p.name}": to_host(p.value) for p in parameters_of(model)}
+    arrays.update({f"mask/{p.name}": to_host(p.mask).astype(bool) for p in gated})
+    arrays.update({f"velocity/{p.name}": to_host(v) for p, v in zip(optimiser.params, optimiser.velocity)})
+    if state.order is not None:
+        arrays["order"] = state.order
+    settings = {"version": CHECKPOINT_VERSION, "args": {k: v for k, v in vars(args).items()},
+                "state": state.to_dict(), "snip_seconds": snip_seconds}
+    arrays["settings"] = numpy.frombuffer(json.dumps(settings).encode(), dtype=numpy.uint8)
+    buffer = io.BytesIO()
+    numpy.savez(buffer, **arrays)
+    path = os.path.join(folder, CHECKPOINT_FILE)
+    data.write_file_atomically(path, buffer.getvalue())
+    return path
+
+
+def read_checkpoint(path):
+    """The contents of a checkpoint, checked: CheckpointError if it is missing or damaged."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint at {path}: --resume takes the folder a run saved "
+                              f"its checkpoint.npz in")
+    try:
+        with numpy.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        settings = json.loads(arrays.pop("settings").tobytes().decode())
+        if settings.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"version {settings.get('version')}, expected {CHECKPOINT_VERSION}")
+        contents = {"args": settings["args"], "state": settings["state"],
+                    "snip_seconds": settings["snip_seconds"], "order": arrays.pop("order", None)}
+        for part in ("param", "mask", "velocity"):
+            contents[part] = {name.split("/", 1)[1]: array for name, array in arrays.items()
+                              if name.startswith(part + "/")}
+        if contents["args"]["model"] not in models.MODELS:
+            raise ValueError(f"unknown model {contents['args']['model']!r}")
+        return contents
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise CheckpointError(f"{path} is not a usable checkpoint ({reason}); resume from another "
+                              f"or start again") from None
+
+
+def restore_checkpoint(contents, model, gated):
+    """Put a checkpoint's parameters and masks into a freshly built model, after checking
+    them and the momentum buffers (restored into the optimiser by the caller)."""
+    for p in parameters_of(model):
+        saved = contents["param"].get(p.name)
+        if saved is None or saved.shape != p.shape:
+            raise CheckpointError(f"the checkpoint does not fit model {model!r}: {p.name} is "
+                                  f"{'missing' if saved is None else saved.shape}, expected {p.shape}")
+        velocity = contents["velocity"].get(p.name)
+        if saved.dtype != numpy.float32 or velocity is None or velocity.shape != p.shape \
+                or velocity.dtype != numpy.float32:
+            raise CheckpointError(f"the checkpoint's {p.name} or its momentum is missing or not float32")
+        p.value = xp.asarray(saved)
+    for p in gated:
+        mask = contents["mask"].get(p.name)
+        if mask is None or mask.shape != p.shape or mask.dtype != bool:
+            raise CheckpointError(f"the checkpoint has no usable mask for {p.name}")
+        p.mask = xp.asarray(mask, dtype=p.value.dtype)
 
 
 def save_results(folder, results, gated):
@@ -1248,16 +1492,36 @@ def main(argv=None):
     try:
         with numpy.errstate(over="ignore", invalid="ignore"):   # divergence is reported below
             run(args)
-    except (UsageError, data.DataError) as error:
-        print(f"snip_min.py: error: {error}", file=sys.stderr)
-        return 2
-    except Diverged as error:
-        print(f"snip_min.py: error: training diverged: {error}; try a smaller --lr", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("snip_min.py: interrupted", file=sys.stderr)
+    except Exception as error:
+        if args.debug:
+            raise
+        status, message = explain(error, args)
+        print(f"snip_min.py: {'' if status == 130 else 'error: '}{message}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:                                  # a second Ctrl-C: stop at once
+        if args.debug:
+            raise
+        print("snip_min.py: interrupted (no checkpoint saved)", file=sys.stderr)
         return 130
     return 0
+
+
+def explain(error, args):
+    """(exit status, one line) for an error: 2 for bad input, 1 for a failure during a run,
+    130 for an interruption. Anything unforeseen is reported the same way; --debug shows it all."""
+    if isinstance(error, (UsageError, data.DataError, CheckpointError)):
+        return 2, str(error)
+    if isinstance(error, Diverged):
+        return 1, f"training diverged: {error}; try a smaller --lr"
+    if isinstance(error, Interrupted):
+        return 130, f"interrupted: {error}"
+    if isinstance(error, MemoryError):                         # CuPy's OutOfMemoryError is one too
+        batch = args.batch_size or "the default"
+        return 1, (f"out of memory on the {args.device} with --batch-size {batch}: try a smaller batch, "
+                   f"e.g. --batch-size {max(1, (args.batch_size or 128) // 2)}")
+    if isinstance(error, OSError):
+        return 1, f"{error.strerror or error} ({error.filename})" if error.filename else str(error)
+    return 1, f"{type(error).__name__}: {' '.join(str(error).split())} (run again with --debug for details)"
 
 
 if __name__ == "__main__":

@@ -71,11 +71,12 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     optimiser = sm.SGD(sm.parameters_of(model))
     result = {"model": model_name, "sparsity": sparsity, "seed": seed, "method": method,
               "init": init, "epochs": epochs, "lr": lr, "params_kept": kept, "diverged": False}
+    state = sm.TrainingState(shuffle_rng)
     try:
-        history, _, _ = sm.fit(model, optimiser, train, validation, iterations=iterations,
-                               batch_size=batch_size, base_lr=lr,
-                               boundaries=[iterations // 2, 3 * iterations // 4], rng=shuffle_rng,
-                               log=log or (lambda line: None), on_step=on_step)
+        sm.fit(model, optimiser, train, validation, state, iterations=iterations,
+               batch_size=batch_size, base_lr=lr, boundaries=[iterations // 2, 3 * iterations // 4],
+               log=log or (lambda line: None), on_step=on_step)
+        history = state.history
     except sm.Diverged:
         result.update(diverged=True, test_error=math.nan, val_error=math.nan, train_loss=math.nan)
         return result

@@ -1,0 +1,307 @@
+"""Failures a long run meets: interruption, divergence, damaged checkpoints, degenerate masks,
+running out of memory. Each must end in one clear line and lose nothing already computed."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy
+import pytest
+from hypothesis import given, strategies as st
+
+import snip_min as sm
+from test_cli import ROOT, error_lines, run_cli
+
+
+def quiet(line):
+    pass
+
+
+def checkpoint_arrays(folder):
+    """Every array of folder/checkpoint.npz except the JSON settings, as host arrays."""
+    with numpy.load(os.path.join(folder, sm.CHECKPOINT_FILE), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files if name != "settings"}
+
+
+def arguments(data_dir, out, device, *extra):
+    return sm.parse_arguments(["--model", "lenet5", "--sparsity", "0.95", "--data-dir", data_dir,
+                               "--batch-size", "25", "--iterations", "40", "--decay-every", "15",
+                               "--checkpoint-every", "7", "--seed", "4", "--out", str(out),
+                               "--device", device, *extra])
+
+
+def stop_at(monkeypatch, iteration):
+    """Make the training loop receive a stop request (as from Ctrl-C) during `iteration`."""
+    original, calls = sm.train_step, [0]
+
+    def step(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == iteration:
+            sm.request_stop()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sm, "train_step", step)
+
+
+# ------------------------------------------------------------------------------------------
+# Checkpoints and resuming
+# ------------------------------------------------------------------------------------------
+
+# 270 training images in batches of 25: 11 batches an epoch, so 11 ends an epoch, 5 and 23
+# are inside one, and 40 is the last iteration.
+@pytest.mark.parametrize("stop", [5, 11, 23, 40])
+def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_mnist, tmp_path, device,
+                                                                  monkeypatch, stop):
+    whole = sm.run(arguments(tiny_mnist, tmp_path / "whole", device), log=quiet)
+
+    stop_at(monkeypatch, stop)
+    with pytest.raises(sm.Interrupted, match=f"stopped at iteration {stop}"):
+        sm.run(arguments(tiny_mnist, tmp_path / "halves", device), log=quiet)
+    saved = json.loads(bytes(numpy.load(tmp_path / "halves" / sm.CHECKPOINT_FILE)["settings"]))
+    assert saved["state"]["iteration"] == stop
+    monkeypatch.undo()
+
+    resumed = sm.run(sm.parse_arguments(["--resume", str(tmp_path / "halves")]), log=quiet)
+    assert resumed["iterations"] == whole["iterations"] == 40
+    if device != "cpu":      # GPU reductions need not be bit-reproducible
+        return
+    a, b = checkpoint_arrays(tmp_path / "whole"), checkpoint_arrays(tmp_path / "halves")
+    assert sorted(a) == sorted(b)
+    for name in a:           # weights, batch statistics, masks, momentum buffers
+        assert numpy.array_equal(a[name], b[name]), name
+    assert resumed["test_error"] == whole["test_error"] and resumed["test_loss"] == whole["test_loss"]
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in whole["history"]]
+
+
+def test_a_checkpoint_holds_everything_named_and_pruned_weights_stay_zero(tiny_mnist, tmp_path, device):
+    sm.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
+    contents = sm.read_checkpoint(str(tmp_path / sm.CHECKPOINT_FILE))
+    assert contents["state"]["iteration"] == 40 and contents["args"]["model"] == "lenet5"
+    assert set(contents["mask"]) <= set(contents["param"]) == set(contents["velocity"])
+    for name, mask in contents["mask"].items():
+        assert mask.dtype == bool
+        assert not contents["param"][name][~mask].any() and not contents["velocity"][name][~mask].any()
+    kept = sum(int(mask.sum()) for mask in contents["mask"].values())
+    assert kept == sm.kappa_for(0.95, 431_080)
+
+
+def test_ctrl_c_saves_a_loadable_checkpoint_and_the_run_can_continue(tiny_mnist, tmp_path, device):
+    out = tmp_path / "run"
+    command = [sys.executable, os.path.join(ROOT, "snip_min.py"), "--model", "lenet300",
+               "--sparsity", "0.9", "--data-dir", tiny_mnist, "--batch-size", "10",
+               "--iterations", "1000000", "--checkpoint-every", "5", "--out", str(out), "--device", device]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while not (out / sm.CHECKPOINT_FILE).exists() and time.time() < deadline:
+        time.sleep(0.05)               # training has begun once the first checkpoint exists
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    lines = [line for line in error_lines(stderr) if not line.startswith("stopping after this step")]
+    assert len(lines) == 1 and f"--resume {out}" in lines[0] and "Traceback" not in stderr, stderr
+
+    contents = sm.read_checkpoint(str(out / sm.CHECKPOINT_FILE))
+    stopped_at = contents["state"]["iteration"]
+    assert stopped_at >= 5 and contents["args"]["iterations"] == 1_000_000
+
+    model = sm.models.build("lenet300", "mnist")
+    sm.restore_checkpoint(contents, model, sm.prunable_parameters(model))
+    assert contents["order"] is not None and contents["state"]["position"] == 10 * (stopped_at % 27 or 27)
+
+
+def test_resuming_continues_from_the_saved_iteration(tiny_mnist, tmp_path, device, monkeypatch):
+    stop_at(monkeypatch, 9)
+    with pytest.raises(sm.Interrupted):
+        sm.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
+    monkeypatch.undo()
+    lines = []
+    sm.run(sm.parse_arguments(["--resume", str(tmp_path)]), log=lines.append)
+    assert any(f"resuming from {tmp_path / sm.CHECKPOINT_FILE} at iteration 9" in line for line in lines)
+    assert (tmp_path / "results.json").exists()
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]   # no temporaries left
+
+
+def damaged_copies(path):
+    """A checkpoint's bytes, truncated or with bytes overwritten, as hypothesis strategies."""
+    original = path.read_bytes()
+    truncated = st.integers(0, len(original) - 1).map(lambda n: original[:n])
+    overwritten = st.tuples(st.integers(0, len(original) - 1), st.binary(min_size=1, max_size=16)).map(
+        lambda edit: original[:edit[0]] + edit[1] + original[edit[0] + len(edit[1]):])
+    return st.one_of(truncated, overwritten, st.binary(max_size=256))
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tiny_mnist, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("checkpoint")
+    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", tiny_mnist,
+                               "--iterations", "3", "--batch-size", "50", "--checkpoint-every", "3",
+                               "--out", str(folder)])
+    sm.run(args, log=quiet)
+    return folder / sm.CHECKPOINT_FILE
+
+
+@given(data=st.data())
+def test_a_damaged_checkpoint_is_read_or_refused_with_checkpoint_error_only(saved_checkpoint, tmp_path_factory, data):
+    damaged = data.draw(damaged_copies(saved_checkpoint))
+    path = tmp_path_factory.mktemp("damaged") / sm.CHECKPOINT_FILE
+    path.write_bytes(damaged)
+    try:
+        contents = sm.read_checkpoint(str(path))
+    except sm.CheckpointError as error:
+        assert "\n" not in str(error) and str(path) in str(error)
+        return
+    model = sm.models.build(contents["args"]["model"], "mnist")
+    try:
+        sm.restore_checkpoint(contents, model, sm.prunable_parameters(model))
+    except sm.CheckpointError as error:
+        assert "\n" not in str(error)
+
+
+def test_a_checkpoint_with_the_wrong_shapes_is_refused(saved_checkpoint):
+    contents = sm.read_checkpoint(str(saved_checkpoint))
+    model = sm.models.build("lenet5", "mnist")
+    with pytest.raises(sm.CheckpointError, match="does not fit"):
+        sm.restore_checkpoint(contents, model, sm.prunable_parameters(model))
+
+
+# ------------------------------------------------------------------------------------------
+# Divergence
+# ------------------------------------------------------------------------------------------
+
+def test_divergence_names_the_iteration_and_the_last_good_checkpoint(tiny_mnist, tmp_path, device):
+    out = tmp_path / "out"
+    result = run_cli("--data-dir", tiny_mnist, "--model", "lenet300", "--sparsity", "0.5",
+                     "--lr", "20", "--iterations", "200", "--batch-size", "10", "--checkpoint-every", "1",
+                     "--out", str(out), device=device)
+    assert result.returncode == 1, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "training diverged" in lines[0] and "at iteration" in lines[0], lines
+    assert f"the last good checkpoint is {out / sm.CHECKPOINT_FILE}" in lines[0], lines
+    contents = sm.read_checkpoint(str(out / sm.CHECKPOINT_FILE))
+    assert all(numpy.isfinite(value).all() for value in contents["param"].values())
+    assert f"(iteration {contents['state']['iteration']:,})" in lines[0]
+    assert not (out / "results.json").exists()        # never NaN results written as if fine
+
+
+# ------------------------------------------------------------------------------------------
+# Degenerate masks
+# ------------------------------------------------------------------------------------------
+
+def test_a_disconnected_network_is_named_in_a_warning_or_refused_with_strict(tiny_mnist, tmp_path):
+    common = ("--data-dir", tiny_mnist, "--model", "lenet300", "--sparsity", "0.99999",
+              "--iterations", "2", "--batch-size", "10")
+    warned = run_cli(*common)
+    assert warned.returncode == 0, warned.stderr
+    warnings = [line for line in error_lines(warned.stderr) if line.startswith("warning:")]
+    assert len(warnings) == 1 and "keeps no connection in" in warnings[0], warned.stderr
+    assert "fc" in warnings[0].split("keeps no connection in")[1]
+
+    refused = run_cli(*common, "--strict")
+    assert refused.returncode == 2
+    lines = error_lines(refused.stderr)
+    assert len(lines) == 1 and "keeps no connection in" in lines[0] and "Traceback" not in refused.stderr
+
+
+def test_kappa_beyond_the_non_zero_scores_is_deterministic_and_reported(capsys):
+    """All-black images give the first layer's weights zero sensitivity (dL/dW = x^T delta = 0),
+    and with zero biases nothing downstream of it moves either: most scores are 0, and kappa
+    reaches into them. Those are kept by position, lowest global index first."""
+    model = sm.models.build("lenet300", "mnist")
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    images = sm.xp.zeros((20, 28, 28, 1), dtype=sm.xp.float32)
+    labels = sm.xp.asarray(numpy.arange(20) % 10)
+    params = sm.prunable_parameters(model)
+    g = numpy.concatenate([sm.to_host(s).ravel() for s in sm.connection_sensitivity(model, images, labels, params)])
+    report = {}
+    gated = sm.snip(model, images, labels, 0.01, report=report)
+    assert report["nonzero_scores"] == int((g != 0).sum()) < report["kappa"] < report["m"] == g.size
+
+    zero = numpy.flatnonzero(g == 0)
+    expected = g != 0
+    expected[zero[:report["kappa"] - report["nonzero_scores"]]] = True
+    kept = numpy.concatenate([sm.to_host(p.mask).ravel() for p in gated]).astype(bool)
+    assert numpy.array_equal(kept, expected) and kept.sum() == report["kappa"]
+
+    sm.check_masks(gated, report, sm.parse_arguments(["--sparsity", "0.01"]))
+    note = capsys.readouterr().err
+    assert note.startswith("note:") and f"{report['nonzero_scores']:,} connections" in note
+
+
+def test_sparsity_zero_keeps_every_connection(tiny_mnist):
+    result = run_cli("--data-dir", tiny_mnist, "--model", "lenet5", "--sparsity", "0",
+                     "--iterations", "1", "--batch-size", "10")
+    assert result.returncode == 0 and "431,080 -> 431,080 (0.00% pruned)" in result.stdout, result.stdout
+
+
+# ------------------------------------------------------------------------------------------
+# Every error path through the real command line: one line, the right status, no traceback
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+    return str(path)
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--epochs", "2", "--iterations", "5"], "choose one of --epochs, --iterations"),
+    (["--decay-every", "5"], "--decay-every goes with --iterations"),
+    (["--seed", "-1"], "the seed must be an integer >= 0"),
+    (["--batch-size", "0"], "expected a positive integer"),
+    (["--momentum", "1.5"], "expected a number in [0, 1)"),
+    (["--val-fraction", "1"], "expected a number in [0, 1)"),
+    (["--lr", "inf"], "expected a positive number"),
+    (["--checkpoint-every", "-3"], "expected a positive integer"),
+    (["--prune", "everything"], "invalid choice"),
+    (["--dataset", "imagenet"], "invalid choice"),
+    (["--model", "lenet5", "--dataset", "cifar10"], "model lenet5 is defined for mnist, not cifar10"),
+    (["--resume", "NOWHERE"], "no checkpoint at"),
+    (["--out", "A_FILE"], "is a file, not a folder"),
+    (["--data-dir", "A_FILE"], "is a file, not a folder"),
+])
+def test_every_bad_input_gives_one_line_and_exit_status_2(arguments, message, tiny_mnist, tmp_path, a_file):
+    arguments = [{"NOWHERE": str(tmp_path / "nowhere"), "A_FILE": a_file}.get(a, a) for a in arguments]
+    if "--data-dir" not in arguments:
+        arguments = ["--data-dir", tiny_mnist, *arguments]
+    result = run_cli(*arguments)
+    assert result.returncode == 2, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_damaged_checkpoint_on_resume_gives_one_line_and_exit_status_2(tmp_path):
+    (tmp_path / sm.CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 half a checkpoint")
+    result = run_cli("--resume", str(tmp_path))
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "is not a usable checkpoint" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_running_out_of_memory_names_the_batch_size_to_try(tiny_mnist, monkeypatch, capsys):
+    def no_memory(*args, **kwargs):
+        raise MemoryError("out of memory allocating 1,234,567,890 bytes")
+
+    monkeypatch.setattr(sm, "train_step", no_memory)
+    status = sm.main(["--data-dir", tiny_mnist, "--batch-size", "64", "--iterations", "2"])
+    assert status == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "out of memory" in lines[0] and "--batch-size 32" in lines[0], lines
+
+
+def test_an_unforeseen_error_is_one_line_and_debug_shows_the_traceback(tiny_mnist, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something\nunexpected")
+
+    monkeypatch.setattr(sm, "train_step", broken)
+    assert sm.main(["--data-dir", tiny_mnist, "--iterations", "2"]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert lines == ["snip_min.py: error: RuntimeError: something unexpected (run again with --debug "
+                     "for details)"]
+    with pytest.raises(RuntimeError):
+        sm.main(["--data-dir", tiny_mnist, "--iterations", "2", "--debug"])
