@@ -1199,7 +1199,7 @@ def parse_arguments(argv=None):
                              f"there; default: {data.default_data_dir()}")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="train this many epochs, the learning rate x0.1 after 50%% and 75%% of "
-                             "them (default on MNIST: the model's, 100 for lenet300, 20 for lenet5)")
+                             "them (default on MNIST: the model's, 100 for lenet300, 25 for lenet5)")
     parser.add_argument("--iterations", type=positive_int, default=None,
                         help="train this many iterations, the learning rate x0.1 every --decay-every")
     parser.add_argument("--decay-every", type=positive_int, default=None,
@@ -1260,11 +1260,8 @@ def run(args, log=print):
     """Everything the command does, from data to test error. Returns the results dict."""
     checkpoint_data = None
     if args.resume:
-        # the run's own settings, except those given again on this command line
         checkpoint_data = read_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
-        given = {k: getattr(args, k) for k in RESUMABLE_FLAGS if getattr(args, k) not in (None, False)}
-        args = argparse.Namespace(**{**checkpoint_data["args"], **given})
-        args.out = args.out or args.resume
+        resume_settings(args, checkpoint_data["args"])
     args.device = args.device or "cpu"
     use_device(args.device)
     for folder, flag in ((args.data_dir, "--data-dir"), (args.out, "--out")):
@@ -1281,6 +1278,7 @@ def run(args, log=print):
         numpy.random.default_rng(s) for s in numpy.random.SeedSequence(args.seed).spawn(4))
     augment = dataset.augment and not args.no_augment
     train, validation, test = split_dataset(dataset, args.val_fraction, split_rng, augment)
+    args.batch_size = batch_size                 # resolved, for the checkpoint and error messages
     if len(train) < batch_size:
         raise UsageError(f"--batch-size {batch_size} is larger than the {len(train):,} "
                          f"training images left after the validation split")
@@ -1304,6 +1302,9 @@ def run(args, log=print):
         restore_checkpoint(checkpoint_data, model, gated)
         snip_seconds = checkpoint_data["snip_seconds"]
         state = TrainingState.from_dict(checkpoint_data["state"], checkpoint_data["order"])
+        if state.order is not None and (len(state.order) != len(train) or state.order.max() >= len(train)):
+            raise UsageError(f"the checkpoint was made with {len(state.order):,} training images, but "
+                             f"this data gives {len(train):,}: resume with the run's own --data-dir")
         log(f"resuming from {os.path.join(args.resume, CHECKPOINT_FILE)} at iteration {state.iteration:,}")
     rows = pruning_table(model, batch_norm=models.MODELS[args.model].counts_batch_norm)
     log(format_pruning_table(rows))
@@ -1362,6 +1363,21 @@ def run(args, log=print):
         save_results(args.out, results, gated)
         log(f"wrote {os.path.join(args.out, 'results.json')} and masks.npz")
     return results
+
+
+def resume_settings(args, saved):
+    """Turn `args` (in place) into the saved run's settings. Only RESUMABLE_FLAGS may be given
+    anew; any other flag on the command line would silently change the run, so it is refused."""
+    defaults = vars(parse_arguments([]))
+    changed = [key for key, value in vars(args).items()
+               if key not in RESUMABLE_FLAGS and value != defaults.get(key)]
+    if changed:
+        flags = ", ".join("--" + key.replace("_", "-") for key in changed)
+        raise UsageError(f"--resume continues a run with its own settings; {flags} cannot be given "
+                         f"with it (only --data-dir, --device, --out, --checkpoint-every)")
+    given = {key: getattr(args, key) for key in RESUMABLE_FLAGS if getattr(args, key) not in (None, False)}
+    vars(args).update({**defaults, **saved, **given})
+    args.out = given.get("out") or args.resume          # where the checkpoint is now, not where it was
 
 
 def check_masks(gated, report, args):
@@ -1442,20 +1458,39 @@ def read_checkpoint(path):
         with numpy.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         settings = json.loads(arrays.pop("settings").tobytes().decode())
-        if settings.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"version {settings.get('version')}, expected {CHECKPOINT_VERSION}")
+        if not isinstance(settings, dict) or settings.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"not a version {CHECKPOINT_VERSION} checkpoint")
         contents = {"args": settings["args"], "state": settings["state"],
-                    "snip_seconds": settings["snip_seconds"], "order": arrays.pop("order", None)}
+                    "snip_seconds": float(settings["snip_seconds"]), "order": arrays.pop("order", None)}
         for part in ("param", "mask", "velocity"):
             contents[part] = {name.split("/", 1)[1]: array for name, array in arrays.items()
                               if name.startswith(part + "/")}
-        if contents["args"]["model"] not in models.MODELS:
-            raise ValueError(f"unknown model {contents['args']['model']!r}")
+        check_saved_settings(contents)
         return contents
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as error:
+    except Exception as error:     # a damaged file can fail in many ways (zip, npy header, JSON ...)
         reason = " ".join(str(error).split()) or type(error).__name__
         raise CheckpointError(f"{path} is not a usable checkpoint ({reason}); resume from another "
                               f"or start again") from None
+
+
+def check_saved_settings(contents):
+    """Raise ValueError unless a checkpoint's settings and training state have the expected
+    keys and types (so that a damaged one is refused here, not half-way through resuming)."""
+    args, state, order = contents["args"], contents["state"], contents["order"]
+    if not isinstance(args, dict) or args.get("model") not in models.MODELS:
+        raise ValueError("its settings name no known model")
+    if not isinstance(state, dict):
+        raise ValueError("its training state is not a record")
+    whole = ("iteration", "epoch", "position", "epoch_correct", "epoch_images", "images_trained")
+    if not all(type(state.get(key)) is int and state[key] >= 0 for key in whole):
+        raise ValueError("its training state is incomplete")
+    if not all(isinstance(state.get(key), (int, float)) for key in
+               ("epoch_loss", "epoch_seconds", "train_seconds")) or not isinstance(state.get("history"), list):
+        raise ValueError("its training state is incomplete")
+    generator = numpy.random.default_rng()
+    generator.bit_generator.state = state.get("rng")            # ValueError/TypeError if damaged
+    if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
+        raise ValueError("its shuffle order is not a vector of indices")
 
 
 def restore_checkpoint(contents, model, gated):
@@ -1466,7 +1501,7 @@ def restore_checkpoint(contents, model, gated):
         if saved is None or saved.shape != p.shape:
             raise CheckpointError(f"the checkpoint does not fit model {model!r}: {p.name} is "
                                   f"{'missing' if saved is None else saved.shape}, expected {p.shape}")
-        velocity = contents["velocity"].get(p.name)
+        velocity = contents["velocity"].get(p.name) if p.learned else saved   # statistics have none
         if saved.dtype != numpy.float32 or velocity is None or velocity.shape != p.shape \
                 or velocity.dtype != numpy.float32:
             raise CheckpointError(f"the checkpoint's {p.name} or its momentum is missing or not float32")
@@ -1501,7 +1536,7 @@ def main(argv=None):
     except KeyboardInterrupt:                                  # a second Ctrl-C: stop at once
         if args.debug:
             raise
-        print("snip_min.py: interrupted (no checkpoint saved)", file=sys.stderr)
+        print("snip_min.py: interrupted at once (no new checkpoint saved)", file=sys.stderr)
         return 130
     return 0
 
@@ -1516,9 +1551,11 @@ def explain(error, args):
     if isinstance(error, Interrupted):
         return 130, f"interrupted: {error}"
     if isinstance(error, MemoryError):                         # CuPy's OutOfMemoryError is one too
-        batch = args.batch_size or "the default"
-        return 1, (f"out of memory on the {args.device} with --batch-size {batch}: try a smaller batch, "
-                   f"e.g. --batch-size {max(1, (args.batch_size or 128) // 2)}")
+        device, batch = args.device or "cpu", args.batch_size
+        if not batch:
+            return 1, f"out of memory on the {device}: try a smaller --batch-size"
+        return 1, (f"out of memory on the {device} with --batch-size {batch}: try a smaller batch, "
+                   f"e.g. --batch-size {max(1, batch // 2)}")
     if isinstance(error, OSError):
         return 1, f"{error.strerror or error} ({error.filename})" if error.filename else str(error)
     return 1, f"{type(error).__name__}: {' '.join(str(error).split())} (run again with --debug for details)"

@@ -126,6 +126,102 @@ def test_resuming_continues_from_the_saved_iteration(tiny_mnist, tmp_path, devic
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]   # no temporaries left
 
 
+def test_a_model_with_batch_norm_resumes_bit_identically(tiny_cifar, tmp_path, device, monkeypatch):
+    """Batch norm's running statistics travel in the checkpoint (they have no momentum)."""
+    def args(out):
+        return sm.parse_arguments(["--model", "squeezenet", "--sparsity", "0.9", "--data-dir", tiny_cifar,
+                                   "--batch-size", "8", "--iterations", "8", "--checkpoint-every", "100",
+                                   "--seed", "1", "--out", str(out), "--device", device])
+    whole = sm.run(args(tmp_path / "whole"), log=quiet)
+    stop_at(monkeypatch, 3)
+    with pytest.raises(sm.Interrupted):
+        sm.run(args(tmp_path / "halves"), log=quiet)
+    monkeypatch.undo()
+    resumed = sm.run(sm.parse_arguments(["--resume", str(tmp_path / "halves")]), log=quiet)
+    if device == "cpu":
+        a, b = checkpoint_arrays(tmp_path / "whole"), checkpoint_arrays(tmp_path / "halves")
+        assert any(name.endswith("running_var") for name in a)
+        assert all(numpy.array_equal(a[name], b[name]) for name in a)
+        assert resumed["test_loss"] == whole["test_loss"]
+
+
+def test_resuming_refuses_flags_that_would_change_the_run(tiny_mnist, tmp_path, device):
+    sm.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
+    result = run_cli("--resume", str(tmp_path), "--lr", "0.01", "--iterations", "80", device=device)
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "--iterations, --lr cannot be given" in lines[0], result.stderr
+
+
+def test_a_moved_run_resumes_into_its_new_folder(tiny_mnist, tmp_path, device, monkeypatch):
+    import shutil
+    stop_at(monkeypatch, 9)
+    with pytest.raises(sm.Interrupted):
+        sm.run(arguments(tiny_mnist, tmp_path / "old", device), log=quiet)
+    monkeypatch.undo()
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    sm.run(sm.parse_arguments(["--resume", str(tmp_path / "new")]), log=quiet)
+    assert (tmp_path / "new" / "results.json").exists() and not (tmp_path / "old").exists()
+
+
+def test_resuming_with_other_data_is_refused(tiny_mnist, tmp_path, device, monkeypatch):
+    from conftest import write_tiny_mnist
+    stop_at(monkeypatch, 9)
+    with pytest.raises(sm.Interrupted):
+        sm.run(arguments(tiny_mnist, tmp_path / "run", device), log=quiet)
+    monkeypatch.undo()
+    other = write_tiny_mnist(tmp_path / "other", n_train=500)
+    with pytest.raises(sm.UsageError, match="made with 270 training images, but this data gives 450"):
+        sm.run(sm.parse_arguments(["--resume", str(tmp_path / "run"), "--data-dir", other]), log=quiet)
+
+
+def rewritten_checkpoint(source, target, change):
+    """Copy a checkpoint with change(arrays, settings) applied to its contents."""
+    with numpy.load(source, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    settings = json.loads(arrays["settings"].tobytes())
+    settings = change(arrays, settings)
+    arrays["settings"] = numpy.frombuffer(json.dumps(settings).encode(), dtype=numpy.uint8)
+    buffer = io.BytesIO()
+    numpy.savez(buffer, **arrays)
+    target.write_bytes(buffer.getvalue())
+    return target
+
+
+def drop(key):
+    def change(arrays, settings):
+        del settings["state"][key]
+        return settings
+    return change
+
+
+@pytest.mark.parametrize("change", [
+    lambda arrays, settings: [settings],
+    lambda arrays, settings: {**settings, "version": 99},
+    lambda arrays, settings: {**settings, "args": {**settings["args"], "model": "lenet9"}},
+    lambda arrays, settings: {**settings, "state": "everything"},
+    drop("iteration"), drop("rng"), drop("history"),
+    lambda arrays, settings: {**settings, "state": {**settings["state"], "rng": {"state": 1}}},
+    lambda arrays, settings: {**settings, "state": {**settings["state"], "position": -4}},
+])
+def test_a_checkpoint_with_damaged_settings_is_refused_when_read(saved_checkpoint, tmp_path, change):
+    path = rewritten_checkpoint(saved_checkpoint, tmp_path / sm.CHECKPOINT_FILE, change)
+    with pytest.raises(sm.CheckpointError, match="is not a usable checkpoint"):
+        sm.read_checkpoint(str(path))
+
+
+def test_a_checkpoint_whose_array_header_claims_a_huge_shape_is_refused(saved_checkpoint, tmp_path):
+    """An .npy header is parsed before anything is checked: a claimed shape of 2**40 floats
+    must become a CheckpointError, not an allocation or a MemoryError."""
+    original = saved_checkpoint.read_bytes()
+    header = b"'shape': (300,"                         # fc2.weight's header in the stored zip entries
+    assert header in original
+    path = tmp_path / sm.CHECKPOINT_FILE
+    path.write_bytes(original.replace(header, b"'shape': (1099511627776,", 1))
+    with pytest.raises(sm.CheckpointError):
+        sm.read_checkpoint(str(path))
+
+
 def damaged_copies(path):
     """A checkpoint's bytes, truncated or with bytes overwritten, as hypothesis strategies."""
     original = path.read_bytes()
