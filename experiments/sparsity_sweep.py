@@ -30,8 +30,8 @@ def main(argv=None):
     parser.add_argument("--sparsities", nargs="+", type=float, default=SPARSITIES)
     parser.add_argument("--methods", nargs="+", default=["snip", "random"], choices=("snip", "random"))
     parser.add_argument("--lr", type=float, default=None,
-                        help="learning rate (default: 0.1, and 0.05 for LeNet-5-Caffe, whose "
-                             "dense network diverges at 0.1)")
+                        help="learning rate (default: 0.1, and 0.01 for LeNet-5-Caffe, whose "
+                             "dense network diverges from 0.02 up, in PyTorch too)")
     args = parser.parse_args(argv)
     sm.use_device(args.device)
     dataset = data.load_dataset("mnist", args.data_dir)
@@ -39,7 +39,7 @@ def main(argv=None):
     rows = []
     for model in args.models:
         epochs = args.epochs or DEFAULT_EPOCHS[model]
-        lr = args.lr or (0.05 if model == "lenet5" else 0.1)
+        lr = args.lr or (0.01 if model == "lenet5" else 0.1)
         for sparsity in args.sparsities:
             for method in args.methods:
                 for seed in range(args.seeds):
