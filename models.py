@@ -283,7 +283,7 @@ CIFAR = ("cifar10",)
 MODELS = {
     # LeNet-300-100 steps ~20x faster than LeNet-5, so it can afford (and needs) more epochs
     "lenet300": ModelInfo(lambda n, d: lenet300(n), "mnist", ("mnist",), "LeNet-300-100", epochs=100),
-    "lenet5": ModelInfo(lambda n, d: lenet5(n), "mnist", ("mnist",), "LeNet-5-Caffe", epochs=20),
+    "lenet5": ModelInfo(lambda n, d: lenet5(n), "mnist", ("mnist",), "LeNet-5-Caffe", epochs=25),
     "alexnet-s": ModelInfo(lambda n, d: alexnet(n, d, k=1), "cifar10", AUTHORS, "AlexNet-s"),
     "alexnet-b": ModelInfo(lambda n, d: alexnet(n, d, k=2), "cifar10", AUTHORS, "AlexNet-b"),
     "vgg-c": ModelInfo(lambda n, d: vgg(n, d, "C"), "cifar10", AUTHORS, "VGG-C"),

@@ -60,7 +60,7 @@ def test_the_same_seed_gives_the_same_mask_and_loss_curve(tiny_mnist, tmp_path, 
                                    "--epochs", "2", "--seed", str(seed), "--out", str(tmp_path / name),
                                    "--device", device])
         results = sm.run(args, log=lambda line: None)
-        with numpy.load(tmp_path / name / "masks.npz") as masks:
+        with numpy.load(tmp_path / name / "masks.npz", allow_pickle=False) as masks:
             runs.append((results["history"], {k: masks[k] for k in masks.files}))
     (history_a, masks_a), (history_b, masks_b), (_, masks_c) = runs
     assert all(numpy.array_equal(masks_a[k], masks_b[k]) for k in masks_a)

@@ -61,7 +61,7 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_mnist, tm
     stop_at(monkeypatch, stop)
     with pytest.raises(sm.Interrupted, match=f"stopped at iteration {stop}"):
         sm.run(arguments(tiny_mnist, tmp_path / "halves", device), log=quiet)
-    saved = json.loads(bytes(numpy.load(tmp_path / "halves" / sm.CHECKPOINT_FILE)["settings"]))
+    saved = sm.read_checkpoint(str(tmp_path / "halves" / sm.CHECKPOINT_FILE))
     assert saved["state"]["iteration"] == stop
     monkeypatch.undo()
 
