@@ -1174,11 +1174,20 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, unless it is None or the help text says it already."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_arguments(argv=None):
     parser = OneLineParser(
         prog="snip_min.py",
         description="Prune a network once at initialisation with SNIP, train it, report its test error.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("--model", default="lenet5", choices=sorted(models.MODELS),
                         help="architecture (see models.py)")
     parser.add_argument("--dataset", default=None, choices=sorted(data.LOADERS),

@@ -20,7 +20,8 @@ from snip_min import (AvgPool2D, BatchNorm, Conv2D, Flatten, GlobalAvgPool, Line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# ../shared/PAPER.md: conv/linear weights + biases (Wide ResNets: all parameters with batch norm)
+# The published counts (the paper, the student reproduction): conv/linear weights + biases
+# (Wide ResNets: all parameters, batch norm included)
 PUBLISHED = {
     ("lenet300", "mnist"): 266_610, ("lenet5", "mnist"): 431_080,
     ("alexnet-s", "cifar10"): 5_070_218, ("alexnet-s", "tiny-imagenet"): 5_264_968,
