@@ -397,7 +397,10 @@ class Conv2D(Layer):
                 stop = min(start + self.group, n)
                 y[start * rows:stop * rows] = self.columns(x_pad, start, stop, out_h, out_w) @ w2d
         if self.bias is not None:
-            y += self.bias.gated()
+            # y += b, but added to each example's whole (OH*OW*F) output at once: NumPy
+            # broadcasting b over rows of only F numbers would loop over N*OH*OW short rows
+            per_example = y.reshape(n, -1)                                 # a view of y
+            per_example += xp.tile(self.bias.gated(), out_h * out_w)
         keep = col is not None and col.nbytes <= KEEP_COL_BYTES    # else rebuild it from x_pad
         self.cache = (x.shape, pads, w, col if keep else None, x_pad.shape, None if keep else x_pad)
         return y.reshape(n, out_h, out_w, -1)                              # (N, OH, OW, F)
@@ -457,9 +460,38 @@ class MaxPool2D(Layer):
 
     def backward(self, dout):
         # forward: y = max over the window, so dL/dx = dL/dy at the position that held the
-        # maximum and 0 elsewhere. On ties the first tap in scan order takes the gradient:
-        # `unrouted` marks the windows whose maximum no earlier tap has claimed.
+        # maximum and 0 elsewhere. On ties the first tap in scan order takes the gradient.
         x_shape, x_pad, (top, _, left, _), y = self.take_cache()
+        dx_pad = self.route_tiled(x_pad, y, dout)
+        if dx_pad is None:
+            dx_pad = self.route_by_taps(x_pad, y, dout)
+        _, h, w, _ = x_shape
+        return dx_pad[:, top:top + h, left:left + w, :]
+
+    def route_tiled(self, x_pad, y, dout):
+        """The common case, windows that tile the input exactly (stride = kernel) and hold
+        one maximum each, routed in two array operations instead of a loop over the taps.
+
+        Tiling windows are axes 2 and 4 of a reshaped view, (N, OH, K, OW, K, C), so one
+        broadcast comparison with y finds every window's maximum. If that finds more
+        maxima than windows, some window holds a tie: returns None, and route_by_taps
+        applies the tie rule. (A NaN equals nothing and also falls through.)
+        """
+        k = self.kernel
+        n, h, w, c = x_pad.shape
+        out_h, out_w = y.shape[1:3]
+        if self.stride != k or h != out_h * k or w != out_w * k or not x_pad.flags.c_contiguous:
+            return None
+        windows = x_pad.reshape(n, out_h, k, out_w, k, c)
+        winner = windows == y[:, :, None, :, None, :]
+        if int(xp.count_nonzero(winner)) != y.size:
+            return None
+        return (winner * dout[:, :, None, :, None, :]).reshape(n, h, w, c)
+
+    def route_by_taps(self, x_pad, y, dout):
+        """Any windows, ties included: col2im over the taps, each passing dout to the
+        positions where it held the maximum. `unrouted` marks the windows whose maximum no
+        earlier tap has claimed, so on a tie the first tap in scan order wins."""
         out_h, out_w = y.shape[1:3]
         taps = self.kernel * self.kernel
         unrouted = None
@@ -475,9 +507,7 @@ class MaxPool2D(Layer):
                 if i * self.kernel + j < taps - 1:
                     unrouted ^= winner            # winner is inside unrouted: xor removes it
             return xp.multiply(dout, winner, out=block)
-        dx_pad = col2im(tap_block, x_pad.shape, self.kernel, self.kernel, self.stride, dout.dtype)
-        _, h, w, _ = x_shape
-        return dx_pad[:, top:top + h, left:left + w, :]
+        return col2im(tap_block, x_pad.shape, self.kernel, self.kernel, self.stride, dout.dtype)
 
 
 class ReLU(Layer):

@@ -149,6 +149,35 @@ def test_max_pool_routes_each_gradient_to_the_window_maximum():
     assert numpy.array_equal(dx.reshape(4, 4), expected)
 
 
+@given(seed=seeds, n=st.integers(1, 3), out_h=st.integers(1, 4), out_w=st.integers(1, 4),
+       c=st.integers(1, 3), kernel=st.integers(1, 3), levels=st.sampled_from([3, 1000]))
+def test_tiled_max_pool_routing_agrees_with_the_tap_loop(seed, n, out_h, out_w, c, kernel, levels):
+    # windows that tile the input take the two-operation route unless some window holds a
+    # tie; with 3 levels ties are common, with 1000 rare. Either way dx must equal the
+    # tap loop's, which applies the first-tap-wins rule.
+    rng = numpy.random.default_rng(seed)
+    x = sm.xp.asarray(rng.integers(0, levels, (n, out_h * kernel, out_w * kernel, c)), dtype=sm.xp.float64)
+    pool = sm.MaxPool2D(kernel)
+    y = pool.forward(x, True)
+    dout = sm.xp.asarray(rng.standard_normal(y.shape))
+    windows = sm.to_host(x).reshape(n, out_h, kernel, out_w, kernel, c)
+    ties = ((windows == sm.to_host(y)[:, :, None, :, None, :]).sum(axis=(2, 4)) > 1).any()
+    tiled = pool.route_tiled(x, y, dout)
+    assert (tiled is None) == bool(ties)
+    by_taps = sm.to_host(pool.route_by_taps(x, y, dout))
+    if tiled is not None:
+        assert numpy.array_equal(sm.to_host(tiled), by_taps)
+    assert numpy.array_equal(sm.to_host(pool.backward(dout)), by_taps)
+
+
+def test_lenet_pooling_takes_the_tiled_route():
+    rng = numpy.random.default_rng(0)
+    x = sm.xp.asarray(rng.standard_normal((2, 24, 24, 3)), dtype=sm.xp.float32)
+    pool = sm.MaxPool2D(2)
+    y = pool.forward(x, True)
+    assert pool.route_tiled(x, y, sm.xp.ones_like(y)) is not None
+
+
 def test_overlapping_max_pool_sums_gradients_of_a_shared_maximum():
     # 3x3 windows with stride 1 on a 4x4 image all contain the centre maximum
     x = sm.xp.zeros((1, 4, 4, 1))
