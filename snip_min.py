@@ -399,7 +399,7 @@ class Conv2D(Layer):
         if self.bias is not None:
             # y += b, but added to each example's whole (OH*OW*F) output at once: NumPy
             # broadcasting b over rows of only F numbers would loop over N*OH*OW short rows
-            per_example = y.reshape(n, -1)                                 # a view of y
+            per_example = y.reshape(n, out_h * out_w * y.shape[1])         # a view of y
             per_example += xp.tile(self.bias.gated(), out_h * out_w)
         keep = col is not None and col.nbytes <= KEEP_COL_BYTES    # else rebuild it from x_pad
         self.cache = (x.shape, pads, w, col if keep else None, x_pad.shape, None if keep else x_pad)
@@ -470,12 +470,14 @@ class MaxPool2D(Layer):
 
     def route_tiled(self, x_pad, y, dout):
         """The common case, windows that tile the input exactly (stride = kernel) and hold
-        one maximum each, routed in two array operations instead of a loop over the taps.
+        one maximum each, routed by one comparison and one product instead of a loop over
+        the taps.
 
         Tiling windows are axes 2 and 4 of a reshaped view, (N, OH, K, OW, K, C), so one
-        broadcast comparison with y finds every window's maximum. If that finds more
-        maxima than windows, some window holds a tie: returns None, and route_by_taps
-        applies the tie rule. (A NaN equals nothing and also falls through.)
+        broadcast comparison with y finds every window's maximum. Every window holds at
+        least one (unless its maximum is NaN, which equals nothing), so finding more maxima
+        than windows means a tie somewhere. Either case returns None, and route_by_taps
+        applies the tie rule.
         """
         k = self.kernel
         n, h, w, c = x_pad.shape
@@ -484,7 +486,7 @@ class MaxPool2D(Layer):
             return None
         windows = x_pad.reshape(n, out_h, k, out_w, k, c)
         winner = windows == y[:, :, None, :, None, :]
-        if int(xp.count_nonzero(winner)) != y.size:
+        if int(xp.count_nonzero(winner)) != y.size or bool(xp.isnan(y).any()):
             return None
         return (winner * dout[:, :, None, :, None, :]).reshape(n, h, w, c)
 
@@ -1127,8 +1129,8 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
                 raise Diverged(f"the loss became {float(loss)} at iteration {state.iteration:,}")
             if saving:
                 state.epoch_seconds += time.perf_counter() - started
+                checkpoint(state)                   # not counted as training time
                 started = time.perf_counter()
-                checkpoint(state)
                 if STOP_REQUESTED:
                     raise Interrupted(f"stopped at iteration {state.iteration:,}")
             if progress.live:
@@ -1205,10 +1207,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help shows each option's default, unless it is None or the help text says it already."""
+    """--help shows each option's default, unless it is None or False (an on/off flag) or the
+    help text says it already."""
 
     def _get_help_string(self, action):
-        if action.default is None or "default" in (action.help or ""):
+        if action.default in (None, False) or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -1274,6 +1277,14 @@ def parse_arguments(argv=None):
                         help="fail instead of downloading a missing dataset")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(argv)
+    if args.resume:
+        # Which flags were typed, even at their default value: parse again into a namespace
+        # already holding a marker for every option, where argparse leaves the marker alone.
+        marker = object()
+        typed = parser.parse_args(argv, argparse.Namespace(**{key: marker for key in vars(args)}))
+        refused = [key for key, value in vars(typed).items() if value is not marker and key not in RESUMABLE_FLAGS]
+        if refused:
+            parser.error(resume_conflict(refused))
     if sum([args.epochs is not None, args.iterations is not None, args.paper_schedule]) > 1:
         parser.error("choose one of --epochs, --iterations and --paper-schedule")
     if args.decay_every is not None and args.iterations is None:
@@ -1306,6 +1317,13 @@ def run(args, log=print):
     for folder, flag in ((args.data_dir, "--data-dir"), (args.out, "--out")):
         if folder and os.path.exists(folder) and not os.path.isdir(folder):
             raise UsageError(f"{flag} {folder} is a file, not a folder")
+    if args.out:                             # fail now, not after hours of training
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"--out {args.out}: cannot create the folder ({error.strerror})") from None
+        if not os.access(args.out, os.W_OK):
+            raise UsageError(f"--out {args.out}: the folder is not writable")
     dataset_name = args.dataset or models.MODELS[args.model].dataset
     model = models.build(args.model, dataset_name)          # checks the pair before any download
     dataset = data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
@@ -1356,7 +1374,8 @@ def run(args, log=print):
             velocity[...] = xp.asarray(checkpoint_data["velocity"][p.name])
 
     folder = args.out or f"snip-min-{args.model}-seed{args.seed}"
-    last_saved = {}
+    last_saved = ({} if checkpoint_data is None else          # the checkpoint resumed from
+                  {"path": os.path.join(args.resume, CHECKPOINT_FILE), "iteration": state.iteration})
 
     def checkpoint(state):
         if not all(bool(xp.isfinite(p.value).all()) for p in parameters_of(model)):
@@ -1411,12 +1430,16 @@ def resume_settings(args, saved):
     changed = [key for key, value in vars(args).items()
                if key not in RESUMABLE_FLAGS and value != defaults.get(key)]
     if changed:
-        flags = ", ".join("--" + key.replace("_", "-") for key in changed)
-        raise UsageError(f"--resume continues a run with its own settings; {flags} cannot be given "
-                         f"with it (only --data-dir, --device, --out, --checkpoint-every)")
+        raise UsageError(resume_conflict(changed))
     given = {key: getattr(args, key) for key in RESUMABLE_FLAGS if getattr(args, key) not in (None, False)}
     vars(args).update({**defaults, **saved, **given})
     args.out = given.get("out") or args.resume          # where the checkpoint is now, not where it was
+
+
+def resume_conflict(keys):
+    flags = ", ".join("--" + key.replace("_", "-") for key in keys)
+    return (f"--resume continues a run with its own settings; {flags} cannot be given with it "
+            f"(only --data-dir, --device, --out, --checkpoint-every)")
 
 
 def check_masks(gated, report, args):
@@ -1450,8 +1473,9 @@ class stop_on_signals:
     def handle(self, signum, frame):
         request_stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)    # the next Ctrl-C is immediate
-        print("stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)",
-              file=sys.stderr)
+        # os.write, not print: a handler that prints while the progress bar is printing
+        # would make Python's stderr raise a reentrant-call error
+        os.write(2, b"stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)\n")
 
     def __exit__(self, *exc):
         for number, handler in self.previous.items():

@@ -149,25 +149,41 @@ def test_max_pool_routes_each_gradient_to_the_window_maximum():
     assert numpy.array_equal(dx.reshape(4, 4), expected)
 
 
-@given(seed=seeds, n=st.integers(1, 3), out_h=st.integers(1, 4), out_w=st.integers(1, 4),
-       c=st.integers(1, 3), kernel=st.integers(1, 3), levels=st.sampled_from([3, 1000]))
-def test_tiled_max_pool_routing_agrees_with_the_tap_loop(seed, n, out_h, out_w, c, kernel, levels):
-    # windows that tile the input take the two-operation route unless some window holds a
-    # tie; with 3 levels ties are common, with 1000 rare. Either way dx must equal the
-    # tap loop's, which applies the first-tap-wins rule.
+@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 3),
+       kernel=st.integers(1, 3), padding=st.sampled_from(["valid", "same", 1]),
+       levels=st.sampled_from([3, 1000]), nan=st.booleans())
+def test_max_pool_backward_agrees_with_the_tap_loop(seed, n, h, w, c, kernel, padding, levels, nan):
+    # Windows that tile the input take the one-comparison route unless a window holds a
+    # tie or a NaN; with 3 levels ties are common, with 1000 rare. Whatever the route, dx
+    # must equal the tap loop's, which applies the first-tap-wins rule.
+    pads = sm.padding_amounts(padding, h, w, kernel, kernel, kernel)
+    assume(h + pads[0] + pads[1] >= kernel and w + pads[2] + pads[3] >= kernel)
     rng = numpy.random.default_rng(seed)
-    x = sm.xp.asarray(rng.integers(0, levels, (n, out_h * kernel, out_w * kernel, c)), dtype=sm.xp.float64)
-    pool = sm.MaxPool2D(kernel)
+    host = rng.integers(0, levels, (n, h, w, c)).astype(float)
+    if nan:
+        host[tuple(rng.integers(0, size) for size in host.shape)] = numpy.nan
+    x = sm.xp.asarray(host)
+    pool = sm.MaxPool2D(kernel, padding=padding)
     y = pool.forward(x, True)
+    x_pad = pool.cache[1]
     dout = sm.xp.asarray(rng.standard_normal(y.shape))
-    windows = sm.to_host(x).reshape(n, out_h, kernel, out_w, kernel, c)
-    ties = ((windows == sm.to_host(y)[:, :, None, :, None, :]).sum(axis=(2, 4)) > 1).any()
-    tiled = pool.route_tiled(x, y, dout)
-    assert (tiled is None) == bool(ties)
-    by_taps = sm.to_host(pool.route_by_taps(x, y, dout))
+    by_taps = sm.to_host(pool.route_by_taps(x_pad, y, dout))
+    tiled = pool.route_tiled(x_pad, y, dout)
     if tiled is not None:
         assert numpy.array_equal(sm.to_host(tiled), by_taps)
-    assert numpy.array_equal(sm.to_host(pool.backward(dout)), by_taps)
+    top, _, left, _ = pads
+    assert numpy.array_equal(sm.to_host(pool.backward(dout)), by_taps[:, top:top + h, left:left + w])
+
+
+def test_a_nan_window_does_not_hide_a_tie_elsewhere():
+    # window 1 holds a NaN (no winner), window 2 a tie (two winners): as many winners as
+    # windows, yet the tie must still go to its first position only
+    x = sm.xp.asarray([[numpy.nan, 0., 1., 1.],
+                       [0., 0., 0., 0.]]).reshape(1, 2, 4, 1)
+    pool = sm.MaxPool2D(2)
+    y = pool.forward(x, True)
+    dx = sm.to_host(pool.backward(sm.xp.ones_like(y))).reshape(2, 4)
+    assert numpy.array_equal(dx, [[0, 0, 1, 0], [0, 0, 0, 0]])
 
 
 def test_lenet_pooling_takes_the_tiled_route():

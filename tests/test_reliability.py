@@ -359,10 +359,13 @@ def a_file(tmp_path):
     (["--model", "lenet5", "--dataset", "cifar10"], "model lenet5 is defined for mnist, not cifar10"),
     (["--resume", "NOWHERE"], "no checkpoint at"),
     (["--out", "A_FILE"], "is a file, not a folder"),
+    (["--out", "A_FILE/sub"], "cannot create the folder"),            # before any training
+    (["--resume", "NOWHERE", "--model", "lenet5", "--lr", "0.1"],      # typed, even at the default
+     "--model, --lr cannot be given"),
     (["--data-dir", "A_FILE"], "is a file, not a folder"),
 ])
 def test_every_bad_input_gives_one_line_and_exit_status_2(arguments, message, tiny_mnist, tmp_path, a_file):
-    arguments = [{"NOWHERE": str(tmp_path / "nowhere"), "A_FILE": a_file}.get(a, a) for a in arguments]
+    arguments = [a.replace("NOWHERE", str(tmp_path / "nowhere")).replace("A_FILE", a_file) for a in arguments]
     if "--data-dir" not in arguments:
         arguments = ["--data-dir", tiny_mnist, *arguments]
     result = run_cli(*arguments)
