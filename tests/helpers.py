@@ -42,6 +42,28 @@ def numerical_gradient(f, x, eps=1e-6):
     return grad
 
 
+def smooth_along_every_entry(f, x, eps=1e-6, tolerance=1e-4):
+    """True unless f has a kink within eps of x along some entry of x (a ReLU input or a
+    max-pool's winner switching there): the one-sided differences f(x + eps) - f(x) and
+    f(x) - f(x - eps) then differ by much more than a smooth function's eps * f''.
+
+    A gradient check that fails can ask this before blaming the backward pass: at a kink
+    there is no derivative for the finite differences to estimate.
+    """
+    flat = x.reshape(-1)
+    centre = float(f())
+    worst, largest = 0.0, 1e-8
+    for k in range(flat.size):
+        original = float(flat[k])
+        flat[k] = original + eps
+        forward = (float(f()) - centre) / eps
+        flat[k] = original - eps
+        backward = (centre - float(f())) / eps
+        flat[k] = original
+        worst, largest = max(worst, abs(forward - backward)), max(largest, abs(forward), abs(backward))
+    return worst <= tolerance * largest
+
+
 def relative_error(analytic, numeric, scale=0.0):
     """max |a - n| / max(|a|, |n|, scale, 1e-8), on the host.
 
