@@ -1,6 +1,7 @@
 """Shared tools for the tests: float64 arrays on the current backend and finite differences."""
 
 import numpy
+from hypothesis import assume
 
 import snip_min as sm
 
@@ -92,6 +93,9 @@ def check_layer_gradients(layer, x, rng, train=True, tolerance=1e-6):
     numeric = {"x": numerical_gradient(loss, x)}
     numeric.update({f"{i}:{p.name}": numerical_gradient(loss, p.value) for i, p in enumerate(learned)})
     largest = max(float(numpy.abs(sm.to_host(g)).max(initial=0.0)) for g in analytic.values())
+    inputs = {"x": x, **{f"{i}:{p.name}": p.value for i, p in enumerate(learned)}}
     for name in analytic:
         error = relative_error(analytic[name], numeric[name], scale=largest)
+        if error >= tolerance:    # a ReLU or max-pool switch within one step has no derivative
+            assume(smooth_along_every_entry(loss, inputs[name]))
         assert error < tolerance, f"gradient of {name}: relative error {error:.2e}"
