@@ -1241,7 +1241,8 @@ def parse_arguments(argv=None):
                              f"there; default: {data.default_data_dir()}")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="train this many epochs, the learning rate x0.1 after 50%% and 75%% of "
-                             "them (default on MNIST: the model's, 100 for lenet300, 25 for lenet5)")
+                             "them (default on MNIST: the model's iterations, 22,000 for lenet300 "
+                             "and 12,000 for lenet5, with the same decays)")
     parser.add_argument("--iterations", type=positive_int, default=None,
                         help="train this many iterations, the learning rate x0.1 every --decay-every")
     parser.add_argument("--decay-every", type=positive_int, default=None,
@@ -1294,9 +1295,9 @@ def parse_arguments(argv=None):
 
 def training_schedule(args, dataset_name, steps_per_epoch):
     """(iterations, learning-rate boundaries) from the flags, the dataset and the model."""
-    setup, model_epochs = PAPER_SETUP[dataset_name], models.MODELS[args.model].epochs
-    if args.epochs or (model_epochs and not (args.iterations or args.paper_schedule)):
-        iterations = (args.epochs or model_epochs) * steps_per_epoch
+    setup, model_iterations = PAPER_SETUP[dataset_name], models.MODELS[args.model].iterations
+    if args.epochs or (model_iterations and not (args.iterations or args.paper_schedule)):
+        iterations = args.epochs * steps_per_epoch if args.epochs else model_iterations
         return iterations, [iterations // 2, 3 * iterations // 4]
     iterations = args.iterations or setup["iterations"]
     every = args.decay_every or setup["decay_every"]

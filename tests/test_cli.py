@@ -166,4 +166,4 @@ def test_cifar_defaults_are_the_papers(tiny_cifar):
     args = sm.parse_arguments(["--model", "lenet5", "--paper-schedule"])
     assert sm.training_schedule(args, "mnist", steps_per_epoch=10) == (100_000, [25_000, 50_000, 75_000])
     args = sm.parse_arguments(["--model", "lenet5"])
-    assert sm.training_schedule(args, "mnist", steps_per_epoch=10) == (250, [125, 187])
+    assert sm.training_schedule(args, "mnist", steps_per_epoch=10) == (12_000, [6_000, 9_000])
