@@ -1085,7 +1085,7 @@ class TrainingState:
 STOP_REQUESTED = False     # set by Ctrl-C / SIGTERM; the training loop stops after the current step
 
 
-def request_stop(signum=None, frame=None):
+def request_stop():
     """Ask the training loop to stop after the step it is in (a step is never cut in half)."""
     global STOP_REQUESTED
     STOP_REQUESTED = True
@@ -1216,6 +1216,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+# The flags a resumed run may be given anew: where it reads data, runs and writes, not what it computes.
+RESUMABLE_FLAGS = ("data_dir", "device", "out", "checkpoint_every", "no_download", "debug", "resume")
+
+
 def parse_arguments(argv=None):
     parser = OneLineParser(
         prog="snip_min.py",
@@ -1283,9 +1287,11 @@ def parse_arguments(argv=None):
         # already holding a marker for every option, where argparse leaves the marker alone.
         marker = object()
         typed = parser.parse_args(argv, argparse.Namespace(**{key: marker for key in vars(args)}))
-        refused = [key for key, value in vars(typed).items() if value is not marker and key not in RESUMABLE_FLAGS]
+        refused = ["--" + key.replace("_", "-") for key, value in vars(typed).items()
+                   if value is not marker and key not in RESUMABLE_FLAGS]
         if refused:
-            parser.error(resume_conflict(refused))
+            parser.error(f"--resume continues a run with its own settings; {', '.join(refused)} cannot "
+                         f"be given with it (only --data-dir, --device, --out, --checkpoint-every)")
     if sum([args.epochs is not None, args.iterations is not None, args.paper_schedule]) > 1:
         parser.error("choose one of --epochs, --iterations and --paper-schedule")
     if args.decay_every is not None and args.iterations is None:
@@ -1302,9 +1308,6 @@ def training_schedule(args, dataset_name, steps_per_epoch):
     iterations = args.iterations or setup["iterations"]
     every = args.decay_every or setup["decay_every"]
     return iterations, list(range(every, iterations, every))
-
-
-RESUMABLE_FLAGS = ("data_dir", "device", "out", "checkpoint_every", "no_download", "debug", "resume")
 
 
 def run(args, log=print):
@@ -1425,22 +1428,12 @@ def run(args, log=print):
 
 
 def resume_settings(args, saved):
-    """Turn `args` (in place) into the saved run's settings. Only RESUMABLE_FLAGS may be given
-    anew; any other flag on the command line would silently change the run, so it is refused."""
+    """Turn `args` (in place) into the saved run's settings, keeping the RESUMABLE_FLAGS given
+    anew (parse_arguments has refused every other flag next to --resume)."""
     defaults = vars(parse_arguments([]))
-    changed = [key for key, value in vars(args).items()
-               if key not in RESUMABLE_FLAGS and value != defaults.get(key)]
-    if changed:
-        raise UsageError(resume_conflict(changed))
     given = {key: getattr(args, key) for key in RESUMABLE_FLAGS if getattr(args, key) not in (None, False)}
     vars(args).update({**defaults, **saved, **given})
     args.out = given.get("out") or args.resume          # where the checkpoint is now, not where it was
-
-
-def resume_conflict(keys):
-    flags = ", ".join("--" + key.replace("_", "-") for key in keys)
-    return (f"--resume continues a run with its own settings; {flags} cannot be given with it "
-            f"(only --data-dir, --device, --out, --checkpoint-every)")
 
 
 def check_masks(gated, report, args):
@@ -1503,7 +1496,7 @@ def write_checkpoint(folder, model, gated, optimiser, state, args, snip_seconds)
     arrays.update({f"velocity/{p.name}": to_host(v) for p, v in zip(optimiser.params, optimiser.velocity)})
     if state.order is not None:
         arrays["order"] = state.order
-    settings = {"version": CHECKPOINT_VERSION, "args": {k: v for k, v in vars(args).items()},
+    settings = {"version": CHECKPOINT_VERSION, "args": dict(vars(args)),
                 "state": state.to_dict(), "snip_seconds": snip_seconds}
     arrays["settings"] = numpy.frombuffer(json.dumps(settings).encode(), dtype=numpy.uint8)
     buffer = io.BytesIO()

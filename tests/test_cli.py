@@ -23,6 +23,13 @@ def error_lines(stderr):
     return [line for line in stderr.splitlines() if not line.startswith("note:")]
 
 
+def assert_refused(result, message):
+    """Bad input: exit status 2, one line on stderr holding `message`, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("model,sparsity,kept", [("lenet300", 0.9, 26_661), ("lenet5", 0.99, 4_311)])
 def test_a_run_prunes_trains_and_writes_its_results(tiny_mnist, tmp_path, device, model, sparsity, kept):
     out = tmp_path / "out"
@@ -81,17 +88,12 @@ def test_the_same_seed_gives_the_same_mask_and_loss_curve(tiny_mnist, tmp_path, 
     (["--lr", "nan"], "positive number"),
 ])
 def test_bad_arguments_give_one_line_and_exit_status_2(arguments, message, tiny_mnist):
-    result = run_cli("--data-dir", tiny_mnist, *arguments)
-    assert result.returncode == 2
-    assert len(error_lines(result.stderr)) == 1 and message in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+    assert_refused(run_cli("--data-dir", tiny_mnist, *arguments), message)
 
 
 def test_missing_data_gives_one_line_and_exit_status_2(tmp_path):
     result = run_cli("--data-dir", str(tmp_path / "nowhere"), "--no-download")
-    assert result.returncode == 2
-    lines = error_lines(result.stderr)
-    assert len(lines) == 1 and "train-images-idx3-ubyte.gz is missing" in lines[0], result.stderr
+    assert_refused(result, "train-images-idx3-ubyte.gz is missing")
 
 
 def test_corrupt_data_gives_one_line_naming_the_file(tiny_mnist, tmp_path):
@@ -101,16 +103,12 @@ def test_corrupt_data_gives_one_line_naming_the_file(tiny_mnist, tmp_path):
     broken = folder / "mnist" / "t10k-images-idx3-ubyte.gz"
     broken.write_bytes(broken.read_bytes()[:100])
     result = run_cli("--data-dir", str(folder), "--no-download")
-    assert result.returncode == 2
-    lines = error_lines(result.stderr)
-    assert len(lines) == 1 and str(broken) in lines[0] and "Traceback" not in result.stderr
+    assert_refused(result, str(broken))
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(tiny_mnist):
     result = run_cli("--data-dir", tiny_mnist, "--batch-size", "5000")
-    assert result.returncode == 2
-    lines = error_lines(result.stderr)
-    assert len(lines) == 1 and "--batch-size 5000" in lines[0], result.stderr
+    assert_refused(result, "--batch-size 5000")
 
 
 def test_a_diverging_run_stops_with_one_line_and_exit_status_1(tiny_mnist, tmp_path, device):
@@ -129,9 +127,7 @@ def test_gpu_without_cupy_gives_one_line_and_exit_status_2(tiny_mnist):
     except ImportError:
         pass
     result = run_cli("--data-dir", tiny_mnist, device="gpu")
-    assert result.returncode == 2
-    lines = error_lines(result.stderr)
-    assert len(lines) == 1 and "CuPy" in lines[0] and "Traceback" not in result.stderr
+    assert_refused(result, "CuPy")
 
 
 @pytest.mark.parametrize("model", ["resnet18", "squeezenet-bypass", "densenet121", "wrn-16-8"])
@@ -154,9 +150,7 @@ def test_vgg_d_at_95_percent_prints_15245130_to_762257(tiny_cifar, device):
 
 def test_a_model_with_a_dataset_it_is_not_defined_for_gives_one_line(tiny_mnist):
     result = run_cli("--model", "resnet18", "--dataset", "mnist", "--data-dir", tiny_mnist)
-    assert result.returncode == 2
-    lines = error_lines(result.stderr)
-    assert len(lines) == 1 and "resnet18 is defined for cifar10, not mnist" in lines[0]
+    assert_refused(result, "resnet18 is defined for cifar10, not mnist")
 
 
 def test_cifar_defaults_are_the_papers(tiny_cifar):
