@@ -3,6 +3,7 @@
     python bench.py --model lenet5                      # batch 100, sparsity 0.99, 2 threads
     python bench.py --model lenet300 --json             # one JSON object
     python bench.py --model lenet5 --device gpu         # CuPy against PyTorch on CUDA
+    python bench.py --model lenet5 --profile            # where snip-min's training step spends its time
 
 For a model, batch size and sparsity it measures, after warm-up and over repeated runs
 (median, min, max):
@@ -10,6 +11,9 @@ For a model, batch size and sparsity it measures, after warm-up and over repeate
     SNIP scoring     seconds for one batch: sensitivities, global top-k, masks
     inference        images/s for a forward pass in evaluation mode
     peak memory      how far one training step raises the process's peak memory
+--profile instead times each layer's forward and backward pass, the loss and the update
+inside snip-min's training step, prints them beside the whole step, and lists the
+operators PyTorch's own profiler finds most costly in its step.
 When PyTorch is installed, the same network (converted layer by layer, with the same weights
 and masks), the same batch and the same thread count run in PyTorch, interleaved with
 snip-min, and each figure gets the ratio snip-min / PyTorch. PyTorch is only a yardstick
@@ -44,6 +48,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="measure snip-min only")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--profile", action="store_true",
+                        help="time snip-min's training step layer by layer instead, and "
+                             "PyTorch's with its own profiler")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)   # internal
     return parser.parse_args(argv)
 
@@ -474,6 +481,112 @@ class CupyPeakHook:
 
 
 # ---------------------------------------------------------------------------------------
+# Profile: where snip-min's training step spends its time
+# ---------------------------------------------------------------------------------------
+
+def layer_labels(model, sm):
+    """A label for every computing layer (no containers), in forward order: the name of its
+    parameters (conv1, fc2) or its type and position (MaxPool2D 3)."""
+    labels = {}
+    leaves = [layer for layer in sm.layers_of(model) if not layer.children]
+    for position, layer in enumerate(leaves, 1):
+        if layer.params:
+            labels[layer] = layer.params[0].name.rsplit(".", 1)[0]
+        else:
+            labels[layer] = f"{type(layer).__name__} {position}"
+    return labels
+
+
+def profile(work, args):
+    """Seconds per training step spent in each layer's forward and backward pass, the loss
+    and the SGD update, medians over repeats; and the whole step, timed without the probes.
+
+    Each layer's forward and backward are wrapped, on that layer object only, by a timer
+    that synchronises the device before reading the clock, so a GPU's asynchronous work is
+    charged to the layer that queued it (and the step runs slower than it would unprobed).
+    """
+    sm = work.sm
+    labels = layer_labels(work.model, sm)
+    spent = {}
+
+    def timed(key, function):
+        def wrapper(*arguments):
+            work.synchronise()
+            started = time.perf_counter()
+            result = function(*arguments)
+            work.synchronise()
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - started
+            return result
+        return wrapper
+
+    steps = args.steps or 20
+    seconds_per_call(work, work.train_step, 3)                      # warm-up
+    whole = [seconds_per_call(work, work.train_step, steps) for _ in range(args.repeats)]
+    for layer, label in labels.items():
+        layer.forward = timed((label, "forward"), layer.forward)
+        layer.backward = timed((label, "backward"), layer.backward)
+    loss_function, update = sm.softmax_cross_entropy, work.optimiser.step
+    sm.softmax_cross_entropy = timed(("loss", "forward"), loss_function)
+    work.optimiser.step = timed(("SGD update", "backward"), update)
+    try:
+        rounds = []
+        for _ in range(args.repeats):
+            spent.clear()
+            seconds_per_call(work, work.train_step, steps)
+            rounds.append({key: seconds / steps for key, seconds in spent.items()})
+    finally:                                   # take the probes off again
+        for layer in labels:
+            del layer.forward, layer.backward
+        sm.softmax_cross_entropy = loss_function
+        del work.optimiser.step
+    rows = []
+    for label in list(labels.values()) + ["loss", "SGD update"]:
+        rows.append({"part": label, **{
+            pass_: summary([r[(label, pass_)] for r in rounds])["median"]
+            for pass_ in ("forward", "backward") if (label, pass_) in rounds[0]}})
+    return {"model": args.model, "batch_size": args.batch_size, "sparsity": args.sparsity,
+            "device": args.device, "threads": args.threads, "repeats": args.repeats,
+            "steps_per_repeat": steps, "step_seconds": summary(whole)["median"], "parts": rows}
+
+
+def torch_profile(work, args, rows=8):
+    """PyTorch's own profiler on the same training step: the operators that take the most
+    time (their own time, without what they call), milliseconds per step."""
+    torch = work.torch
+    from torch.profiler import ProfilerActivity
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "gpu" else [])
+    steps = args.steps or 20
+    seconds_per_call(work, work.train_step, 3)                      # warm-up
+    with torch.profiler.profile(activities=activities) as recording:
+        seconds_per_call(work, work.train_step, steps)
+    key = "self_device_time_total" if args.device == "gpu" else "self_cpu_time_total"
+    operators = sorted(recording.key_averages(), key=lambda event: -getattr(event, key))
+    return {"steps": steps, "operators": [
+        {"operator": event.key, "milliseconds_per_step": getattr(event, key) / 1e3 / steps}
+        for event in operators[:rows]]}
+
+
+def print_profile(report):
+    print(f"{report['model']}, batch {report['batch_size']}, sparsity {report['sparsity']:g}, "
+          f"{report['device']}, {report['threads']} threads: milliseconds per training step, "
+          f"median of {report['repeats']} repeats of {report['steps_per_repeat']} steps")
+    print(f"{'':<16} {'forward':>9} {'backward':>9} {'share':>7}")
+    probed = sum(row.get("forward", 0) + row.get("backward", 0) for row in report["parts"])
+    for row in report["parts"]:
+        both = row.get("forward", 0) + row.get("backward", 0)
+        cells = [f"{row[p] * 1e3:9.2f}" if p in row else f"{'':>9}" for p in ("forward", "backward")]
+        print(f"{row['part']:<16} {cells[0]} {cells[1]} {both / probed:7.1%}")
+    print(f"{'sum of the parts':<16} {probed * 1e3:19.2f}")
+    print(f"{'whole step':<16} {report['step_seconds'] * 1e3:19.2f}   (unprobed; the rest is "
+          f"Python and the accuracy count)")
+    if "torch" in report:
+        print(f"PyTorch's profiler on the same step, the operators taking most time "
+              f"(milliseconds per step, {report['torch']['steps']} steps):")
+        for row in report["torch"]["operators"]:
+            print(f"  {row['operator']:<48} {row['milliseconds_per_step']:8.2f}")
+
+
+# ---------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------
 
@@ -514,6 +627,15 @@ def main(argv=None):
             torch = None
         else:
             works.append(TorchWork(args, works[0], sm, torch))
+    if args.profile:
+        report = profile(works[0], args)
+        if torch is not None:
+            report["torch"] = torch_profile(works[1], args)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_profile(report)
+        return 0
     speed, steps = measure_speed(works, args)
     memory = {}
     if not args.no_memory:

@@ -32,6 +32,22 @@ def test_the_benchmark_prints_one_json_object_with_every_figure(device):
         assert set(report["ratios"]) >= {"train_images_per_second", "snip_seconds", "infer_images_per_second"}
 
 
+def test_the_profile_times_every_layer_of_the_step(device):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench.py"), "--model", "lenet5", "--batch-size", "10",
+         "--repeats", "2", "--steps", "2", "--profile", "--json", "--device", device],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    parts = {row["part"]: row for row in report["parts"]}
+    assert list(parts) == ["conv1", "MaxPool2D 2", "conv2", "MaxPool2D 4", "Flatten 5", "fc1",
+                           "ReLU 7", "fc2", "loss", "SGD update"]
+    for name in ("conv1", "conv2", "fc1", "fc2"):
+        assert parts[name]["forward"] > 0 and parts[name]["backward"] > 0, name
+    assert set(parts["loss"]) == {"part", "forward"} and set(parts["SGD update"]) == {"part", "backward"}
+    assert report["step_seconds"] > 0
+
+
 def test_an_unknown_model_is_refused_in_one_line():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--model", "nope"],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
