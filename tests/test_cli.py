@@ -77,6 +77,15 @@ def test_the_same_seed_gives_the_same_mask_and_loss_curve(tiny_mnist, tmp_path, 
         assert [h["val_loss"] for h in history_a] == [h["val_loss"] for h in history_b]
 
 
+# In the table below NOWHERE stands for a folder that does not exist, A_FILE for a file where
+# a folder is expected; without --data-dir the tiny MNIST is used.
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+    return str(path)
+
+
 @pytest.mark.parametrize("arguments,message", [
     (["--model", "resnet9000"], "invalid choice"),
     (["--sparsity", "1.0"], "sparsity must be a number in [0, 1)"),
@@ -86,9 +95,29 @@ def test_the_same_seed_gives_the_same_mask_and_loss_curve(tiny_mnist, tmp_path, 
     (["--epochs", "0"], "positive integer"),
     (["--init", "zeros"], "invalid choice"),
     (["--lr", "nan"], "positive number"),
+    (["--epochs", "2", "--iterations", "5"], "choose one of --epochs, --iterations"),
+    (["--decay-every", "5"], "--decay-every goes with --iterations"),
+    (["--seed", "-1"], "the seed must be an integer >= 0"),
+    (["--batch-size", "0"], "expected a positive integer"),
+    (["--momentum", "1.5"], "expected a number in [0, 1)"),
+    (["--val-fraction", "1"], "expected a number in [0, 1)"),
+    (["--lr", "inf"], "expected a positive number"),
+    (["--checkpoint-every", "-3"], "expected a positive integer"),
+    (["--prune", "everything"], "invalid choice"),
+    (["--dataset", "imagenet"], "invalid choice"),
+    (["--model", "lenet5", "--dataset", "cifar10"], "model lenet5 is defined for mnist, not cifar10"),
+    (["--resume", "NOWHERE"], "no checkpoint at"),
+    (["--out", "A_FILE"], "is a file, not a folder"),
+    (["--out", "A_FILE/sub"], "cannot create the folder"),            # before any training
+    (["--resume", "NOWHERE", "--model", "lenet5", "--lr", "0.1"],      # typed, even at the default
+     "--model, --lr cannot be given"),
+    (["--data-dir", "A_FILE"], "is a file, not a folder"),
 ])
-def test_bad_arguments_give_one_line_and_exit_status_2(arguments, message, tiny_mnist):
-    assert_refused(run_cli("--data-dir", tiny_mnist, *arguments), message)
+def test_every_bad_input_gives_one_line_and_exit_status_2(arguments, message, tiny_mnist, tmp_path, a_file):
+    arguments = [a.replace("NOWHERE", str(tmp_path / "nowhere")).replace("A_FILE", a_file) for a in arguments]
+    if "--data-dir" not in arguments:
+        arguments = ["--data-dir", tiny_mnist, *arguments]
+    assert_refused(run_cli(*arguments), message)
 
 
 def test_missing_data_gives_one_line_and_exit_status_2(tmp_path):
