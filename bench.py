@@ -499,7 +499,8 @@ def layer_labels(model, sm):
 
 def profile(work, args):
     """Seconds per training step spent in each layer's forward and backward pass, the loss
-    and the SGD update, medians over repeats; and the whole step, timed without the probes.
+    (reported as forward) and the SGD update (as backward: it runs after it), medians over
+    repeats; and the whole step, timed without the probes.
 
     Each layer's forward and backward are wrapped, on that layer object only, by a timer
     that synchronises the device before reading the clock, so a GPU's asynchronous work is
@@ -577,8 +578,7 @@ def print_profile(report):
         cells = [f"{row[p] * 1e3:9.2f}" if p in row else f"{'':>9}" for p in ("forward", "backward")]
         print(f"{row['part']:<16} {cells[0]} {cells[1]} {both / probed:7.1%}")
     print(f"{'sum of the parts':<16} {probed * 1e3:19.2f}")
-    print(f"{'whole step':<16} {report['step_seconds'] * 1e3:19.2f}   (unprobed; the rest is "
-          f"Python and the accuracy count)")
+    print(f"{'whole step':<16} {report['step_seconds'] * 1e3:19.2f}   (timed without the probes)")
     if "torch" in report:
         print(f"PyTorch's profiler on the same step, the operators taking most time "
               f"(milliseconds per step, {report['torch']['steps']} steps):")
