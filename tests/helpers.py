@@ -24,23 +24,27 @@ def initialised(layer, rng, dtype=None):
     return layer
 
 
-def numerical_gradient(f, x, eps=1e-6):
-    """Central differences (f(x + eps e_k) - f(x - eps e_k)) / 2 eps for every entry k of x.
-
-    f() is a scalar function that reads x, which is modified in place and restored.
+def nudged_values(f, x, eps):
+    """(plus, minus): f() with entry k of x moved by +eps and by -eps, for every k, as arrays
+    shaped like x. f() is a scalar function that reads x, which is modified in place and restored.
     """
-    grad = numpy.zeros(x.shape)
+    plus, minus = numpy.zeros(x.shape), numpy.zeros(x.shape)
     assert x.flags.c_contiguous, "x must be contiguous so that reshape(-1) is a view"
     flat = x.reshape(-1)
     for k in range(flat.size):
         original = float(flat[k])
         flat[k] = original + eps
-        plus = float(f())
+        plus.reshape(-1)[k] = float(f())
         flat[k] = original - eps
-        minus = float(f())
+        minus.reshape(-1)[k] = float(f())
         flat[k] = original
-        grad.reshape(-1)[k] = (plus - minus) / (2 * eps)
-    return grad
+    return plus, minus
+
+
+def numerical_gradient(f, x, eps=1e-6):
+    """Central differences (f(x + eps e_k) - f(x - eps e_k)) / 2 eps for every entry k of x."""
+    plus, minus = nudged_values(f, x, eps)
+    return (plus - minus) / (2 * eps)
 
 
 def smooth_along_every_entry(f, x, eps=1e-6, tolerance=1e-4):
@@ -51,18 +55,12 @@ def smooth_along_every_entry(f, x, eps=1e-6, tolerance=1e-4):
     A gradient check that fails can ask this before blaming the backward pass: at a kink
     there is no derivative for the finite differences to estimate.
     """
-    flat = x.reshape(-1)
     centre = float(f())
-    worst, largest = 0.0, 1e-8
-    for k in range(flat.size):
-        original = float(flat[k])
-        flat[k] = original + eps
-        forward = (float(f()) - centre) / eps
-        flat[k] = original - eps
-        backward = (centre - float(f())) / eps
-        flat[k] = original
-        worst, largest = max(worst, abs(forward - backward)), max(largest, abs(forward), abs(backward))
-    return worst <= tolerance * largest
+    plus, minus = nudged_values(f, x, eps)
+    forward, backward = (plus - centre) / eps, (centre - minus) / eps
+    largest = max(1e-8, float(numpy.abs(forward).max(initial=0.0)),
+                  float(numpy.abs(backward).max(initial=0.0)))
+    return float(numpy.abs(forward - backward).max(initial=0.0)) <= tolerance * largest
 
 
 def relative_error(analytic, numeric, scale=0.0):
