@@ -933,7 +933,8 @@ def load_tiny_imagenet(folder: str, allow_download: bool, notice) -> Dataset:
 #
 # Each training image is flipped left-right with probability 1/2 and moved by dy, dx pixels,
 # each uniform in [-4, 4], the uncovered border filled with zeros. The images are already
-# standardised, so zero is the mean colour, as in the authors' code. The few random numbers
+# standardised, so zero is the mean colour, as in the authors' code. The paper does not
+# augment MNIST; `snip_min.py --translate` can, with translations only. The few random numbers
 # are drawn on the host; the pixels stay wherever they are (NumPy or CuPy).
 # ----------------------------------------------------------------------------------------
 
@@ -948,15 +949,16 @@ def array_module(array):
     return cupy.get_array_module(array)
 
 
-def random_flip_and_translate(images, rng, max_shift=4):
-    """Flip each image left-right with probability 1/2, then move it by a random dy, dx in
-    [-max_shift, max_shift], zeros entering at the border (see flip_and_translate).
+def random_flip_and_translate(images, rng, max_shift=4, flip=True):
+    """Flip each image left-right with probability 1/2 (unless flip is False: digits are
+    not mirror-symmetric), then move it by a random dy, dx in [-max_shift, max_shift],
+    zeros entering at the border (see flip_and_translate).
 
     images: float (N, H, W, C), already standardised, NumPy or CuPy. rng: a numpy.random.Generator
     (draws on the host). Returns a new array of the same shape, dtype and library.
     """
     count = len(images)
-    flips = rng.random(count) < 0.5                                     # (N,) bool
+    flips = rng.random(count) < 0.5 if flip else np.zeros(count, dtype=bool)   # (N,) bool
     shifts_y = rng.integers(-max_shift, max_shift + 1, size=count)      # (N,)
     shifts_x = rng.integers(-max_shift, max_shift + 1, size=count)      # (N,)
     return flip_and_translate(images, flips, shifts_y, shifts_x)

@@ -43,6 +43,7 @@ import signal
 import sys
 import time
 import zipfile
+from typing import NamedTuple
 
 import numpy
 
@@ -968,11 +969,11 @@ class DeviceSplit:
     and the training set's per-channel mean and std (of pixels scaled to [0, 1]).
 
     Images stay uint8 (a quarter of the memory) and are standardised a batch at a time:
-    (x / 255 - mean) / std, written as x * scale + shift. Training batches of datasets the
-    authors augment (CIFAR-10) get random flips and translations on top.
+    (x / 255 - mean) / std, written as x * scale + shift. A training split may be augmented:
+    random flips and translations on top (see Augmentation).
     """
 
-    def __init__(self, images, labels, mean, std, augment=False):
+    def __init__(self, images, labels, mean, std, augment=None):
         self.images, self.labels = xp.asarray(images), xp.asarray(labels)
         std = numpy.asarray(std, dtype=numpy.float64)
         self.scale = xp.asarray(1.0 / (255.0 * std), dtype=xp.float32)                   # (C,)
@@ -987,20 +988,31 @@ class DeviceSplit:
         random generator `rng`, augmented if this split is augmented."""
         images = self.images[index] * self.scale + self.shift              # (B, H, W, C) float32
         if rng is not None and self.augment:
-            images = data.random_flip_and_translate(images, rng)
+            images = data.random_flip_and_translate(images, rng, self.augment.max_shift, self.augment.flip)
         return images, self.labels[index]
+
+
+class Augmentation(NamedTuple):
+    """What happens to each training image, at random, every time it is drawn: a left-right
+    flip with probability 1/2 (if flip), and a move by dy, dx pixels, each uniform in
+    [-max_shift, max_shift]. The authors' CIFAR-10 and Tiny-ImageNet setting is the default;
+    they do not augment MNIST."""
+    flip: bool = True
+    max_shift: int = 4
 
 
 def split_dataset(dataset, val_fraction, rng, augment=None):
     """(train, validation, test) DeviceSplits: a random val_fraction of the training set is
     held out for validation; every split is standardised with the training set's statistics.
-    augment: whether training batches are augmented (default: as the authors did)."""
+    augment: the training split's Augmentation, False for none, or None for the authors'
+    (Augmentation() on the datasets they augment, none on MNIST)."""
     n = len(dataset.train_labels)
     order = rng.permutation(n)
     n_val = int(round(val_fraction * n))
     val_index, train_index = order[:n_val], order[n_val:]
     statistics = (dataset.mean, dataset.std)
-    augment = dataset.augment if augment is None else augment
+    if augment is None:
+        augment = Augmentation() if dataset.augment else False
     return (DeviceSplit(dataset.train_images[train_index], dataset.train_labels[train_index],
                         *statistics, augment=augment),
             DeviceSplit(dataset.train_images[val_index], dataset.train_labels[val_index], *statistics),
@@ -1194,6 +1206,7 @@ def checked_number(convert, accept, requirement):
 sparsity_value = checked_number(float, lambda v: 0.0 <= v < 1.0, "sparsity must be a number in [0, 1)")
 fraction_value = checked_number(float, lambda v: 0.0 <= v < 1.0, "expected a number in [0, 1)")
 positive_int = checked_number(int, lambda v: v >= 1, "expected a positive integer")
+non_negative_int = checked_number(int, lambda v: v >= 0, "expected an integer >= 0")
 positive_float = checked_number(float, lambda v: v > 0 and math.isfinite(v), "expected a positive number")
 non_negative_float = checked_number(float, lambda v: v >= 0 and math.isfinite(v), "expected a number >= 0")
 seed_value = checked_number(int, lambda v: 0 <= v < 2**63, "the seed must be an integer >= 0")
@@ -1260,6 +1273,11 @@ def parse_arguments(argv=None):
                              "the paper's, 100 on MNIST, 128 otherwise)")
     parser.add_argument("--no-augment", action="store_true",
                         help="no random flips and translations on CIFAR-10 / Tiny-ImageNet")
+    parser.add_argument("--translate", type=non_negative_int, default=None, metavar="PIXELS",
+                        help="move each training image by up to PIXELS pixels each way, at random "
+                             "(default: 4, with random flips, on CIFAR-10 / Tiny-ImageNet, as the "
+                             "authors; none on MNIST, as the paper; on MNIST this adds translations "
+                             "only, never flips)")
     parser.add_argument("--lr", type=positive_float, default=0.1, help="initial learning rate")
     parser.add_argument("--momentum", type=fraction_value, default=0.9, help="SGD momentum")
     parser.add_argument("--weight-decay", type=non_negative_float, default=5e-4,
@@ -1296,6 +1314,8 @@ def parse_arguments(argv=None):
         parser.error("choose one of --epochs, --iterations and --paper-schedule")
     if args.decay_every is not None and args.iterations is None:
         parser.error("--decay-every goes with --iterations")
+    if args.no_augment and args.translate is not None:
+        parser.error("--translate augments and --no-augment does not: choose one")
     return args
 
 
@@ -1337,14 +1357,14 @@ def run(args, log=print):
     # shuffling (and augmentation).
     init_rng, split_rng, score_rng, shuffle_rng = (
         numpy.random.default_rng(s) for s in numpy.random.SeedSequence(args.seed).spawn(4))
-    augment = dataset.augment and not args.no_augment
+    augment = augmentation(args, dataset)
     train, validation, test = split_dataset(dataset, args.val_fraction, split_rng, augment)
     args.batch_size = batch_size                 # resolved, for the checkpoint and error messages
     if len(train) < batch_size:
         raise UsageError(f"--batch-size {batch_size} is larger than the {len(train):,} "
                          f"training images left after the validation split")
     log(f"data: {dataset.description}; {len(train):,} for training, {len(validation):,} for "
-        f"validation, {len(test):,} for testing{'; augmented' if augment else ''}")
+        f"validation, {len(test):,} for testing{describe_augmentation(augment)}")
 
     # Algorithm 1: initialise, score one mini-batch, keep the top kappa, train with c fixed.
     initialise(model, args.init, init_rng)
@@ -1416,7 +1436,8 @@ def run(args, log=print):
         "val_error": state.history[-1].get("val_error"),
         "epochs": len(state.history), "iterations": iterations, "batch_size": batch_size,
         "lr": args.lr, "lr_boundaries": boundaries, "momentum": args.momentum,
-        "weight_decay": args.weight_decay, "augment": augment, "snip_seconds": snip_seconds,
+        "weight_decay": args.weight_decay, "augment": augment._asdict() if augment else None,
+        "snip_seconds": snip_seconds,
         "train_seconds": state.train_seconds,
         "train_images_per_second": state.images_trained / max(state.train_seconds, 1e-9),
         "history": state.history,
@@ -1425,6 +1446,27 @@ def run(args, log=print):
         save_results(args.out, results, gated)
         log(f"wrote {os.path.join(args.out, 'results.json')} and masks.npz")
     return results
+
+
+def augmentation(args, dataset):
+    """The training images' Augmentation the flags ask for, or False for none."""
+    if args.no_augment:
+        return False
+    if args.translate is None:
+        return Augmentation() if dataset.augment else False
+    if args.translate >= min(dataset.train_images.shape[1:3]):
+        height, width = dataset.train_images.shape[1:3]
+        raise UsageError(f"--translate {args.translate}: a move must be smaller than the images "
+                         f"({height}x{width} pixels on {dataset.name})")
+    augment = Augmentation(flip=dataset.augment, max_shift=args.translate)    # no flipped digits
+    return augment if augment.flip or augment.max_shift else False
+
+
+def describe_augmentation(augment):
+    if not augment:
+        return ""
+    moves = f"moves of up to {augment.max_shift} pixel{'s' if augment.max_shift != 1 else ''}"
+    return f"; augmented: {'random flips, ' if augment.flip else ''}{moves}"
 
 
 def resume_settings(args, saved):

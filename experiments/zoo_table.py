@@ -6,7 +6,8 @@
 For every model and dataset: the published parameter count, the count SNIP keeps at the
 sparsity the paper (or the student reproduction) used, and the test error of any run found
 under --results (files written by `snip_min.py --out DIR`, matched on model, dataset and
-sparsity). Rows without a measurement say so. Prints a Markdown table; --json prints rows.
+sparsity; runs whose training images were augmented otherwise than by the authors, e.g.
+with --translate, are left out). Rows without a measurement say so. Prints a Markdown table; --json prints rows.
 """
 
 import argparse
@@ -47,12 +48,26 @@ def counts(name, dataset, sparsity):
     return before, sm.kappa_for(sparsity, gated) + (before - gated)
 
 
+def augmented_as_the_authors(result):
+    """Whether a run augmented its training images as the authors did: MNIST not at all,
+    CIFAR-10 and Tiny-ImageNet with random flips and moves of up to 4 pixels. A file without
+    the field counts as theirs; older files say true or false."""
+    theirs = None if result["dataset"] == "mnist" else sm.Augmentation()._asdict()
+    recorded = result.get("augment", theirs)
+    if isinstance(recorded, bool):
+        recorded = sm.Augmentation()._asdict() if recorded else None
+    return recorded == theirs
+
+
 def measured_runs(folder):
-    """{(model, dataset, sparsity): [results dicts]} from every results.json under folder."""
+    """{(model, dataset, sparsity): [results dicts]} from every results.json under folder
+    that augmented its training images as the authors did."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(folder, "**", "results.json"), recursive=True)):
         with open(path) as f:
             result = json.load(f)
+        if not augmented_as_the_authors(result):
+            continue
         runs.setdefault((result["model"], result["dataset"], result["sparsity"]), []).append(result)
     return runs
 

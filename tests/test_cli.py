@@ -43,6 +43,7 @@ def test_a_run_prunes_trains_and_writes_its_results(tiny_mnist, tmp_path, device
                 "per_layer", "test_error", "train_seconds", "train_images_per_second"):
         assert key in results, key
     assert results["model"] == model and results["seed"] == 3 and results["sparsity"] == sparsity
+    assert results["augment"] is None                                  # the paper does not augment MNIST
     assert results["params_kept"] == kept
     assert sum(row["kept"] for row in results["per_layer"]) == kept
     assert 0.0 <= results["test_error"] <= 100.0 and results["train_images_per_second"] > 0
@@ -112,6 +113,9 @@ def a_file(tmp_path):
     (["--resume", "NOWHERE", "--model", "lenet5", "--lr", "0.1"],      # typed, even at the default
      "--model, --lr cannot be given"),
     (["--data-dir", "A_FILE"], "is a file, not a folder"),
+    (["--translate", "-1"], "expected an integer >= 0"),
+    (["--translate", "1", "--no-augment"], "--translate augments and --no-augment does not"),
+    (["--translate", "28"], "a move must be smaller than the images (28x28 pixels on mnist)"),
 ])
 def test_every_bad_input_gives_one_line_and_exit_status_2(arguments, message, tiny_mnist, tmp_path, a_file):
     arguments = [a.replace("NOWHERE", str(tmp_path / "nowhere")).replace("A_FILE", a_file) for a in arguments]
@@ -165,9 +169,18 @@ def test_a_cifar_model_runs_end_to_end_on_a_generated_cifar10(model, tiny_cifar,
     result = run_cli("--model", model, "--sparsity", "0.95", "--data-dir", tiny_cifar, "--iterations", "2",
                      "--batch-size", "8", "--out", str(out), device=device)
     assert result.returncode == 0, result.stderr
-    assert "augmented" in result.stdout and "test error:" in result.stdout
+    assert "augmented: random flips, moves of up to 4 pixels" in result.stdout and "test error:" in result.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"] == "cifar10" and results["iterations"] == 2 and results["batch_size"] == 8
+    assert results["augment"] == {"flip": True, "max_shift": 4}
+
+
+def test_translate_moves_mnist_digits_without_flipping_them(tiny_mnist, tmp_path, device):
+    result = run_cli("--model", "lenet300", "--data-dir", tiny_mnist, "--iterations", "3",
+                     "--translate", "2", "--out", str(tmp_path), device=device)
+    assert result.returncode == 0, result.stderr
+    assert "augmented: moves of up to 2 pixels" in result.stdout and "flips" not in result.stdout
+    assert json.loads((tmp_path / "results.json").read_text())["augment"] == {"flip": False, "max_shift": 2}
 
 
 def test_vgg_d_at_95_percent_prints_15245130_to_762257(tiny_cifar, device):

@@ -1159,6 +1159,35 @@ def test_random_flip_without_shift_gives_each_image_or_its_mirror_image():
     assert 16 < sum(flipped) < 48
 
 
+def test_without_flips_every_image_is_only_moved():
+    # the bright pixel of the test above, now never mirrored: it stays within max_shift of (10, 10)
+    images = np.zeros((1000, 32, 32, 1), dtype=np.float32)
+    images[:, 10, 10] = 1
+    result = data.random_flip_and_translate(images, np.random.default_rng(0), max_shift=2, flip=False)
+    assert (result.sum(axis=(1, 2, 3)) == 1).all()
+    _, rows, columns, _ = np.nonzero(result)
+    moves = set(zip((rows - 10).tolist(), (columns - 10).tolist()))
+    assert moves == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}     # every move, no mirror
+
+
+def test_a_training_split_is_standardised_then_augmented_as_asked():
+    import snip_min as sm
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (20, 10, 10, 1)).astype(np.uint8)
+    labels = rng.integers(0, 10, 20)
+    index = sm.xp.asarray(np.array([3, 0, 7, 7, 12]))
+    moved = sm.DeviceSplit(images, labels, [0.3], [0.2], augment=sm.Augmentation(flip=False, max_shift=1))
+    plain = sm.DeviceSplit(images, labels, [0.3], [0.2])
+    standardised, batch_labels = plain.batch(index, np.random.default_rng(9))     # not augmented
+    np.testing.assert_allclose(sm.to_host(standardised), (images[[3, 0, 7, 7, 12]] / 255 - 0.3) / 0.2, rtol=1e-5)
+    np.testing.assert_array_equal(sm.to_host(batch_labels), labels[[3, 0, 7, 7, 12]])
+    np.testing.assert_array_equal(sm.to_host(moved.batch(index)[0]), sm.to_host(standardised))   # no generator
+    draws = np.random.default_rng(9)
+    shifts_y, shifts_x = draws.integers(-1, 2, 5), draws.integers(-1, 2, 5)
+    expected = data.flip_and_translate(sm.to_host(standardised), np.zeros(5, dtype=bool), shifts_y, shifts_x)
+    np.testing.assert_array_equal(sm.to_host(moved.batch(index, np.random.default_rng(9))[0]), expected)
+
+
 def test_random_flip_and_translate_on_cupy_matches_numpy():
     cupy = pytest.importorskip("cupy")
     try:

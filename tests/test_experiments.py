@@ -112,8 +112,15 @@ def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_p
     (results / "results.json").write_text(json.dumps(
         {"model": "vgg-d", "dataset": "cifar10", "sparsity": 0.95, "test_error": 7.25, "seed": 0,
          "data": "CIFAR-10, 50,000 training images"}))
+    for name, augment in (("paper", None), ("translated", {"flip": False, "max_shift": 1})):
+        (tmp_path / "results" / name).mkdir()
+        (tmp_path / "results" / name / "results.json").write_text(json.dumps(
+            {"model": "lenet300", "dataset": "mnist", "sparsity": 0.98, "test_error": 3.5, "seed": 0,
+             "data": "MNIST", "augment": augment}))
     rows = zoo.table_rows(str(tmp_path / "results"))
     assert len(rows) == 25
+    lenet300 = next(r for r in rows if r["model"] == "lenet300")
+    assert lenet300["test_errors"] == [3.5]                       # the translated run is another experiment
     vgg = next(r for r in rows if r["model"] == "vgg-d" and r["dataset"] == "cifar10")
     assert vgg["params_before"] == 15_245_130 and vgg["params_after"] == 762_257
     assert vgg["test_errors"] == [7.25]
