@@ -969,8 +969,8 @@ class DeviceSplit:
     and the training set's per-channel mean and std (of pixels scaled to [0, 1]).
 
     Images stay uint8 (a quarter of the memory) and are standardised a batch at a time:
-    (x / 255 - mean) / std, written as x * scale + shift. A training split may be augmented:
-    random flips and translations on top (see Augmentation).
+    (x / 255 - mean) / std, written as x * scale + shift. A training split may be augmented
+    (augment: an Augmentation; None or False for none): random flips and translations on top.
     """
 
     def __init__(self, images, labels, mean, std, augment=None):
@@ -1463,10 +1463,13 @@ def augmentation(args, dataset):
 
 
 def describe_augmentation(augment):
+    """For the data line of the log: '; augmented: random flips, moves of up to 4 pixels'."""
     if not augment:
         return ""
-    moves = f"moves of up to {augment.max_shift} pixel{'s' if augment.max_shift != 1 else ''}"
-    return f"; augmented: {'random flips, ' if augment.flip else ''}{moves}"
+    shift = augment.max_shift
+    parts = (["random flips"] if augment.flip else []) + (
+        [f"moves of up to {shift} pixel{'s' if shift != 1 else ''}"] if shift else [])
+    return "; augmented: " + ", ".join(parts)
 
 
 def resume_settings(args, saved):
