@@ -32,6 +32,7 @@ import urllib.request
 import zipfile
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -442,6 +443,22 @@ def fetch_and_extract(folder: str, archive_name: str, url: str, md5: str, requir
 # The Dataset record and what every dataset shares
 # ----------------------------------------------------------------------------------------
 
+class Augmentation(NamedTuple):
+    """What happens at random to a training image each time it is drawn: a left-right flip
+    with probability 1/2 (if flip), then a move by dy, dx pixels, each uniform in
+    [-max_shift, max_shift] (see random_flip_and_translate)."""
+    flip: bool
+    max_shift: int
+
+
+# The authors' augmentation of each dataset's training images: none on MNIST.
+AUTHORS_AUGMENTATION = {
+    "mnist": None,
+    "cifar10": Augmentation(flip=True, max_shift=4),
+    "tiny-imagenet": Augmentation(flip=True, max_shift=4),
+}
+
+
 @dataclass
 class Dataset:
     """A dataset ready for training: uint8 NHWC images, int64 labels, and the statistics that
@@ -454,7 +471,7 @@ class Dataset:
     num_classes: int          # 10, 10, 200
     mean: np.ndarray          # float32, (C,): of the TRAINING pixels scaled to [0, 1]
     std: np.ndarray           # float32, (C,): likewise
-    augment: bool             # whether training uses random flips and translations
+    augment: Optional[Augmentation]   # the authors' augmentation of the training images (None: none)
     description: str          # e.g. "MNIST, 24,345 training images"
 
 
@@ -604,7 +621,7 @@ def load_mnist(folder: str, allow_download: bool, notice) -> Dataset:
                    num_classes=10,
                    mean=mean,
                    std=std,
-                   augment=False,
+                   augment=AUTHORS_AUGMENTATION["mnist"],
                    description=f"MNIST, {len(train_images):,} training images")
 
 
@@ -715,7 +732,7 @@ def load_cifar10(folder: str, allow_download: bool, notice) -> Dataset:
                    num_classes=10,
                    mean=mean,
                    std=std,
-                   augment=True,
+                   augment=AUTHORS_AUGMENTATION["cifar10"],
                    description=f"CIFAR-10, {len(train_images):,} training images")
 
 
@@ -924,18 +941,19 @@ def load_tiny_imagenet(folder: str, allow_download: bool, notice) -> Dataset:
                    num_classes=TINY_IMAGENET_CLASSES,
                    mean=mean,
                    std=std,
-                   augment=True,
+                   augment=AUTHORS_AUGMENTATION["tiny-imagenet"],
                    description=f"Tiny-ImageNet, {train_count:,} training images")
 
 
 # ----------------------------------------------------------------------------------------
 # Augmentation: the authors' random horizontal flips and translations
 #
-# Each training image is flipped left-right with probability 1/2 and moved by dy, dx pixels,
-# each uniform in [-4, 4], the uncovered border filled with zeros. The images are already
-# standardised, so zero is the mean colour, as in the authors' code. The paper does not
-# augment MNIST; `snip_min.py --translate` can, with translations only. The few random numbers
-# are drawn on the host; the pixels stay wherever they are (NumPy or CuPy).
+# On CIFAR-10 and Tiny-ImageNet each training image is flipped left-right with probability
+# 1/2 and moved by dy, dx pixels, each uniform in [-4, 4], the uncovered border filled with
+# zeros. The images are already standardised, so zero is the mean colour, as in the authors'
+# code. The paper does not augment MNIST; `snip_min.py --translate` can, with moves only
+# (a mirrored digit is another digit, or none). The few random numbers are drawn on the
+# host; the pixels stay wherever they are (NumPy or CuPy).
 # ----------------------------------------------------------------------------------------
 
 def array_module(array):
@@ -958,7 +976,7 @@ def random_flip_and_translate(images, rng, max_shift=4, flip=True):
     (draws on the host). Returns a new array of the same shape, dtype and library.
     """
     count = len(images)
-    flips = rng.random(count) < 0.5 if flip else np.zeros(count, dtype=bool)   # (N,) bool
+    flips = (rng.random(count) < 0.5) if flip else np.zeros(count, dtype=bool)   # (N,) bool
     shifts_y = rng.integers(-max_shift, max_shift + 1, size=count)      # (N,)
     shifts_x = rng.integers(-max_shift, max_shift + 1, size=count)      # (N,)
     return flip_and_translate(images, flips, shifts_y, shifts_x)

@@ -43,7 +43,6 @@ import signal
 import sys
 import time
 import zipfile
-from typing import NamedTuple
 
 import numpy
 
@@ -969,8 +968,8 @@ class DeviceSplit:
     and the training set's per-channel mean and std (of pixels scaled to [0, 1]).
 
     Images stay uint8 (a quarter of the memory) and are standardised a batch at a time:
-    (x / 255 - mean) / std, written as x * scale + shift. A training split may be augmented
-    (augment: an Augmentation; None or False for none): random flips and translations on top.
+    (x / 255 - mean) / std, written as x * scale + shift. A training split may be augmented:
+    augment, a data.Augmentation (None: not augmented), adds random flips and moves.
     """
 
     def __init__(self, images, labels, mean, std, augment=None):
@@ -987,34 +986,22 @@ class DeviceSplit:
         """(standardised float32 images, labels) of the examples at `index`; with a host
         random generator `rng`, augmented if this split is augmented."""
         images = self.images[index] * self.scale + self.shift              # (B, H, W, C) float32
-        if rng is not None and self.augment:
+        if rng is not None and self.augment is not None:
             images = data.random_flip_and_translate(images, rng, self.augment.max_shift, self.augment.flip)
         return images, self.labels[index]
 
 
-class Augmentation(NamedTuple):
-    """What happens to each training image, at random, every time it is drawn: a left-right
-    flip with probability 1/2 (if flip), and a move by dy, dx pixels, each uniform in
-    [-max_shift, max_shift]. The authors' CIFAR-10 and Tiny-ImageNet setting is the default;
-    they do not augment MNIST."""
-    flip: bool = True
-    max_shift: int = 4
-
-
-def split_dataset(dataset, val_fraction, rng, augment=None):
+def split_dataset(dataset, val_fraction, rng):
     """(train, validation, test) DeviceSplits: a random val_fraction of the training set is
     held out for validation; every split is standardised with the training set's statistics.
-    augment: the training split's Augmentation, False for none, or None for the authors'
-    (Augmentation() on the datasets they augment, none on MNIST)."""
+    The training split is augmented as the authors did (train.augment may be changed)."""
     n = len(dataset.train_labels)
     order = rng.permutation(n)
     n_val = int(round(val_fraction * n))
     val_index, train_index = order[:n_val], order[n_val:]
     statistics = (dataset.mean, dataset.std)
-    if augment is None:
-        augment = Augmentation() if dataset.augment else False
     return (DeviceSplit(dataset.train_images[train_index], dataset.train_labels[train_index],
-                        *statistics, augment=augment),
+                        *statistics, augment=dataset.augment),
             DeviceSplit(dataset.train_images[val_index], dataset.train_labels[val_index], *statistics),
             DeviceSplit(dataset.test_images, dataset.test_labels, *statistics))
 
@@ -1272,12 +1259,13 @@ def parse_arguments(argv=None):
                         help="mini-batch for training and for SNIP's one scoring batch (default: "
                              "the paper's, 100 on MNIST, 128 otherwise)")
     parser.add_argument("--no-augment", action="store_true",
-                        help="no random flips and translations on CIFAR-10 / Tiny-ImageNet")
+                        help="no random flips and translations on CIFAR-10 / Tiny-ImageNet "
+                             "(not with --translate)")
     parser.add_argument("--translate", type=non_negative_int, default=None, metavar="PIXELS",
                         help="move each training image by up to PIXELS pixels each way, at random "
                              "(default: 4, with random flips, on CIFAR-10 / Tiny-ImageNet, as the "
-                             "authors; none on MNIST, as the paper; on MNIST this adds translations "
-                             "only, never flips)")
+                             "authors did; none on MNIST, as in the paper; on MNIST this adds moves "
+                             "only, never flips, and 0 adds nothing)")
     parser.add_argument("--lr", type=positive_float, default=0.1, help="initial learning rate")
     parser.add_argument("--momentum", type=fraction_value, default=0.9, help="SGD momentum")
     parser.add_argument("--weight-decay", type=non_negative_float, default=5e-4,
@@ -1350,6 +1338,7 @@ def run(args, log=print):
             raise UsageError(f"--out {args.out}: the folder is not writable")
     dataset_name = args.dataset or models.MODELS[args.model].dataset
     model = models.build(args.model, dataset_name)          # checks the pair before any download
+    augment = augmentation(args, dataset_name)              # likewise
     dataset = data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
     batch_size = args.batch_size or PAPER_SETUP[dataset_name]["batch_size"]
 
@@ -1357,8 +1346,8 @@ def run(args, log=print):
     # shuffling (and augmentation).
     init_rng, split_rng, score_rng, shuffle_rng = (
         numpy.random.default_rng(s) for s in numpy.random.SeedSequence(args.seed).spawn(4))
-    augment = augmentation(args, dataset)
-    train, validation, test = split_dataset(dataset, args.val_fraction, split_rng, augment)
+    train, validation, test = split_dataset(dataset, args.val_fraction, split_rng)
+    train.augment = augment
     args.batch_size = batch_size                 # resolved, for the checkpoint and error messages
     if len(train) < batch_size:
         raise UsageError(f"--batch-size {batch_size} is larger than the {len(train):,} "
@@ -1436,7 +1425,7 @@ def run(args, log=print):
         "val_error": state.history[-1].get("val_error"),
         "epochs": len(state.history), "iterations": iterations, "batch_size": batch_size,
         "lr": args.lr, "lr_boundaries": boundaries, "momentum": args.momentum,
-        "weight_decay": args.weight_decay, "augment": augment._asdict() if augment else None,
+        "weight_decay": args.weight_decay, "augment": augment._asdict() if augment is not None else None,
         "snip_seconds": snip_seconds,
         "train_seconds": state.train_seconds,
         "train_images_per_second": state.images_trained / max(state.train_seconds, 1e-9),
@@ -1448,23 +1437,26 @@ def run(args, log=print):
     return results
 
 
-def augmentation(args, dataset):
-    """The training images' Augmentation the flags ask for, or False for none."""
+def augmentation(args, dataset_name):
+    """The data.Augmentation of the training images that the flags ask for (None: none)."""
+    authors = data.AUTHORS_AUGMENTATION[dataset_name]
     if args.no_augment:
-        return False
+        return None
     if args.translate is None:
-        return Augmentation() if dataset.augment else False
-    if args.translate >= min(dataset.train_images.shape[1:3]):
-        height, width = dataset.train_images.shape[1:3]
+        return authors
+    height, width = models.INPUT_SHAPE[dataset_name][:2]
+    if args.translate >= min(height, width):
         raise UsageError(f"--translate {args.translate}: a move must be smaller than the images "
-                         f"({height}x{width} pixels on {dataset.name})")
-    augment = Augmentation(flip=dataset.augment, max_shift=args.translate)    # no flipped digits
-    return augment if augment.flip or augment.max_shift else False
+                         f"({height}x{width} pixels on {dataset_name})")
+    flip = authors is not None and authors.flip      # where the authors flip: never digits
+    if not flip and args.translate == 0:
+        return None
+    return data.Augmentation(flip=flip, max_shift=args.translate)
 
 
 def describe_augmentation(augment):
     """For the data line of the log: '; augmented: random flips, moves of up to 4 pixels'."""
-    if not augment:
+    if augment is None:
         return ""
     shift = augment.max_shift
     parts = (["random flips"] if augment.flip else []) + (

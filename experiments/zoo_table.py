@@ -5,9 +5,10 @@
 
 For every model and dataset: the published parameter count, the count SNIP keeps at the
 sparsity the paper (or the student reproduction) used, and the test error of any run found
-under --results (files written by `snip_min.py --out DIR`, matched on model, dataset and
-sparsity; runs whose training images were augmented otherwise than by the authors, e.g.
-with --translate, are left out). Rows without a measurement say so. Prints a Markdown table; --json prints rows.
+under --results (files written by `snip_min.py --out DIR`, matched on model, dataset
+and sparsity; runs that augmented their training images otherwise than the authors,
+e.g. with --translate, are left out). Rows without a measurement say so. Prints a
+Markdown table; --json prints rows.
 """
 
 import argparse
@@ -18,6 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import data                       # noqa: E402
 import models                     # noqa: E402
 import snip_min as sm             # noqa: E402
 
@@ -49,14 +51,14 @@ def counts(name, dataset, sparsity):
 
 
 def augmented_as_the_authors(result):
-    """Whether a run augmented its training images as the authors did: MNIST not at all,
-    CIFAR-10 and Tiny-ImageNet with random flips and moves of up to 4 pixels. A file without
-    the field counts as theirs; older files say true or false."""
-    theirs = None if result["dataset"] == "mnist" else sm.Augmentation()._asdict()
-    recorded = result.get("augment", theirs)
-    if isinstance(recorded, bool):
-        recorded = sm.Augmentation()._asdict() if recorded else None
-    return recorded == theirs
+    """Whether a run augmented its training images as the authors did (data.py's
+    AUTHORS_AUGMENTATION). A file without the field counts as theirs; older files say
+    true (theirs) or false (none)."""
+    theirs = data.AUTHORS_AUGMENTATION[result["dataset"]]
+    recorded = result.get("augment", theirs is not None)
+    if isinstance(recorded, bool):                                   # an older file
+        return recorded == (theirs is not None)
+    return recorded == (None if theirs is None else theirs._asdict())
 
 
 def measured_runs(folder):

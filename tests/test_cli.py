@@ -8,6 +8,7 @@ import sys
 import numpy
 import pytest
 
+import data
 import snip_min as sm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,6 +174,31 @@ def test_a_cifar_model_runs_end_to_end_on_a_generated_cifar10(model, tiny_cifar,
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"] == "cifar10" and results["iterations"] == 2 and results["batch_size"] == 8
     assert results["augment"] == {"flip": True, "max_shift": 4}
+
+
+@pytest.mark.parametrize("dataset,flags,expected", [
+    ("mnist", [], None),                                         # the paper does not augment MNIST
+    ("mnist", ["--translate", "0"], None),
+    ("mnist", ["--translate", "3"], (False, 3)),                 # moves, never mirrored digits
+    ("cifar10", [], (True, 4)),                                  # the authors' flips and moves
+    ("cifar10", ["--translate", "0"], (True, 0)),                # flips only
+    ("cifar10", ["--translate", "2"], (True, 2)),
+    ("cifar10", ["--no-augment"], None),
+    ("tiny-imagenet", ["--translate", "8"], (True, 8)),
+])
+def test_the_flags_choose_the_augmentation(dataset, flags, expected):
+    args = sm.parse_arguments(flags)
+    augment = sm.augmentation(args, dataset)
+    assert augment == (None if expected is None else data.Augmentation(*expected))
+
+
+def test_translate_changes_the_training_and_translate_0_does_not(tiny_mnist, device):
+    histories = {}
+    for name, flags in (("none", []), ("0", ["--translate", "0"]), ("1", ["--translate", "1"])):
+        args = sm.parse_arguments(["--model", "lenet300", "--data-dir", tiny_mnist, "--epochs", "2",
+                                   "--device", device, *flags])
+        histories[name] = [h["train_loss"] for h in sm.run(args, log=lambda line: None)["history"]]
+    assert histories["0"] == histories["none"] and histories["1"] != histories["none"]
 
 
 def test_translate_moves_mnist_digits_without_flipping_them(tiny_mnist, tmp_path, device):

@@ -212,7 +212,7 @@ def test_load_dataset_returns_uint8_nhwc_and_training_statistics(tmp_path):
 
     assert dataset.name == "mnist"
     assert dataset.num_classes == 10
-    assert dataset.augment is False
+    assert dataset.augment is None                                      # the paper does not augment MNIST
     assert dataset.description == "MNIST, 50 training images"
     assert dataset.train_images.shape == (50, 28, 28, 1)
     assert dataset.test_images.shape == (20, 28, 28, 1)
@@ -693,7 +693,8 @@ def test_write_cifar_batches_round_trips_with_per_channel_statistics(tmp_path):
 
     notices = []
     dataset = load_dataset("cifar10", tmp_path, download=False, notice=notices.append)
-    assert dataset.name == "cifar10" and dataset.num_classes == 10 and dataset.augment is True
+    assert dataset.name == "cifar10" and dataset.num_classes == 10
+    assert dataset.augment == data.Augmentation(flip=True, max_shift=4)
     assert dataset.description == "CIFAR-10, 23 training images"
     np.testing.assert_array_equal(dataset.train_images, train_images)
     np.testing.assert_array_equal(dataset.train_labels, train_labels)
@@ -893,7 +894,8 @@ def test_tiny_imagenet_zip_loads_with_sorted_wnid_labels(tmp_path):
     folder = make_tiny_imagenet_zip(tmp_path)
     notices = []
     dataset = load_dataset("tiny-imagenet", tmp_path, download=False, notice=notices.append)
-    assert dataset.name == "tiny-imagenet" and dataset.num_classes == 200 and dataset.augment is True
+    assert dataset.name == "tiny-imagenet" and dataset.num_classes == 200
+    assert dataset.augment == data.Augmentation(flip=True, max_shift=4)
     assert dataset.description == "Tiny-ImageNet, 6 training images"
     assert dataset.train_images.shape == (6, 64, 64, 3) and dataset.train_images.dtype == np.uint8
     assert dataset.test_images.shape == (4, 64, 64, 3) and dataset.test_images.dtype == np.uint8
@@ -1176,7 +1178,7 @@ def test_a_training_split_is_standardised_then_augmented_as_asked():
     images = rng.integers(0, 256, (20, 10, 10, 1)).astype(np.uint8)
     labels = rng.integers(0, 10, 20)
     index = sm.xp.asarray(np.array([3, 0, 7, 7, 12]))
-    moved = sm.DeviceSplit(images, labels, [0.3], [0.2], augment=sm.Augmentation(flip=False, max_shift=1))
+    moved = sm.DeviceSplit(images, labels, [0.3], [0.2], augment=data.Augmentation(flip=False, max_shift=1))
     plain = sm.DeviceSplit(images, labels, [0.3], [0.2])
     standardised, batch_labels = plain.batch(index, np.random.default_rng(9))     # not augmented
     np.testing.assert_allclose(sm.to_host(standardised), (images[[3, 0, 7, 7, 12]] / 255 - 0.3) / 0.2, rtol=1e-5)

@@ -112,15 +112,23 @@ def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_p
     (results / "results.json").write_text(json.dumps(
         {"model": "vgg-d", "dataset": "cifar10", "sparsity": 0.95, "test_error": 7.25, "seed": 0,
          "data": "CIFAR-10, 50,000 training images"}))
-    for name, augment in (("paper", None), ("translated", {"flip": False, "max_shift": 1})):
+    # runs augmented otherwise than by the authors are other experiments, left out of the table
+    # (older files record the augmentation as true or false)
+    for name, model, dataset, error, augment in (
+            ("mnist-paper", "lenet300", "mnist", 3.5, None),
+            ("mnist-old-file", "lenet300", "mnist", 3.6, False),
+            ("mnist-translated", "lenet300", "mnist", 2.9, {"flip": False, "max_shift": 1}),
+            ("cifar-paper", "resnet18", "cifar10", 8.5, {"flip": True, "max_shift": 4}),
+            ("cifar-old-file", "resnet18", "cifar10", 8.6, True),
+            ("cifar-not-augmented", "resnet18", "cifar10", 11.0, None)):
         (tmp_path / "results" / name).mkdir()
         (tmp_path / "results" / name / "results.json").write_text(json.dumps(
-            {"model": "lenet300", "dataset": "mnist", "sparsity": 0.98, "test_error": 3.5, "seed": 0,
-             "data": "MNIST", "augment": augment}))
+            {"model": model, "dataset": dataset, "sparsity": 0.98 if model == "lenet300" else 0.95,
+             "test_error": error, "seed": 0, "data": "some data", "augment": augment}))
     rows = zoo.table_rows(str(tmp_path / "results"))
     assert len(rows) == 25
-    lenet300 = next(r for r in rows if r["model"] == "lenet300")
-    assert lenet300["test_errors"] == [3.5]                       # the translated run is another experiment
+    assert next(r for r in rows if r["model"] == "lenet300")["test_errors"] == [3.6, 3.5]
+    assert next(r for r in rows if r["model"] == "resnet18")["test_errors"] == [8.6, 8.5]
     vgg = next(r for r in rows if r["model"] == "vgg-d" and r["dataset"] == "cifar10")
     assert vgg["params_before"] == 15_245_130 and vgg["params_after"] == 762_257
     assert vgg["test_errors"] == [7.25]
