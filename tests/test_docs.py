@@ -1,0 +1,240 @@
+"""The documentation's links, as GitHub renders README.md and docs/*.md.
+
+For every page: each relative link names a file or folder that exists in the repository,
+each image is a PNG or JPEG (by its first bytes), and each #anchor, in the page itself or
+in another page (page.md#anchor), matches one of that page's headings under GitHub's
+anchor rule. External http(s) and mailto links are not fetched. README.md stays within
+300 lines, its reading guide names the sections of snip_min.py in the order of the file's
+banners, and docs/README.md links every page of docs/.
+The checker is tested too, on pages written to a temporary folder, so that every check is
+seen to fail when it should.
+"""
+
+import pathlib
+import re
+import urllib.parse
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+README_MAX_LINES = 300
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+INLINE_CODE = re.compile(r"(`+)(.+?)\1")
+# [text](target) or ![alt](target), target optionally in <...>, optionally with a "title"
+LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*(<[^>]*>|[^\s()]+)(?:\s+\"[^\"]*\")?\s*\)")
+REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)")
+EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")          # http:, https:, mailto:, ...
+LINE_ANCHOR = re.compile(r"^L\d+(-L\d+)?$")                   # GitHub's #L10-L20 on source files
+
+
+def prose_lines(markdown):
+    """(line number, text) of every line outside fenced and indented code blocks (an indented
+    block starts after a blank line, as in CommonMark outside lists)."""
+    lines, fence, previous_blank, in_indented_code = [], None, True, False
+    for number, line in enumerate(markdown.splitlines(), start=1):
+        opening = FENCE.match(line)
+        if fence is not None:
+            if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence):
+                fence = None
+            continue
+        if opening:
+            fence = opening.group(1)
+            continue
+        blank = not line.strip()
+        indented = line.startswith("    ") or line.startswith("\t")
+        in_indented_code = indented and not blank and (previous_blank or in_indented_code)
+        if not in_indented_code:
+            lines.append((number, line))
+        previous_blank = blank
+    return lines
+
+
+def github_anchor(heading):
+    """The anchor GitHub gives a heading: its text stripped and lowercased, every character
+    that is not a letter, digit, space, hyphen or underscore removed, spaces made hyphens."""
+    text = re.sub(r"!?\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\([^)]*\)", r"\1", heading)   # links -> their text
+    text = text.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def headings(markdown):
+    return [match.group(2) for _, line in prose_lines(markdown) if (match := HEADING.match(line))]
+
+
+def anchors(markdown):
+    """Every anchor of a page: duplicate headings get -1, -2, ... as on GitHub."""
+    seen, result = {}, set()
+    for heading in headings(markdown):
+        base = anchor = github_anchor(heading)
+        while anchor in result:
+            seen[base] = seen.get(base, 0) + 1
+            anchor = f"{base}-{seen[base]}"
+        result.add(anchor)
+    return result
+
+
+def links(markdown):
+    """(line number, is an image, target) of every link, outside code."""
+    found = []
+    for number, line in prose_lines(markdown):
+        definition = REFERENCE_DEFINITION.match(line)
+        if definition:
+            found.append((number, False, definition.group(1).strip("<>")))
+            continue
+        line = INLINE_CODE.sub("", line)
+        for match in LINK.finditer(line):
+            found.append((number, match.group(1) == "!", match.group(3).strip("<>")))
+    return found
+
+
+def is_image_file(path):
+    with open(path, "rb") as f:
+        start = f.read(8)
+    return start.startswith(PNG_SIGNATURE) or start.startswith(JPEG_SIGNATURE)
+
+
+def link_problems(page, root=ROOT):
+    """One line per broken link, image or anchor of the Markdown file `page`."""
+    page = pathlib.Path(page).resolve()
+    root = pathlib.Path(root).resolve()
+    markdown = page.read_text(encoding="utf-8")
+    name = page.relative_to(root)
+    problems = []
+    for number, is_image, target in links(markdown):
+        where = f"{name}:{number}: {target}"
+        if EXTERNAL.match(target):
+            continue
+        path_part, _, fragment = target.partition("#")
+        path_part = urllib.parse.unquote(path_part)
+        destination = (page.parent / path_part).resolve() if path_part else page
+        if root != destination and root not in destination.parents:
+            problems.append(f"{where}: leaves the repository")
+            continue
+        if not destination.exists():
+            problems.append(f"{where}: no such file")
+            continue
+        if is_image:
+            if not destination.is_file() or not is_image_file(destination):
+                problems.append(f"{where}: not a PNG or JPEG image")
+            continue
+        if fragment:
+            if destination.suffix.lower() == ".md" and destination.is_file():
+                if urllib.parse.unquote(fragment) not in anchors(destination.read_text(encoding="utf-8")):
+                    problems.append(f"{where}: no heading with anchor #{fragment}")
+            elif not LINE_ANCHOR.match(fragment):
+                problems.append(f"{where}: an anchor in a file that is not Markdown")
+    return problems
+
+
+# -- the documentation itself --------------------------------------------------------------
+
+def test_the_pages_are_there():
+    names = {page.relative_to(ROOT).as_posix() for page in PAGES}
+    assert {"README.md", "docs/README.md", "docs/results.md", "docs/gpu.md"} <= names
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_links_images_and_anchors(page):
+    assert link_problems(page) == []
+
+
+def test_readme_is_short():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines, more than {README_MAX_LINES}"
+
+
+def test_the_reading_guide_follows_the_banners_of_snip_min():
+    """README's reading guide names the sections of snip_min.py in the order of its
+    `# ====` banners, each by the start of its banner's title."""
+    source = (ROOT / "snip_min.py").read_text(encoding="utf-8").splitlines()
+    banners = [(match.group(1), match.group(2)) for above, line in zip(source, source[1:])
+               if above.startswith("# ====") and (match := re.match(r"^# (\d+)\. (.+)$", line))]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    guide = readme[readme.index("## Reading guide"):]
+    guide = guide[:guide.index("\n## ")] if "\n## " in guide else guide
+    items = re.findall(r"^(\d+)\. \*\*(.+?)\*\*", guide, flags=re.MULTILINE)
+    assert [number for number, _ in items] == [number for number, _ in banners]
+    for (number, title), (_, banner) in zip(items, banners):
+        assert banner.startswith(title), f"section {number}: guide '{title}', banner '{banner}'"
+
+
+def test_every_docs_page_is_reachable_from_the_index():
+    index = ROOT / "docs" / "README.md"
+    linked = {(index.parent / target.partition("#")[0]).resolve()
+              for _, _, target in links(index.read_text(encoding="utf-8"))}
+    missing = [page.name for page in PAGES if page.parent.name == "docs" and page != index
+               and page.resolve() not in linked]
+    assert missing == []
+
+
+# -- the checker ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("heading, anchor", [
+    ("Results", "results"),
+    ("How close, and why not closer", "how-close-and-why-not-closer"),
+    ("A. Sparsity: SNIP against random pruning", "a-sparsity-snip-against-random-pruning"),
+    ("Reading guide to `snip_min.py`", "reading-guide-to-snip_minpy"),
+    ("What a run writes: `results.json` and `masks.npz`", "what-a-run-writes-resultsjson-and-masksnpz"),
+    ("Learning rate of the dense LeNet-5-Caffe", "learning-rate-of-the-dense-lenet-5-caffe"),
+    ("  Spaces  inside ", "spaces--inside"),
+    ("See [the GPU page](gpu.md)", "see-the-gpu-page"),
+    ("κ and 3×3", "κ-and-33"),
+])
+def test_github_anchor_rule(heading, anchor):
+    assert github_anchor(heading) == anchor
+
+
+def test_duplicate_headings_get_numbered_anchors():
+    markdown = "# Notes\n\n## Notes\n\ntext\n\n## Notes\n"
+    assert anchors(markdown) == {"notes", "notes-1", "notes-2"}
+
+
+def test_code_is_neither_heading_nor_link():
+    markdown = ("# Title\n\n```\n# not a heading\n[a](missing.md)\n```\n\n"
+                "    # an indented command\n    [b](missing.md)\n\n`[c](missing.md)` and [d](real.md)\n")
+    assert headings(markdown) == ["Title"]
+    assert [target for _, _, target in links(markdown)] == ["real.md"]
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A tiny repository: a page, a second page with two headings, a PNG and a text file."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "other.md").write_text("# Other page\n\n## A section, with punctuation!\n")
+    (tmp_path / "picture.png").write_bytes(PNG_SIGNATURE + b"rest of the image")
+    (tmp_path / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def problems_of(site, body):
+    page = site / "README.md"
+    page.write_text("# Top\n\n## Second part\n\n" + body + "\n")
+    return link_problems(page, root=site)
+
+
+def test_the_checker_accepts_good_links(site):
+    body = ("[here](#second-part) [there](docs/other.md#a-section-with-punctuation) "
+            "[page](docs/other.md) [folder](docs/) [web](https://example.org/#x) "
+            "![picture](picture.png)")
+    assert problems_of(site, body) == []
+
+
+@pytest.mark.parametrize("body, complaint", [
+    ("[gone](docs/missing.md)", "no such file"),
+    ("![gone](missing.png)", "no such file"),
+    ("![text](notes.txt)", "not a PNG or JPEG image"),
+    ("[bad](#no-such-heading)", "no heading with anchor #no-such-heading"),
+    ("[bad](docs/other.md#a-section)", "no heading with anchor #a-section"),
+    ("[outside](../elsewhere.md)", "leaves the repository"),
+    ("[anchor](notes.txt#part)", "an anchor in a file that is not Markdown"),
+])
+def test_the_checker_finds_each_kind_of_breakage(site, body, complaint):
+    problems = problems_of(site, body)
+    assert len(problems) == 1 and problems[0].endswith(complaint), problems
