@@ -952,8 +952,9 @@ def load_tiny_imagenet(folder: str, allow_download: bool, notice) -> Dataset:
 # 1/2 and moved by dy, dx pixels, each uniform in [-4, 4], the uncovered border filled with
 # zeros. The images are already standardised, so zero is the mean colour, as in the authors'
 # code. The paper does not augment MNIST; `snip_min.py --translate` can, with moves only
-# (a mirrored digit is another digit, or none). The few random numbers are drawn on the
-# host; the pixels stay wherever they are (NumPy or CuPy).
+# (a mirrored digit is another digit, or none). The random numbers are drawn on the host,
+# a whole epoch's at once (draw_moves), and copied to wherever the pixels are (NumPy or
+# CuPy) once per epoch, so that a training step never waits for the host.
 # ----------------------------------------------------------------------------------------
 
 def array_module(array):
@@ -967,6 +968,16 @@ def array_module(array):
     return cupy.get_array_module(array)
 
 
+def draw_moves(rng, count, max_shift=4, flip=True):
+    """The random part of `count` augmentations, drawn on the host: a (3, count) int array of
+    flips (1: flip left-right, probability 1/2 if flip, else never), dy and dx, each uniform
+    in [-max_shift, max_shift]."""
+    flips = (rng.random(count) < 0.5) if flip else np.zeros(count, dtype=bool)   # (count,)
+    shifts_y = rng.integers(-max_shift, max_shift + 1, size=count)               # (count,)
+    shifts_x = rng.integers(-max_shift, max_shift + 1, size=count)               # (count,)
+    return np.stack([flips, shifts_y, shifts_x]).astype(np.int64)               # (3, count)
+
+
 def random_flip_and_translate(images, rng, max_shift=4, flip=True):
     """Flip each image left-right with probability 1/2 (unless flip is False: digits are
     not mirror-symmetric), then move it by a random dy, dx in [-max_shift, max_shift],
@@ -975,40 +986,38 @@ def random_flip_and_translate(images, rng, max_shift=4, flip=True):
     images: float (N, H, W, C), already standardised, NumPy or CuPy. rng: a numpy.random.Generator
     (draws on the host). Returns a new array of the same shape, dtype and library.
     """
-    count = len(images)
-    flips = (rng.random(count) < 0.5) if flip else np.zeros(count, dtype=bool)   # (N,) bool
-    shifts_y = rng.integers(-max_shift, max_shift + 1, size=count)      # (N,)
-    shifts_x = rng.integers(-max_shift, max_shift + 1, size=count)      # (N,)
-    return flip_and_translate(images, flips, shifts_y, shifts_x)
+    flips, shifts_y, shifts_x = draw_moves(rng, len(images), max_shift, flip)
+    return flip_and_translate(images, flips, shifts_y, shifts_x, max_shift)
 
 
-def flip_and_translate(images, flips, shifts_y, shifts_x):
+def flip_and_translate(images, flips, shifts_y, shifts_x, max_shift=None):
     """Flip image i left-right where flips[i], then move its content down by shifts_y[i] and
     right by shifts_x[i] pixels (negative: up, left), filling the uncovered border with zeros:
 
         output[i, y, x] = flipped[i, y - shifts_y[i], x - shifts_x[i]], 0 where that is outside.
 
-    images: (N, H, W, C), NumPy or CuPy; flips, shifts_y, shifts_x: (N,) host arrays.
-    Returns a new array of the same shape, dtype and library. No loop over images: the images
-    are padded with zeros once, then every output pixel is gathered by one fancy index.
+    images: (N, H, W, C), NumPy or CuPy; flips, shifts_y, shifts_x: (N,) arrays, on the host
+    or already in the images' library. max_shift: a bound on |shift| (default: read from the
+    shifts, which must then be on the host). Returns a new array of the same shape, dtype and
+    library. No loop over images: the images are padded with zeros once, then every output
+    pixel is gathered by one fancy index, computed where the images are.
     """
     xp = array_module(images)
     count, height, width, _ = images.shape
-    flips = np.asarray(flips, dtype=bool)                               # (N,)
-    shifts_y = np.asarray(shifts_y, dtype=np.int64)                     # (N,)
-    shifts_x = np.asarray(shifts_x, dtype=np.int64)                     # (N,)
-    pad = int(max(np.abs(shifts_y).max(initial=0), np.abs(shifts_x).max(initial=0)))
+    if max_shift is None:
+        max_shift = int(max(np.abs(shifts_y).max(initial=0), np.abs(shifts_x).max(initial=0)))
+    flips = xp.asarray(flips).astype(bool)                              # (N,)
+    shifts_y, shifts_x = xp.asarray(shifts_y), xp.asarray(shifts_x)     # (N,), (N,)
+    pad = max_shift
     padded = xp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))   # (N, H + 2 pad, W + 2 pad, C), zero border
 
     # Output row y reads source row y - dy; output column x reads column x - dx of the flipped
     # image, which is column W - 1 - (x - dx) of the original. The padding adds pad to both.
-    rows = np.arange(height)[np.newaxis, :] - shifts_y[:, np.newaxis] + pad          # (N, H)
-    columns = np.arange(width)[np.newaxis, :] - shifts_x[:, np.newaxis]              # (N, W) in the flipped image
-    columns = np.where(flips[:, np.newaxis], width - 1 - columns, columns) + pad       # (N, W) in padded
-    image_index = np.arange(count)[:, np.newaxis, np.newaxis]                        # (N, 1, 1)
-    return padded[xp.asarray(image_index),
-                  xp.asarray(rows[:, :, np.newaxis]),                                # (N, H, 1)
-                  xp.asarray(columns[:, np.newaxis, :])]                             # (N, 1, W) -> (N, H, W, C)
+    rows = xp.arange(height)[None, :] - shifts_y[:, None] + pad                        # (N, H)
+    columns = xp.arange(width)[None, :] - shifts_x[:, None]                            # (N, W) in the flipped image
+    columns = xp.where(flips[:, None], width - 1 - columns, columns) + pad             # (N, W) in padded
+    image_index = xp.arange(count)[:, None, None]                                      # (N, 1, 1)
+    return padded[image_index, rows[:, :, None], columns[:, None, :]]                  # (N, H, W, C)
 
 
 # ----------------------------------------------------------------------------------------

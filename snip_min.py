@@ -51,6 +51,11 @@ import data
 
 # ======================================================================================
 # 1. Backend: every array operation below goes through `xp`, which is NumPy or CuPy.
+#
+# On a GPU, CuPy queues each operation and returns at once; the host waits for the
+# device ("synchronises") only when it needs a value: float(), int(), bool(), .get(),
+# printing an array. So the training step never asks for one: losses and accuracies are
+# summed on the device and read every 20 steps and at the end of an epoch (see fit).
 # ======================================================================================
 
 xp = numpy  # rebound by use_device('gpu'); always look it up as snip_min.xp at call time
@@ -91,9 +96,33 @@ def use_device(device):
     xp = cupy
 
 
+def current_device():
+    """'cpu' while xp is NumPy, 'gpu' while it is CuPy."""
+    return "cpu" if xp is numpy else "gpu"
+
+
 def to_host(array):
-    """A NumPy copy of a NumPy or CuPy array (CuPy arrays have .get())."""
+    """A NumPy copy of a NumPy or CuPy array (CuPy arrays have .get()).
+
+    On a GPU this waits for the device: the copy needs the finished values. The training
+    loop therefore copies as little as it can, as rarely as it can (see fit)."""
     return array.get() if hasattr(array, "get") else numpy.asarray(array)
+
+
+def host_values(*scalars):
+    """Device scalars (0-d arrays, or Python numbers) as a list of Python floats, fetched with
+    ONE wait for the device instead of one per value."""
+    if not scalars:
+        return []
+    return to_host(xp.stack([xp.asarray(value, dtype=xp.float64) for value in scalars])).tolist()
+
+
+def synchronise():
+    """Wait until the device has finished every queued operation (nothing to wait for on
+    NumPy). A GPU runs its work asynchronously, so a clock read without this measures how
+    fast the work was queued, not how fast it ran."""
+    if xp is not numpy:
+        xp.cuda.get_current_stream().synchronize()
 
 
 # ======================================================================================
@@ -334,13 +363,21 @@ def col2im(tap_block, input_shape, kernel_h, kernel_w, stride, dtype):
     tap_block(i, j) returns the (N, OH, OW, C) block for tap (i, j), i.e. the column block
     col[:, i, j, :] of a (N, OH, OW, KH, KW, C) array. Pixels seen by several taps receive
     the sum, which makes <im2col(x), y> = <x, col2im(y)> for all x, y. The loop runs over
-    the KH*KW taps only, each adding one strided slice of the whole batch.
+    the KH*KW taps only, each adding one strided slice of the whole batch. When the windows
+    tile the input (stride = kernel, as in a 2x2 pooling), every pixel is seen by exactly
+    one tap, and each add is a plain write into an uninitialised array.
     """
-    dx = xp.zeros(input_shape, dtype=dtype)
+    _, height, width, _ = input_shape
+    tiles = stride == kernel_h == kernel_w and height % stride == 0 and width % stride == 0
+    dx = xp.empty(input_shape, dtype=dtype) if tiles else xp.zeros(input_shape, dtype=dtype)
     for i in range(kernel_h):
         for j in range(kernel_w):
             block = tap_block(i, j)
-            kernel_offset_view(dx, i, j, stride, block.shape[1], block.shape[2])[...] += block
+            pixels = kernel_offset_view(dx, i, j, stride, block.shape[1], block.shape[2])
+            if tiles:
+                pixels[...] = block           # no other tap reads these pixels
+            else:
+                pixels += block
     return dx
 
 
@@ -460,56 +497,25 @@ class MaxPool2D(Layer):
 
     def backward(self, dout):
         # forward: y = max over the window, so dL/dx = dL/dy at the position that held the
-        # maximum and 0 elsewhere. On ties the first tap in scan order takes the gradient.
+        # maximum and 0 elsewhere: col2im over the taps, each passing dout to the windows
+        # where it holds the maximum. On ties the first tap in scan order takes the gradient:
+        # `unrouted` marks the windows whose maximum no earlier tap has claimed. A window
+        # whose maximum is NaN (equal to nothing) routes nothing. All on the device: the
+        # host never looks at the values to decide anything.
         x_shape, x_pad, (top, _, left, _), y = self.take_cache()
-        dx_pad = self.route_tiled(x_pad, y, dout)
-        if dx_pad is None:
-            dx_pad = self.route_by_taps(x_pad, y, dout)
-        _, h, w, _ = x_shape
-        return dx_pad[:, top:top + h, left:left + w, :]
-
-    def route_tiled(self, x_pad, y, dout):
-        """The common case, windows that tile the input exactly (stride = kernel) and hold
-        one maximum each, routed by one comparison and one product instead of a loop over
-        the taps.
-
-        Tiling windows are axes 2 and 4 of a reshaped view, (N, OH, K, OW, K, C), so one
-        broadcast comparison with y finds every window's maximum. Every window holds at
-        least one (unless its maximum is NaN, which equals nothing), so finding more maxima
-        than windows means a tie somewhere. Either case returns None, and route_by_taps
-        applies the tie rule.
-        """
-        k = self.kernel
-        n, h, w, c = x_pad.shape
         out_h, out_w = y.shape[1:3]
-        if self.stride != k or h != out_h * k or w != out_w * k or not x_pad.flags.c_contiguous:
-            return None
-        windows = x_pad.reshape(n, out_h, k, out_w, k, c)
-        winner = windows == y[:, :, None, :, None, :]
-        if int(xp.count_nonzero(winner)) != y.size or bool(xp.isnan(y).any()):
-            return None
-        return (winner * dout[:, :, None, :, None, :]).reshape(n, h, w, c)
-
-    def route_by_taps(self, x_pad, y, dout):
-        """Any windows, ties included: col2im over the taps, each passing dout to the
-        positions where it held the maximum. `unrouted` marks the windows whose maximum no
-        earlier tap has claimed, so on a tie the first tap in scan order wins."""
-        out_h, out_w = y.shape[1:3]
-        taps = self.kernel * self.kernel
-        unrouted = None
+        unrouted = xp.ones(y.shape, dtype=bool)                             # (N, OH, OW, C)
+        winner = xp.empty(y.shape, dtype=bool)
         block = xp.empty_like(dout)
 
         def tap_block(i, j):
-            nonlocal unrouted
-            winner = kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w) == y
-            if unrouted is None:                  # the first tap: every window is unrouted
-                unrouted = ~winner
-            else:
-                winner &= unrouted
-                if i * self.kernel + j < taps - 1:
-                    unrouted ^= winner            # winner is inside unrouted: xor removes it
+            xp.equal(kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w), y, out=winner)
+            xp.logical_and(winner, unrouted, out=winner)     # the maximum, not claimed before
+            xp.logical_xor(unrouted, winner, out=unrouted)   # winner lies inside unrouted: xor removes it
             return xp.multiply(dout, winner, out=block)
-        return col2im(tap_block, x_pad.shape, self.kernel, self.kernel, self.stride, dout.dtype)
+        dx_pad = col2im(tap_block, x_pad.shape, self.kernel, self.kernel, self.stride, dout.dtype)
+        _, h, w, _ = x_shape
+        return dx_pad[:, top:top + h, left:left + w, :]
 
 
 class ReLU(Layer):
@@ -832,7 +838,7 @@ def normalised_scores(sensitivities):
     """
     flat = xp.concatenate([xp.abs(g).ravel() for g in sensitivities])
     total = flat.sum()
-    return flat / total if float(total) > 0 else flat
+    return flat / xp.where(total > 0, total, 1)          # decided on the device, not the host
 
 
 def kappa_for(sparsity, m):
@@ -844,20 +850,19 @@ def top_k_mask(scores, kappa):
     """A boolean mask keeping exactly the kappa largest of a flat score vector.
 
     Ties at the threshold go to the lowest indices, so the result is deterministic.
-    Uses a partition (linear time) instead of a full sort.
+    Uses a partition (linear time) instead of a full sort, and never waits for the device:
+    how many ties to take stays a device number.
     """
     m = scores.size
-    keep = xp.zeros(m, dtype=bool)
     if kappa <= 0:
-        return keep
+        return xp.zeros(m, dtype=bool)
     if kappa >= m:
-        keep[:] = True
-        return keep
+        return xp.ones(m, dtype=bool)
     threshold = xp.partition(scores, m - kappa)[m - kappa]   # the kappa-th largest score
     keep = scores > threshold                                # fewer than kappa of these ...
-    missing = kappa - int(keep.sum())
-    ties = xp.flatnonzero(scores == threshold)               # ... the rest come from the ties
-    keep[ties[:missing]] = True
+    missing = kappa - keep.sum()
+    ties = scores == threshold                               # ... the rest come from the ties,
+    keep |= ties & (xp.cumsum(ties) <= missing)              # the first `missing` of them
     return keep
 
 
@@ -891,8 +896,8 @@ def snip(model, images, labels, sparsity, prune="weights+biases", report=None):
     apply_masks(params, snip_masks(sensitivities, sparsity))
     if report is not None:
         m = sum(p.size for p in params)
-        report.update(m=m, kappa=kappa_for(sparsity, m),
-                      nonzero_scores=sum(int((g != 0).sum()) for g in sensitivities))
+        nonzero, = host_values(sum(xp.count_nonzero(g) for g in sensitivities))
+        report.update(m=m, kappa=kappa_for(sparsity, m), nonzero_scores=int(nonzero))
     return params
 
 
@@ -900,12 +905,9 @@ def pruning_table(model, batch_norm=False):
     """Rows (name, total, kept) for every conv/linear weight and bias (kept = non-zero gates),
     and with batch_norm=True the (never gated) batch-norm scales and shifts too."""
     kinds = ("weight", "bias", "scale", "shift") if batch_norm else ("weight", "bias")
-    rows = []
-    for p in parameters_of(model):
-        if p.kind in kinds:
-            kept = p.size if p.mask is None else int(p.mask.sum())
-            rows.append((p.name, p.size, kept))
-    return rows
+    params = [p for p in parameters_of(model) if p.kind in kinds]
+    kept = host_values(*(p.size if p.mask is None else xp.count_nonzero(p.mask) for p in params))
+    return [(p.name, p.size, int(k)) for p, k in zip(params, kept)]
 
 
 def format_pruning_table(rows):
@@ -982,13 +984,21 @@ class DeviceSplit:
     def __len__(self):
         return len(self.labels)
 
-    def batch(self, index, rng=None):
-        """(standardised float32 images, labels) of the examples at `index`; with a host
-        random generator `rng`, augmented if this split is augmented."""
+    def batch(self, index, moves=None):
+        """(standardised float32 images, labels) of the examples at `index` (a device array or
+        a slice); with `moves`, their (3, B) flips and shifts on the device (see draw_moves),
+        augmented if this split is augmented."""
         images = self.images[index] * self.scale + self.shift              # (B, H, W, C) float32
-        if rng is not None and self.augment is not None:
-            images = data.random_flip_and_translate(images, rng, self.augment.max_shift, self.augment.flip)
+        if moves is not None and self.augment is not None:
+            images = data.flip_and_translate(images, moves[0], moves[1], moves[2], self.augment.max_shift)
         return images, self.labels[index]
+
+    def draw_moves(self, rng):
+        """An epoch's random flips and shifts, one per image, drawn on the host (a (3, N) array,
+        see data.draw_moves), or None if this split is not augmented."""
+        if self.augment is None:
+            return None
+        return data.draw_moves(rng, len(self), self.augment.max_shift, self.augment.flip)
 
 
 def split_dataset(dataset, val_fraction, rng):
@@ -1007,15 +1017,17 @@ def split_dataset(dataset, val_fraction, rng):
 
 
 def evaluate(model, split, batch_size=1000):
-    """(mean loss, error in percent) over a whole DeviceSplit, batch norm on running statistics."""
+    """(mean loss, error in percent) over a whole DeviceSplit, batch norm on running statistics.
+    The sums stay on the device until the end: one wait for it, however many batches."""
     total_loss, correct = 0.0, 0
     for start in range(0, len(split), batch_size):
         x, y = split.batch(slice(start, start + batch_size))
         logits = model.forward(x, train=False)
         loss, _ = softmax_cross_entropy(logits, y)
-        total_loss += float(loss) * len(y)
-        correct += int((logits.argmax(axis=1) == y).sum())
+        total_loss = total_loss + loss * len(y)
+        correct = correct + (logits.argmax(axis=1) == y).sum()
     forget_caches(model)                          # no backward follows an evaluation
+    total_loss, correct = host_values(total_loss, correct)
     return total_loss / len(split), 100.0 * (1 - correct / len(split))
 
 
@@ -1025,11 +1037,12 @@ def learning_rate(iteration, base_lr, boundaries, factor=0.1):
 
 
 class Progress:
-    """A one-line progress bar on a terminal; silent when stderr is not one."""
+    """A one-line progress bar on a terminal; silent when stderr is not one. It shows text it
+    is given and never reads the device itself."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.live = hasattr(stream, "isatty") and stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.last = 0.0
 
     def show(self, label, done, total, text, force=False):
@@ -1051,18 +1064,20 @@ class Progress:
 class TrainingState:
     """Everything about a training run that changes as it goes, so that it can stop after any
     step and continue exactly there: position in the schedule, the current epoch's shuffle
-    and how far through it we are, the epoch's running sums, the history, and the random
-    generator that shuffles and augments."""
+    (and augmentation) and how far through it we are, the epoch's running sums, the history,
+    and the random generator that shuffles and augments."""
 
     def __init__(self, rng):
         self.rng = rng
         self.iteration, self.epoch = 0, 0
         self.order, self.position = None, 0          # this epoch's shuffled indices, next one to use
+        self.moves = None                            # this epoch's flips and shifts (3, N), if augmented
         self.epoch_loss, self.epoch_correct, self.epoch_images, self.epoch_seconds = 0.0, 0, 0, 0.0
         self.history, self.train_seconds, self.images_trained = [], 0.0, 0
 
     def to_dict(self):
-        """The state as JSON-able values (the shuffle order travels separately, as an array)."""
+        """The state as JSON-able values (the shuffle order and the moves travel separately,
+        as arrays)."""
         return {"iteration": self.iteration, "epoch": self.epoch, "position": self.position,
                 "epoch_loss": float(self.epoch_loss), "epoch_correct": int(self.epoch_correct),
                 "epoch_images": self.epoch_images, "epoch_seconds": self.epoch_seconds,
@@ -1070,18 +1085,19 @@ class TrainingState:
                 "images_trained": self.images_trained, "rng": self.rng.bit_generator.state}
 
     @classmethod
-    def from_dict(cls, values, order):
+    def from_dict(cls, values, order, moves=None):
         rng = numpy.random.default_rng()
         rng.bit_generator.state = values["rng"]
         state = cls(rng)
         for key in ("iteration", "epoch", "position", "epoch_loss", "epoch_correct", "epoch_images",
                     "epoch_seconds", "history", "train_seconds", "images_trained"):
             setattr(state, key, values[key])
-        state.order = order
+        state.order, state.moves = order, moves
         return state
 
 
 STOP_REQUESTED = False     # set by Ctrl-C / SIGTERM; the training loop stops after the current step
+READ_EVERY = 20            # steps between the training loop's reads of the loss from the device
 
 
 def request_stop():
@@ -1099,60 +1115,68 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
     on_step(iteration, loss), if given, sees every mini-batch's loss (a device scalar).
     checkpoint(state), if given, is called every `checkpoint_every` iterations, and when a
     stop is requested (then Interrupted is raised).
+
+    A step never waits for the device: the epoch's shuffle and augmentation are copied to
+    it once, losses and hits are summed there, and the host reads them (one copy of three
+    numbers) only every READ_EVERY steps, to check that the loss is finite and to update
+    the progress bar, and at the end of an epoch.
     """
     n = len(train)
     batches_per_epoch = -(-n // batch_size)
     epochs = -(-iterations // batches_per_epoch)
-    progress = Progress()
+    progress, shown = Progress(), ""
     while state.iteration < iterations or state.order is not None:   # (a resumed epoch is finished)
         if state.order is None:                       # a new epoch: a new shuffle
             state.epoch += 1
             state.order, state.position = state.rng.permutation(n), 0
+            state.moves = train.draw_moves(state.rng)
             state.epoch_loss, state.epoch_correct, state.epoch_images, state.epoch_seconds = 0.0, 0, 0, 0.0
+        order = xp.asarray(state.order)                                   # (N,), on the device
+        moves = None if state.moves is None else xp.asarray(state.moves)  # (3, N)
         started = time.perf_counter()
         while state.position < n and state.iteration < iterations:
-            index = xp.asarray(state.order[state.position:state.position + batch_size])
-            images, labels = train.batch(index, state.rng)
+            step = slice(state.position, state.position + batch_size)
+            images, labels = train.batch(order[step], None if moves is None else moves[:, step])
             lr = learning_rate(state.iteration, base_lr, boundaries)
             loss, correct = train_step(model, optimiser, images, labels, lr)
-            state.epoch_loss = state.epoch_loss + loss * len(index)   # stays on the device until shown
+            state.epoch_loss = state.epoch_loss + loss * len(labels)     # sums stay on the device
             state.epoch_correct = state.epoch_correct + correct
-            state.epoch_images += len(index)
-            state.position += len(index)
+            state.epoch_images += len(labels)
+            state.position += len(labels)
             state.iteration += 1
             if on_step is not None:
                 on_step(state.iteration, loss)
             saving = checkpoint is not None and (STOP_REQUESTED or (
                 checkpoint_every and state.iteration % checkpoint_every == 0))
-            if (saving or state.iteration % 20 == 0) and not math.isfinite(float(loss)):
-                raise Diverged(f"the loss became {float(loss)} at iteration {state.iteration:,}")
+            if saving or state.iteration % READ_EVERY == 0:
+                last, loss_sum, hits = host_values(loss, state.epoch_loss, state.epoch_correct)
+                if not math.isfinite(last):
+                    raise Diverged(f"the loss became {last} at iteration {state.iteration:,}")
+                shown = f"loss {loss_sum / state.epoch_images:.4f} acc {100 * hits / state.epoch_images:.2f}%"
             if saving:
+                synchronise()
                 state.epoch_seconds += time.perf_counter() - started
                 checkpoint(state)                   # not counted as training time
                 started = time.perf_counter()
                 if STOP_REQUESTED:
                     raise Interrupted(f"stopped at iteration {state.iteration:,}")
-            if progress.live:
-                seen = max(state.epoch_images, 1)
-                progress.show(f"epoch {state.epoch}/{epochs}", -(-state.position // batch_size),
-                              batches_per_epoch, f"loss {float(state.epoch_loss) / seen:.4f} "
-                              f"acc {100 * float(state.epoch_correct) / seen:.2f}%")
-        if xp is not numpy:
-            xp.cuda.get_current_stream().synchronize()      # time the GPU's work, not its queue
-        state.epoch_seconds += time.perf_counter() - started
+            progress.show(f"epoch {state.epoch}/{epochs}", -(-state.position // batch_size),
+                          batches_per_epoch, shown)
+        loss_sum, hits = host_values(state.epoch_loss, state.epoch_correct)   # waits for the device,
+        state.epoch_seconds += time.perf_counter() - started                 # so this times its work
         state.train_seconds += state.epoch_seconds
         state.images_trained += state.epoch_images
         progress.clear()
         record = {"epoch": state.epoch, "iteration": state.iteration,
                   "lr": learning_rate(state.iteration - 1, base_lr, boundaries),
-                  "train_loss": float(state.epoch_loss) / state.epoch_images,
-                  "train_error": 100 * (1 - float(state.epoch_correct) / state.epoch_images)}
+                  "train_loss": loss_sum / state.epoch_images,
+                  "train_error": 100 * (1 - hits / state.epoch_images)}
         if not math.isfinite(record["train_loss"]):
             raise Diverged(f"the loss became {record['train_loss']} in epoch {state.epoch}")
         if len(validation):
             record["val_loss"], record["val_error"] = evaluate(model, validation)
         state.history.append(record)
-        state.order = None
+        state.order, state.moves = None, None
         val = (f" | val loss {record['val_loss']:.4f} error {record['val_error']:.2f}%"
                if "val_error" in record else "")
         seconds = state.epoch_seconds
@@ -1324,8 +1348,9 @@ def run(args, log=print):
     if args.resume:
         checkpoint_data = read_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
         resume_settings(args, checkpoint_data["args"])
-    args.device = args.device or "cpu"
-    use_device(args.device)
+    if args.device is not None:              # else: stay on the backend already chosen
+        use_device(args.device)
+    args.device = current_device()
     for folder, flag in ((args.data_dir, "--data-dir"), (args.out, "--out")):
         if folder and os.path.exists(folder) and not os.path.isdir(folder):
             raise UsageError(f"{flag} {folder} is a file, not a folder")
@@ -1359,9 +1384,14 @@ def run(args, log=print):
     initialise(model, args.init, init_rng)
     if checkpoint_data is None:
         images, labels = train.batch(xp.asarray(score_rng.choice(len(train), size=batch_size, replace=False)))
+        # one untimed pass first: it compiles CuPy's kernels (and starts thread and memory
+        # pools anywhere), so that the time below is SNIP's own
+        connection_sensitivity(model, images, labels, prunable_parameters(model, args.prune))
+        synchronise()
         started = time.perf_counter()
         report = {}
         gated = snip(model, images, labels, args.sparsity, args.prune, report)
+        synchronise()
         snip_seconds = time.perf_counter() - started
         log(f"SNIP: {args.model}, sparsity {args.sparsity:g}, scored on {batch_size} images "
             f"in {snip_seconds:.2f} s, {args.init} initialisation, gates on {args.prune}")
@@ -1371,7 +1401,8 @@ def run(args, log=print):
         gated = prunable_parameters(model, args.prune)
         restore_checkpoint(checkpoint_data, model, gated)
         snip_seconds = checkpoint_data["snip_seconds"]
-        state = TrainingState.from_dict(checkpoint_data["state"], checkpoint_data["order"])
+        state = TrainingState.from_dict(checkpoint_data["state"], checkpoint_data["order"],
+                                        checkpoint_data["moves"])
         if state.order is not None and (len(state.order) != len(train) or state.order.max() >= len(train)):
             raise UsageError(f"the checkpoint was made with {len(state.order):,} training images, but "
                              f"this data gives {len(train):,}: resume with the run's own --data-dir")
@@ -1391,7 +1422,7 @@ def run(args, log=print):
                   {"path": os.path.join(args.resume, CHECKPOINT_FILE), "iteration": state.iteration})
 
     def checkpoint(state):
-        if not all(bool(xp.isfinite(p.value).all()) for p in parameters_of(model)):
+        if not all(host_values(*(xp.isfinite(p.value).all() for p in parameters_of(model)))):
             raise Diverged(f"the weights became non-finite by iteration {state.iteration:,}")
         path = write_checkpoint(folder, model, gated, optimiser, state, args, snip_seconds)
         last_saved.update(path=path, iteration=state.iteration)
@@ -1480,7 +1511,9 @@ def check_masks(gated, report, args):
         print(f"note: only {report['nonzero_scores']:,} connections have a non-zero sensitivity; the "
               f"other {report['kappa'] - report['nonzero_scores']:,} of the kappa = {report['kappa']:,} kept "
               f"were chosen among zero scores by position (lowest index first)", file=sys.stderr)
-    empty = [p.name for p in gated if p.kind == "weight" and not bool(p.mask.any())]
+    weights = [p for p in gated if p.kind == "weight"]
+    any_kept = host_values(*(p.mask.any() for p in weights))               # one wait for the device
+    empty = [p.name for p, kept in zip(weights, any_kept) if not kept]
     if empty:
         message = (f"at sparsity {args.sparsity:g} SNIP keeps no connection in {', '.join(empty)}: the "
                    f"network is disconnected and cannot learn; lower --sparsity")
@@ -1518,7 +1551,7 @@ class stop_on_signals:
 # ------------------------------------------------------------------------------------------
 
 CHECKPOINT_FILE = "checkpoint.npz"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2     # 2: an augmented epoch's moves are drawn, and saved, with its shuffle
 
 
 class CheckpointError(Exception):
@@ -1533,6 +1566,8 @@ def write_checkpoint(folder, model, gated, optimiser, state, args, snip_seconds)
     arrays.update({f"velocity/{p.name}": to_host(v) for p, v in zip(optimiser.params, optimiser.velocity)})
     if state.order is not None:
         arrays["order"] = state.order
+    if state.moves is not None:
+        arrays["moves"] = state.moves
     settings = {"version": CHECKPOINT_VERSION, "args": dict(vars(args)),
                 "state": state.to_dict(), "snip_seconds": snip_seconds}
     arrays["settings"] = numpy.frombuffer(json.dumps(settings).encode(), dtype=numpy.uint8)
@@ -1555,7 +1590,8 @@ def read_checkpoint(path):
         if not isinstance(settings, dict) or settings.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"not a version {CHECKPOINT_VERSION} checkpoint")
         contents = {"args": settings["args"], "state": settings["state"],
-                    "snip_seconds": float(settings["snip_seconds"]), "order": arrays.pop("order", None)}
+                    "snip_seconds": float(settings["snip_seconds"]), "order": arrays.pop("order", None),
+                    "moves": arrays.pop("moves", None)}
         for part in ("param", "mask", "velocity"):
             contents[part] = {name.split("/", 1)[1]: array for name, array in arrays.items()
                               if name.startswith(part + "/")}
@@ -1585,6 +1621,9 @@ def check_saved_settings(contents):
     generator.bit_generator.state = state.get("rng")            # ValueError/TypeError if damaged
     if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
         raise ValueError("its shuffle order is not a vector of indices")
+    moves = contents["moves"]
+    if moves is not None and (order is None or moves.shape != (3, len(order)) or moves.dtype.kind not in "iu"):
+        raise ValueError("its augmentation moves do not match its shuffle order")
 
 
 def restore_checkpoint(contents, model, gated):

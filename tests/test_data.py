@@ -1180,14 +1180,27 @@ def test_a_training_split_is_standardised_then_augmented_as_asked():
     index = sm.xp.asarray(np.array([3, 0, 7, 7, 12]))
     moved = sm.DeviceSplit(images, labels, [0.3], [0.2], augment=data.Augmentation(flip=False, max_shift=1))
     plain = sm.DeviceSplit(images, labels, [0.3], [0.2])
-    standardised, batch_labels = plain.batch(index, np.random.default_rng(9))     # not augmented
+    assert plain.draw_moves(np.random.default_rng(9)) is None                       # not augmented
+    epoch_moves = moved.draw_moves(np.random.default_rng(9))                         # (3, 20): one per image
+    assert epoch_moves.shape == (3, 20)
+    np.testing.assert_array_equal(epoch_moves, data.draw_moves(np.random.default_rng(9), 20, 1, flip=False))
+    assert not epoch_moves[0].any() and set(np.unique(epoch_moves[1:])) <= {-1, 0, 1}
+    moves = sm.xp.asarray(epoch_moves[:, :5])
+    standardised, batch_labels = plain.batch(index, moves)                           # moves ignored
     np.testing.assert_allclose(sm.to_host(standardised), (images[[3, 0, 7, 7, 12]] / 255 - 0.3) / 0.2, rtol=1e-5)
     np.testing.assert_array_equal(sm.to_host(batch_labels), labels[[3, 0, 7, 7, 12]])
-    np.testing.assert_array_equal(sm.to_host(moved.batch(index)[0]), sm.to_host(standardised))   # no generator
-    draws = np.random.default_rng(9)
-    shifts_y, shifts_x = draws.integers(-1, 2, 5), draws.integers(-1, 2, 5)
+    np.testing.assert_array_equal(sm.to_host(moved.batch(index)[0]), sm.to_host(standardised))   # no moves
+    _, shifts_y, shifts_x = epoch_moves[:, :5]
     expected = data.flip_and_translate(sm.to_host(standardised), np.zeros(5, dtype=bool), shifts_y, shifts_x)
-    np.testing.assert_array_equal(sm.to_host(moved.batch(index, np.random.default_rng(9))[0]), expected)
+    np.testing.assert_array_equal(sm.to_host(moved.batch(index, moves)[0]), expected)
+
+
+def test_the_moves_drawn_for_an_epoch_are_the_moves_random_flip_and_translate_makes():
+    # random_flip_and_translate = draw_moves + flip_and_translate, from the same random stream
+    images = np.random.default_rng(2).standard_normal((12, 9, 9, 3)).astype(np.float32)
+    flips, shifts_y, shifts_x = data.draw_moves(np.random.default_rng(6), 12, max_shift=3)
+    np.testing.assert_array_equal(data.random_flip_and_translate(images, np.random.default_rng(6), 3),
+                                  data.flip_and_translate(images, flips, shifts_y, shifts_x))
 
 
 def test_random_flip_and_translate_on_cupy_matches_numpy():

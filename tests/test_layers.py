@@ -149,35 +149,46 @@ def test_max_pool_routes_each_gradient_to_the_window_maximum():
     assert numpy.array_equal(dx.reshape(4, 4), expected)
 
 
+def reference_max_pool_gradient(x_pad, dout, kernel, stride):
+    """dL/dx_pad by the definition, one window at a time on the host: each window passes its
+    dL/dy to the first position in scan order that holds its maximum (none if that is NaN)."""
+    dx = numpy.zeros(x_pad.shape)
+    n, out_h, out_w, c = dout.shape
+    for e, a, b, ch in numpy.ndindex(n, out_h, out_w, c):
+        window = x_pad[e, a * stride:a * stride + kernel, b * stride:b * stride + kernel, ch].ravel()
+        holders = numpy.flatnonzero(window == window.max())        # empty when the max is NaN
+        if holders.size:
+            i, j = divmod(int(holders[0]), kernel)
+            dx[e, a * stride + i, b * stride + j, ch] += dout[e, a, b, ch]
+    return dx
+
+
 @given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 3),
-       kernel=st.integers(1, 3), padding=st.sampled_from(["valid", "same", 1]),
-       levels=st.sampled_from([3, 1000]), nan=st.booleans())
-def test_max_pool_backward_agrees_with_the_tap_loop(seed, n, h, w, c, kernel, padding, levels, nan):
-    # Windows that tile the input take the one-comparison route unless a window holds a
-    # tie or a NaN; with 3 levels ties are common, with 1000 rare. Whatever the route, dx
-    # must equal the tap loop's, which applies the first-tap-wins rule.
-    pads = sm.padding_amounts(padding, h, w, kernel, kernel, kernel)
+       kernel=st.integers(1, 3), stride=st.sampled_from([None, 1, 2]),
+       padding=st.sampled_from(["valid", "same", 1]), levels=st.sampled_from([3, 1000]), nan=st.booleans())
+def test_max_pool_backward_matches_the_definition_with_ties_and_nans(seed, n, h, w, c, kernel, stride,
+                                                                       padding, levels, nan):
+    # With 3 levels ties are common, with 1000 rare; stride None (= kernel) tiles the input
+    pads = sm.padding_amounts(padding, h, w, kernel, kernel, stride or kernel)
     assume(h + pads[0] + pads[1] >= kernel and w + pads[2] + pads[3] >= kernel)
     rng = numpy.random.default_rng(seed)
     host = rng.integers(0, levels, (n, h, w, c)).astype(float)
     if nan:
         host[tuple(rng.integers(0, size) for size in host.shape)] = numpy.nan
-    x = sm.xp.asarray(host)
-    pool = sm.MaxPool2D(kernel, padding=padding)
-    y = pool.forward(x, True)
-    x_pad = pool.cache[1]
-    dout = sm.xp.asarray(rng.standard_normal(y.shape))
-    by_taps = sm.to_host(pool.route_by_taps(x_pad, y, dout))
-    tiled = pool.route_tiled(x_pad, y, dout)
-    if tiled is not None:
-        assert numpy.array_equal(sm.to_host(tiled), by_taps)
+    pool = sm.MaxPool2D(kernel, stride, padding=padding)
+    y = pool.forward(sm.xp.asarray(host), True)
+    x_pad = sm.to_host(pool.cache[1])
+    dout = rng.standard_normal(y.shape)
+    expected = reference_max_pool_gradient(x_pad, dout, kernel, stride or kernel)
     top, _, left, _ = pads
-    assert numpy.array_equal(sm.to_host(pool.backward(dout)), by_taps[:, top:top + h, left:left + w])
+    dx = sm.to_host(pool.backward(sm.xp.asarray(dout)))
+    # where windows overlap, a pixel's share arrives in another order: equal up to rounding
+    numpy.testing.assert_allclose(dx, expected[:, top:top + h, left:left + w], rtol=0, atol=1e-12)
 
 
 def test_a_nan_window_does_not_hide_a_tie_elsewhere():
-    # window 1 holds a NaN (no winner), window 2 a tie (two winners): as many winners as
-    # windows, yet the tie must still go to its first position only
+    # window 1 holds a NaN (no winner), window 2 a tie (two winners): the tie must still go
+    # to its first position only
     x = sm.xp.asarray([[numpy.nan, 0., 1., 1.],
                        [0., 0., 0., 0.]]).reshape(1, 2, 4, 1)
     pool = sm.MaxPool2D(2)
@@ -186,12 +197,17 @@ def test_a_nan_window_does_not_hide_a_tie_elsewhere():
     assert numpy.array_equal(dx, [[0, 0, 1, 0], [0, 0, 0, 0]])
 
 
-def test_lenet_pooling_takes_the_tiled_route():
-    rng = numpy.random.default_rng(0)
-    x = sm.xp.asarray(rng.standard_normal((2, 24, 24, 3)), dtype=sm.xp.float32)
-    pool = sm.MaxPool2D(2)
-    y = pool.forward(x, True)
-    assert pool.route_tiled(x, y, sm.xp.ones_like(y)) is not None
+@given(seed=seeds, n=st.integers(1, 3), rows=st.integers(1, 4), columns=st.integers(1, 4),
+       c=st.integers(1, 3), k=st.integers(1, 3))
+def test_col2im_of_windows_that_tile_the_input_is_adjoint_too(seed, n, rows, columns, c, k):
+    # stride = kernel and the windows cover the image exactly: col2im writes instead of adding
+    rng = numpy.random.default_rng(seed)
+    x = array(rng, (n, rows * k, columns * k, c))
+    y = array(rng, (n, rows, columns, k, k, c))
+    col = sm.im2col(x, k, k, k, rows, columns).reshape(y.shape)
+    back = sm.col2im(lambda i, j: y[:, :, :, i, j, :], x.shape, k, k, k, x.dtype)
+    left, right = float((col * y).sum()), float((x * back).sum())
+    assert abs(left - right) <= 1e-10 * max(1.0, abs(left))
 
 
 def test_overlapping_max_pool_sums_gradients_of_a_shared_maximum():

@@ -1,0 +1,179 @@
+"""The GPU path never makes the host wait for the device in a training step, proven on the
+strict CuPy stand-in (tests/strict_cupy), which counts every such wait ("synchronisation")
+and every copy from the host to the device, with the line that made it.
+
+Under `pytest --device strict` these tests run on the suite's backend; under plain `pytest`
+they switch to the stand-in for their own duration (and back); on a real GPU they are
+skipped, since only the stand-in can count."""
+
+import io
+import os
+import sys
+
+import numpy
+import pytest
+
+import data
+import helpers
+import models
+import snip_min as sm
+from conftest import write_tiny_mnist
+
+
+@pytest.fixture
+def stand_in(backend):
+    """The strict stand-in as snip_min's backend for one test; its counting API."""
+    if backend == "gpu":
+        pytest.skip("waits for the device are counted on the strict stand-in (--device strict)")
+    if backend == "strict":
+        yield sm.xp.strict
+        return
+    saved_path = list(sys.path)
+    sys.path.insert(0, helpers.STAND_IN)
+    try:
+        sm.use_device("gpu")
+        assert helpers.on_stand_in()
+        yield sm.xp.strict
+    finally:
+        sm.use_device("cpu")
+        sys.path[:] = saved_path
+        for name in [name for name in sys.modules if name == "cupy" or name.startswith("cupy.")]:
+            del sys.modules[name]         # a later `import cupy` finds no CuPy, as before
+
+
+@pytest.fixture(scope="module")
+def mnist_6700(tmp_path_factory):
+    """A generated MNIST of 6,700 training images: 61 steps of 100 an epoch after the
+    validation split, so that per-epoch bookkeeping weighs as little as in real runs."""
+    return write_tiny_mnist(tmp_path_factory.mktemp("mnist6700"), n_train=6_700, n_test=200)
+
+
+def a_batch(model_name, rng, n):
+    dataset = models.MODELS[model_name].dataset
+    shape, classes = models.INPUT_SHAPE[dataset], models.NUM_CLASSES[dataset]
+    images = sm.xp.asarray(rng.standard_normal((n, *shape)), dtype=sm.xp.float32)
+    return images, sm.xp.asarray(rng.integers(0, classes, n))
+
+
+@pytest.mark.parametrize("model_name,sparsity,n", [("lenet5", 0.99, 100), ("lenet300", 0.98, 100),
+                                                   ("squeezenet-bypass", 0.95, 4)])
+def test_a_training_step_never_waits_for_the_device(stand_in, model_name, sparsity, n):
+    rng = numpy.random.default_rng(0)
+    model = models.build(model_name)
+    sm.initialise(model, "vs-h", rng)
+    images, labels = a_batch(model_name, rng, n)
+    sm.snip(model, images, labels, sparsity)
+    optimiser = sm.SGD(sm.parameters_of(model))
+    sm.train_step(model, optimiser, images, labels, 0.1)          # the first step allocates buffers
+    with stand_in.counting() as record:
+        for _ in range(3):
+            sm.train_step(model, optimiser, images, labels, 0.1)
+    assert record.syncs == 0 and record.transfers == 0, record.summary()
+
+
+def fit_events(monkeypatch, stand_in):
+    """Count what the training loop makes the host wait for: every event inside fit, and
+    every event inside each train_step (which must be none)."""
+    counted = {"fit": None, "steps": []}
+    real_fit, real_step = sm.fit, sm.train_step
+
+    def fit(*args, **kwargs):
+        with stand_in.counting() as record:
+            state = real_fit(*args, **kwargs)
+        counted["fit"] = record
+        return state
+
+    def train_step(*args, **kwargs):
+        with stand_in.counting() as record:
+            result = real_step(*args, **kwargs)
+        counted["steps"].append(record)
+        return result
+    monkeypatch.setattr(sm, "fit", fit)
+    monkeypatch.setattr(sm, "train_step", train_step)
+    return counted
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so that the progress bar draws."""
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("model_name", ["lenet5", "lenet300"])
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_main_commands_training_loop_waits_at_most_once_in_ten_steps(stand_in, mnist_6700, monkeypatch,
+                                                                         tmp_path, model_name, terminal):
+    if terminal:
+        monkeypatch.setattr(sys, "stderr", Terminal())
+    counted = fit_events(monkeypatch, stand_in)
+    iterations = 122                                                  # two epochs of 61 steps
+    args = sm.parse_arguments(["--model", model_name, "--sparsity", "0.99", "--data-dir", mnist_6700,
+                               "--iterations", str(iterations), "--out", str(tmp_path), "--device", "gpu"])
+    sm.run(args, log=lambda line: None)
+    steps, loop = counted["steps"], counted["fit"]
+    assert len(steps) == iterations
+    assert all(step.syncs == 0 and step.transfers == 0 for step in steps), \
+        next(step.summary() for step in steps if step.syncs or step.transfers)
+    # the loop's own waits: one read every READ_EVERY steps, two per epoch (its sums, and validation)
+    assert loop.syncs == iterations // sm.READ_EVERY + 2 * 2, loop.summary()
+    assert loop.syncs / iterations <= 0.1, loop.summary()
+    if terminal:
+        assert "epoch 2/2 [" in sys.stderr.getvalue()                 # the bar was drawn
+
+
+def test_the_progress_bar_adds_no_wait(stand_in, mnist_6700, monkeypatch, tmp_path):
+    totals = []
+    for stream in (io.StringIO(), Terminal()):
+        monkeypatch.setattr(sys, "stderr", stream)
+        counted = fit_events(monkeypatch, stand_in)
+        args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", mnist_6700,
+                                   "--iterations", "61", "--device", "gpu"])
+        sm.run(args, log=lambda line: None)
+        totals.append(counted["fit"].syncs)
+    assert totals[0] == totals[1]
+
+
+@pytest.mark.parametrize("model_name,n", [("lenet300", 20), ("vgg-d", 2)])
+def test_snip_waits_once_whatever_the_size_of_the_network(stand_in, model_name, n):
+    # once, to count the non-zero scores for the report; without a report, never
+    rng = numpy.random.default_rng(1)
+    model = models.build(model_name)
+    sm.initialise(model, "vs-h", rng)
+    images, labels = a_batch(model_name, rng, n)
+    with stand_in.counting() as quiet:
+        sm.snip(model, images, labels, 0.95)
+    sm.initialise(model, "vs-h", numpy.random.default_rng(1))
+    with stand_in.counting() as reported:
+        sm.snip(model, images, labels, 0.95, report={})
+    with stand_in.counting() as table:
+        sm.pruning_table(model)
+    assert quiet.syncs == 0 and reported.syncs == 1 and table.syncs == 1, (quiet.summary(), reported.summary())
+    assert quiet.transfers == reported.transfers == table.transfers == 0
+
+
+def test_an_evaluation_waits_once_however_many_batches(stand_in):
+    rng = numpy.random.default_rng(2)
+    model = models.build("lenet300")
+    sm.initialise(model, "vs-h", rng)
+    images = rng.integers(0, 256, (2_500, 28, 28, 1)).astype(numpy.uint8)
+    split = sm.DeviceSplit(images, rng.integers(0, 10, 2_500), [0.1], [0.3])
+    with stand_in.counting() as record:
+        sm.evaluate(model, split, batch_size=1_000)                 # three batches
+    assert record.syncs == 1 and record.transfers == 0, record.summary()
+
+
+def test_augmented_batches_never_wait_for_the_device(stand_in):
+    # the epoch's moves are copied to the device once; each batch is then gathered there
+    rng = numpy.random.default_rng(3)
+    images = rng.integers(0, 256, (50, 12, 12, 3)).astype(numpy.uint8)
+    split = sm.DeviceSplit(images, rng.integers(0, 10, 50), [0.5] * 3, [0.2] * 3,
+                           augment=data.Augmentation(flip=True, max_shift=2))
+    moves = sm.xp.asarray(split.draw_moves(rng))
+    order = sm.xp.asarray(rng.permutation(50))
+    with stand_in.counting() as record:
+        for start in range(0, 50, 10):
+            batch, _ = split.batch(order[start:start + 10], moves[:, start:start + 10])
+    assert record.syncs == 0 and record.transfers == 0, record.summary()
+    expected = data.flip_and_translate(sm.to_host(split.batch(order[40:])[0]), *sm.to_host(moves[:, 40:]))
+    numpy.testing.assert_array_equal(sm.to_host(batch), expected)
