@@ -1,8 +1,14 @@
-"""Test set-up: choose the backend once for the whole suite.
+"""Test set-up: choose the backend once for the whole suite, and hold every test to it.
 
     pytest                          NumPy (the default)
-    pytest --device gpu             CuPy; the same tests prove the GPU path
-    SNIP_MIN_DEVICE=gpu pytest      the same, for CI systems that set variables
+    pytest --device strict          the GPU code path on a strict CPU stand-in for CuPy
+                                    (tests/strict_cupy): it refuses what CuPy refuses and
+                                    counts every wait for the device
+    pytest --device gpu             CuPy on a real GPU; the same tests prove the GPU path
+    SNIP_MIN_DEVICE=strict pytest   the same, for CI systems that set variables
+
+Every test runs on the chosen backend: a test that leaves another one behind fails, and a
+test's subprocesses get the backend too (helpers.run_python, helpers.child_environment).
 """
 
 import os
@@ -10,6 +16,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+import helpers
 import snip_min as sm
 
 settings.register_profile(
@@ -18,22 +25,58 @@ settings.register_profile(
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+DEVICES = ("cpu", "strict", "gpu")
+
 
 def pytest_addoption(parser):
-    parser.addoption("--device", default=os.environ.get("SNIP_MIN_DEVICE", "cpu"),
-                     choices=("cpu", "gpu"), help="backend for the whole suite (snip-min)")
+    parser.addoption("--device", default=os.environ.get("SNIP_MIN_DEVICE", "cpu"), choices=DEVICES,
+                     help="backend for the whole suite (snip-min): cpu, strict (the CuPy stand-in) or gpu")
 
 
 def pytest_configure(config):
+    device = config.getoption("--device")
+    if device == "strict":
+        helpers.use_stand_in()
     try:
-        sm.use_device(config.getoption("--device"))
+        sm.use_device("cpu" if device == "cpu" else "gpu")
     except sm.UsageError as error:
         raise pytest.UsageError(str(error))
+    if device == "strict" and not helpers.on_stand_in():
+        raise pytest.UsageError("--device strict: a real CuPy was imported before the stand-in")
+    config.snip_min_backend = sm.xp
+    config.backend_switches = []
+
+
+@pytest.fixture(autouse=True)
+def stays_on_the_chosen_backend(request):
+    """Fail a test that leaves snip_min on another backend than the one chosen for the suite
+    (and put the chosen one back, so that the tests after it are not affected)."""
+    chosen = request.config.snip_min_backend
+    yield
+    if sm.xp is not chosen:
+        left = sm.xp.__name__
+        sm.xp = chosen
+        request.config.backend_switches.append(request.node.nodeid)
+        pytest.fail(f"the test left snip_min on {left}, not on the chosen {chosen.__name__}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    switches = getattr(config, "backend_switches", [])
+    if switches:
+        terminalreporter.write_line(f"{len(switches)} test(s) switched the backend: {', '.join(switches)}",
+                                    red=True)
 
 
 @pytest.fixture
 def device(request):
-    """'cpu' or 'gpu': the backend this run tests (pass it on to subprocesses)."""
+    """The --device flag a test passes on to snip-min (cpu or gpu; the strict stand-in is
+    the GPU path, so 'gpu', with the stand-in found first by helpers.child_environment)."""
+    return "cpu" if request.config.getoption("--device") == "cpu" else "gpu"
+
+
+@pytest.fixture
+def backend(request):
+    """The suite's backend as chosen: 'cpu', 'strict' or 'gpu'."""
     return request.config.getoption("--device")
 
 

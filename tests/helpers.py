@@ -1,9 +1,67 @@
-"""Shared tools for the tests: float64 arrays on the current backend and finite differences."""
+"""Shared tools for the tests: the backend (and the strict CuPy stand-in) for subprocesses,
+float64 arrays on the current backend, and finite differences."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
 
 import numpy
 from hypothesis import assume
 
 import snip_min as sm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STAND_IN = os.path.join(ROOT, "tests", "strict_cupy")     # holds the stand-in package `cupy`
+USING_STAND_IN = False                                   # set by use_stand_in (--device strict)
+
+
+# --- the backend, here and in subprocesses --------------------------------------------------
+
+def use_stand_in():
+    """Make `import cupy` find the strict stand-in, here and in every child process."""
+    global USING_STAND_IN
+    if STAND_IN not in sys.path:
+        sys.path.insert(0, STAND_IN)
+    USING_STAND_IN = True
+
+
+def on_stand_in():
+    """True while snip_min computes on the strict stand-in."""
+    return getattr(sm.xp, "STAND_IN", False) is True
+
+
+def child_environment(**extra):
+    """os.environ for a test's child process, on the test's backend: under --device strict
+    the stand-in comes first on PYTHONPATH, so that the child's `--device gpu` imports it."""
+    environment = dict(os.environ, **extra)
+    if USING_STAND_IN:
+        paths = [STAND_IN, ROOT] + ([environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else [])
+        environment["PYTHONPATH"] = os.pathsep.join(paths)
+    return environment
+
+
+def run_python(arguments, *, timeout=600, env=None, **options):
+    """subprocess.run([python, *arguments]) on the test's backend (text output captured).
+
+    Under --device strict, a child given `--device gpu` that exits with status 0 must have
+    computed on the stand-in: it writes a report when it exits (SNIP_MIN_STRICT_REPORT),
+    and this checks that the report is there."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = os.path.join(folder, "report.json")
+        environment = child_environment(**(env or {}), SNIP_MIN_STRICT_REPORT=report)
+        result = subprocess.run([sys.executable, *map(str, arguments)], env=environment,
+                                capture_output=True, text=True, timeout=timeout, **options)
+        on_gpu = any(a == "--device" and b == "gpu" for a, b in zip(arguments, arguments[1:]))
+        if USING_STAND_IN and on_gpu and result.returncode == 0:
+            assert os.path.exists(report), f"{arguments}: the child did not run on the stand-in"
+            with open(report) as f:
+                assert json.load(f)["stand_in"], f"{arguments}: the child did not run on the stand-in"
+    return result
+
+
+# --- arrays and finite differences -----------------------------------------------------------
 
 
 def array(rng, shape, scale=1.0):

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import snip_min as sm
+from helpers import child_environment
 from test_cli import ROOT, assert_refused, error_lines, run_cli
 
 
@@ -95,7 +96,7 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_the_run_can_continue(tiny_mnist,
                "--sparsity", "0.9", "--data-dir", tiny_mnist, "--batch-size", "10",
                "--iterations", "1000000", "--checkpoint-every", "5", "--out", str(out), "--device", device]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               text=True, env=child_environment(PYTHONUNBUFFERED="1"))
     deadline = time.time() + 120
     while not (out / sm.CHECKPOINT_FILE).exists() and time.time() < deadline:
         time.sleep(0.05)               # training has begun once the first checkpoint exists
@@ -286,16 +287,16 @@ def test_divergence_names_the_iteration_and_the_last_good_checkpoint(tiny_mnist,
 # Degenerate masks
 # ------------------------------------------------------------------------------------------
 
-def test_a_disconnected_network_is_named_in_a_warning_or_refused_with_strict(tiny_mnist, tmp_path):
+def test_a_disconnected_network_is_named_in_a_warning_or_refused_with_strict(tiny_mnist, tmp_path, device):
     common = ("--data-dir", tiny_mnist, "--model", "lenet300", "--sparsity", "0.99999",
               "--iterations", "2", "--batch-size", "10")
-    warned = run_cli(*common)
+    warned = run_cli(*common, device=device)
     assert warned.returncode == 0, warned.stderr
     warnings = [line for line in error_lines(warned.stderr) if line.startswith("warning:")]
     assert len(warnings) == 1 and "keeps no connection in" in warnings[0], warned.stderr
     assert "fc" in warnings[0].split("keeps no connection in")[1]
 
-    refused = run_cli(*common, "--strict")
+    refused = run_cli(*common, "--strict", device=device)
     assert_refused(refused, "keeps no connection in")
 
 
@@ -324,9 +325,9 @@ def test_kappa_beyond_the_non_zero_scores_is_deterministic_and_reported(capsys):
     assert note.startswith("note:") and f"{report['nonzero_scores']:,} connections" in note
 
 
-def test_sparsity_zero_keeps_every_connection(tiny_mnist):
+def test_sparsity_zero_keeps_every_connection(tiny_mnist, device):
     result = run_cli("--data-dir", tiny_mnist, "--model", "lenet5", "--sparsity", "0",
-                     "--iterations", "1", "--batch-size", "10")
+                     "--iterations", "1", "--batch-size", "10", device=device)
     assert result.returncode == 0 and "431,080 -> 431,080 (0.00% pruned)" in result.stdout, result.stdout
 
 
@@ -334,9 +335,9 @@ def test_sparsity_zero_keeps_every_connection(tiny_mnist):
 # A damaged checkpoint, running out of memory, an unforeseen error: one line, the right status
 # ------------------------------------------------------------------------------------------
 
-def test_a_damaged_checkpoint_on_resume_gives_one_line_and_exit_status_2(tmp_path):
+def test_a_damaged_checkpoint_on_resume_gives_one_line_and_exit_status_2(tmp_path, device):
     (tmp_path / sm.CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 half a checkpoint")
-    result = run_cli("--resume", str(tmp_path))
+    result = run_cli("--resume", str(tmp_path), device=device)
     assert_refused(result, "is not a usable checkpoint")
 
 
