@@ -1,4 +1,4 @@
-"""Benchmark snip-min against PyTorch on the same work, side by side, in one process.
+"""Benchmark snip-min against PyTorch on the same work, side by side, each in its own process.
 
     python bench.py --model lenet5                      # batch 100, sparsity 0.99, 2 threads
     python bench.py --model lenet300 --json             # one JSON object
@@ -15,8 +15,12 @@ For a model, batch size and sparsity it measures, after warm-up and over repeate
 inside snip-min's training step, prints them beside the whole step, and lists the
 operators PyTorch's own profiler finds most costly in its step.
 When PyTorch is installed, the same network (converted layer by layer, with the same weights
-and masks), the same batch and the same thread count run in PyTorch, interleaved with
-snip-min, and each figure gets the ratio snip-min / PyTorch. PyTorch is only a yardstick
+and masks), the same batch and the same thread count run in PyTorch. Each library runs in a
+worker process of its own (two libraries in one process slow each other down: thread pools
+and memory allocators compete), and the two are timed in turn, A B A B ...: each repeat
+times snip-min, then PyTorch, on the same operation, and gives one ratio snip-min / PyTorch.
+A figure's ratio is the median of those pairwise ratios, with their min and max, so that
+the machine's drift from one minute to the next cancels out. PyTorch is only a yardstick
 here; snip-min itself never imports it.
 
 Thread counts must be set before NumPy starts, so this script sets OMP/OpenBLAS/MKL thread
@@ -24,6 +28,7 @@ variables from --threads before importing anything numerical.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -52,6 +57,8 @@ def parse_arguments(argv=None):
                         help="time snip-min's training step layer by layer instead, and "
                              "PyTorch's with its own profiler")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)   # internal
+    parser.add_argument("--worker", default=None, choices=("snip-min", "torch"),
+                        help=argparse.SUPPRESS)                                    # internal
     return parser.parse_args(argv)
 
 
@@ -339,30 +346,125 @@ def summary(values):
     return {"median": values[len(values) // 2], "min": values[0], "max": values[-1]}
 
 
-def measure_speed(works, args):
-    """Interleave the frameworks: each repeat runs every framework's batch of calls in turn."""
+OPERATIONS = ("train", "snip", "infer")
+
+
+def operation_of(work, name):
+    return {"train": work.train_step, "snip": work.snip, "infer": work.infer}[name]
+
+
+def calls_per_repeat(name, steps):
+    """SNIP's scoring costs about a training step and a half, and is timed fewer times."""
+    return max(1, steps // 4) if name == "snip" else steps
+
+
+class Worker:
+    """A worker process that builds one library's work and times its operations on request.
+
+    The parent writes one JSON command per line to the worker's stdin and reads one JSON
+    answer per line from its stdout: {"op": "time", "operation": "train", "calls": k}
+    -> {"seconds": s}, the mean seconds per call. While one worker is timed, the other
+    waits on its stdin, idle."""
+
+    def __init__(self, library, args):
+        command = [sys.executable, os.path.abspath(__file__), "--worker", library] + forwarded_flags(args)
+        self.library = library
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = self.answer()
+        self.name, self.version = ready["name"], ready["version"]
+
+    def answer(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.library} worker stopped (exit status {self.process.wait()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def ask(self, **command):
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return self.answer()
+
+    def seconds(self, operation, calls):
+        return self.ask(op="time", operation=operation, calls=calls)["seconds"]
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+
+
+def forwarded_flags(args):
+    """The flags that make a worker build the same work as every other worker."""
+    flags = ["--model", args.model, "--batch-size", str(args.batch_size), "--sparsity", str(args.sparsity),
+             "--threads", str(args.threads), "--device", args.device]
+    return flags + (["--dataset", args.dataset] if args.dataset else [])
+
+
+def serve(args):
+    """The body of a worker process (--worker snip-min|torch): build the work, then answer
+    the parent's commands until its stdin closes."""
+    import numpy
+
+    import models
+    import snip_min as sm
+    try:
+        sm.use_device(args.device)
+        work = SnipMinWork(args, sm, models, numpy)
+        if args.worker == "torch":
+            import torch
+            torch.set_num_threads(args.threads)
+            if args.device == "gpu" and not torch.cuda.is_available():
+                raise RuntimeError("PyTorch has no CUDA device")
+            work = TorchWork(args, work, sm, torch)     # the snip-min work is only its template
+    except Exception as error:                          # the parent reports it and goes on
+        print(json.dumps({"error": f"{args.worker} worker: {type(error).__name__}: {error}"}), flush=True)
+        return 0
+    version = __import__("torch").__version__ if args.worker == "torch" else None
+    print(json.dumps({"name": work.name, "version": version}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["op"] == "time":
+            reply = {"seconds": seconds_per_call(work, operation_of(work, command["operation"]),
+                                                 command["calls"])}
+        elif command["op"] == "torch-profile":
+            reply = torch_profile(work, args)
+        else:
+            reply = {"error": f"unknown command {command['op']!r}"}
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
+def measure_speed(workers, args):
+    """Time every worker's operations in turn, A B A B ..., and return per library the
+    figures' median, min and max, and per figure the pairwise ratios (first worker / each
+    other worker) with their median, min and max."""
     steps = args.steps
     if steps is None:       # about a second of training steps per repeat, at least 2
-        probe = seconds_per_call(works[0], works[0].train_step, 2)
+        probe = workers[0].seconds("train", 2)
         steps = max(2, min(50, int(1.0 / max(probe, 1e-4))))
-    for work in works:       # warm-up: caches, allocator pools, thread pools, CUDA kernels
-        for operation in (work.train_step, work.snip, work.infer):
-            seconds_per_call(work, operation, 2)
-    timings = {work.name: {"train": [], "snip": [], "infer": []} for work in works}
+    for worker in workers:  # warm-up: caches, allocator pools, thread pools, CUDA kernels
+        for name in OPERATIONS:
+            worker.seconds(name, 2)
+    timings = {worker.name: {name: [] for name in OPERATIONS} for worker in workers}
     for _ in range(args.repeats):
-        for work in works:
-            timings[work.name]["train"].append(seconds_per_call(work, work.train_step, steps))
-            timings[work.name]["snip"].append(seconds_per_call(work, work.snip, max(1, steps // 4)))
-            timings[work.name]["infer"].append(seconds_per_call(work, work.infer, steps))
-    results = {}
-    for name, t in timings.items():
-        batch = args.batch_size
-        results[name] = {
-            "train_images_per_second": summary([batch / s for s in t["train"]]),
-            "snip_seconds": summary(t["snip"]),
-            "infer_images_per_second": summary([batch / s for s in t["infer"]]),
-        }
-    return results, steps
+        for name in OPERATIONS:
+            for worker in workers:
+                timings[worker.name][name].append(worker.seconds(name, calls_per_repeat(name, steps)))
+    batch = args.batch_size
+
+    def figures(t):
+        return {"train_images_per_second": [batch / x for x in t["train"]], "snip_seconds": t["snip"],
+                "infer_images_per_second": [batch / x for x in t["infer"]]}
+    per_library = {name: figures(t) for name, t in timings.items()}
+    results = {name: {key: summary(values) for key, values in f.items()} for name, f in per_library.items()}
+    ours = per_library[workers[0].name]
+    ratios = {other.name: {key: summary([a / b for a, b in zip(ours[key], per_library[other.name][key])])
+                           for key in ours}
+              for other in workers[1:]}
+    return results, ratios, steps
 
 
 def peak_memory(framework, args):
@@ -613,34 +715,37 @@ def main(argv=None):
     if args.memory_probe:
         memory_probe(args)
         return 0
+    if args.worker:
+        return serve(args)
 
-    works = [SnipMinWork(args, sm, models, numpy)]
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-        except ImportError:
-            torch = None
-    if torch is not None:
-        torch.set_num_threads(args.threads)
-        if args.device == "gpu" and not torch.cuda.is_available():
-            torch = None
-        else:
-            works.append(TorchWork(args, works[0], sm, torch))
+    with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     if args.profile:
-        report = profile(works[0], args)
-        if torch is not None:
-            report["torch"] = torch_profile(works[1], args)
+        report = profile(SnipMinWork(args, sm, models, numpy), args)   # snip-min alone in this process
+        if with_torch:
+            torch_worker = start_worker("torch", args)
+            if torch_worker is not None:
+                report["torch"] = torch_worker.ask(op="torch-profile")
+                torch_worker.close()
         if args.json:
             print(json.dumps(report, indent=2))
         else:
             print_profile(report)
         return 0
-    speed, steps = measure_speed(works, args)
+
+    workers = [start_worker("snip-min", args, required=True)]
+    if with_torch:
+        workers.append(start_worker("torch", args))
+    workers = [worker for worker in workers if worker is not None]
+    try:
+        speed, ratios, steps = measure_speed(workers, args)
+    finally:
+        for worker in workers:
+            worker.close()
+    torch_version = workers[1].version if len(workers) > 1 else None
     memory = {}
     if not args.no_memory:
         memory["snip-min"] = peak_memory("snip-min", args)
-        if torch is not None:
+        if torch_version:
             memory["PyTorch"] = peak_memory("torch", args)
 
     ours = speed["snip-min"]
@@ -648,9 +753,11 @@ def main(argv=None):
         "model": args.model, "dataset": dataset, "batch_size": args.batch_size,
         "sparsity": args.sparsity, "device": args.device, "threads": args.threads,
         "repeats": args.repeats, "steps_per_repeat": steps,
+        "method": "each library in its own worker process, timed in turn; ratios are the median "
+                  "(min, max) of the pairwise ratios of the repeats",
         "versions": {"python": platform.python_version(), "numpy": numpy.__version__,
                      "cupy": sm.xp.__version__ if args.device == "gpu" else None,
-                     "torch": torch.__version__ if torch is not None else None},
+                     "torch": torch_version},
         "machine": platform.processor() or platform.machine(),
         "train_images_per_second": ours["train_images_per_second"]["median"],
         "snip_seconds": ours["snip_seconds"]["median"],
@@ -658,7 +765,7 @@ def main(argv=None):
         "peak_memory_bytes": memory.get("snip-min"),
         "spread": ours,
     }
-    if torch is not None:
+    if torch_version:
         theirs = speed["PyTorch"]
         report["torch"] = {
             "train_images_per_second": theirs["train_images_per_second"]["median"],
@@ -667,17 +774,26 @@ def main(argv=None):
             "peak_memory_bytes": memory.get("PyTorch"),
             "spread": theirs,
         }
-        report["ratios"] = {
-            key: report[key] / report["torch"][key]
-            for key in ("train_images_per_second", "snip_seconds", "infer_images_per_second",
-                        "peak_memory_bytes")
-            if report[key] is not None and report["torch"][key]
-        }
+        report["ratio_spread"] = ratios["PyTorch"]
+        report["ratios"] = {key: spread["median"] for key, spread in ratios["PyTorch"].items()}
+        if memory.get("snip-min") is not None and memory.get("PyTorch"):
+            report["ratios"]["peak_memory_bytes"] = memory["snip-min"] / memory["PyTorch"]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print_table(report)
     return 0
+
+
+def start_worker(library, args, required=False):
+    """A started Worker, or None (with a note on stderr) if its library cannot run here."""
+    try:
+        return Worker(library, args)
+    except RuntimeError as error:
+        if required:
+            raise
+        print(f"bench.py: note: {error}; measuring snip-min alone", file=sys.stderr)
+        return None
 
 
 def print_table(report):
@@ -690,22 +806,26 @@ def print_table(report):
     has_torch = "torch" in report
     header = f"{'':<30} {'snip-min':>26}"
     if has_torch:
-        header += f" {'PyTorch':>26} {'snip-min / PyTorch':>20}"
+        header += f" {'PyTorch':>26} {'snip-min / PyTorch, pairwise':>30}"
     print(header)
+
+    def cell(s, fmt):
+        return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
     for label, key, fmt, better in rows:
-        def cell(source):
-            s = source["spread"][key]
-            return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
-        line = f"{label:<30} {cell(report):>26}"
+        line = f"{label:<30} {cell(report['spread'][key], fmt):>26}"
         if has_torch:
-            line += f" {cell(report['torch']):>26} {report['ratios'][key]:>12.2f} ({better})"
+            line += (f" {cell(report['torch']['spread'][key], fmt):>26}"
+                     f" {cell(report['ratio_spread'][key], '{:.2f}'):>18} ({better})")
         print(line)
     if report["peak_memory_bytes"] is not None:
         line = f"{'peak memory of a step (MiB)':<30} {report['peak_memory_bytes'] / 2**20:>26,.1f}"
         if has_torch and report["torch"]["peak_memory_bytes"]:
             line += (f" {report['torch']['peak_memory_bytes'] / 2**20:>26,.1f}"
-                     f" {report['ratios']['peak_memory_bytes']:>12.2f} (lower is better)")
+                     f" {report['ratios']['peak_memory_bytes']:>18.2f} (lower is better)")
         print(line)
+    if has_torch:
+        print("each library in its own process, timed in turn; a ratio is the median (min-max) of "
+              "the repeats' pairwise ratios")
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
     print(f"{versions}; {report['machine']}")
 
