@@ -11,9 +11,12 @@ Memorising takes many passes over the data, so by default each run trains on a s
 training split (--train-images) for many epochs. Writes losses.csv (the loss averaged over
 windows of iterations), summary.json (final training loss and error per run) and one figure
 per network under results/random_labels/.
+
+Every run's result (its loss curve too) is kept in runs/<key>.json as it finishes: the same
+command continues an interrupted grid. --list, --task K/N, --jobs N and --collect spread the
+grid over processes or a SLURM job array (experiments/slurm-array.sh).
 """
 
-import argparse
 import os
 import sys
 
@@ -30,64 +33,93 @@ DEFAULT_EPOCHS = {"lenet300": 200, "lenet5": 100}
 LEARNING_RATE = {"lenet300": 0.1, "lenet5": 0.01}
 
 
-def one_run(dataset, model, sparsity, labels_kind, args, epochs):
-    """Train on the first --train-images images of the training split with true or shuffled
-    labels; returns (the run's figures, [(iteration, mean training loss of the window)])."""
-    train, validation, test = sm.split_dataset(dataset, 0.1, common.seed_streams(args.seed)[1])
-    count = min(args.train_images, len(train))
+def one_run(dataset, s):
+    """Train on the first train_images images of the training split with true or shuffled
+    labels; returns the run's figures with its loss curve: losses, [(iteration, mean training
+    loss of the window)]."""
+    train, validation, test = sm.split_dataset(dataset, 0.1, common.seed_streams(s["seed"])[1])
+    count = min(s["train_images"], len(train))
     images, labels = sm.to_host(train.images)[:count], sm.to_host(train.labels)[:count].copy()
-    if labels_kind == "random":
-        numpy.random.default_rng(99 + args.seed).shuffle(labels)     # the same images, labels permuted
+    if s["labels"] == "random":
+        numpy.random.default_rng(99 + s["seed"]).shuffle(labels)     # the same images, labels permuted
     subset = sm.DeviceSplit(images, labels, dataset.mean, dataset.std)
     losses, window = [], []
 
     def on_step(iteration, loss):
         window.append((iteration, float(loss)))
-        if len(window) == args.window:
+        if len(window) == s["window"]:
             flush()
 
     def flush():
         losses.append((window[-1][0], sum(loss for _, loss in window) / len(window)))
         window.clear()
 
-    result = common.train_once(dataset, model, sparsity, args.seed, epochs, lr=LEARNING_RATE[model],
+    result = common.train_once(dataset, s["model"], s["sparsity"], s["seed"], s["epochs"], lr=s["lr"],
+                               init=s["init"], batch_size=s["batch_size"],
                                splits=(subset, validation, test), on_step=on_step)
     if window:                                   # the last, shorter window
         flush()
-    return result, losses
+    return {**result, "run": run_name(s), "losses": losses}
+
+
+def run_name(s):
+    return f"{'pruned' if s['sparsity'] else 'dense'}, {s['labels']} labels"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = common.argument_parser(__doc__)
     common.add_common_arguments(parser, "random_labels", epochs=None, seeds=1)
-    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES))
-    parser.add_argument("--train-images", type=int, default=2000, help="training images per run")
-    parser.add_argument("--window", type=int, default=20, help="iterations averaged per recorded loss")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    sm.use_device(args.device)
+    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
+                        help="the networks, each dense and pruned")
+    parser.add_argument("--train-images", type=sm.positive_int, default=2000, help="training images per run")
+    parser.add_argument("--window", type=sm.positive_int, default=20, help="iterations averaged per recorded loss")
+    parser.add_argument("--seed", type=sm.seed_value, default=0, help="the seed of every run")
+    args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("mnist", args.data_dir)
+    runs = common.make_grid(grid_points(args, dataset))
+    return common.run_grid(args, argv, os.path.abspath(__file__), runs,
+                           perform=lambda settings: one_run(dataset, settings), describe=describe,
+                           collect=lambda found: collect(found, dataset.description, args))
 
-    rows, summary = [], {"data": dataset.description, "train_images": args.train_images, "runs": []}
+
+def grid_points(args, dataset):
+    """[(name, settings)]: for each network, dense and pruned, each on true and random labels."""
+    points = []
     for model in args.models:
         epochs = args.epochs or DEFAULT_EPOCHS[model]
         for pruned in (False, True):
             sparsity = SPARSITY[model] if pruned else 0.0
             for labels_kind in ("true", "random"):
-                result, losses = one_run(dataset, model, sparsity, labels_kind, args, epochs)
-                name = f"{'pruned' if pruned else 'dense'}, {labels_kind} labels"
-                rows += [{"model": model, "run": name, "iteration": i, "loss": loss} for i, loss in losses]
-                summary["runs"].append({"model": model, "run": name, "sparsity": sparsity,
-                                        "epochs": epochs, "lr": LEARNING_RATE[model],
-                                        "final_loss": losses[-1][1] if losses else None,
-                                        "params_kept": result["params_kept"],
-                                        "diverged": result["diverged"]})
-                print(f"{model} {name}: training loss {losses[0][1]:.3f} -> {losses[-1][1]:.3f} "
-                      f"over {losses[-1][0]:,} iterations")
-    common.write_csv(os.path.join(args.out, "losses.csv"), rows)
+                settings = common.run_settings(args, dataset, "random_labels", model=model, sparsity=sparsity,
+                                               seed=args.seed, epochs=epochs, lr=LEARNING_RATE[model],
+                                               labels=labels_kind, train_images=args.train_images,
+                                               window=args.window)
+                points.append((f"{model}-{'pruned' if pruned else 'dense'}-{labels_kind}-labels-seed{args.seed}",
+                               settings))
+    return points
+
+
+def describe(s, result):
+    losses = result["losses"]
+    return (f"{s['model']} {result['run']}: training loss {losses[0][1]:.3f} -> {losses[-1][1]:.3f} "
+            f"over {losses[-1][0]:,} iterations{' (diverged)' if result['diverged'] else ''}")
+
+
+def collect(found, description, args):
+    """losses.csv, summary.json and the figures from [(run, result)]."""
+    rows, summary = [], {"data": description, "train_images": args.train_images, "runs": []}
+    for run, result in found:
+        s, losses = run.settings, result["losses"]
+        rows += [{"model": s["model"], "run": result["run"], "iteration": i, "loss": loss} for i, loss in losses]
+        summary["runs"].append({"model": s["model"], "run": result["run"], "sparsity": s["sparsity"],
+                                "epochs": s["epochs"], "lr": s["lr"],
+                                "final_loss": losses[-1][1] if losses else None,
+                                "params_kept": result["params_kept"], "diverged": result["diverged"]})
+    if rows:
+        common.write_csv(os.path.join(args.out, "losses.csv"), rows)
     common.write_json(os.path.join(args.out, "summary.json"), summary)
     plot(rows, summary, args.out)
-    return 0
 
 
 def plot(rows, summary, out):

@@ -1,15 +1,24 @@
 """Every experiment script runs end to end at a tiny size on a generated MNIST and writes
-sane numbers and figures. The heavy runs that fill the README are not part of the suite."""
+sane numbers and figures; their grids of runs lose nothing and split over tasks, worker
+processes and SLURM array tasks into the same results. The heavy runs that fill the README
+are not part of the suite."""
 
 import csv
+import glob
 import importlib
 import json
 import math
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import numpy
 import pytest
+
+import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
@@ -135,3 +144,266 @@ def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_p
     text = zoo.markdown(rows)
     assert "15,245,130 → 762,257 | 7.25%, CIFAR-10, 50,000 training images" in text
     assert text.count("\n") == 26
+
+
+# ------------------------------------------------------------------------------------------
+# Grids of runs: --list, --task, --jobs, --collect, one result file per run
+# ------------------------------------------------------------------------------------------
+
+SLURM_SCRIPT = os.path.join(ROOT, "experiments", "slurm-array.sh")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def sweep_flags(data_dir, out, device, *extra):
+    """A sparsity sweep of 4 runs (LeNet-300-100, sparsity 0 and 0.9, SNIP and random, one
+    seed, one epoch): indices 0 snip-0, 1 random-0, 2 snip-0.9, 3 random-0.9."""
+    return ["--data-dir", data_dir, "--out", str(out), "--device", device, "--epochs", "1", "--seeds", "1",
+            "--models", "lenet300", "--sparsities", "0", "0.9", *extra]
+
+
+def script_command(name, flags):
+    return [sys.executable, os.path.join(ROOT, "experiments", f"{name}.py"), *flags]
+
+
+def environment(threads=None, **variables):
+    """The environment of a test's child process, on the test's backend (helpers), with the
+    BLAS thread count set (or left to the script) and no SLURM variables but those given."""
+    parent = helpers.child_environment()
+    env = {k: v for k, v in parent.items() if k not in THREAD_VARIABLES and not k.startswith("SLURM_")}
+    if threads is not None:
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
+    return {**env, **{k: str(v) for k, v in variables.items()}}
+
+
+def run_files(out):
+    """{file name: stat} of the result files in out/runs (never the temporary files)."""
+    return {os.path.basename(p): os.stat(p) for p in sorted(glob.glob(os.path.join(out, "runs", "*.json")))}
+
+
+def listed(capsys, argv):
+    """The lines --list prints on stdout, and its stderr."""
+    capsys.readouterr()                                  # what was printed before
+    assert experiment("sparsity_sweep").main(argv + ["--list"]) == 0
+    captured = capsys.readouterr()
+    return captured.out.splitlines(), captured.err
+
+
+@pytest.fixture(scope="module")
+def one_process_sweep(tiny_mnist, tmp_path_factory, request):
+    """sweep.csv of the 4-run sweep from one process (--jobs 1), with as many BLAS threads as
+    each of two workers gets, for the comparisons with --jobs 2 and with the SLURM tasks."""
+    out = tmp_path_factory.mktemp("reference")
+    device = "cpu" if request.config.getoption("--device") == "cpu" else "gpu"      # as `device` says
+    threads = experiment("common").threads_per_worker(2)
+    done = subprocess.run(script_command("sparsity_sweep", sweep_flags(tiny_mnist, out, device, "--jobs", "1")),
+                          env=environment(threads), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return (out / "sweep.csv").read_bytes()
+
+
+def test_list_shows_every_run_once_with_a_stable_index_and_whether_its_file_exists(
+        tiny_mnist, tmp_path, device, capsys):
+    flags = sweep_flags(tiny_mnist, tmp_path, device)
+    first, err = listed(capsys, flags)
+    assert listed(capsys, flags)[0] == first                                # stable
+    assert [int(line.split()[0]) for line in first] == [0, 1, 2, 3]
+    assert all(line.split()[1] == "missing" for line in first)
+    assert "sparsity=0.9" in first[2] and "method=random" in first[3]
+    assert "the grid has 4" in err and "data=" in err                        # the shared settings
+    keys = [line.split()[2] for line in first]
+    assert len(set(keys)) == 4 and keys[2].startswith("lenet300-90-snip-seed0-")
+
+    assert experiment("sparsity_sweep").main(flags + ["--task", "2/4"]) == 0   # run 2 only
+    assert list(run_files(tmp_path)) == [keys[2] + ".json"]
+    after, _ = listed(capsys, flags)
+    assert [line.split()[1] for line in after] == ["missing", "missing", "done", "missing"]
+    assert [line.replace("done   ", "missing") for line in after] == first   # nothing else moved
+
+
+def test_a_changed_setting_or_other_data_is_a_new_run_never_an_old_result(tiny_mnist, tmp_path, device, capsys):
+    from conftest import write_tiny_mnist
+
+    flags = sweep_flags(tiny_mnist, tmp_path, device)
+    keys = {line.split()[2] for line in listed(capsys, flags)[0]}
+    assert experiment("sparsity_sweep").main(flags) == 0
+    for changed in (flags + ["--epochs", "2"], flags + ["--lr", "0.05"],
+                    sweep_flags(write_tiny_mnist(tmp_path / "other", n_train=200), tmp_path, device)):
+        lines = listed(capsys, changed)[0]
+        assert len(lines) == 4 and all(line.split()[1] == "missing" for line in lines)
+        assert not keys & {line.split()[2] for line in lines}
+    more_seeds = listed(capsys, flags + ["--seeds", "2"])[0]                # a larger grid reuses
+    assert sum(line.split()[1] == "done" for line in more_seeds) == 4       # the runs it shares
+
+
+def test_tasks_then_collect_give_the_same_results_as_one_process(tiny_mnist, tmp_path, device, capsys):
+    sweep = experiment("sparsity_sweep")
+    assert sweep.main(sweep_flags(tiny_mnist, tmp_path / "one", device)) == 0
+    split = tmp_path / "split"
+    assert sweep.main(sweep_flags(tiny_mnist, split, device, "--task", "0/2")) == 0
+    assert len(run_files(split)) == 2 and not (split / "sweep.csv").exists()   # a task collects nothing
+    assert sweep.main(sweep_flags(tiny_mnist, split, device, "--task", "1/2")) == 0
+    capsys.readouterr()
+    assert sweep.main(sweep_flags(tiny_mnist, split, device, "--collect")) == 0
+    assert "missing" not in capsys.readouterr().err
+    assert (split / "sweep.csv").read_bytes() == (tmp_path / "one" / "sweep.csv").read_bytes()
+    assert (split / "summary.json").read_bytes() == (tmp_path / "one" / "summary.json").read_bytes()
+    if figures_expected():
+        assert_png(split / "sweep-lenet300.png")
+
+
+def test_collect_names_the_missing_runs_and_exits_1(tiny_mnist, tmp_path, device, capsys):
+    sweep = experiment("sparsity_sweep")
+    assert sweep.main(sweep_flags(tiny_mnist, tmp_path, device, "--task", "1/2")) == 0   # runs 1 and 3
+    keys = [line.split()[2] for line in listed(capsys, sweep_flags(tiny_mnist, tmp_path, device))[0]]
+    assert sweep.main(sweep_flags(tiny_mnist, tmp_path, device, "--collect")) == 1
+    err = capsys.readouterr().err
+    assert f"missing run 0: {keys[0]}" in err and f"missing run 2: {keys[2]}" in err
+    assert keys[1] not in err and keys[3] not in err
+    assert [r["method"] for r in rows_of(tmp_path / "sweep.csv")] == ["random", "random"]   # what is there
+
+
+@pytest.mark.parametrize("task", ["2/2", "0/0", "3", "a/b", "-1/2", "1/2/3", "", "1 /2"])
+def test_a_bad_task_is_refused_in_one_line_with_status_2(tiny_mnist, tmp_path, device, capsys, task):
+    for name in ("sparsity_sweep", "data_and_init", "random_labels"):
+        with pytest.raises(SystemExit) as stopped:
+            experiment(name).main(["--data-dir", tiny_mnist, "--out", str(tmp_path), "--device", device,
+                                   "--task", task])
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "--task" in err, err
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_an_interrupted_grid_resumes_without_repeating_its_finished_runs(tiny_mnist, tmp_path, device, capsys):
+    flags = sweep_flags(tiny_mnist, tmp_path, device, "--sparsities", "0", "0.5", "0.9", "--seeds", "2")
+    # Ctrl-C as a terminal sends it (a test runner may start us with SIGINT ignored: undo that)
+    process = subprocess.Popen(script_command("sparsity_sweep", flags), env=environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not run_files(tmp_path) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    finished = run_files(tmp_path)
+    assert 1 <= len(finished) < 12
+    assert not glob.glob(os.path.join(tmp_path, "runs", ".*"))                # no half-written file
+
+    assert experiment("sparsity_sweep").main(flags) == 0                      # the same command
+    out = capsys.readouterr().out
+    assert sum(line.endswith(": already done") for line in out.splitlines()) == len(finished)
+    after = run_files(tmp_path)
+    assert len(after) == 12 and len(rows_of(tmp_path / "sweep.csv")) == 12
+    for name, stat in finished.items():                                       # not trained again
+        assert (after[name].st_mtime_ns, after[name].st_ino) == (stat.st_mtime_ns, stat.st_ino)
+
+
+def test_a_corrupt_or_foreign_run_file_is_reported_and_run_again(tiny_mnist, tmp_path, device, capsys):
+    sweep = experiment("sparsity_sweep")
+    flags = sweep_flags(tiny_mnist, tmp_path, device)
+    assert sweep.main(flags) == 0
+    expected = (tmp_path / "sweep.csv").read_bytes()
+    names = sorted(run_files(tmp_path), key=lambda name: [line.split()[2] + ".json" for line in
+                                                          listed(capsys, flags)[0]].index(name))
+    runs = tmp_path / "runs"
+    whole = (runs / names[0]).read_bytes()
+    (runs / names[0]).write_bytes(whole[:len(whole) // 2])                    # truncated
+    shutil.copyfile(runs / names[2], runs / names[1])                         # another run's file
+    contents = json.loads((runs / names[3]).read_text())
+    contents["settings"]["epochs"] = 7                                        # made with other settings
+    (runs / names[3]).write_text(json.dumps(contents))
+    untouched = os.stat(runs / names[2])
+
+    lines, _ = listed(capsys, flags)
+    assert [line.split()[1] for line in lines] == ["invalid", "invalid", "done", "invalid"]
+    assert sweep.main(flags + ["--collect"]) == 1                             # never used
+    err = capsys.readouterr().err
+    assert all(f"missing run {i}" in err for i in (0, 1, 3)) and "missing run 2" not in err
+
+    assert sweep.main(flags) == 0
+    err = capsys.readouterr().err
+    assert f"{names[0]}: not a whole JSON file" in err
+    assert f"{names[1]}: a foreign file" in err and f"{names[3]}: a foreign file" in err
+    assert (tmp_path / "sweep.csv").read_bytes() == expected
+    assert [line.split()[1] for line in listed(capsys, flags)[0]] == ["done"] * 4
+    assert os.stat(runs / names[2]).st_mtime_ns == untouched.st_mtime_ns
+
+
+def test_a_diverged_run_is_a_result(tiny_mnist, tmp_path, device, capsys):
+    flags = ["--data-dir", tiny_mnist, "--out", str(tmp_path), "--device", device, "--epochs", "1",
+             "--seeds", "1", "--models", "lenet300", "--sparsities", "0", "--methods", "snip", "--lr", "1e6"]
+    with numpy.errstate(all="ignore"):
+        assert experiment("sparsity_sweep").main(flags) == 0
+        [name] = run_files(tmp_path)
+        assert json.loads((tmp_path / "runs" / name).read_text())["result"]["diverged"] is True
+        assert rows_of(tmp_path / "sweep.csv")[0]["diverged"] == "True"
+        assert experiment("sparsity_sweep").main(flags) == 0                 # kept, not retried
+    assert "already done" in capsys.readouterr().out
+
+
+def test_jobs_2_gives_the_same_rows_as_jobs_1(tiny_mnist, tmp_path, device, one_process_sweep):
+    threads = experiment("common").threads_per_worker(2)
+    done = subprocess.run(script_command("sparsity_sweep", sweep_flags(tiny_mnist, tmp_path, device, "--jobs", "2")),
+                          env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"2 worker processes, {threads} BLAS thread(s) each" in done.stdout
+    assert (tmp_path / "sweep.csv").read_bytes() == one_process_sweep
+    files = [json.loads((tmp_path / "runs" / name).read_text()) for name in run_files(tmp_path)]
+    assert len({f["pid"] for f in files}) == 2                                # two workers trained
+    assert all(f["blas_threads"] == {name: str(threads) for name in THREAD_VARIABLES} for f in files)
+
+
+def test_the_slurm_array_script_runs_every_task_then_collect_gives_the_same_results(
+        tiny_mnist, tmp_path, device, one_process_sweep, capsys):
+    assert os.access(SLURM_SCRIPT, os.X_OK)
+    command = ["bash", SLURM_SCRIPT, os.path.join(ROOT, "experiments", "sparsity_sweep.py"),
+               *sweep_flags(tiny_mnist, tmp_path, device)]
+    refused = subprocess.run(command, env=environment(PYTHON=sys.executable), capture_output=True, text=True)
+    assert refused.returncode != 0 and len(refused.stderr.splitlines()) == 1
+    assert "SLURM_ARRAY_TASK_ID" in refused.stderr and not os.path.exists(tmp_path / "runs")
+
+    threads = experiment("common").threads_per_worker(2)
+    tasks = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=environment(PYTHON=sys.executable, SLURM_ARRAY_TASK_ID=task,
+                                              SLURM_ARRAY_TASK_COUNT=3, SLURM_CPUS_PER_TASK=threads))
+             for task in range(3)]                          # 3 tasks for 4 runs: task 0 has two
+    for number, task in enumerate(tasks):
+        out, err = task.communicate(timeout=300)
+        assert task.returncode == 0, err
+        trained = [int(line[1:line.index("]")]) for line in out.splitlines() if line.startswith("[")]
+        assert trained == [i for i in range(4) if i % 3 == number]              # its share only
+    assert len(run_files(tmp_path)) == 4 and not (tmp_path / "sweep.csv").exists()
+    assert experiment("sparsity_sweep").main(sweep_flags(tiny_mnist, tmp_path, device, "--collect")) == 0
+    assert (tmp_path / "sweep.csv").read_bytes() == one_process_sweep
+
+
+def test_paper_setting_is_the_papers_grid_with_the_papers_figures_beside_ours(tiny_mnist, tmp_path, device, capsys):
+    d = experiment("data_and_init")
+    assert d.main(["--data-dir", tiny_mnist, "--device", device, "--setting", "paper", "--list"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 5 * 3 + 2 * 4 * 3                    # Figure 3: 5 sizes x 3 seeds; Table 3
+    assert sum("scoring_batch_size=10000" in line for line in lines) == 3
+    assert "sparsity=0.9 " in captured.err and "one class" not in captured.out
+    assert os.path.join("results", "data_and_init_paper", "runs") in captured.err   # its own folder
+
+    out = tmp_path / "paper"
+    assert d.main(["--data-dir", tiny_mnist, "--out", str(out), "--device", device, "--setting", "paper",
+                   "--epochs", "1", "--seeds", "1", "--models", "lenet300", "--batch-sizes", "1", "10"]) == 0
+    assert {(r["composition"], r["batch_size"], r["sparsity"]) for r in rows_of(out / "batch.csv")} == {
+        ("random", "1", "0.9"), ("random", "10", "0.9")}
+    init_table = (out / "init_table.md").read_text()
+    assert init_table.startswith("| initialisation | LeNet-300-100 (90%) | paper |")
+    assert "| VS-H (He) | " in init_table and init_table.count("1.88 ± 0.10") == 1
+    batch_table = (out / "batch_table.md").read_text().splitlines()
+    assert batch_table[2].startswith("| 1 | ") and batch_table[2].endswith(" | 1.94 |")
+    assert batch_table[3].startswith("| 10 | ") and batch_table[3].endswith(" | 1.72 |")
+    assert json.loads((out / "summary.json").read_text())["sparsity"] == {"lenet300": 0.9, "lenet5": 0.9}
+
+    with pytest.raises(SystemExit) as stopped:                 # one class has too few images
+        d.main(["--data-dir", tiny_mnist, "--device", device, "--setting", "paper", "--compositions",
+                "one class", "--list"])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note:")]
+    assert stopped.value.code == 2 and len(err) == 1 and "one-class" in err[0]      # (notes: the data)
