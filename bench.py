@@ -205,6 +205,42 @@ def to_torch(layer, sm, torch):
         def forward(self, x):
             return torch.cat([branch(x) for branch in self.branches], dim=1)
 
+    class AsSequence(nn.Module):
+        def forward(self, x):                  # the chain hands it (N, C, H, W): -> (N, H, W*C)
+            return x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1)
+
+    class LastHidden(nn.Module):
+        """torch.nn.LSTM/GRU over the whole sequence, giving h_T as snip-min's layers do."""
+
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x):
+            return self.rnn(x)[0][:, -1]
+
+    def recurrent(each):
+        """torch.nn.LSTM or GRU with snip-min's weights: PyTorch stores W^T and U^T (its gates
+        in the same order), and its two biases add up to ours (plus the LSTM's constant
+        forget_bias, which PyTorch holds in bias_ih's f block)."""
+        d_in, hidden = each.input_weight.shape[0], each.hidden
+        kind = nn.LSTM if isinstance(each, sm.LSTM) else nn.GRU
+        rnn = kind(d_in, hidden, batch_first=True)
+        copy(each.input_weight, rnn.weight_ih_l0, layout_linear)
+        copy(each.recurrent_weight, rnn.weight_hh_l0, layout_linear)
+        copy(each.bias, rnn.bias_ih_l0, layout_vector)
+        if isinstance(each, sm.LSTM):
+            with torch.no_grad():                      # the second bias holds the constant
+                rnn.bias_hh_l0.zero_()
+                rnn.bias_hh_l0[hidden:2 * hidden] = each.forget_bias
+            rnn.bias_hh_l0.requires_grad_(False)       # ... and is not trained
+        else:
+            def candidate_only(array):                 # b_hn (H,) -> PyTorch's bias_hh [0, 0, b_hn]
+                vector = layout_vector(array)
+                return torch.cat([vector.new_zeros(2 * hidden), vector])
+            copy(each.recurrent_bias, rnn.bias_hh_l0, candidate_only)
+        return [LastHidden(rnn)]
+
     def convert_one(each, previous=None):
         modules = convert(each, previous)
         return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
@@ -248,6 +284,10 @@ def to_torch(layer, sm, torch):
             return [nn.ReLU()]
         if isinstance(each, sm.Flatten):
             return [FlattenNHWC()]
+        if isinstance(each, sm.AsSequence):
+            return [AsSequence()]
+        if isinstance(each, (sm.LSTM, sm.GRU)):
+            return recurrent(each)
         if isinstance(each, sm.BatchNorm):
             after_linear = isinstance(previous, nn.Linear)
             kind = nn.BatchNorm1d if after_linear else nn.BatchNorm2d

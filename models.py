@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass
 
 import snip_min as sm
-from snip_min import (AvgPool2D, BatchNorm, Concat, Conv2D, Flatten, GlobalAvgPool, Identity, Linear,
-                      MaxPool2D, ReLU, Residual, Sequential, ZeroChannels)
+from snip_min import (GRU, LSTM, AsSequence, AvgPool2D, BatchNorm, Concat, Conv2D, Flatten, GlobalAvgPool,
+                      Identity, Linear, MaxPool2D, ReLU, Residual, Sequential, ZeroChannels)
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,6 +264,22 @@ def wide_resnet(num_classes, dataset, depth, k):
 
 
 # ---------------------------------------------------------------------------------------
+# Recurrent networks on sequential MNIST (the paper's Table 2): each image is read as a
+# sequence of its 28 rows of 28 pixels, one row per step.
+# ---------------------------------------------------------------------------------------
+
+def recurrent_classifier(layer, hidden, num_classes):
+    """LSTM-s/-b, GRU-s/-b: one LSTM or GRU layer of `hidden` units (128: -s, 256: -b) over
+    the 28 rows, and a linear classifier on its last hidden state. LSTM-s: 81,674 parameters
+    (4 gates x (28*128 + 128*128 + 128) + 128*10 + 10)."""
+    return Sequential(
+        AsSequence(),                               # (N, 28, 28, 1) -> (N, T=28, D=28)
+        layer(28, hidden),                          #                -> (N, hidden), h_28
+        Linear(hidden, num_classes),
+    )
+
+
+# ---------------------------------------------------------------------------------------
 # The registry
 # ---------------------------------------------------------------------------------------
 
@@ -286,6 +302,16 @@ MODELS = {
     # LeNet-300-100 steps ~20x faster, so it can afford (and needs) more iterations.
     "lenet300": ModelInfo(lambda n, d: lenet300(n), "mnist", ("mnist",), "LeNet-300-100", iterations=22_000),
     "lenet5": ModelInfo(lambda n, d: lenet5(n), "mnist", ("mnist",), "LeNet-5-Caffe", iterations=12_000),
+    # The recurrent nets run 28 steps per image: 10,000 iterations (46 epochs of 21,911 images)
+    # take about 4-5 minutes on one core for -s, 11-14 for -b.
+    "lstm-s": ModelInfo(lambda n, d: recurrent_classifier(LSTM, 128, n), "mnist", ("mnist",), "LSTM-s",
+                        iterations=10_000),
+    "lstm-b": ModelInfo(lambda n, d: recurrent_classifier(LSTM, 256, n), "mnist", ("mnist",), "LSTM-b",
+                        iterations=10_000),
+    "gru-s": ModelInfo(lambda n, d: recurrent_classifier(GRU, 128, n), "mnist", ("mnist",), "GRU-s",
+                       iterations=10_000),
+    "gru-b": ModelInfo(lambda n, d: recurrent_classifier(GRU, 256, n), "mnist", ("mnist",), "GRU-b",
+                       iterations=10_000),
     "alexnet-s": ModelInfo(lambda n, d: alexnet(n, d, k=1), "cifar10", AUTHORS, "AlexNet-s"),
     "alexnet-b": ModelInfo(lambda n, d: alexnet(n, d, k=2), "cifar10", AUTHORS, "AlexNet-b"),
     "vgg-c": ModelInfo(lambda n, d: vgg(n, d, "C"), "cifar10", AUTHORS, "VGG-C"),
@@ -309,18 +335,20 @@ MODELS = {
 NUM_CLASSES = {"mnist": 10, "cifar10": 10, "tiny-imagenet": 200}
 INPUT_SHAPE = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3), "tiny-imagenet": (64, 64, 3)}   # (H, W, C)
 
-LAYER_PREFIX = {"Conv2D": "conv", "Linear": "fc", "BatchNorm": "bn"}
+LAYER_PREFIX = {"Conv2D": "conv", "Linear": "fc", "BatchNorm": "bn", "LSTM": "lstm", "GRU": "gru"}
 
 
 def name_parameters(model):
-    """Name every Param '<layer type><number>.<kind>' in forward order: conv1.weight, fc2.bias, ..."""
+    """Name every Param '<layer type><number>.<role>' in forward order: conv1.weight, fc2.bias,
+    lstm1.recurrent_weight, ... The role is the Param's kind unless it carries a role of its
+    own (a recurrent layer has two weight matrices and, for a GRU, two biases)."""
     counters = {}
     for layer in sm.layers_of(model):
         if layer.params:
             prefix = LAYER_PREFIX.get(type(layer).__name__, type(layer).__name__.lower())
             counters[prefix] = counters.get(prefix, 0) + 1
             for p in layer.params:
-                p.name = f"{prefix}{counters[prefix]}.{p.kind}"
+                p.name = f"{prefix}{counters[prefix]}.{p.role or p.kind}"
     return model
 
 

@@ -28,7 +28,8 @@ Shape legend
     N       batch size                    classes   number of classes
     H, W    height, width of an input     OH, OW    height, width of an output
     C       input channels                F         output channels (filters)
-    KH, KW  kernel height, width          D         features of a flat activation
+    KH, KW  kernel height, width          D         features of a flat activation (or of one step)
+    T       time steps of a sequence      H         also: hidden units of a recurrent layer
 Activations are NHWC (channels last) and convolution weights are (KH, KW, C, F), the
 layout of the authors' TensorFlow code; linear weights are (D_in, D_out). Channels last
 makes a convolution one matrix product with no transposes (see Conv2D).
@@ -137,17 +138,22 @@ class Param:
         dL/dw = c * grad     what the optimiser uses, zero wherever c = 0
         dL/dc = w * grad     the connection sensitivity g of SNIP (taken at c = 1)
 
-    kind: 'weight' or 'bias' of a conv/linear layer (the candidates for pruning),
+    kind: 'weight' or 'bias' of a conv/linear/recurrent layer (the candidates for pruning),
           'scale' or 'shift' of a batch norm (learned, never pruned),
           'running_mean' or 'running_var' of a batch norm (statistics, not learned).
+    role: for a layer with two Params of one kind (a recurrent layer's input and recurrent
+          weights), the name that tells them apart; parts: for a Param made of blocks (one
+          per gate), [(label, index)] with value[index] the block, for the pruning table.
     """
 
     LEARNED = ("weight", "bias", "scale", "shift")
 
-    def __init__(self, name, shape, kind):
+    def __init__(self, name, shape, kind, role=None, parts=None):
         self.name = name          # e.g. 'conv1.weight'; models.py assigns final names
         self.shape = tuple(shape)
         self.kind = kind
+        self.role = role          # a name of its own among its layer's Params of the same kind
+        self.parts = parts        # [(label, index)]: blocks shown as rows of their own (gates)
         self.value = None         # w, an xp array once initialise() has run
         self.mask = None          # c, same shape and dtype as w, or None: not gated
         self.grad = None          # dL/d(w * c), written by the owning layer's backward
@@ -217,11 +223,12 @@ def skip_input_gradient(network):
     """Tell the network's first computing layer that nobody needs dL/d(input): it is data.
 
     Saves that layer's input-gradient product (and, for a convolution, its col2im). Its
-    backward returns None, and Sequential stops there. Leading Flattens only reshape.
+    backward returns None, and Sequential stops there. Leading Flattens and AsSequences
+    only reshape.
     """
     layer = network
     while isinstance(layer, Sequential):
-        layer = next(child for child in layer.children if not isinstance(child, Flatten))
+        layer = next(child for child in layer.children if not isinstance(child, (Flatten, AsSequence)))
     if hasattr(layer, "needs_input_gradient"):
         layer.needs_input_gradient = False
     return network
@@ -718,6 +725,308 @@ class Concat(Layer):
         return dx
 
 
+# --------------------------------------------------------------------------------------
+# Recurrent layers: a sequence x (N, T, D) in, the last hidden state h_T (N, H) out
+#
+# One layer runs over the whole sequence: the input half of every gate, x_t W for all T
+# steps, is ONE matrix product before the loop, (T*N, D) @ (D, gates*H); inside the loop
+# each step adds h_{t-1} U, one (N, H) @ (H, gates*H) product for all gates. The backward
+# pass walks the steps in reverse, carrying dL/dh (and, in an LSTM, dL/dc) from each step
+# to the one before; the weights are shared by every step, so their gradients are sums
+# over t, again one product each after the loop. Sequences are batch-first, x: (N, T, D);
+# inside a layer the steps are stored time-first, (T, N, ...), so that step t of every
+# array is one contiguous (N, ...) block.
+# --------------------------------------------------------------------------------------
+
+def sigmoid(x):
+    """1 / (1 + e^-x), written as (1 + tanh(x / 2)) / 2: the same function, and no exp can
+    overflow for a large negative x. Its derivative is sigmoid(x) * (1 - sigmoid(x))."""
+    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+
+
+def gate_blocks(labels, hidden, matrix):
+    """[(label, index)]: the block of a Param that belongs to each gate.
+
+    Gates are stacked along the last axis, gate k owning entries [k*H, (k+1)*H). For a
+    weight matrix (rows, gates*H) the index selects all rows and those columns, for a bias
+    vector (gates*H,) just those entries: param.value[index] is that gate's block.
+    """
+    blocks = []
+    for k, label in enumerate(labels):
+        columns = slice(k * hidden, (k + 1) * hidden)
+        blocks.append((label, (slice(None), columns) if matrix else (columns,)))
+    return blocks
+
+
+def recurrent_param(role, shape, kind, labels, hidden):
+    """A Param of a recurrent layer. kind ('weight' or 'bias') decides how it is initialised,
+    gated, decayed and counted, exactly as for a linear layer; role ('input_weight',
+    'recurrent_weight', 'bias', 'recurrent_bias') tells it apart from the layer's other
+    Params of the same kind in its name (lstm1.recurrent_weight); parts lists its gates'
+    blocks (see gate_blocks), so that a table can show each gate on its own row."""
+    return Param(role, shape, kind, role=role, parts=gate_blocks(labels, hidden, matrix=len(shape) == 2))
+
+
+class LSTM(Layer):
+    """Long short-term memory (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et
+    al. 2000) over a whole sequence.
+
+    x: (N, T, D) -> the last hidden state h_T: (N, H), or with return_sequences=True every
+    state h_1 ... h_T: (N, T, H) (to feed another recurrent layer). From h_0 and c_0 (zeros
+    unless h0, c0 are set), for t = 1 ... T:
+        z_t = x_t W + h_{t-1} U + b        (N, 4H): the four gates' inputs, in one product
+        i_t = sigmoid(z_t[i])              input gate: how much of g_t to write
+        f_t = sigmoid(z_t[f] + forget_bias)  forget gate: how much of c_{t-1} to keep
+        g_t = tanh(z_t[g])                 the candidate written to the cell
+        o_t = sigmoid(z_t[o])              output gate: how much of the cell to show
+        c_t = f_t * c_{t-1} + i_t * g_t    the cell (memory)
+        h_t = o_t * tanh(c_t)              the hidden state (output)
+    W: (D, 4H) input weights, U: (H, 4H) recurrent weights, b: (4H,) bias; the gates'
+    columns are in PyTorch's order i, f, g, o. W and U are 'weight' Params and b a 'bias',
+    gated, initialised, decayed and pruned like a linear layer's.
+
+    Bias: ONE per gate (4H), as TensorFlow's LSTM cells (the authors' framework) have.
+    PyTorch keeps two, b_ih and b_hh, but they only ever appear as their sum, so one of
+    them is redundant (and would double the biases SNIP scores): to copy this layer into
+    torch.nn.LSTM, put b into bias_ih (plus forget_bias in the f block) and zeros into bias_hh.
+    forget_bias: a constant added to the forget gate's input, not a parameter, exactly as
+    TensorFlow's BasicLSTMCell and LSTMCell add their forget_bias=1.0. With b = 0 at
+    initialisation, f_t starts near sigmoid(1) = 0.73 instead of 0.5, so the cell keeps
+    what it holds over more steps and the gradient through c reaches the early steps.
+    Being a constant, it is never pruned: b itself starts at 0 like every bias, so its
+    connection sensitivity is 0 and SNIP prunes it first, while the offset stays.
+    h0, c0: the initial state, None for zeros, else (N, H) arrays. backward always leaves
+    dL/dh_0 and dL/dc_0 in h0_grad and c0_grad.
+    """
+
+    GATES = ("i", "f", "g", "o")
+    needs_input_gradient = True    # False for a network's first computing layer: its input is data
+
+    def __init__(self, d_in, hidden, return_sequences=False, forget_bias=1.0):
+        self.hidden, self.return_sequences, self.forget_bias = hidden, return_sequences, forget_bias
+        self.input_weight = recurrent_param("input_weight", (d_in, 4 * hidden), "weight", self.GATES, hidden)
+        self.recurrent_weight = recurrent_param("recurrent_weight", (hidden, 4 * hidden), "weight",
+                                                self.GATES, hidden)
+        self.bias = recurrent_param("bias", (4 * hidden,), "bias", self.GATES, hidden)
+        self.params = [self.input_weight, self.recurrent_weight, self.bias]
+        self.h0 = self.c0 = None
+        self.h0_grad = self.c0_grad = None
+
+    def forward(self, x, train):                                           # x: (N, T, D)
+        n, steps, _ = x.shape
+        size = self.hidden
+        w = self.input_weight.gated()                                      # (D, 4H), w * c
+        u = self.recurrent_weight.gated()                                  # (H, 4H)
+        x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)            # (T*N, D), step 1's rows first
+        inputs = (x_by_time @ w).reshape(steps, n, 4 * size)               # (T, N, 4H), x_t W for every t
+        inputs += self.bias.gated()
+        inputs[:, :, size:2 * size] += self.forget_bias
+        gates = xp.empty_like(inputs)                                      # (T, N, 4H): i, f, g, o of each step
+        cells = xp.empty((steps + 1, n, size), dtype=x.dtype)              # (T+1, N, H): c_0 ... c_T
+        cell_tanh = xp.empty((steps, n, size), dtype=x.dtype)              # (T, N, H): tanh(c_1) ... tanh(c_T)
+        hiddens = xp.empty((steps + 1, n, size), dtype=x.dtype)            # (T+1, N, H): h_0 ... h_T
+        cells[0] = 0 if self.c0 is None else self.c0
+        hiddens[0] = 0 if self.h0 is None else self.h0
+        for t in range(steps):        # arrays are indexed from 0: gates[t] belongs to step t+1
+            z = inputs[t] + hiddens[t] @ u                                 # (N, 4H)
+            gate = gates[t]                                                # (N, 4H), a view, filled here
+            gate[:, :2 * size] = sigmoid(z[:, :2 * size])                  # i, f
+            gate[:, 2 * size:3 * size] = xp.tanh(z[:, 2 * size:3 * size])  # g
+            gate[:, 3 * size:] = sigmoid(z[:, 3 * size:])                  # o
+            i, f, g, o = (gate[:, k * size:(k + 1) * size] for k in range(4))   # views, (N, H) each
+            cells[t + 1] = f * cells[t] + i * g
+            cell_tanh[t] = xp.tanh(cells[t + 1])
+            hiddens[t + 1] = o * cell_tanh[t]
+        self.cache = (x_by_time, x.shape, w, u, gates, cells, cell_tanh, hiddens)
+        if self.return_sequences:
+            return xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))    # (N, T, H)
+        return hiddens[steps]                                              # (N, H)
+
+    def backward(self, dout):                      # dout: (N, H), or (N, T, H) with return_sequences
+        x_by_time, x_shape, w, u, gates, cells, cell_tanh, hiddens = self.take_cache()
+        steps, n, size = cell_tanh.shape
+        dz = xp.empty_like(gates)                                          # (T, N, 4H): dL/dz_t of each step
+        if self.return_sequences:                  # every h_t reaches the loss directly
+            from_above = dout.transpose(1, 0, 2)                           # (T, N, H), a view
+            dh_next = xp.zeros((n, size), dtype=dout.dtype)                # (N, H): nothing after step T
+        else:                                      # only h_T does
+            from_above = None
+            dh_next = dout                                                 # (N, H)
+        dc_next = xp.zeros((n, size), dtype=dout.dtype)                    # (N, H): c_T feeds only h_T
+        for t in reversed(range(steps)):
+            # h_t feeds the loss (with return_sequences) and the next step: dL/dh_t is the sum
+            dh = dh_next + from_above[t] if from_above is not None else dh_next      # (N, H)
+            gate = gates[t]
+            i, f, g, o = (gate[:, k * size:(k + 1) * size] for k in range(4))
+            # in the forward pass this was h_t = o_t * tanh(c_t), so now dL/do_t = dL/dh_t * tanh(c_t),
+            # and dL/dc_t = (what step t+1 sent back) + dL/dh_t * o_t * (1 - tanh(c_t)^2)
+            do = dh * cell_tanh[t]                                         # (N, H)
+            dc = dc_next + dh * o * (1 - cell_tanh[t] * cell_tanh[t])      # (N, H)
+            # forward: c_t = f_t * c_{t-1} + i_t * g_t, so
+            # dL/di_t = dL/dc_t * g_t, dL/df_t = dL/dc_t * c_{t-1}, dL/dg_t = dL/dc_t * i_t
+            di, df, dg = dc * g, dc * cells[t], dc * i                     # (N, H) each
+            # forward: i, f, o = sigmoid(z), g = tanh(z), and sigmoid' = s (1 - s), tanh' = 1 - tanh^2
+            d = dz[t]                                                      # (N, 4H), a view, filled here
+            d[:, :size] = di * i * (1 - i)
+            d[:, size:2 * size] = df * f * (1 - f)       # the constant forget_bias changes nothing here
+            d[:, 2 * size:3 * size] = dg * (1 - g * g)
+            d[:, 3 * size:] = do * o * (1 - o)
+            # forward: z_t = x_t W + h_{t-1} U + b, so dL/dh_{t-1} = dL/dz_t U^T,
+            # and c_t = f_t * c_{t-1} + ... gives dL/dc_{t-1} = dL/dc_t * f_t
+            dh_next = d @ u.T                                              # (N, H)
+            dc_next = dc * f                                               # (N, H)
+        self.h0_grad, self.c0_grad = dh_next, dc_next                      # dL/dh_0, dL/dc_0: (N, H) each
+        # forward: z_t = x_t W + h_{t-1} U + b at every t with the same W, U, b, so
+        # dL/dW = sum_t x_t^T dL/dz_t, dL/dU = sum_t h_{t-1}^T dL/dz_t, dL/db = sum_t sum_n dL/dz_t:
+        # each sum over t and n is one product of the stacked steps
+        dz_rows = dz.reshape(steps * n, 4 * size)                          # (T*N, 4H)
+        self.input_weight.grad = x_by_time.T @ dz_rows                     # (D, 4H)
+        self.recurrent_weight.grad = hiddens[:-1].reshape(steps * n, size).T @ dz_rows   # (H, 4H)
+        self.bias.grad = sum_rows(dz_rows)                              # (4H,)
+        if not self.needs_input_gradient:
+            return None
+        # and dL/dx_t = dL/dz_t W^T, every step at once
+        dx_by_time = (dz_rows @ w.T).reshape(steps, n, -1)                 # (T, N, D)
+        return xp.ascontiguousarray(dx_by_time.transpose(1, 0, 2))         # (N, T, D)
+
+
+class GRU(Layer):
+    """Gated recurrent unit (Cho et al. 2014) over a whole sequence, in its "reset after"
+    form (PyTorch's torch.nn.GRU, cuDNN, Keras with reset_after=True).
+
+    x: (N, T, D) -> the last hidden state h_T: (N, H), or with return_sequences=True every
+    state (N, T, H). From h_0 (zeros unless h0 is set), for t = 1 ... T:
+        a_t = x_t W + b                    (N, 3H): the gates' input halves (all t at once)
+        s_t = h_{t-1} U + [0, 0, b_hn]     (N, 3H): their recurrent halves, one product
+        r_t = sigmoid(a_t[r] + s_t[r])     reset gate: how much of h_{t-1} the candidate sees
+        z_t = sigmoid(a_t[z] + s_t[z])     update gate: how much of h_{t-1} to keep
+        n_t = tanh(a_t[n] + r_t * s_t[n])  the candidate state
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+    W: (D, 3H) input weights, U: (H, 3H) recurrent weights (columns in PyTorch's order
+    r, z, n), b: (3H,) input bias, b_hn: (H,) recurrent bias of the candidate.
+
+    Why "reset after": the original GRU resets h_{t-1} BEFORE its product,
+    n_t = tanh(x_t W_n + (r_t * h_{t-1}) U_n + b_n), which needs r_t first and so a second
+    product per step. Resetting the product's result instead keeps ONE recurrent product
+    for all three gates. Biases: PyTorch's recurrent biases b_hr, b_hz only ever appear
+    added to the input biases b_r, b_z, so they are redundant and left out; but r_t
+    multiplies b_hn, so b_hn is a parameter of its own: 3H + H biases. To copy this layer
+    into torch.nn.GRU: bias_ih = b, bias_hh = [0, 0, b_hn].
+    All four Params are gated and pruned like a linear layer's weights and biases.
+    h0: the initial state, None for zeros, else (N, H); backward leaves dL/dh_0 in h0_grad.
+    """
+
+    GATES = ("r", "z", "n")
+    needs_input_gradient = True    # False for a network's first computing layer: its input is data
+
+    def __init__(self, d_in, hidden, return_sequences=False):
+        self.hidden, self.return_sequences = hidden, return_sequences
+        self.input_weight = recurrent_param("input_weight", (d_in, 3 * hidden), "weight", self.GATES, hidden)
+        self.recurrent_weight = recurrent_param("recurrent_weight", (hidden, 3 * hidden), "weight",
+                                                self.GATES, hidden)
+        self.bias = recurrent_param("bias", (3 * hidden,), "bias", self.GATES, hidden)
+        self.recurrent_bias = recurrent_param("recurrent_bias", (hidden,), "bias", ("n",), hidden)
+        self.params = [self.input_weight, self.recurrent_weight, self.bias, self.recurrent_bias]
+        self.h0 = None
+        self.h0_grad = None
+
+    def forward(self, x, train):                                           # x: (N, T, D)
+        n, steps, _ = x.shape
+        size = self.hidden
+        w = self.input_weight.gated()                                      # (D, 3H), w * c
+        u = self.recurrent_weight.gated()                                  # (H, 3H)
+        recurrent_bias = self.recurrent_bias.gated()                       # (H,)
+        x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)            # (T*N, D), step 1's rows first
+        inputs = (x_by_time @ w).reshape(steps, n, 3 * size)               # (T, N, 3H): a_t for every t
+        inputs += self.bias.gated()
+        gates = xp.empty_like(inputs)                                      # (T, N, 3H): r, z, n of each step
+        candidate_recurrent = xp.empty((steps, n, size), dtype=x.dtype)    # (T, N, H): s_t[n] of each step
+        hiddens = xp.empty((steps + 1, n, size), dtype=x.dtype)            # (T+1, N, H): h_0 ... h_T
+        hiddens[0] = 0 if self.h0 is None else self.h0
+        for t in range(steps):        # arrays are indexed from 0: gates[t] belongs to step t+1
+            s = hiddens[t] @ u                                             # (N, 3H)
+            gate = gates[t]                                                # (N, 3H), a view, filled here
+            gate[:, :2 * size] = sigmoid(inputs[t][:, :2 * size] + s[:, :2 * size])   # r, z
+            r, z = gate[:, :size], gate[:, size:2 * size]                  # views, (N, H) each
+            candidate_recurrent[t] = s[:, 2 * size:] + recurrent_bias
+            gate[:, 2 * size:] = xp.tanh(inputs[t][:, 2 * size:] + r * candidate_recurrent[t])   # n
+            candidate = gate[:, 2 * size:]                                 # n_t, (N, H)
+            hiddens[t + 1] = candidate + z * (hiddens[t] - candidate)      # = (1 - z) n + z h_{t-1}
+        self.cache = (x_by_time, w, u, gates, candidate_recurrent, hiddens)
+        if self.return_sequences:
+            return xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))    # (N, T, H)
+        return hiddens[steps]                                              # (N, H)
+
+    def backward(self, dout):                      # dout: (N, H), or (N, T, H) with return_sequences
+        x_by_time, w, u, gates, candidate_recurrent, hiddens = self.take_cache()
+        steps, n, size = candidate_recurrent.shape
+        d_recurrent = xp.empty_like(gates)                                 # (T, N, 3H): dL/ds_t of each step
+        d_candidate = xp.empty_like(candidate_recurrent)                   # (T, N, H): dL/da_t[n] of each step
+        if self.return_sequences:                  # every h_t reaches the loss directly
+            from_above = dout.transpose(1, 0, 2)                           # (T, N, H), a view
+            dh_next = xp.zeros((n, size), dtype=dout.dtype)                # (N, H): nothing after step T
+        else:                                      # only h_T does
+            from_above = None
+            dh_next = dout                                                 # (N, H)
+        for t in reversed(range(steps)):
+            # h_t feeds the loss (with return_sequences) and the next step: dL/dh_t is the sum
+            dh = dh_next + from_above[t] if from_above is not None else dh_next      # (N, H)
+            gate = gates[t]
+            r, z, candidate = gate[:, :size], gate[:, size:2 * size], gate[:, 2 * size:]
+            h_previous = hiddens[t]                                        # h_{t-1}, (N, H)
+            # in the forward pass this was h_t = (1 - z_t) * n_t + z_t * h_{t-1}, so now
+            # dL/dn_t = dL/dh_t * (1 - z_t), dL/dz_t = dL/dh_t * (h_{t-1} - n_t), and h_{t-1}
+            # gets dL/dh_t * z_t directly (added below)
+            dn = dh * (1 - z)                                              # (N, H)
+            dz = dh * (h_previous - candidate)                             # (N, H)
+            # forward: n_t = tanh(a_t[n] + r_t * s_t[n]), so dL/da_t[n] = dL/dn_t * (1 - n_t^2),
+            # dL/dr_t = dL/da_t[n] * s_t[n] and dL/ds_t[n] = dL/da_t[n] * r_t
+            d_candidate[t] = dn * (1 - candidate * candidate)
+            dr = d_candidate[t] * candidate_recurrent[t]                   # (N, H)
+            d = d_recurrent[t]                                             # (N, 3H), a view, filled here
+            d[:, 2 * size:] = d_candidate[t] * r
+            # forward: r_t = sigmoid(a_t[r] + s_t[r]), z_t likewise, and sigmoid' = s (1 - s):
+            # dL/ds_t[r] = dL/dr_t * r_t (1 - r_t) (the same as dL/da_t[r]), likewise for z
+            d[:, :size] = dr * r * (1 - r)
+            d[:, size:2 * size] = dz * z * (1 - z)
+            # forward: s_t = h_{t-1} U + ..., and h_t = ... + z_t * h_{t-1}, so
+            # dL/dh_{t-1} = dL/ds_t U^T + dL/dh_t * z_t
+            dh_next = d @ u.T + dh * z                                     # (N, H)
+        self.h0_grad = dh_next                                             # dL/dh_0, (N, H)
+        # the input halves: a_t[r], a_t[z] enter exactly where s_t[r], s_t[z] do (their sum),
+        # while a_t[n] enters outside the reset, with dL/da_t[n] found above
+        d_inputs = d_recurrent.copy()                                      # (T, N, 3H): dL/da_t of each step
+        d_inputs[:, :, 2 * size:] = d_candidate
+        # forward: a_t = x_t W + b and s_t = h_{t-1} U + [0, 0, b_hn] at every t with the same
+        # W, b, U, b_hn: their gradients are sums over t and n, one product each
+        input_rows = d_inputs.reshape(steps * n, 3 * size)                 # (T*N, 3H)
+        recurrent_rows = d_recurrent.reshape(steps * n, 3 * size)          # (T*N, 3H)
+        self.input_weight.grad = x_by_time.T @ input_rows                  # (D, 3H)
+        self.bias.grad = sum_rows(input_rows)                           # (3H,)
+        self.recurrent_weight.grad = hiddens[:-1].reshape(steps * n, size).T @ recurrent_rows   # (H, 3H)
+        self.recurrent_bias.grad = sum_rows(recurrent_rows[:, 2 * size:])                    # (H,)
+        if not self.needs_input_gradient:
+            return None
+        # and dL/dx_t = dL/da_t W^T, every step at once
+        dx_by_time = (input_rows @ w.T).reshape(steps, n, -1)              # (T, N, D)
+        return xp.ascontiguousarray(dx_by_time.transpose(1, 0, 2))         # (N, T, D)
+
+
+class AsSequence(Layer):
+    """Read each image as a sequence of its rows: x (N, H, W, C) -> (N, T = H, D = W*C).
+
+    Step t is row t, its W pixels' C channels side by side (NHWC order); an MNIST digit
+    becomes 28 steps of 28 pixels. Like Flatten, it only reshapes.
+    """
+
+    def forward(self, x, train):
+        self.cache = x.shape
+        return x.reshape(x.shape[0], x.shape[1], -1)
+
+    def backward(self, dout):
+        return dout.reshape(self.take_cache())
+
+
 # ======================================================================================
 # 4. Loss
 # ======================================================================================
@@ -902,12 +1211,19 @@ def snip(model, images, labels, sparsity, prune="weights+biases", report=None):
 
 
 def pruning_table(model, batch_norm=False):
-    """Rows (name, total, kept) for every conv/linear weight and bias (kept = non-zero gates),
-    and with batch_norm=True the (never gated) batch-norm scales and shifts too."""
+    """Rows (name, total, kept) for every conv/linear/recurrent weight and bias (kept = non-zero
+    gates), one row per gate of a recurrent layer's Params (lstm1.input_weight[f]), and with
+    batch_norm=True the (never gated) batch-norm scales and shifts too."""
     kinds = ("weight", "bias", "scale", "shift") if batch_norm else ("weight", "bias")
-    params = [p for p in parameters_of(model) if p.kind in kinds]
-    kept = host_values(*(p.size if p.mask is None else xp.count_nonzero(p.mask) for p in params))
-    return [(p.name, p.size, int(k)) for p, k in zip(params, kept)]
+    blocks = []                                              # (name, Param, index of the block)
+    for p in parameters_of(model):
+        if p.kind in kinds:
+            blocks += [(p.name if label is None else f"{p.name}[{label}]", p, index)
+                       for label, index in p.parts or [(None, ...)]]
+    sizes = [numpy.broadcast_to(0, p.shape)[index].size for _, p, index in blocks]
+    kept = host_values(*(size if p.mask is None else xp.count_nonzero(p.mask[index])
+                         for size, (_, p, index) in zip(sizes, blocks)))   # one wait for the device
+    return [(name, size, int(k)) for (name, _, _), size, k in zip(blocks, sizes, kept)]
 
 
 def format_pruning_table(rows):
@@ -952,15 +1268,37 @@ class SGD:
             p.value -= xp.multiply(v, lr, out=scratch)                 # w <- w - lr * v
 
 
+def clip_gradient_norm(params, max_norm):
+    """Scale the gradients of all learned `params` by one factor so that their global L2 norm
+    is at most max_norm: g <- g * min(1, max_norm / ||g||), ||g|| over every entry of every
+    dL/dw = c * dL/d(w * c) (pruned entries count as 0). The direction of the step is kept;
+    only an unusually long one (an exploding gradient through time) is shortened.
+
+    Returns ||g|| before clipping as a 0-d device array. Nothing is read back to the host:
+    the factor is computed on the device, so a GPU never waits here. As PyTorch's
+    clip_grad_norm_, it divides by ||g|| + 1e-6, which is harmless and finite when ||g|| = 0.
+    """
+    learned = [p for p in params if p.learned]
+    squares = [((p.grad if p.mask is None else p.grad * p.mask) ** 2).sum() for p in learned]
+    norm = xp.sqrt(sum(squares))                                        # 0-d
+    scale = xp.minimum(1.0, max_norm / (norm + 1e-6))                   # 0-d, <= 1
+    for p in learned:
+        p.grad *= scale              # dL/dw = c * grad is scaled with it (c is 0 or 1)
+    return norm
+
+
 # ======================================================================================
 # 8. Training and evaluation
 # ======================================================================================
 
-def train_step(model, optimiser, images, labels, lr):
-    """One mini-batch: forward, loss, backward, update. Returns (loss, number correct) on the device."""
+def train_step(model, optimiser, images, labels, lr, clip_norm=None):
+    """One mini-batch: forward, loss, backward, (clipping,) update. Returns (loss, number
+    correct) on the device. clip_norm: the largest global gradient norm (None: no clipping)."""
     logits = model.forward(images, train=True)
     loss, dlogits = softmax_cross_entropy(logits, labels)
     model.backward(dlogits)
+    if clip_norm is not None:
+        clip_gradient_norm(optimiser.params, clip_norm)
     optimiser.step(lr)
     return loss, (logits.argmax(axis=1) == labels).sum()
 
@@ -1107,14 +1445,14 @@ def request_stop():
 
 
 def fit(model, optimiser, train, validation, state, *, iterations, batch_size, base_lr, boundaries,
-        log=print, on_step=None, checkpoint=None, checkpoint_every=None):
+        log=print, on_step=None, checkpoint=None, checkpoint_every=None, clip_norm=None):
     """Train until state.iteration reaches `iterations`, a fresh shuffle each epoch.
 
     train, validation: DeviceSplits; validation runs after every epoch (and at the end).
     state: a TrainingState, new or restored from a checkpoint; it is advanced in place.
     on_step(iteration, loss), if given, sees every mini-batch's loss (a device scalar).
     checkpoint(state), if given, is called every `checkpoint_every` iterations, and when a
-    stop is requested (then Interrupted is raised).
+    stop is requested (then Interrupted is raised). clip_norm: see train_step.
 
     A step never waits for the device: the epoch's shuffle and augmentation are copied to
     it once, losses and hits are summed there, and the host reads them (one copy of three
@@ -1138,7 +1476,7 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
             step = slice(state.position, state.position + batch_size)
             images, labels = train.batch(order[step], None if moves is None else moves[:, step])
             lr = learning_rate(state.iteration, base_lr, boundaries)
-            loss, correct = train_step(model, optimiser, images, labels, lr)
+            loss, correct = train_step(model, optimiser, images, labels, lr, clip_norm)
             state.epoch_loss = state.epoch_loss + loss * len(labels)     # sums stay on the device
             state.epoch_correct = state.epoch_correct + correct
             state.epoch_images += len(labels)
@@ -1294,6 +1632,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--momentum", type=fraction_value, default=0.9, help="SGD momentum")
     parser.add_argument("--weight-decay", type=non_negative_float, default=5e-4,
                         help="L2 weight decay on conv/linear weights and biases")
+    parser.add_argument("--clip-norm", type=positive_float, default=None, metavar="NORM",
+                        help="scale the gradients down when their global norm exceeds NORM "
+                             "(default: no clipping)")
     parser.add_argument("--val-fraction", type=fraction_value, default=0.1,
                         help="fraction of the training set held out for validation")
     parser.add_argument("--seed", type=seed_value, default=0,
@@ -1431,7 +1772,7 @@ def run(args, log=print):
         try:
             fit(model, optimiser, train, validation, state, iterations=iterations, batch_size=batch_size,
                 base_lr=args.lr, boundaries=boundaries, log=log, checkpoint=checkpoint,
-                checkpoint_every=args.checkpoint_every)
+                checkpoint_every=args.checkpoint_every, clip_norm=args.clip_norm)
         except Diverged as error:
             where = (f"the last good checkpoint is {last_saved['path']} (iteration {last_saved['iteration']:,})"
                      if last_saved else "no checkpoint was saved (see --checkpoint-every)")
@@ -1456,7 +1797,7 @@ def run(args, log=print):
         "val_error": state.history[-1].get("val_error"),
         "epochs": len(state.history), "iterations": iterations, "batch_size": batch_size,
         "lr": args.lr, "lr_boundaries": boundaries, "momentum": args.momentum,
-        "weight_decay": args.weight_decay, "augment": augment._asdict() if augment is not None else None,
+        "weight_decay": args.weight_decay, "clip_norm": args.clip_norm, "augment": augment._asdict() if augment is not None else None,
         "snip_seconds": snip_seconds,
         "train_seconds": state.train_seconds,
         "train_images_per_second": state.images_trained / max(state.train_seconds, 1e-9),

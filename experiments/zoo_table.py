@@ -30,11 +30,15 @@ PAPER_SPARSITY = {
     "vgg-d": 0.95, "vgg-like": 0.97, "resnet18": 0.95, "resnet34": 0.95, "squeezenet": 0.95,
     "squeezenet-bypass": 0.95, "googlenet": 0.95, "googlenet-full": 0.95, "densenet121": 0.95,
     "densenet169": 0.95, "densenet201": 0.95, "densenet264": 0.95, "wrn-16-8": 0.95,
-    "wrn-16-10": 0.95, "wrn-22-8": 0.95,
+    "wrn-16-10": 0.95, "wrn-22-8": 0.95, "lstm-s": 0.95, "lstm-b": 0.95, "gru-s": 0.95, "gru-b": 0.95,
 }
 PUBLISHED_ERRORS = {
     ("lenet300", "mnist"): "2.4% (paper, 54,000 training images)",
     ("lenet5", "mnist"): "1.1% (paper, 54,000 training images)",
+    ("lstm-s", "mnist"): "1.88 → 1.57% (paper, sequential MNIST)",
+    ("lstm-b", "mnist"): "1.15 → 1.35% (paper, sequential MNIST)",
+    ("gru-s", "mnist"): "1.87 → 2.41% (paper, sequential MNIST)",
+    ("gru-b", "mnist"): "1.71 → 1.52% (paper, sequential MNIST)",
     ("resnet18", "cifar10"): "8.32 → 8.47% (student reproduction)",
 }
 

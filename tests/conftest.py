@@ -12,6 +12,7 @@ test's subprocesses get the backend too (helpers.run_python, helpers.child_envir
 """
 
 import os
+import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -65,6 +66,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if switches:
         terminalreporter.write_line(f"{len(switches)} test(s) switched the backend: {', '.join(switches)}",
                                     red=True)
+
+
+@pytest.fixture
+def stand_in(backend):
+    """The strict CuPy stand-in as snip_min's backend for one test (the suite's own under
+    --device strict; switched to, and back, under plain pytest); yields its counting API,
+    cupy.strict. On a real GPU the test is skipped: only the stand-in can count."""
+    if backend == "gpu":
+        pytest.skip("waits for the device are counted on the strict stand-in (--device strict)")
+    if backend == "strict":
+        yield sm.xp.strict
+        return
+    saved_path = list(sys.path)
+    sys.path.insert(0, helpers.STAND_IN)
+    try:
+        sm.use_device("gpu")
+        assert helpers.on_stand_in()
+        yield sm.xp.strict
+    finally:
+        sm.use_device("cpu")
+        sys.path[:] = saved_path
+        for name in [name for name in sys.modules if name == "cupy" or name.startswith("cupy.")]:
+            del sys.modules[name]         # a later `import cupy` finds no CuPy, as before
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_an_unknown_model_is_refused_in_one_line():
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", ["lenet300", "lenet5"])
+@pytest.mark.parametrize("name", ["lenet300", "lenet5", "lstm-s", "gru-s"])
 def test_the_pytorch_twin_gives_the_same_logits_and_gradients(name):
     torch = pytest.importorskip("torch")
     import bench
@@ -73,4 +73,8 @@ def test_the_pytorch_twin_gives_the_same_logits_and_gradients(name):
     assert numpy.allclose(their_logits.detach().numpy(), sm.to_host(logits), rtol=1e-10, atol=1e-12)
     torch.nn.functional.cross_entropy(their_logits, torch.as_tensor(sm.to_host(labels))).backward()
     for p, target, layout in links:
-        assert numpy.allclose(target.grad.numpy(), layout(p.grad).numpy(), rtol=1e-9, atol=1e-12), p.name
+        # where a layout embeds a Param in a larger PyTorch one (a GRU's b_hn in bias_hh), the
+        # rest of that tensor is PyTorch's own (held at zero in the twin's training): compare
+        # the Param's part
+        part = layout(sm.xp.ones_like(p.grad)).numpy() != 0
+        assert numpy.allclose(target.grad.numpy()[part], layout(p.grad).numpy()[part], rtol=1e-9, atol=1e-12), p.name

@@ -7,38 +7,15 @@ they switch to the stand-in for their own duration (and back); on a real GPU the
 skipped, since only the stand-in can count."""
 
 import io
-import os
 import sys
 
 import numpy
 import pytest
 
 import data
-import helpers
 import models
 import snip_min as sm
 from conftest import write_tiny_mnist
-
-
-@pytest.fixture
-def stand_in(backend):
-    """The strict stand-in as snip_min's backend for one test; its counting API."""
-    if backend == "gpu":
-        pytest.skip("waits for the device are counted on the strict stand-in (--device strict)")
-    if backend == "strict":
-        yield sm.xp.strict
-        return
-    saved_path = list(sys.path)
-    sys.path.insert(0, helpers.STAND_IN)
-    try:
-        sm.use_device("gpu")
-        assert helpers.on_stand_in()
-        yield sm.xp.strict
-    finally:
-        sm.use_device("cpu")
-        sys.path[:] = saved_path
-        for name in [name for name in sys.modules if name == "cupy" or name.startswith("cupy.")]:
-            del sys.modules[name]         # a later `import cupy` finds no CuPy, as before
 
 
 @pytest.fixture(scope="module")

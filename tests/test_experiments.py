@@ -135,7 +135,7 @@ def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_p
             {"model": model, "dataset": dataset, "sparsity": 0.98 if model == "lenet300" else 0.95,
              "test_error": error, "seed": 0, "data": "some data", "augment": augment}))
     rows = zoo.table_rows(str(tmp_path / "results"))
-    assert len(rows) == 25
+    assert len(rows) == 29
     assert next(r for r in rows if r["model"] == "lenet300")["test_errors"] == [3.6, 3.5]
     assert next(r for r in rows if r["model"] == "resnet18")["test_errors"] == [8.6, 8.5]
     vgg = next(r for r in rows if r["model"] == "vgg-d" and r["dataset"] == "cifar10")
@@ -143,7 +143,7 @@ def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_p
     assert vgg["test_errors"] == [7.25]
     text = zoo.markdown(rows)
     assert "15,245,130 → 762,257 | 7.25%, CIFAR-10, 50,000 training images" in text
-    assert text.count("\n") == 26
+    assert text.count("\n") == 30
 
 
 # ------------------------------------------------------------------------------------------
