@@ -110,12 +110,6 @@ def parse_arguments(parser, argv):
     return args
 
 
-def random_scores(params, rng):
-    """The random-pruning baseline: every gated entry gets an independent uniform score, so
-    the global top-k keeps kappa connections chosen uniformly at random over the network."""
-    return [sm.xp.asarray(rng.random(p.shape), dtype=p.value.dtype) for p in params]
-
-
 def seed_streams(seed):
     """The four random streams snip_min.py draws from one seed: initialisation, validation
     split, scoring batch, shuffling."""
@@ -138,12 +132,10 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     if score_index is None:
         score_index = score_rng.choice(len(train), size=batch_size, replace=False)
     images, labels = train.batch(sm.xp.asarray(score_index))
-    params = sm.prunable_parameters(model)
     if method == "snip":
-        scores = sm.connection_sensitivity(model, images, labels, params)
+        sm.snip(model, images, labels, sparsity)
     else:
-        scores = random_scores(params, score_rng)
-    sm.apply_masks(params, sm.snip_masks(scores, sparsity))
+        sm.random_pruning(model, sparsity, score_rng)
     kept = sum(row[2] for row in sm.pruning_table(model))
     iterations = epochs * -(-len(train) // batch_size)
     optimiser = sm.SGD(sm.parameters_of(model))

@@ -232,3 +232,14 @@ def test_cifar_defaults_are_the_papers(tiny_cifar):
     assert sm.training_schedule(args, "mnist", steps_per_epoch=10) == (100_000, [25_000, 50_000, 75_000])
     args = sm.parse_arguments(["--model", "lenet5"])
     assert sm.training_schedule(args, "mnist", steps_per_epoch=10) == (12_000, [6_000, 9_000])
+
+
+def test_random_pruning_is_the_baseline_method(tiny_mnist, tmp_path, device):
+    result = run_cli("--model", "lenet300", "--sparsity", "0.9", "--method", "random", "--data-dir", tiny_mnist,
+                     "--iterations", "2", "--out", str(tmp_path / "random"), device=device)
+    assert result.returncode == 0, result.stderr
+    assert "random pruning (the baseline, not SNIP): lenet300, sparsity 0.9" in result.stdout
+    results = json.loads((tmp_path / "random" / "results.json").read_text())
+    assert results["method"] == "random" and results["params_kept"] == sm.kappa_for(0.9, 266_610)
+    kept_biases = sum(row["kept"] for row in results["per_layer"] if row["name"].endswith(".bias"))
+    assert kept_biases > 0           # SNIP would prune every (zero) bias; chance keeps about 10%
