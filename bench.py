@@ -57,7 +57,10 @@ def parse_arguments(argv=None):
                         help="time snip-min's training step layer by layer instead, and "
                              "PyTorch's with its own profiler")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)   # internal
-    parser.add_argument("--worker", default=None, choices=("snip-min", "torch"),
+    parser.add_argument("--compact", action="store_true",
+                        help="also time the training step and inference of the compacted network "
+                             "(snip_min.py --compact: the smaller dense network the mask leaves)")
+    parser.add_argument("--worker", default=None, choices=("snip-min", "snip-min-compact", "torch"),
                         help=argparse.SUPPRESS)                                    # internal
     return parser.parse_args(argv)
 
@@ -72,11 +75,13 @@ def set_threads(threads):
 # ---------------------------------------------------------------------------------------
 
 class SnipMinWork:
-    """One model, one batch, one mask: the three measured operations in snip-min."""
+    """One model, one batch, one mask: the three measured operations in snip-min. With
+    compact=True, the training step and inference run on the compacted network (the smaller
+    dense network the mask leaves, snip_min.compact); SNIP itself is the same work."""
 
     name = "snip-min"
 
-    def __init__(self, args, sm, models, numpy):
+    def __init__(self, args, sm, models, numpy, compact=False):
         self.sm, self.args = sm, args
         info = models.MODELS[args.model]
         self.dataset = args.dataset or info.dataset
@@ -89,14 +94,18 @@ class SnipMinWork:
         # SNIP scores a dense initialisation: keep one to score again at every measurement
         self.dense = {p.name: p.value.copy() for p in sm.prunable_parameters(self.model)}
         self.gated = sm.snip(self.model, self.images, self.labels, args.sparsity)
-        self.optimiser = sm.SGD(sm.parameters_of(self.model))
+        self.network = self.model
+        if compact:
+            self.name = "snip-min, compacted"
+            self.network = sm.compact(self.model, shape).network
+        self.optimiser = sm.SGD(sm.parameters_of(self.network))
 
     def synchronise(self):
         if self.sm.xp is not __import__("numpy"):
             self.sm.xp.cuda.get_current_stream().synchronize()
 
     def train_step(self):
-        self.sm.train_step(self.model, self.optimiser, self.images, self.labels, lr=1e-3)
+        self.sm.train_step(self.network, self.optimiser, self.images, self.labels, lr=1e-3)
 
     def snip(self):
         # the whole of Algorithm 1's scoring on the dense initialisation: gates to 1,
@@ -108,7 +117,7 @@ class SnipMinWork:
         self.sm.apply_masks(self.gated, masks)
 
     def infer(self):
-        self.model.forward(self.images, train=False).argmax(axis=1)
+        self.network.forward(self.images, train=False).argmax(axis=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -452,7 +461,7 @@ def serve(args):
     import snip_min as sm
     try:
         sm.use_device(args.device)
-        work = SnipMinWork(args, sm, models, numpy)
+        work = SnipMinWork(args, sm, models, numpy, compact=args.worker == "snip-min-compact")
         if args.worker == "torch":
             import torch
             torch.set_num_threads(args.threads)
@@ -479,8 +488,9 @@ def serve(args):
 
 def measure_speed(workers, args):
     """Time every worker's operations in turn, A B A B ..., and return per library the
-    figures' median, min and max, and per figure the pairwise ratios (first worker / each
-    other worker) with their median, min and max."""
+    figures' median, min and max, and, for every pair of libraries (a, b), the pairwise
+    ratios a / b of each figure with their median, min and max (speeds: a's images/s over
+    b's; SNIP: a's seconds over b's)."""
     steps = args.steps
     if steps is None:       # about a second of training steps per repeat, at least 2
         probe = workers[0].seconds("train", 2)
@@ -500,10 +510,9 @@ def measure_speed(workers, args):
                 "infer_images_per_second": [batch / x for x in t["infer"]]}
     per_library = {name: figures(t) for name, t in timings.items()}
     results = {name: {key: summary(values) for key, values in f.items()} for name, f in per_library.items()}
-    ours = per_library[workers[0].name]
-    ratios = {other.name: {key: summary([a / b for a, b in zip(ours[key], per_library[other.name][key])])
-                           for key in ours}
-              for other in workers[1:]}
+    ratios = {(a, b): {key: summary([x / y for x, y in zip(per_library[a][key], per_library[b][key])])
+                       for key in per_library[a]}
+              for a in per_library for b in per_library if a != b}
     return results, ratios, steps
 
 
@@ -775,13 +784,15 @@ def main(argv=None):
     workers = [start_worker("snip-min", args, required=True)]
     if with_torch:
         workers.append(start_worker("torch", args))
+    if args.compact:
+        workers.append(start_worker("snip-min-compact", args, required=True))
     workers = [worker for worker in workers if worker is not None]
     try:
         speed, ratios, steps = measure_speed(workers, args)
     finally:
         for worker in workers:
             worker.close()
-    torch_version = workers[1].version if len(workers) > 1 else None
+    torch_version = next((worker.version for worker in workers if worker.library == "torch"), None)
     memory = {}
     if not args.no_memory:
         memory["snip-min"] = peak_memory("snip-min", args)
@@ -814,10 +825,18 @@ def main(argv=None):
             "peak_memory_bytes": memory.get("PyTorch"),
             "spread": theirs,
         }
-        report["ratio_spread"] = ratios["PyTorch"]
-        report["ratios"] = {key: spread["median"] for key, spread in ratios["PyTorch"].items()}
+        report["ratio_spread"] = ratios[("snip-min", "PyTorch")]
+        report["ratios"] = {key: spread["median"] for key, spread in report["ratio_spread"].items()}
         if memory.get("snip-min") is not None and memory.get("PyTorch"):
             report["ratios"]["peak_memory_bytes"] = memory["snip-min"] / memory["PyTorch"]
+    if args.compact:
+        compacted = speed["snip-min, compacted"]
+        report["compact"] = {key: compacted[key]["median"] for key in ("train_images_per_second",
+                                                                       "infer_images_per_second")}
+        report["compact"]["spread"] = compacted
+        report["compact"]["over_masked"] = ratios[("snip-min, compacted", "snip-min")]
+        if torch_version:
+            report["compact"]["over_torch"] = ratios[("snip-min, compacted", "PyTorch")]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -863,8 +882,17 @@ def print_table(report):
             line += (f" {report['torch']['peak_memory_bytes'] / 2**20:>26,.1f}"
                      f" {report['ratios']['peak_memory_bytes']:>18.2f} (lower is better)")
         print(line)
-    if has_torch:
-        print("each library in its own process, timed in turn; a ratio is the median (min-max) of "
+    if "compact" in report:
+        compact = report["compact"]
+        for label, key in (("compacted: training (images/s)", "train_images_per_second"),
+                           ("compacted: inference (images/s)", "infer_images_per_second")):
+            line = (f"{label:<30} {cell(compact['spread'][key], '{:,.0f}'):>26}   "
+                    f"{cell(compact['over_masked'][key], '{:.2f}')} x the masked network")
+            if "over_torch" in compact:
+                line += f", {cell(compact['over_torch'][key], '{:.2f}')} x PyTorch's"
+            print(line)
+    if has_torch or "compact" in report:
+        print("each network in its own process, timed in turn; a ratio is the median (min-max) of "
               "the repeats' pairwise ratios")
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
     print(f"{versions}; {report['machine']}")

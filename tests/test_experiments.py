@@ -407,3 +407,47 @@ def test_paper_setting_is_the_papers_grid_with_the_papers_figures_beside_ours(ti
                 "one class", "--list"])
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note:")]
     assert stopped.value.code == 2 and len(err) == 1 and "one-class" in err[0]      # (notes: the data)
+
+
+# ------------------------------------------------------------------------------------------
+# Alive units against sparsity, and where a recurrent network's kept weights are
+# ------------------------------------------------------------------------------------------
+
+def test_alive_units_experiment_counts_the_units_of_every_layer(tiny_mnist, tmp_path, device):
+    assert experiment("alive_units").main(["--data-dir", tiny_mnist, "--out", str(tmp_path), "--device", device,
+                                           "--seeds", "1", "--sparsities", "0", "0.99"]) == 0
+    rows = rows_of(tmp_path / "alive.csv")
+    layers = {(r["model"], r["layer"]) for r in rows}
+    assert layers == {("lenet300", name) for name in ("input", "fc1", "fc2", "fc3")} | \
+        {("lenet5", name) for name in ("input", "conv1", "conv2", "fc1", "fc2")}
+    for row in rows:
+        if float(row["sparsity"]) == 0:                       # nothing pruned: everything is alive
+            assert row["alive"] == row["total"], row
+    fc1 = next(r for r in rows if r["model"] == "lenet300" and r["layer"] == "fc1" and float(r["sparsity"]) == 0.99)
+    assert 0 < int(fc1["alive"]) < 300 and int(fc1["compact_multiply_adds"]) < int(fc1["multiply_adds"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["models"]) == {"lenet300", "lenet5"}
+    if figures_expected():
+        assert_png(tmp_path / "alive-lenet300.png")
+        assert_png(tmp_path / "alive-lenet5.png")
+
+
+def test_recurrent_gates_shows_where_the_kept_weights_are(tiny_mnist, tmp_path, device):
+    import snip_min as sm
+    runs = tmp_path / "runs"
+    for method in ("snip", "random"):
+        sm.run(sm.parse_arguments(["--model", "lstm-s", "--sparsity", "0.95", "--method", method, "--data-dir",
+                                   tiny_mnist, "--iterations", "2", "--out", str(runs / method),
+                                   "--device", device]), log=lambda line: None)
+    assert experiment("recurrent_gates").main(["--runs", str(runs)]) == 0
+    found = json.loads((runs / "gates.json").read_text())
+    assert sorted(run["method"] for run in found) == ["random", "snip"]
+    for run in found:
+        assert set(run["kept_fraction"]) == {"input_weight", "recurrent_weight"}
+        assert set(run["kept_fraction"]["input_weight"]) == {"i", "f", "g", "o"}
+        assert 0 <= run["units_with_input"] <= 128 and run["alive_units"] <= run["units_with_input"]
+    random_run = next(run for run in found if run["method"] == "random")
+    for fraction in random_run["kept_fraction"]["recurrent_weight"].values():
+        assert 0.03 < fraction < 0.07            # random pruning keeps about 5% of every gate
+    if figures_expected():
+        assert_png(runs / "gates-lstm-s-95.png")
