@@ -804,6 +804,16 @@ def recurrent_param(role, shape, kind, labels, hidden):
     return Param(role, shape, kind, role=role, parts=gate_blocks(labels, hidden, matrix=len(shape) == 2))
 
 
+def gradients_from_above(dout, return_sequences):
+    """(from_above, dh_next): what a recurrent layer's backward pass starts from. With
+    return_sequences every h_t reaches the loss directly: from_above[t] = dL/dh_t from the
+    layers above, a (T, N, H) view of dout (N, T, H), and nothing comes back after step T.
+    Otherwise only h_T does: from_above is None and dL/dh_T = dout (N, H)."""
+    if return_sequences:
+        return dout.transpose(1, 0, 2), xp.zeros_like(dout[:, 0])
+    return None, dout
+
+
 class LSTM(Layer):
     """Long short-term memory (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et
     al. 2000) over a whole sequence.
@@ -883,12 +893,7 @@ class LSTM(Layer):
         x_by_time, x_shape, w, u, gates, cells, cell_tanh, hiddens = self.take_cache()
         steps, n, size = cell_tanh.shape
         dz = xp.empty_like(gates)                                          # (T, N, 4H): dL/dz_t of each step
-        if self.return_sequences:                  # every h_t reaches the loss directly
-            from_above = dout.transpose(1, 0, 2)                           # (T, N, H), a view
-            dh_next = xp.zeros((n, size), dtype=dout.dtype)                # (N, H): nothing after step T
-        else:                                      # only h_T does
-            from_above = None
-            dh_next = dout                                                 # (N, H)
+        from_above, dh_next = gradients_from_above(dout, self.return_sequences)
         dc_next = xp.zeros((n, size), dtype=dout.dtype)                    # (N, H): c_T feeds only h_T
         for t in reversed(range(steps)):
             # h_t feeds the loss (with return_sequences) and the next step: dL/dh_t is the sum
@@ -999,12 +1004,7 @@ class GRU(Layer):
         steps, n, size = candidate_recurrent.shape
         d_recurrent = xp.empty_like(gates)                                 # (T, N, 3H): dL/ds_t of each step
         d_candidate = xp.empty_like(candidate_recurrent)                   # (T, N, H): dL/da_t[n] of each step
-        if self.return_sequences:                  # every h_t reaches the loss directly
-            from_above = dout.transpose(1, 0, 2)                           # (T, N, H), a view
-            dh_next = xp.zeros((n, size), dtype=dout.dtype)                # (N, H): nothing after step T
-        else:                                      # only h_T does
-            from_above = None
-            dh_next = dout                                                 # (N, H)
+        from_above, dh_next = gradients_from_above(dout, self.return_sequences)
         for t in reversed(range(steps)):
             # h_t feeds the loss (with return_sequences) and the next step: dL/dh_t is the sum
             dh = dh_next + from_above[t] if from_above is not None else dh_next      # (N, H)
@@ -1208,7 +1208,8 @@ def top_k_mask(scores, kappa):
     keep = scores > threshold                                # fewer than kappa of these ...
     missing = kappa - keep.sum()
     ties = scores == threshold                               # ... the rest come from the ties,
-    keep |= ties & (xp.cumsum(ties) <= missing)              # the first `missing` of them
+    count = xp.cumsum(ties, dtype=xp.int32 if m < 2**31 else xp.int64)    # ties so far, at each index
+    keep |= ties & (count <= missing)                        # the first `missing` of them
     return keep
 
 
