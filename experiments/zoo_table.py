@@ -67,12 +67,13 @@ def augmented_as_the_authors(result):
 
 def measured_runs(folder):
     """{(model, dataset, sparsity): [results dicts]} from every results.json under folder
-    that augmented its training images as the authors did."""
+    that pruned with SNIP (not the random baseline) and augmented its training images as
+    the authors did."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(folder, "**", "results.json"), recursive=True)):
         with open(path) as f:
             result = json.load(f)
-        if not augmented_as_the_authors(result):
+        if result.get("method", "snip") != "snip" or not augmented_as_the_authors(result):
             continue
         runs.setdefault((result["model"], result["dataset"], result["sparsity"]), []).append(result)
     return runs
