@@ -215,8 +215,13 @@ def to_torch(layer, sm, torch):
             return torch.cat([branch(x) for branch in self.branches], dim=1)
 
     class AsSequence(nn.Module):
-        def forward(self, x):                  # the chain hands it (N, C, H, W): -> (N, H, W*C)
-            return x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1)
+        def __init__(self, pixels):
+            super().__init__()
+            self.pixels = pixels
+
+        def forward(self, x):                  # the chain hands it (N, C, H, W): -> (N, T, D)
+            steps = x.shape[2] * x.shape[3] if self.pixels else x.shape[2]
+            return x.permute(0, 2, 3, 1).reshape(x.shape[0], steps, -1)
 
     class LastHidden(nn.Module):
         """torch.nn.LSTM/GRU over the whole sequence, giving h_T as snip-min's layers do."""
@@ -294,7 +299,7 @@ def to_torch(layer, sm, torch):
         if isinstance(each, sm.Flatten):
             return [FlattenNHWC()]
         if isinstance(each, sm.AsSequence):
-            return [AsSequence()]
+            return [AsSequence(each.pixels)]
         if isinstance(each, (sm.LSTM, sm.GRU)):
             return recurrent(each)
         if isinstance(each, sm.BatchNorm):

@@ -268,13 +268,14 @@ def wide_resnet(num_classes, dataset, depth, k):
 # sequence of its 28 rows of 28 pixels, one row per step.
 # ---------------------------------------------------------------------------------------
 
-def recurrent_classifier(layer, hidden, num_classes):
+def recurrent_classifier(layer, hidden, num_classes, pixels=False):
     """LSTM-s/-b, GRU-s/-b: one LSTM or GRU layer of `hidden` units (128: -s, 256: -b) over
     the 28 rows, and a linear classifier on its last hidden state. LSTM-s: 81,674 parameters
-    (4 gates x (28*128 + 128*128 + 128) + 128*10 + 10)."""
+    (4 gates x (28*128 + 128*128 + 128) + 128*10 + 10). pixels=True reads one pixel per step
+    instead, 784 steps of one value (the -pixels models): LSTM-s 67,850 parameters."""
     return Sequential(
-        AsSequence(),                               # (N, 28, 28, 1) -> (N, T=28, D=28)
-        layer(28, hidden),                          #                -> (N, hidden), h_28
+        AsSequence(pixels),                         # (N, 28, 28, 1) -> (N, T=28, D=28), or (N, 784, 1)
+        layer(1 if pixels else 28, hidden),         #                -> (N, hidden), h_T
         Linear(hidden, num_classes),
     )
 
@@ -312,6 +313,15 @@ MODELS = {
                        iterations=10_000),
     "gru-b": ModelInfo(lambda n, d: recurrent_classifier(GRU, 256, n), "mnist", ("mnist",), "GRU-b",
                        iterations=10_000),
+    # The same, one pixel per step: 784 steps an image, 28 times the work of the rows
+    "lstm-s-pixels": ModelInfo(lambda n, d: recurrent_classifier(LSTM, 128, n, pixels=True), "mnist",
+                               ("mnist",), "LSTM-s (pixels)", iterations=10_000),
+    "lstm-b-pixels": ModelInfo(lambda n, d: recurrent_classifier(LSTM, 256, n, pixels=True), "mnist",
+                               ("mnist",), "LSTM-b (pixels)", iterations=10_000),
+    "gru-s-pixels": ModelInfo(lambda n, d: recurrent_classifier(GRU, 128, n, pixels=True), "mnist",
+                              ("mnist",), "GRU-s (pixels)", iterations=10_000),
+    "gru-b-pixels": ModelInfo(lambda n, d: recurrent_classifier(GRU, 256, n, pixels=True), "mnist",
+                              ("mnist",), "GRU-b (pixels)", iterations=10_000),
     "alexnet-s": ModelInfo(lambda n, d: alexnet(n, d, k=1), "cifar10", AUTHORS, "AlexNet-s"),
     "alexnet-b": ModelInfo(lambda n, d: alexnet(n, d, k=2), "cifar10", AUTHORS, "AlexNet-b"),
     "vgg-c": ModelInfo(lambda n, d: vgg(n, d, "C"), "cifar10", AUTHORS, "VGG-C"),

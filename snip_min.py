@@ -93,7 +93,7 @@ def use_device(device):
         import cupy
     except ImportError:
         raise UsageError("--device gpu needs CuPy, which is not installed "
-                         "(pip install cupy-cuda12x, see the README) or use --device cpu")
+                         "(pip install cupy-cuda12x, see docs/gpu.md) or use --device cpu")
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise RuntimeError("no CUDA device found")
@@ -1050,15 +1050,21 @@ class GRU(Layer):
 
 
 class AsSequence(Layer):
-    """Read each image as a sequence of its rows: x (N, H, W, C) -> (N, T = H, D = W*C).
+    """Read each image as a sequence of its rows: x (N, H, W, C) -> (N, T = H, D = W*C), or,
+    with pixels=True, of its pixels: -> (N, T = H*W, D = C).
 
-    Step t is row t, its W pixels' C channels side by side (NHWC order); an MNIST digit
-    becomes 28 steps of 28 pixels. Like Flatten, it only reshapes.
+    Rows: step t is row t, its W pixels' C channels side by side (NHWC order); an MNIST
+    digit becomes 28 steps of 28 pixels. Pixels: step t is pixel t in reading order, an MNIST
+    digit 784 steps of one value. Like Flatten, it only reshapes.
     """
+
+    def __init__(self, pixels=False):
+        self.pixels = pixels
 
     def forward(self, x, train):
         self.cache = x.shape
-        return x.reshape(x.shape[0], x.shape[1], -1)
+        steps = x.shape[1] * x.shape[2] if self.pixels else x.shape[1]
+        return x.reshape(x.shape[0], steps, -1)
 
     def backward(self, dout):
         return dout.reshape(self.take_cache())
@@ -1272,10 +1278,11 @@ def pruning_table(model, batch_norm=False):
         if p.kind in kinds:
             blocks += [(p.name if label is None else f"{p.name}[{label}]", p, index)
                        for label, index in p.parts or [(None, ...)]]
-    sizes = [numpy.broadcast_to(0, p.shape)[index].size for _, p, index in blocks]
-    kept = host_values(*(size if p.mask is None else xp.count_nonzero(p.mask[index])
-                         for size, (_, p, index) in zip(sizes, blocks)))   # one wait for the device
-    return [(name, size, int(k)) for (name, _, _), size, k in zip(blocks, sizes, kept)]
+    sizes = [p.value[index].size for _, p, index in blocks]          # a view's size: nothing is copied
+    gated = [(p, index) for _, p, index in blocks if p.mask is not None]
+    counts = iter(host_values(*(xp.count_nonzero(p.mask[index]) for p, index in gated)))   # one wait
+    return [(name, size, size if p.mask is None else int(next(counts)))
+            for (name, p, _), size in zip(blocks, sizes)]
 
 
 def format_pruning_table(rows, alive=None):
@@ -1569,7 +1576,7 @@ def concat_read(walk, layer, read):
 
 def as_sequence_signal(walk, layer, signal):
     walk.memo[id(layer)] = signal.shape
-    return signal.reshape(signal.shape[0], signal.shape[1], -1)             # (1, T, D)
+    return AsSequence(layer.pixels).forward(signal, train=False)            # (1, T, D)
 
 
 def recurrent_signal(walk, layer, signal):
@@ -1655,9 +1662,9 @@ def alive_units(model, input_shape, transitive=True):
     and which input entries the network reads.
 
     model: any network whose layers have a rule in LIVENESS_RULES (every layer of the model
-    zoo but the recurrent ones); input_shape: one example's (H, W, C). Returns a dict of
-    NumPy bool arrays: 'input' -> (H, W, C), then one entry per Linear/Conv2D in forward
-    order, keyed by its name prefix ('conv1', 'fc2'), -> (units,). transitive=False: each
+    zoo); input_shape: one example's (H, W, C). Returns a dict of NumPy bool arrays:
+    'input' -> (H, W, C), then one entry per layer with units (Linear, Conv2D, LSTM, GRU) in
+    forward order, keyed by its name prefix ('conv1', 'fc2', 'lstm1'), -> (units,). transitive=False: each
     layer on its own (one step). The last layer's class scores are read, so a score is
     reported alive when it has signal. One device-to-host copy.
     """
@@ -1869,12 +1876,12 @@ def smaller(layer, rows, units, parts):
 
 def multiply_adds(network, input_shape):
     """The multiply-adds of one example through the dense shapes of every Linear and Conv2D
-    in `network` (pruned entries counted too: the matrix products compute them): Linear
+    in `network` (recurrent layers are not counted) (pruned entries counted too: the matrix products compute them): Linear
     D_in * D_out, Conv2D OH * OW * KH * KW * C * F. The output sizes come from a liveness
     walk, so the network needs no values."""
     walk = Liveness(network, input_shape)
     return sum(math.prod(walk.at_output[id(layer)][0].shape[1:-1]) * layer.weight.size
-               for layer in walk.unit_layers)
+               for layer in walk.unit_layers if isinstance(layer, (Linear, Conv2D)))
 
 
 # ======================================================================================
@@ -2128,7 +2135,7 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
             if saving or state.iteration % READ_EVERY == 0:
                 last, loss_sum, hits = host_values(loss, state.epoch_loss, state.epoch_correct)
                 if not math.isfinite(last):
-                    raise Diverged(f"the loss became {last} at iteration {state.iteration:,}")
+                    raise Diverged(f"the loss became {last} by iteration {state.iteration:,}")
                 shown = f"loss {loss_sum / state.epoch_images:.4f} acc {100 * hits / state.epoch_images:.2f}%"
             if saving:
                 synchronise()

@@ -37,7 +37,7 @@ TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 COMPOSITIONS = ("random", "one class")
 
 # What each --setting means. The paper's epochs are sized so that its whole grid (39 runs, 3
-# seeds) takes about an hour with --jobs 2 on two CPU cores: on one thread and 21,910 training
+# seeds) takes about an hour with --jobs 2 on two CPU cores: on one thread and 21,911 training
 # images, an epoch of LeNet-300-100 takes about 0.62 s and one of LeNet-5-Caffe about 10.7 s,
 # so each worker's 13 or 14 LeNet-300-100 runs of 100 epochs and 6 LeNet-5-Caffe runs of 36
 # take about 53 minutes (100 epochs is also snip_min.py's 22,000 iterations for LeNet-300-100).

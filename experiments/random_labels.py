@@ -46,12 +46,13 @@ def one_run(dataset, s):
     losses, window = [], []
 
     def on_step(iteration, loss):
-        window.append((iteration, float(loss)))
+        window.append((iteration, loss))          # a device scalar: read once per window
         if len(window) == s["window"]:
             flush()
 
     def flush():
-        losses.append((window[-1][0], sum(loss for _, loss in window) / len(window)))
+        mean, = sm.host_values(sum(loss for _, loss in window) / len(window))
+        losses.append((window[-1][0], mean))
         window.clear()
 
     result = common.train_once(dataset, s["model"], s["sparsity"], s["seed"], s["epochs"], lr=s["lr"],

@@ -31,6 +31,7 @@ PAPER_SPARSITY = {
     "squeezenet-bypass": 0.95, "googlenet": 0.95, "googlenet-full": 0.95, "densenet121": 0.95,
     "densenet169": 0.95, "densenet201": 0.95, "densenet264": 0.95, "wrn-16-8": 0.95,
     "wrn-16-10": 0.95, "wrn-22-8": 0.95, "lstm-s": 0.95, "lstm-b": 0.95, "gru-s": 0.95, "gru-b": 0.95,
+    "lstm-s-pixels": 0.95, "lstm-b-pixels": 0.95, "gru-s-pixels": 0.95, "gru-b-pixels": 0.95,
 }
 PUBLISHED_ERRORS = {
     ("lenet300", "mnist"): "2.4% (paper, 54,000 training images)",

@@ -78,7 +78,11 @@ def stand_in(backend):
     if backend == "strict":
         yield sm.xp.strict
         return
-    saved_path = list(sys.path)
+    def cupy_modules():
+        return {name: module for name, module in sys.modules.items() if name == "cupy" or name.startswith("cupy.")}
+    saved_path, saved_modules = list(sys.path), cupy_modules()        # a real CuPy, if one was imported
+    for name in saved_modules:
+        del sys.modules[name]
     sys.path.insert(0, helpers.STAND_IN)
     try:
         sm.use_device("gpu")
@@ -87,8 +91,9 @@ def stand_in(backend):
     finally:
         sm.use_device("cpu")
         sys.path[:] = saved_path
-        for name in [name for name in sys.modules if name == "cupy" or name.startswith("cupy.")]:
-            del sys.modules[name]         # a later `import cupy` finds no CuPy, as before
+        for name in cupy_modules():
+            del sys.modules[name]         # a later `import cupy` finds what it found before
+        sys.modules.update(saved_modules)
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_an_unknown_model_is_refused_in_one_line():
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", ["lenet300", "lenet5", "lstm-s", "gru-s"])
+@pytest.mark.parametrize("name", ["lenet300", "lenet5", "lstm-s", "gru-s", "gru-s-pixels"])
 def test_the_pytorch_twin_gives_the_same_logits_and_gradients(name):
     torch = pytest.importorskip("torch")
     import bench
@@ -78,3 +78,22 @@ def test_the_pytorch_twin_gives_the_same_logits_and_gradients(name):
         # the Param's part
         part = layout(sm.xp.ones_like(p.grad)).numpy() != 0
         assert numpy.allclose(target.grad.numpy()[part], layout(p.grad).numpy()[part], rtol=1e-9, atol=1e-12), p.name
+
+
+def test_the_benchmark_times_the_compacted_network_beside_the_masked_one(device):
+    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "lenet300", "--sparsity", "0.98",
+                         "--batch-size", "20", "--repeats", "2", "--steps", "2", "--json", "--compact",
+                         "--no-memory", "--device", device], cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    compact = json.loads(result.stdout)["compact"]
+    assert compact["train_images_per_second"] > 0 and compact["infer_images_per_second"] > 0
+    for key in ("train_images_per_second", "infer_images_per_second"):
+        ratio = compact["over_masked"][key]                  # the compacted network over the masked one
+        assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"], key
+
+
+def test_the_benchmark_refuses_to_compact_a_network_it_cannot(device):
+    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "resnet18", "--batch-size", "2",
+                         "--repeats", "1", "--steps", "1", "--compact", "--no-memory", "--no-torch",
+                         "--device", device], cwd=ROOT)
+    assert result.returncode != 0 and "cannot compact" in result.stderr

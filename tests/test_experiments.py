@@ -139,7 +139,7 @@ def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_p
         {"model": "lenet300", "dataset": "mnist", "sparsity": 0.98, "test_error": 40.0, "seed": 0,
          "data": "some data", "augment": None, "method": "random"}))
     rows = zoo.table_rows(str(tmp_path / "results"))
-    assert len(rows) == 29
+    assert len(rows) == 33
     assert next(r for r in rows if r["model"] == "lenet300")["test_errors"] == [3.6, 3.5]
     assert next(r for r in rows if r["model"] == "resnet18")["test_errors"] == [8.6, 8.5]
     vgg = next(r for r in rows if r["model"] == "vgg-d" and r["dataset"] == "cifar10")
@@ -147,7 +147,7 @@ def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_p
     assert vgg["test_errors"] == [7.25]
     text = zoo.markdown(rows)
     assert "15,245,130 → 762,257 | 7.25%, CIFAR-10, 50,000 training images" in text
-    assert text.count("\n") == 30
+    assert text.count("\n") == 34
 
 
 # ------------------------------------------------------------------------------------------

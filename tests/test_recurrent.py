@@ -226,6 +226,18 @@ def test_as_sequence_makes_each_row_one_step_and_its_backward_restores_the_shape
     check_layer_gradients(layer, x, rng)
 
 
+@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 5), w=st.integers(1, 5), c=st.integers(1, 3))
+def test_as_sequence_of_pixels_makes_each_pixel_one_step_in_reading_order(seed, n, h, w, c):
+    rng = numpy.random.default_rng(seed)
+    x = array(rng, (n, h, w, c))
+    layer = AsSequence(pixels=True)
+    y = layer.forward(x, True)
+    assert y.shape == (n, h * w, c)
+    row, column = h - 1, w // 2
+    assert numpy.array_equal(sm.to_host(y[:, row * w + column]), sm.to_host(x[:, row, column]))
+    check_layer_gradients(layer, x, rng)
+
+
 # --- SNIP and training with the masks held fixed --------------------------------------------------
 
 def small_recurrent_network(kind):
@@ -271,7 +283,7 @@ def test_pruned_recurrent_weights_stay_exactly_zero_through_training(kind, clip)
         return (sm.xp.asarray(rng.standard_normal((16, 5, 4, 1)), dtype=sm.xp.float32),
                 sm.xp.asarray(rng.integers(0, 3, 16)))
     gated = sm.snip(model, *batch(), 0.7)
-    recurrent = [p for p in gated if hasattr(p, "parts")]
+    recurrent = [p for p in gated if p.parts is not None]
     assert {p.role for p in recurrent} >= {"input_weight", "recurrent_weight", "bias"}
     optimiser = sm.SGD(sm.parameters_of(model), momentum=0.9, weight_decay=5e-4)
     before = {id(p): sm.to_host(p.value).copy() for p in recurrent}
@@ -352,17 +364,21 @@ def test_clipping_leaves_zero_gradients_and_short_gradients_alone():
 
 # --- the sequential-MNIST models ------------------------------------------------------------------
 
-# one recurrent layer over 28 rows of 28 pixels, then fc hidden -> 10:
-#   LSTM: 4 (28 H + H^2 + H) + 10 H + 10     GRU: 3 (28 H + H^2 + H) + H + 10 H + 10
-RECURRENT_COUNTS = {"lstm-s": 81_674, "lstm-b": 294_410, "gru-s": 61_706, "gru-b": 221_706}
+# one recurrent layer over 28 rows of 28 pixels (D = 28; the -pixels models: 784 steps of D = 1),
+# then fc hidden -> 10:
+#   LSTM: 4 (D H + H^2 + H) + 10 H + 10     GRU: 3 (D H + H^2 + H) + H + 10 H + 10
+RECURRENT_COUNTS = {"lstm-s": 81_674, "lstm-b": 294_410, "gru-s": 61_706, "gru-b": 221_706,
+                    "lstm-s-pixels": 67_850, "lstm-b-pixels": 266_762, "gru-s-pixels": 51_338,
+                    "gru-b-pixels": 200_970}
 
 
 @pytest.mark.parametrize("name,count", sorted(RECURRENT_COUNTS.items()))
 def test_recurrent_models_have_the_counts_of_one_layer_over_rows(name, count):
-    hidden = 128 if name.endswith("-s") else 256
+    hidden = 128 if "-s" in name else 256
     gates = 4 if name.startswith("lstm") else 3
     extra = 0 if name.startswith("lstm") else hidden                      # a GRU's b_hn
-    assert count == gates * (28 * hidden + hidden * hidden + hidden) + extra + 10 * hidden + 10
+    d_in = 1 if name.endswith("-pixels") else 28
+    assert count == gates * (d_in * hidden + hidden * hidden + hidden) + extra + 10 * hidden + 10
     model = models.build(name)
     assert models.count_parameters(model) == count
     assert sum(p.size for p in sm.prunable_parameters(model)) == count    # every one is gated
