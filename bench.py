@@ -101,8 +101,7 @@ class SnipMinWork:
         self.optimiser = sm.SGD(sm.parameters_of(self.network))
 
     def synchronise(self):
-        if self.sm.xp is not __import__("numpy"):
-            self.sm.xp.cuda.get_current_stream().synchronize()
+        self.sm.synchronise()
 
     def train_step(self):
         self.sm.train_step(self.network, self.optimiser, self.images, self.labels, lr=1e-3)

@@ -2137,8 +2137,7 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
                 if not math.isfinite(last):
                     raise Diverged(f"the loss became {last} by iteration {state.iteration:,}")
                 shown = f"loss {loss_sum / state.epoch_images:.4f} acc {100 * hits / state.epoch_images:.2f}%"
-            if saving:
-                synchronise()
+            if saving:                              # (the read above waited for the device)
                 state.epoch_seconds += time.perf_counter() - started
                 checkpoint(state)                   # not counted as training time
                 started = time.perf_counter()
