@@ -103,18 +103,20 @@ def plot(runs, out):
             group = [run for run in chosen if run["method"] == method]
             for k, matrix in enumerate(MATRICES):
                 offset = (2 * m + k - (2 * len(methods) - 1) / 2) * width
+                colour = ("tab:blue", "lightskyblue") if method == "snip" else ("tab:orange", "navajowhite")
                 axes.bar(position + offset, [100 * v for v in mean_fractions(group, matrix, gates)], width,
                          label=f"{'SNIP' if method == 'snip' else 'random'}, "
                                f"{'input-to-hidden' if k == 0 else 'hidden-to-hidden'}",
-                         hatch="//" if method == "random" else None, alpha=0.9 if k == 0 else 0.6)
+                         color=colour[k], hatch="//" if method == "random" else None, edgecolor="grey")
             hidden = group[0]["hidden"]
             lines.append(f"{'SNIP' if method == 'snip' else 'random'}: units with an input "
                          f"{numpy.mean([r['units_with_input'] for r in group]):.0f}/{hidden}, alive "
                          f"{numpy.mean([r['alive_units'] for r in group]):.0f}/{hidden}")
         axes.set_xticks(position, [f"gate {gate}" for gate in gates])
         axes.set_ylabel("weights kept (%)")
+        seeds = len({run["seed"] for run in chosen})
         axes.set_title(f"{model} at {100 * sparsity:g}% sparsity: where the kept weights are "
-                       f"(mean of {len(chosen) // len(methods)} seeds)\n" + "; ".join(lines), fontsize=9)
+                       f"(mean of {seeds} seed{'s' if seeds != 1 else ''})\n" + "; ".join(lines), fontsize=9)
         axes.grid(True, axis="y", alpha=0.3)
         axes.legend(fontsize=8)
         common.save_figure(figure, os.path.join(out, f"gates-{model}-{100 * sparsity:g}.png"))
