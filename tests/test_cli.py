@@ -120,6 +120,9 @@ def a_file(tmp_path):
     (["--translate", "-1"], "expected an integer >= 0"),
     (["--translate", "1", "--no-augment"], "--translate augments and --no-augment does not"),
     (["--translate", "28"], "a move must be smaller than the images (28x28 pixels on mnist)"),
+    (["--clip-norm", "0"], "expected a positive number"),
+    (["--method", "magnitude"], "invalid choice"),
+    (["--model", "vgg-d", "--dataset", "cifar10", "--compact"], "cannot compact a network with batch norm"),
 ])
 def test_every_bad_input_gives_one_line_and_exit_status_2(arguments, message, tiny_mnist, tmp_path, a_file,
                                                          device):
