@@ -775,10 +775,15 @@ class Concat(Layer):
 # array is one contiguous (N, ...) block.
 # --------------------------------------------------------------------------------------
 
-def sigmoid(x):
-    """1 / (1 + e^-x), written as (1 + tanh(x / 2)) / 2: the same function, and no exp can
-    overflow for a large negative x. Its derivative is sigmoid(x) * (1 - sigmoid(x))."""
-    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+def sigmoid_in_place(x):
+    """x <- sigmoid(x) = 1 / (1 + e^-x), written as tanh(x / 2) / 2 + 1/2: the same function,
+    no exp can overflow for a large negative x, and no temporary array is made (x may be a
+    view). Its derivative is sigmoid(x) * (1 - sigmoid(x)). Returns x."""
+    x *= 0.5
+    xp.tanh(x, out=x)
+    x *= 0.5
+    x += 0.5
+    return x
 
 
 def gate_blocks(labels, hidden, matrix):
@@ -874,16 +879,24 @@ class LSTM(Layer):
         hiddens = xp.empty((steps + 1, n, size), dtype=x.dtype)            # (T+1, N, H): h_0 ... h_T
         cells[0] = 0 if self.c0 is None else self.c0
         hiddens[0] = 0 if self.h0 is None else self.h0
+        # sigmoid(z) = tanh(z / 2) / 2 + 1/2, so one tanh over all four gates gives them all:
+        # gate = scale * tanh(scale * z) + offset, with scale 1/2 and offset 1/2 in the
+        # columns of i, f and o, and scale 1, offset 0 in those of g (tanh itself)
+        scale, offset = xp.full(4 * size, 0.5, dtype=x.dtype), xp.full(4 * size, 0.5, dtype=x.dtype)
+        scale[2 * size:3 * size], offset[2 * size:3 * size] = 1.0, 0.0     # (4H,) each
         for t in range(steps):        # arrays are indexed from 0: gates[t] belongs to step t+1
-            z = inputs[t] + hiddens[t] @ u                                 # (N, 4H)
+            z = hiddens[t] @ u                                             # (N, 4H)
+            z += inputs[t]                                                 # z_t = x_t W + h_{t-1} U + b
             gate = gates[t]                                                # (N, 4H), a view, filled here
-            gate[:, :2 * size] = sigmoid(z[:, :2 * size])                  # i, f
-            gate[:, 2 * size:3 * size] = xp.tanh(z[:, 2 * size:3 * size])  # g
-            gate[:, 3 * size:] = sigmoid(z[:, 3 * size:])                  # o
+            z *= scale
+            xp.tanh(z, out=gate)
+            gate *= scale
+            gate += offset                                                 # i, f, o = sigmoid(z), g = tanh(z)
             i, f, g, o = (gate[:, k * size:(k + 1) * size] for k in range(4))   # views, (N, H) each
-            cells[t + 1] = f * cells[t] + i * g
-            cell_tanh[t] = xp.tanh(cells[t + 1])
-            hiddens[t + 1] = o * cell_tanh[t]
+            xp.multiply(f, cells[t], out=cells[t + 1])                     # c_t = f_t * c_{t-1}
+            cells[t + 1] += i * g                                          #       + i_t * g_t
+            xp.tanh(cells[t + 1], out=cell_tanh[t])
+            xp.multiply(o, cell_tanh[t], out=hiddens[t + 1])               # h_t = o_t * tanh(c_t)
         self.cache = (x_by_time, x.shape, w, u, gates, cells, cell_tanh, hiddens)
         if self.return_sequences:
             return xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))    # (N, T, H)
@@ -988,12 +1001,19 @@ class GRU(Layer):
         for t in range(steps):        # arrays are indexed from 0: gates[t] belongs to step t+1
             s = hiddens[t] @ u                                             # (N, 3H)
             gate = gates[t]                                                # (N, 3H), a view, filled here
-            gate[:, :2 * size] = sigmoid(inputs[t][:, :2 * size] + s[:, :2 * size])   # r, z
+            both = gate[:, :2 * size]                                      # (N, 2H): r and z
+            xp.add(inputs[t][:, :2 * size], s[:, :2 * size], out=both)
+            sigmoid_in_place(both)                                         # r, z = sigmoid(a + s)
             r, z = gate[:, :size], gate[:, size:2 * size]                  # views, (N, H) each
-            candidate_recurrent[t] = s[:, 2 * size:] + recurrent_bias
-            gate[:, 2 * size:] = xp.tanh(inputs[t][:, 2 * size:] + r * candidate_recurrent[t])   # n
-            candidate = gate[:, 2 * size:]                                 # n_t, (N, H)
-            hiddens[t + 1] = candidate + z * (hiddens[t] - candidate)      # = (1 - z) n + z h_{t-1}
+            xp.add(s[:, 2 * size:], recurrent_bias, out=candidate_recurrent[t])     # s_t[n]
+            candidate = gate[:, 2 * size:]                                 # n_t, (N, H), a view
+            xp.multiply(r, candidate_recurrent[t], out=candidate)
+            candidate += inputs[t][:, 2 * size:]
+            xp.tanh(candidate, out=candidate)                              # n = tanh(a[n] + r * s[n])
+            h = hiddens[t + 1]
+            xp.subtract(hiddens[t], candidate, out=h)
+            h *= z
+            h += candidate                                                 # h_t = n + z (h_{t-1} - n) = (1 - z) n + z h_{t-1}
         self.cache = (x_by_time, w, u, gates, candidate_recurrent, hiddens)
         if self.return_sequences:
             return xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))    # (N, T, H)
