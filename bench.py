@@ -42,6 +42,11 @@ def parse_arguments(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", default="lenet5", help="any model in models.py")
     parser.add_argument("--dataset", default=None, help="input shape and classes; default: the model's")
+    parser.add_argument("--data-dir", default=None,
+                        help="score and train on the first batch of this dataset's training images "
+                             "(DIR/mnist/*.gz, as snip_min.py --data-dir; nothing is downloaded) "
+                             "instead of random ones, so that the masks, and with --compact the "
+                             "units left alive, are those of real data (default: random images)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="default: 100 for MNIST models, 128 otherwise")
     parser.add_argument("--sparsity", type=float, default=0.99)
@@ -74,6 +79,18 @@ def set_threads(threads):
 # The work, in snip-min
 # ---------------------------------------------------------------------------------------
 
+def real_batch(dataset_name, data_dir, batch_size, notice=lambda line: None):
+    """(images, labels, description): the first batch_size training images of dataset_name in
+    data_dir, standardised as snip_min.py does, and their labels, as host arrays; the
+    dataset's notes go to notice. data.DataError if they are not there."""
+    import data
+    dataset = data.load_dataset(dataset_name, data_dir, download=False, notice=notice)
+    if len(dataset.train_labels) < batch_size:
+        raise data.DataError(f"{dataset.description} has fewer than {batch_size:,} training images")
+    images = data.standardise(dataset.train_images[:batch_size], dataset.mean, dataset.std)
+    return images, dataset.train_labels[:batch_size], dataset.description
+
+
 class SnipMinWork:
     """One model, one batch, one mask: the three measured operations in snip-min. With
     compact=True, the training step and inference run on the compacted network (the smaller
@@ -89,15 +106,22 @@ class SnipMinWork:
         shape, classes = models.INPUT_SHAPE[self.dataset], models.NUM_CLASSES[self.dataset]
         rng = numpy.random.default_rng(0)
         sm.initialise(self.model, "vs-h", rng)
-        self.images = sm.xp.asarray(rng.standard_normal((args.batch_size,) + shape), dtype=sm.xp.float32)
-        self.labels = sm.xp.asarray(rng.integers(0, classes, args.batch_size))
+        if args.data_dir:     # the first batch of the real training images, standardised
+            images, labels, _ = real_batch(self.dataset, args.data_dir, args.batch_size)
+        else:                 # random images: as fast to compute with, but SNIP keeps other connections
+            images = rng.standard_normal((args.batch_size,) + shape)
+            labels = rng.integers(0, classes, args.batch_size)
+        self.images = sm.xp.asarray(images, dtype=sm.xp.float32)
+        self.labels = sm.xp.asarray(labels)
         # SNIP scores a dense initialisation: keep one to score again at every measurement
         self.dense = {p.name: p.value.copy() for p in sm.prunable_parameters(self.model)}
         self.gated = sm.snip(self.model, self.images, self.labels, args.sparsity)
         self.network = self.model
+        self.multiply_adds = None
         if compact:
             self.name = "snip-min, compacted"
             self.network = sm.compact(self.model, shape).network
+            self.multiply_adds = [sm.multiply_adds(self.model, shape), sm.multiply_adds(self.network, shape)]
         self.optimiser = sm.SGD(sm.parameters_of(self.network))
 
     def synchronise(self):
@@ -401,6 +425,11 @@ def summary(values):
 
 OPERATIONS = ("train", "snip", "infer")
 
+# A pause before each timed call: a library's worker threads keep spinning for a while after
+# their last task (OpenBLAS's, and OpenMP's in PyTorch), and on a small machine they would
+# take cores from the next worker's timed call.
+SETTLE_SECONDS = 0.3
+
 
 def operation_of(work, name):
     return {"train": work.train_step, "snip": work.snip, "infer": work.infer}[name]
@@ -424,7 +453,7 @@ class Worker:
         self.library = library
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         ready = self.answer()
-        self.name, self.version = ready["name"], ready["version"]
+        self.name, self.version, self.multiply_adds = ready["name"], ready["version"], ready["multiply_adds"]
 
     def answer(self):
         line = self.process.stdout.readline()
@@ -453,7 +482,8 @@ def forwarded_flags(args):
     """The flags that make a worker build the same work as every other worker."""
     flags = ["--model", args.model, "--batch-size", str(args.batch_size), "--sparsity", str(args.sparsity),
              "--threads", str(args.threads), "--device", args.device]
-    return flags + (["--dataset", args.dataset] if args.dataset else [])
+    flags += ["--dataset", args.dataset] if args.dataset else []
+    return flags + (["--data-dir", args.data_dir] if args.data_dir else [])
 
 
 def serve(args):
@@ -476,7 +506,8 @@ def serve(args):
         print(json.dumps({"error": f"{args.worker} worker: {type(error).__name__}: {error}"}), flush=True)
         return 0
     version = __import__("torch").__version__ if args.worker == "torch" else None
-    print(json.dumps({"name": work.name, "version": version}), flush=True)
+    print(json.dumps({"name": work.name, "version": version,
+                      "multiply_adds": getattr(work, "multiply_adds", None)}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)
         if command["op"] == "time":
@@ -495,17 +526,18 @@ def measure_speed(workers, args):
     figures' median, min and max, and, for every pair of libraries (a, b), the pairwise
     ratios a / b of each figure with their median, min and max (speeds: a's images/s over
     b's; SNIP: a's seconds over b's)."""
-    steps = args.steps
-    if steps is None:       # about a second of training steps per repeat, at least 2
-        probe = workers[0].seconds("train", 2)
-        steps = max(2, min(50, int(1.0 / max(probe, 1e-4))))
     for worker in workers:  # warm-up: caches, allocator pools, thread pools, CUDA kernels
         for name in OPERATIONS:
             worker.seconds(name, 2)
+    steps = args.steps
+    if steps is None:       # about a second of training steps per repeat (probed warm), 2 to 1,000
+        probe = min(worker.seconds("train", 3) for worker in workers)
+        steps = max(2, min(1000, int(1.0 / max(probe, 1e-6))))
     timings = {worker.name: {name: [] for name in OPERATIONS} for worker in workers}
     for _ in range(args.repeats):
         for name in OPERATIONS:
             for worker in workers:
+                time.sleep(SETTLE_SECONDS)
                 timings[worker.name][name].append(worker.seconds(name, calls_per_repeat(name, steps)))
     batch = args.batch_size
 
@@ -523,12 +555,7 @@ def measure_speed(workers, args):
 def peak_memory(framework, args):
     """Run a fresh process that builds the work and reports how much a few training steps
     raise its peak memory: peak resident memory on the CPU, the allocator's peak on a GPU."""
-    command = [sys.executable, os.path.abspath(__file__), "--memory-probe", framework,
-               "--model", args.model, "--batch-size", str(args.batch_size),
-               "--sparsity", str(args.sparsity), "--threads", str(args.threads),
-               "--device", args.device]
-    if args.dataset:
-        command += ["--dataset", args.dataset]
+    command = [sys.executable, os.path.abspath(__file__), "--memory-probe", framework] + forwarded_flags(args)
     # A fixed mmap threshold makes glibc give every large array its own mapping, returned to
     # the system when freed (its default threshold grows to 32 MiB and keeps freed arrays in
     # the heap), so resident memory follows the bytes both libraries really hold.
@@ -770,6 +797,14 @@ def main(argv=None):
         return 0
     if args.worker:
         return serve(args)
+    data_description = "random images"
+    if args.data_dir:
+        import data
+        try:
+            data_description = real_batch(dataset, args.data_dir, args.batch_size, data.print_to_stderr)[2]
+        except data.DataError as error:
+            print(f"bench.py: error: {error}", file=sys.stderr)
+            return 2
 
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     if args.profile:
@@ -805,7 +840,7 @@ def main(argv=None):
 
     ours = speed["snip-min"]
     report = {
-        "model": args.model, "dataset": dataset, "batch_size": args.batch_size,
+        "model": args.model, "dataset": dataset, "data": data_description, "batch_size": args.batch_size,
         "sparsity": args.sparsity, "device": args.device, "threads": args.threads,
         "repeats": args.repeats, "steps_per_repeat": steps,
         "method": "each library in its own worker process, timed in turn; ratios are the median "
@@ -838,6 +873,8 @@ def main(argv=None):
         report["compact"] = {key: compacted[key]["median"] for key in ("train_images_per_second",
                                                                        "infer_images_per_second")}
         report["compact"]["spread"] = compacted
+        full, smaller = next(worker.multiply_adds for worker in workers if worker.library == "snip-min-compact")
+        report["compact"]["multiply_adds"] = {"full": full, "compact": smaller}
         report["compact"]["over_masked"] = ratios[("snip-min, compacted", "snip-min")]
         if torch_version:
             report["compact"]["over_torch"] = ratios[("snip-min, compacted", "PyTorch")]
@@ -860,7 +897,7 @@ def start_worker(library, args, required=False):
 
 
 def print_table(report):
-    print(f"{report['model']} ({report['dataset']}), batch {report['batch_size']}, sparsity "
+    print(f"{report['model']} ({report['dataset']}, {report['data']}), batch {report['batch_size']}, sparsity "
           f"{report['sparsity']:g}, {report['device']}, {report['threads']} threads; "
           f"median (min-max) of {report['repeats']} repeats")
     rows = [("training step (images/s)", "train_images_per_second", "{:,.0f}", "higher is better"),
@@ -888,6 +925,9 @@ def print_table(report):
         print(line)
     if "compact" in report:
         compact = report["compact"]
+        adds = compact["multiply_adds"]
+        print(f"compacted: {adds['compact']:,} multiply-adds per example in the layers with weights, "
+              f"against {adds['full']:,} ({adds['full'] / adds['compact']:.2f}x fewer)")
         for label, key in (("compacted: training (images/s)", "train_images_per_second"),
                            ("compacted: inference (images/s)", "infer_images_per_second")):
             line = (f"{label:<30} {cell(compact['spread'][key], '{:,.0f}'):>26}   "

@@ -97,3 +97,23 @@ def test_the_benchmark_refuses_to_compact_a_network_it_cannot(device):
                          "--repeats", "1", "--steps", "1", "--compact", "--no-memory", "--no-torch",
                          "--device", device], cwd=ROOT)
     assert result.returncode != 0 and "cannot compact" in result.stderr
+
+
+def test_the_benchmark_scores_and_trains_on_real_images_from_a_data_folder(tiny_mnist, device):
+    # the masks of real images differ from those of random ones: with --data-dir the work is
+    # the first batch of the training set, and the compacted network's size is reported
+    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "lenet300", "--sparsity", "0.98",
+                         "--batch-size", "20", "--repeats", "1", "--steps", "2", "--json", "--compact",
+                         "--no-memory", "--no-torch", "--data-dir", tiny_mnist, "--device", device], cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["data"].startswith("MNIST, 300 training images")
+    adds = report["compact"]["multiply_adds"]
+    assert adds["full"] == 784 * 300 + 300 * 100 + 100 * 10 and 0 < adds["compact"] < adds["full"]
+
+
+def test_a_missing_data_folder_is_one_line_and_status_2(tmp_path):
+    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "lenet300", "--data-dir", str(tmp_path)],
+                        timeout=120, cwd=ROOT)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "mnist" in result.stderr
