@@ -905,14 +905,6 @@ class LSTM(Layer):
     def backward(self, dout):                      # dout: (N, H), or (N, T, H) with return_sequences
         x_by_time, x_shape, w, u, gates, cells, cell_tanh, hiddens = self.take_cache()
         steps, n, size = cell_tanh.shape
-        # What needs no gradient is computed for every step at once, before the loop:
-        # forward: i, f, o = sigmoid(z) and g = tanh(z), with sigmoid' = s (1 - s) and
-        # tanh' = 1 - tanh^2, so each gate's slope d(gate)/dz is known from the gate alone
-        slopes = gates * (1 - gates)                                       # (T, N, 4H): s (1 - s)
-        g_all = gates[:, :, 2 * size:3 * size]
-        slopes[:, :, 2 * size:3 * size] = 1 - g_all * g_all                # tanh' in g's columns
-        # and h_t = o_t * tanh(c_t) gives dh_t/dc_t = o_t * (1 - tanh(c_t)^2)
-        cell_slopes = gates[:, :, 3 * size:] * (1 - cell_tanh * cell_tanh)  # (T, N, H)
         dz = xp.empty_like(gates)                                          # (T, N, 4H): dL/dz_t of each step
         from_above, dh_next = gradients_from_above(dout, self.return_sequences)
         dc_next = xp.zeros((n, size), dtype=dout.dtype)                    # (N, H): c_T feeds only h_T
@@ -921,24 +913,23 @@ class LSTM(Layer):
             dh = dh_next + from_above[t] if from_above is not None else dh_next      # (N, H)
             gate = gates[t]
             i, f, g, o = (gate[:, k * size:(k + 1) * size] for k in range(4))
-            d = dz[t]                                                      # (N, 4H), a view, filled here
             # in the forward pass this was h_t = o_t * tanh(c_t), so now dL/do_t = dL/dh_t * tanh(c_t),
             # and dL/dc_t = (what step t+1 sent back) + dL/dh_t * o_t * (1 - tanh(c_t)^2)
-            xp.multiply(dh, cell_tanh[t], out=d[:, 3 * size:])             # dL/do_t
-            dc = dh * cell_slopes[t]
-            dc += dc_next                                                  # dL/dc_t, (N, H)
+            do = dh * cell_tanh[t]                                         # (N, H)
+            dc = dc_next + dh * o * (1 - cell_tanh[t] * cell_tanh[t])      # (N, H)
             # forward: c_t = f_t * c_{t-1} + i_t * g_t, so
             # dL/di_t = dL/dc_t * g_t, dL/df_t = dL/dc_t * c_{t-1}, dL/dg_t = dL/dc_t * i_t
-            xp.multiply(dc, g, out=d[:, :size])
-            xp.multiply(dc, cells[t], out=d[:, size:2 * size])
-            xp.multiply(dc, i, out=d[:, 2 * size:3 * size])
-            # and through the gates: dL/dz_t = dL/d(gate) * d(gate)/dz, for all four at once
-            # (the constant forget_bias changes nothing here)
-            d *= slopes[t]
+            di, df, dg = dc * g, dc * cells[t], dc * i                     # (N, H) each
+            # forward: i, f, o = sigmoid(z), g = tanh(z), and sigmoid' = s (1 - s), tanh' = 1 - tanh^2
+            d = dz[t]                                                      # (N, 4H), a view, filled here
+            d[:, :size] = di * i * (1 - i)
+            d[:, size:2 * size] = df * f * (1 - f)       # the constant forget_bias changes nothing here
+            d[:, 2 * size:3 * size] = dg * (1 - g * g)
+            d[:, 3 * size:] = do * o * (1 - o)
             # forward: z_t = x_t W + h_{t-1} U + b, so dL/dh_{t-1} = dL/dz_t U^T,
             # and c_t = f_t * c_{t-1} + ... gives dL/dc_{t-1} = dL/dc_t * f_t
             dh_next = d @ u.T                                              # (N, H)
-            dc_next = xp.multiply(dc, f, out=dc)                           # (N, H)
+            dc_next = dc * f                                               # (N, H)
         self.h0_grad, self.c0_grad = dh_next, dc_next                      # dL/dh_0, dL/dc_0: (N, H) each
         # forward: z_t = x_t W + h_{t-1} U + b at every t with the same W, U, b, so
         # dL/dW = sum_t x_t^T dL/dz_t, dL/dU = sum_t h_{t-1}^T dL/dz_t, dL/db = sum_t sum_n dL/dz_t:
@@ -1031,12 +1022,6 @@ class GRU(Layer):
     def backward(self, dout):                      # dout: (N, H), or (N, T, H) with return_sequences
         x_by_time, w, u, gates, candidate_recurrent, hiddens = self.take_cache()
         steps, n, size = candidate_recurrent.shape
-        # What needs no gradient is computed for every step at once, before the loop:
-        # forward: r, z = sigmoid(...), n = tanh(...), with sigmoid' = s (1 - s) and tanh' = 1 - tanh^2
-        reset_update = gates[:, :, :2 * size]                              # (T, N, 2H): r, z
-        gate_slopes = reset_update * (1 - reset_update)                    # (T, N, 2H)
-        candidates = gates[:, :, 2 * size:]                                # (T, N, H): n
-        candidate_slopes = 1 - candidates * candidates                     # (T, N, H)
         d_recurrent = xp.empty_like(gates)                                 # (T, N, 3H): dL/ds_t of each step
         d_candidate = xp.empty_like(candidate_recurrent)                   # (T, N, H): dL/da_t[n] of each step
         from_above, dh_next = gradients_from_above(dout, self.return_sequences)
@@ -1046,26 +1031,24 @@ class GRU(Layer):
             gate = gates[t]
             r, z, candidate = gate[:, :size], gate[:, size:2 * size], gate[:, 2 * size:]
             h_previous = hiddens[t]                                        # h_{t-1}, (N, H)
-            d = d_recurrent[t]                                             # (N, 3H), a view, filled here
             # in the forward pass this was h_t = (1 - z_t) * n_t + z_t * h_{t-1}, so now
-            # dL/dz_t = dL/dh_t * (h_{t-1} - n_t), dL/dn_t = dL/dh_t * (1 - z_t), and h_{t-1}
+            # dL/dn_t = dL/dh_t * (1 - z_t), dL/dz_t = dL/dh_t * (h_{t-1} - n_t), and h_{t-1}
             # gets dL/dh_t * z_t directly (added below)
-            dz = xp.subtract(h_previous, candidate, out=d[:, size:2 * size])
-            dz *= dh                                                       # dL/dz_t
-            through_z = dh * z                                             # dL/dh_t * z_t, (N, H)
-            dn = xp.subtract(dh, through_z, out=d_candidate[t])            # dL/dn_t = dL/dh_t - dL/dh_t * z_t
+            dn = dh * (1 - z)                                              # (N, H)
+            dz = dh * (h_previous - candidate)                             # (N, H)
             # forward: n_t = tanh(a_t[n] + r_t * s_t[n]), so dL/da_t[n] = dL/dn_t * (1 - n_t^2),
             # dL/dr_t = dL/da_t[n] * s_t[n] and dL/ds_t[n] = dL/da_t[n] * r_t
-            dn *= candidate_slopes[t]                                      # now dL/da_t[n]
-            xp.multiply(dn, candidate_recurrent[t], out=d[:, :size])       # dL/dr_t
-            xp.multiply(dn, r, out=d[:, 2 * size:])                        # dL/ds_t[n]
-            # forward: r_t = sigmoid(a_t[r] + s_t[r]), z_t likewise: dL/ds_t[r] = dL/dr_t *
-            # r_t (1 - r_t) (the same as dL/da_t[r]), likewise for z
-            d[:, :2 * size] *= gate_slopes[t]
+            d_candidate[t] = dn * (1 - candidate * candidate)
+            dr = d_candidate[t] * candidate_recurrent[t]                   # (N, H)
+            d = d_recurrent[t]                                             # (N, 3H), a view, filled here
+            d[:, 2 * size:] = d_candidate[t] * r
+            # forward: r_t = sigmoid(a_t[r] + s_t[r]), z_t likewise, and sigmoid' = s (1 - s):
+            # dL/ds_t[r] = dL/dr_t * r_t (1 - r_t) (the same as dL/da_t[r]), likewise for z
+            d[:, :size] = dr * r * (1 - r)
+            d[:, size:2 * size] = dz * z * (1 - z)
             # forward: s_t = h_{t-1} U + ..., and h_t = ... + z_t * h_{t-1}, so
             # dL/dh_{t-1} = dL/ds_t U^T + dL/dh_t * z_t
-            dh_next = d @ u.T
-            dh_next += through_z                                           # (N, H)
+            dh_next = d @ u.T + dh * z                                     # (N, H)
         self.h0_grad = dh_next                                             # dL/dh_0, (N, H)
         # the input halves: a_t[r], a_t[z] enter exactly where s_t[r], s_t[z] do (their sum),
         # while a_t[n] enters outside the reset, with dL/da_t[n] found above
