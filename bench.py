@@ -440,6 +440,15 @@ def calls_per_repeat(name, steps):
     return max(1, steps // 4) if name == "snip" else steps
 
 
+class WorkerError(RuntimeError):
+    """A worker could not build or run its work. usage: the one-line reason when the request
+    itself cannot be met (snip_min's UsageError, e.g. --compact on a network with batch norm)."""
+
+    def __init__(self, message, usage=None):
+        super().__init__(message)
+        self.usage = usage
+
+
 class Worker:
     """A worker process that builds one library's work and times its operations on request.
 
@@ -461,7 +470,7 @@ class Worker:
             raise RuntimeError(f"the {self.library} worker stopped (exit status {self.process.wait()})")
         reply = json.loads(line)
         if "error" in reply:
-            raise RuntimeError(reply["error"])
+            raise WorkerError(reply["error"], reply.get("usage"))
         return reply
 
     def ask(self, **command):
@@ -503,7 +512,8 @@ def serve(args):
                 raise RuntimeError("PyTorch has no CUDA device")
             work = TorchWork(args, work, sm, torch)     # the snip-min work is only its template
     except Exception as error:                          # the parent reports it and goes on
-        print(json.dumps({"error": f"{args.worker} worker: {type(error).__name__}: {error}"}), flush=True)
+        print(json.dumps({"error": f"{args.worker} worker: {type(error).__name__}: {error}",
+                          "usage": str(error) if isinstance(error, sm.UsageError) else None}), flush=True)
         return 0
     version = __import__("torch").__version__ if args.worker == "torch" else None
     print(json.dumps({"name": work.name, "version": version,
@@ -820,11 +830,21 @@ def main(argv=None):
             print_profile(report)
         return 0
 
-    workers = [start_worker("snip-min", args, required=True)]
-    if with_torch:
-        workers.append(start_worker("torch", args))
-    if args.compact:
-        workers.append(start_worker("snip-min-compact", args, required=True))
+    workers = []
+    try:
+        workers.append(start_worker("snip-min", args, required=True))
+        if with_torch:
+            workers.append(start_worker("torch", args))
+        if args.compact:
+            workers.append(start_worker("snip-min-compact", args, required=True))
+    except WorkerError as error:
+        for worker in workers:
+            if worker is not None:
+                worker.close()
+        if error.usage is None:
+            raise
+        print(f"bench.py: error: {error.usage}", file=sys.stderr)
+        return 2
     workers = [worker for worker in workers if worker is not None]
     try:
         speed, ratios, steps = measure_speed(workers, args)

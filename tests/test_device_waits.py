@@ -33,7 +33,8 @@ def a_batch(model_name, rng, n):
 
 
 @pytest.mark.parametrize("model_name,sparsity,n", [("lenet5", 0.99, 100), ("lenet300", 0.98, 100),
-                                                   ("squeezenet-bypass", 0.95, 4)])
+                                                   ("squeezenet-bypass", 0.95, 4), ("lstm-s", 0.95, 8),
+                                                   ("gru-s", 0.95, 8)])
 def test_a_training_step_never_waits_for_the_device(stand_in, model_name, sparsity, n):
     rng = numpy.random.default_rng(0)
     model = models.build(model_name)
