@@ -425,9 +425,9 @@ def summary(values):
 
 OPERATIONS = ("train", "snip", "infer")
 
-# A pause before each timed call: a library's worker threads keep spinning for a while after
-# their last task (OpenBLAS's, and OpenMP's in PyTorch), and on a small machine they would
-# take cores from the next worker's timed call.
+# A pause before each timed call on the CPU: a library's worker threads keep spinning for a
+# while after their last task (OpenBLAS's, and OpenMP's in PyTorch), and on a small machine
+# they would take cores from the next worker's timed call.
 SETTLE_SECONDS = 0.3
 
 
@@ -547,7 +547,7 @@ def measure_speed(workers, args):
     for _ in range(args.repeats):
         for name in OPERATIONS:
             for worker in workers:
-                time.sleep(SETTLE_SECONDS)
+                time.sleep(SETTLE_SECONDS if args.device == "cpu" else 0.0)
                 timings[worker.name][name].append(worker.seconds(name, calls_per_repeat(name, steps)))
     batch = args.batch_size
 
@@ -811,7 +811,8 @@ def main(argv=None):
     if args.data_dir:
         import data
         try:
-            data_description = real_batch(dataset, args.data_dir, args.batch_size, data.print_to_stderr)[2]
+            data_description = (f"the first {args.batch_size:,} images of "
+                                + real_batch(dataset, args.data_dir, args.batch_size, data.print_to_stderr)[2])
         except data.DataError as error:
             print(f"bench.py: error: {error}", file=sys.stderr)
             return 2
