@@ -7,7 +7,8 @@ For every model and dataset: the published parameter count, the count SNIP keeps
 sparsity the paper (or the student reproduction) used, and the test error of any run found
 under --results (files written by `snip_min.py --out DIR`, matched on model, dataset
 and sparsity; runs that augmented their training images otherwise than the authors,
-e.g. with --translate, are left out). Rows without a measurement say so. Prints a
+e.g. with --translate, and --compact runs, which train the same masks another way and
+are reported beside the masked ones in docs/compaction.md, are left out). Rows without a measurement say so. Prints a
 Markdown table; --json prints rows.
 """
 
@@ -68,13 +69,14 @@ def augmented_as_the_authors(result):
 
 def measured_runs(folder):
     """{(model, dataset, sparsity): [results dicts]} from every results.json under folder
-    that pruned with SNIP (not the random baseline) and augmented its training images as
-    the authors did."""
+    that pruned with SNIP (not the random baseline), trained the masked network (not
+    --compact) and augmented its training images as the authors did."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(folder, "**", "results.json"), recursive=True)):
         with open(path) as f:
             result = json.load(f)
-        if result.get("method", "snip") != "snip" or not augmented_as_the_authors(result):
+        if (result.get("method", "snip") != "snip" or result.get("compact")
+                or not augmented_as_the_authors(result)):
             continue
         runs.setdefault((result["model"], result["dataset"], result["sparsity"]), []).append(result)
     return runs

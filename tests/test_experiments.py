@@ -138,6 +138,10 @@ def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_p
     (tmp_path / "results" / "mnist-random" / "results.json").write_text(json.dumps(
         {"model": "lenet300", "dataset": "mnist", "sparsity": 0.98, "test_error": 40.0, "seed": 0,
          "data": "some data", "augment": None, "method": "random"}))
+    (tmp_path / "results" / "mnist-compact").mkdir()                   # --compact: reported elsewhere
+    (tmp_path / "results" / "mnist-compact" / "results.json").write_text(json.dumps(
+        {"model": "lenet300", "dataset": "mnist", "sparsity": 0.98, "test_error": 30.0, "seed": 0,
+         "data": "some data", "augment": None, "compact": True}))
     rows = zoo.table_rows(str(tmp_path / "results"))
     assert len(rows) == 33
     assert next(r for r in rows if r["model"] == "lenet300")["test_errors"] == [3.6, 3.5]
