@@ -17,8 +17,9 @@ operators PyTorch's own profiler finds most costly in its step.
 When PyTorch is installed, the same network (converted layer by layer, with the same weights
 and masks), the same batch and the same thread count run in PyTorch. Each library runs in a
 worker process of its own (two libraries in one process slow each other down: thread pools
-and memory allocators compete), and the two are timed in turn, A B A B ...: each repeat
-times snip-min, then PyTorch, on the same operation, and gives one ratio snip-min / PyTorch.
+and memory allocators compete), and the workers are timed in turn, A B A B ...: each repeat
+times snip-min, then PyTorch (then, with --compact, the compacted network) on the same
+operation, and gives one ratio snip-min / PyTorch.
 A figure's ratio is the median of those pairwise ratios, with their min and max, so that
 the machine's drift from one minute to the next cancels out. PyTorch is only a yardstick
 here; snip-min itself never imports it.
@@ -441,8 +442,9 @@ def calls_per_repeat(name, steps):
 
 
 class WorkerError(RuntimeError):
-    """A worker could not build or run its work. usage: the one-line reason when the request
-    itself cannot be met (snip_min's UsageError, e.g. --compact on a network with batch norm)."""
+    """A worker could not build its work. usage: the one-line reason when the request itself
+    cannot be met (snip_min's UsageError, e.g. a mask that disconnects the network, which
+    compaction finds only after SNIP)."""
 
     def __init__(self, message, usage=None):
         super().__init__(message)
@@ -454,8 +456,8 @@ class Worker:
 
     The parent writes one JSON command per line to the worker's stdin and reads one JSON
     answer per line from its stdout: {"op": "time", "operation": "train", "calls": k}
-    -> {"seconds": s}, the mean seconds per call. While one worker is timed, the other
-    waits on its stdin, idle."""
+    -> {"seconds": s}, the mean seconds per call. While one worker is timed, the others
+    wait on their stdin, idle."""
 
     def __init__(self, library, args):
         command = [sys.executable, os.path.abspath(__file__), "--worker", library] + forwarded_flags(args)
@@ -496,7 +498,7 @@ def forwarded_flags(args):
 
 
 def serve(args):
-    """The body of a worker process (--worker snip-min|torch): build the work, then answer
+    """The body of a worker process (--worker snip-min|snip-min-compact|torch): build the work, then answer
     the parent's commands until its stdin closes."""
     import numpy
 
@@ -540,7 +542,7 @@ def measure_speed(workers, args):
         for name in OPERATIONS:
             worker.seconds(name, 2)
     steps = args.steps
-    if steps is None:       # about a second of training steps per repeat (probed warm), 2 to 1,000
+    if steps is None:       # a second of the fastest worker's training steps per repeat (probed warm), 2 to 1,000
         probe = min(worker.seconds("train", 3) for worker in workers)
         steps = max(2, min(1000, int(1.0 / max(probe, 1e-6))))
     timings = {worker.name: {name: [] for name in OPERATIONS} for worker in workers}
@@ -807,6 +809,12 @@ def main(argv=None):
         return 0
     if args.worker:
         return serve(args)
+    if args.compact:        # refused before any worker is built, as snip_min.py refuses it
+        try:
+            sm.chain_of(models.build(args.model, dataset))
+        except sm.UsageError as error:
+            print(f"bench.py: error: {error}", file=sys.stderr)
+            return 2
     data_description = "random images"
     if args.data_dir:
         import data
@@ -831,22 +839,20 @@ def main(argv=None):
             print_profile(report)
         return 0
 
+    libraries = ["snip-min"] + (["torch"] if with_torch else []) + (["snip-min-compact"] if args.compact else [])
     workers = []
     try:
-        workers.append(start_worker("snip-min", args, required=True))
-        if with_torch:
-            workers.append(start_worker("torch", args))
-        if args.compact:
-            workers.append(start_worker("snip-min-compact", args, required=True))
+        for library in libraries:
+            worker = start_worker(library, args, required=library != "torch")
+            if worker is not None:
+                workers.append(worker)
     except WorkerError as error:
         for worker in workers:
-            if worker is not None:
-                worker.close()
+            worker.close()
         if error.usage is None:
             raise
         print(f"bench.py: error: {error.usage}", file=sys.stderr)
         return 2
-    workers = [worker for worker in workers if worker is not None]
     try:
         speed, ratios, steps = measure_speed(workers, args)
     finally:
@@ -913,7 +919,7 @@ def start_worker(library, args, required=False):
     except RuntimeError as error:
         if required:
             raise
-        print(f"bench.py: note: {error}; measuring snip-min alone", file=sys.stderr)
+        print(f"bench.py: note: {error}; measuring without it", file=sys.stderr)
         return None
 
 
