@@ -265,7 +265,8 @@ def wide_resnet(num_classes, dataset, depth, k):
 
 # ---------------------------------------------------------------------------------------
 # Recurrent networks on sequential MNIST (the paper's Table 2): each image is read as a
-# sequence of its 28 rows of 28 pixels, one row per step.
+# sequence of its 28 rows of 28 pixels, one row per step (the -pixels variants: 784 steps
+# of one pixel).
 # ---------------------------------------------------------------------------------------
 
 def recurrent_classifier(layer, hidden, num_classes, pixels=False):

@@ -231,11 +231,11 @@ def skip_input_gradient(network):
 
     Saves that layer's input-gradient product (and, for a convolution, its col2im). Its
     backward returns None, and Sequential stops there. Leading Flattens and AsSequences
-    only reshape.
+    only reshape, and a leading Gather (of a compact network) only selects.
     """
     layer = network
     while isinstance(layer, Sequential):
-        layer = next(child for child in layer.children if not isinstance(child, (Flatten, AsSequence)))
+        layer = next(child for child in layer.children if not isinstance(child, (Flatten, AsSequence, Gather)))
     if hasattr(layer, "needs_input_gradient"):
         layer.needs_input_gradient = False
     return network
@@ -564,8 +564,6 @@ class Gather(Layer):
     indices: distinct integers, increasing (a host vector; kept on the device here).
     """
 
-    needs_input_gradient = True    # False for a network's first computing layer: its input is data
-
     def __init__(self, indices):
         self.host_indices = numpy.asarray(indices, dtype=numpy.int64)
         self.indices = xp.asarray(self.host_indices)                    # (K,), on the device
@@ -576,8 +574,6 @@ class Gather(Layer):
 
     def backward(self, dout):                                               # (N, ..., K)
         shape = self.take_cache()
-        if not self.needs_input_gradient:
-            return None
         # forward: y[..., k] = x[..., indices[k]], and each entry of x is read at most once,
         # so dL/dx[..., indices[k]] = dL/dy[..., k], and 0 for the entries not gathered
         dx = xp.zeros(shape, dtype=dout.dtype)                           # (N, ..., D)
@@ -879,7 +875,8 @@ class LSTM(Layer):
         hiddens = xp.empty((steps + 1, n, size), dtype=x.dtype)            # (T+1, N, H): h_0 ... h_T
         cells[0] = 0 if self.c0 is None else self.c0
         hiddens[0] = 0 if self.h0 is None else self.h0
-        # sigmoid(z) = tanh(z / 2) / 2 + 1/2, so one tanh over all four gates gives them all:
+        # sigmoid_in_place's identity, sigmoid(z) = tanh(z / 2) / 2 + 1/2, with a scale and an
+        # offset per column, so that one tanh gives all four gates:
         # gate = scale * tanh(scale * z) + offset, with scale 1/2 and offset 1/2 in the
         # columns of i, f and o, and scale 1, offset 0 in those of g (tanh itself)
         scale, offset = xp.full(4 * size, 0.5, dtype=x.dtype), xp.full(4 * size, 0.5, dtype=x.dtype)
@@ -1050,18 +1047,18 @@ class GRU(Layer):
             # dL/dh_{t-1} = dL/ds_t U^T + dL/dh_t * z_t
             dh_next = d @ u.T + dh * z                                     # (N, H)
         self.h0_grad = dh_next                                             # dL/dh_0, (N, H)
-        # the input halves: a_t[r], a_t[z] enter exactly where s_t[r], s_t[z] do (their sum),
-        # while a_t[n] enters outside the reset, with dL/da_t[n] found above
-        d_inputs = d_recurrent.copy()                                      # (T, N, 3H): dL/da_t of each step
-        d_inputs[:, :, 2 * size:] = d_candidate
         # forward: a_t = x_t W + b and s_t = h_{t-1} U + [0, 0, b_hn] at every t with the same
         # W, b, U, b_hn: their gradients are sums over t and n, one product each
-        input_rows = d_inputs.reshape(steps * n, 3 * size)                 # (T*N, 3H)
-        recurrent_rows = d_recurrent.reshape(steps * n, 3 * size)          # (T*N, 3H)
-        self.input_weight.grad = x_by_time.T @ input_rows                  # (D, 3H)
-        self.bias.grad = sum_rows(input_rows)                           # (3H,)
+        recurrent_rows = d_recurrent.reshape(steps * n, 3 * size)          # (T*N, 3H): dL/ds_t
         self.recurrent_weight.grad = hiddens[:-1].reshape(steps * n, size).T @ recurrent_rows   # (H, 3H)
         self.recurrent_bias.grad = sum_rows(recurrent_rows[:, 2 * size:])                    # (H,)
+        # the input halves: a_t[r], a_t[z] enter exactly where s_t[r], s_t[z] do (their sum),
+        # while a_t[n] enters outside the reset, with dL/da_t[n] found above. dL/ds_t is no
+        # longer needed, so its candidate columns take dL/da_t[n] in place (no copy)
+        d_recurrent[:, :, 2 * size:] = d_candidate                         # now dL/da_t of each step
+        input_rows = recurrent_rows                                        # (T*N, 3H), the same array
+        self.input_weight.grad = x_by_time.T @ input_rows                  # (D, 3H)
+        self.bias.grad = sum_rows(input_rows)                           # (3H,)
         if not self.needs_input_gradient:
             return None
         # and dL/dx_t = dL/da_t W^T, every step at once
@@ -1344,7 +1341,7 @@ def format_pruning_table(rows, alive=None):
 #
 # Definitions. Only the gates decide: a connection is kept where c = 1, and an ungated
 # Param (a bias with --prune weights, say) counts as all kept. A unit is an output feature
-# of a Linear or an output channel of a Conv2D.
+# of a Linear, an output channel of a Conv2D, or a hidden unit of an LSTM or GRU.
 #   signal  The network's input entries have signal. A unit has signal when it has a kept
 #           bias (a kept bias is learned, so even one that starts at 0 makes the unit a
 #           learned constant, which is not dead) or a kept incoming connection from
@@ -1362,11 +1359,11 @@ def format_pruning_table(rows, alive=None):
 # channel, at any positions). Transitive alive units are always locally alive too.
 #
 # How: 0/1 indicator arrays shaped like ONE example's activations are sent through the
-# network. Forward, each Linear/Conv2D is a copy of itself computing with its gates as
-# weights and its bias gate as bias (then every sum of 0/1 terms is > 0 exactly when one
-# term is 1); backward, the same copies' input gradient with the read indicator as dL/dy.
-# Every result is thresholded back to {0, 1}. The rules of the other layers are in
-# LIVENESS_RULES, one entry per layer type; a new layer (LSTM, GRU) adds its own there.
+# network. Forward, each Linear/Conv2D computes with its gates as weights and its bias
+# gate as bias (then every sum of 0/1 terms is > 0 exactly when one term is 1); backward,
+# its input gradient with the read indicator as dL/dy. Every result is thresholded back to
+# {0, 1}. Every layer type's rule is in LIVENESS_RULES, one entry per type (the recurrent
+# layers' follow their units through the steps); a new layer adds its own there.
 # ======================================================================================
 
 def kept(p):
@@ -1678,8 +1675,8 @@ def host_vectors(vectors):
 
 
 def alive_units(model, input_shape, transitive=True):
-    """Which units of every conv/linear layer are alive (see the banner: signal and read),
-    and which input entries the network reads.
+    """Which units of every conv/linear/recurrent layer are alive (see the banner: signal and
+    read), and which input entries the network reads.
 
     model: any network whose layers have a rule in LIVENESS_RULES (every layer of the model
     zoo); input_shape: one example's (H, W, C). Returns a dict of NumPy bool arrays:
@@ -2489,7 +2486,8 @@ def run(args, log=print):
                               f"--resume {folder}") from None
     if args.checkpoint_every:
         checkpoint(state)                                   # the final state, for later continuing
-    full_shapes()                                           # the trained values into `model`
+    else:                                                   # (a checkpoint writes them back itself)
+        full_shapes()                                       # the trained values into `model`
 
     test_loss, test_error = evaluate(model, test)
     log(f"test error: {test_error:.2f}% (loss {test_loss:.4f}) - {args.model} at sparsity "
@@ -2567,7 +2565,7 @@ def check_masks(gated, report, args):
     any_kept = host_values(*(p.mask.any() for p in weights))               # one wait for the device
     empty = [p.name for p, kept in zip(weights, any_kept) if not kept]
     if empty:
-        message = (f"at sparsity {args.sparsity:g} SNIP keeps no connection in {', '.join(empty)}: the "
+        message = (f"at sparsity {args.sparsity:g} the mask keeps no connection in {', '.join(empty)}: the "
                    f"network is disconnected and cannot learn; lower --sparsity")
         if args.strict:
             raise UsageError(message)
