@@ -111,7 +111,6 @@ def plot(summary, out):
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
         common.save_figure(figure, os.path.join(out, f"alive-{name}.png"))
-        plt.close(figure)
 
 
 if __name__ == "__main__":

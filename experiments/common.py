@@ -192,10 +192,12 @@ def pyplot():
 
 
 def save_figure(figure, path):
-    """Write a figure as PNG, atomically."""
+    """Write a figure as PNG, atomically, and close it (it is done with)."""
+    import matplotlib.pyplot as plt
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     data.write_file_atomically(path, buffer.getvalue())
+    plt.close(figure)
 
 
 def mean_and_spread(values):

@@ -278,7 +278,6 @@ def plot_batch(summary, seeds, out):
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     common.save_figure(figure, os.path.join(out, "scoring_batch.png"))
-    plt.close(figure)
 
 
 def plot_init(summary, seeds, out):
@@ -299,7 +298,6 @@ def plot_init(summary, seeds, out):
                     f"mean ± std over {seeds} seeds", fontsize=10)
     figure.tight_layout()
     common.save_figure(figure, os.path.join(out, "initialisation.png"))
-    plt.close(figure)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,6 @@ def plot(maps, summary, out):
                     f"{100 * summary['sparsity']:g}% sparsity, scored on {summary['images_per_batch']} "
                     f"images of one class\n{summary['data']}, seed {summary['seed']}", fontsize=11)
     common.save_figure(figure, os.path.join(out, "kept_connections.png"))
-    plt.close(figure)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,6 @@ def plot(rows, summary, out):
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=8)
         common.save_figure(figure, os.path.join(out, f"random_labels-{model}.png"))
-        plt.close(figure)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,6 @@ def plot(runs, out):
         axes.grid(True, axis="y", alpha=0.3)
         axes.legend(fontsize=8)
         common.save_figure(figure, os.path.join(out, f"gates-{model}-{100 * sparsity:g}.png"))
-        plt.close(figure)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,6 @@ def plot(summary, out):
         axes.grid(True, which="both", alpha=0.3)
         axes.legend()
         common.save_figure(figure, os.path.join(out, f"sweep-{name}.png"))
-        plt.close(figure)
 
 
 if __name__ == "__main__":
