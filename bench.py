@@ -95,7 +95,7 @@ def real_batch(dataset_name, data_dir, batch_size, notice=lambda line: None):
 class SnipMinWork:
     """One model, one batch, one mask: the three measured operations in snip-min. With
     compact=True, the training step and inference run on the compacted network (the smaller
-    dense network the mask leaves, snip_min.compact); SNIP itself is the same work."""
+    dense network the mask leaves, compaction.compact); SNIP itself is the same work."""
 
     name = "snip-min"
 
@@ -120,9 +120,11 @@ class SnipMinWork:
         self.network = self.model
         self.multiply_adds = None
         if compact:
+            import compaction
             self.name = "snip-min, compacted"
-            self.network = sm.compact(self.model, shape).network
-            self.multiply_adds = [sm.multiply_adds(self.model, shape), sm.multiply_adds(self.network, shape)]
+            self.network = compaction.compact(self.model, shape).network
+            self.multiply_adds = [compaction.multiply_adds(self.model, shape),
+                                  compaction.multiply_adds(self.network, shape)]
         self.optimiser = sm.SGD(sm.parameters_of(self.network))
 
     def synchronise(self):
@@ -156,6 +158,8 @@ def to_torch(layer, sm, torch):
     Activations stay NHWC at the boundaries (the input and Flatten see the same order as
     snip-min); inside, convolutions run in PyTorch's native NCHW.
     """
+    import recurrent
+    import zoo_layers
     nn = torch.nn
     links = []
 
@@ -257,17 +261,17 @@ def to_torch(layer, sm, torch):
         def forward(self, x):
             return self.rnn(x)[0][:, -1]
 
-    def recurrent(each):
+    def recurrent_module(each):
         """torch.nn.LSTM or GRU with snip-min's weights: PyTorch stores W^T and U^T (its gates
         in the same order), and its two biases add up to ours (plus the LSTM's constant
         forget_bias, which PyTorch holds in bias_ih's f block)."""
         d_in, hidden = each.input_weight.shape[0], each.hidden
-        kind = nn.LSTM if isinstance(each, sm.LSTM) else nn.GRU
+        kind = nn.LSTM if isinstance(each, recurrent.LSTM) else nn.GRU
         rnn = kind(d_in, hidden, batch_first=True)
         copy(each.input_weight, rnn.weight_ih_l0, layout_linear)
         copy(each.recurrent_weight, rnn.weight_hh_l0, layout_linear)
         copy(each.bias, rnn.bias_ih_l0, layout_vector)
-        if isinstance(each, sm.LSTM):
+        if isinstance(each, recurrent.LSTM):
             with torch.no_grad():                      # the second bias holds the constant
                 rnn.bias_hh_l0.zero_()
                 rnn.bias_hh_l0[hidden:2 * hidden] = each.forget_bias
@@ -289,17 +293,17 @@ def to_torch(layer, sm, torch):
             for child in each.children:
                 modules += convert(child, modules[-1] if modules else previous)
             return modules
-        if isinstance(each, sm.Residual):
+        if isinstance(each, zoo_layers.Residual):
             return [Residual(convert_one(each.body), convert_one(each.shortcut))]
-        if isinstance(each, sm.Concat):
+        if isinstance(each, zoo_layers.Concat):
             return [Concat([convert_one(branch) for branch in each.children])]
-        if isinstance(each, sm.Identity):
+        if isinstance(each, zoo_layers.Identity):
             return [nn.Identity()]
-        if isinstance(each, sm.AvgPool2D):
+        if isinstance(each, zoo_layers.AvgPool2D):
             return [AvgPoolSame(each.kernel, each.stride, each.padding)]
-        if isinstance(each, sm.GlobalAvgPool):
+        if isinstance(each, zoo_layers.GlobalAvgPool):
             return [GlobalAvgPool()]
-        if isinstance(each, sm.ZeroChannels):
+        if isinstance(each, zoo_layers.ZeroChannels):
             return [ZeroChannels(each.extra)]
         if isinstance(each, sm.Conv2D):
             kh, kw, c, f = each.weight.shape
@@ -322,11 +326,11 @@ def to_torch(layer, sm, torch):
             return [nn.ReLU()]
         if isinstance(each, sm.Flatten):
             return [FlattenNHWC()]
-        if isinstance(each, sm.AsSequence):
+        if isinstance(each, recurrent.AsSequence):
             return [AsSequence(each.pixels)]
-        if isinstance(each, (sm.LSTM, sm.GRU)):
-            return recurrent(each)
-        if isinstance(each, sm.BatchNorm):
+        if isinstance(each, (recurrent.LSTM, recurrent.GRU)):
+            return recurrent_module(each)
+        if isinstance(each, zoo_layers.BatchNorm):
             after_linear = isinstance(previous, nn.Linear)
             kind = nn.BatchNorm1d if after_linear else nn.BatchNorm2d
             norm = kind(each.scale.shape[0], eps=each.eps, momentum=each.momentum)
@@ -810,8 +814,9 @@ def main(argv=None):
     if args.worker:
         return serve(args)
     if args.compact:        # refused before any worker is built, as snip_min.py refuses it
+        import compaction
         try:
-            sm.chain_of(models.build(args.model, dataset))
+            compaction.chain_of(models.build(args.model, dataset))
         except sm.UsageError as error:
             print(f"bench.py: error: {error}", file=sys.stderr)
             return 2

@@ -450,6 +450,12 @@ class Augmentation(NamedTuple):
     flip: bool
     max_shift: int
 
+    def describe(self):
+        """For a log line: 'random flips, moves of up to 4 pixels'."""
+        shift = self.max_shift
+        return ", ".join((["random flips"] if self.flip else []) + (
+            [f"moves of up to {shift} pixel{'s' if shift != 1 else ''}"] if shift else []))
+
 
 # The authors' augmentation of each dataset's training images: none on MNIST.
 AUTHORS_AUGMENTATION = {

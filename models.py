@@ -1,4 +1,5 @@
-"""The networks of the SNIP paper, built from the layers in snip_min.py.
+"""The networks of the SNIP paper, built from the layers in snip_min.py (the LeNets'),
+zoo_layers.py (batch norm, pooling, residual and concatenation blocks) and recurrent.py.
 
 Each model reads like its diagram. Parameter counts (conv/linear weights + biases, the
 convention of the paper and of ../PAPER.md) are checked by the tests.
@@ -13,8 +14,9 @@ import sys
 from dataclasses import dataclass
 
 import snip_min as sm
-from snip_min import (GRU, LSTM, AsSequence, AvgPool2D, BatchNorm, Concat, Conv2D, Flatten, GlobalAvgPool,
-                      Identity, Linear, MaxPool2D, ReLU, Residual, Sequential, ZeroChannels)
+from recurrent import GRU, LSTM, AsSequence
+from snip_min import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
+from zoo_layers import AvgPool2D, BatchNorm, Concat, GlobalAvgPool, Identity, Residual, ZeroChannels
 
 
 # ---------------------------------------------------------------------------------------

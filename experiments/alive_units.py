@@ -1,5 +1,5 @@
 """Which units SNIP leaves alive: for both LeNets, the fraction of each layer's units that keep
-an input and an output (snip_min.alive_units), and of the input pixels read, against sparsity;
+an input and an output (compaction.alive_units), and of the input pixels read, against sparsity;
 and how much smaller the compacted network is (the multiply-adds of its dense shapes).
 
 SNIP prunes connections, but at high sparsity whole units lose every incoming or every
@@ -19,6 +19,8 @@ import sys
 import common
 from common import data, models, sm
 
+import compaction
+
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 
@@ -35,14 +37,14 @@ def alive_counts(dataset, model_name, sparsity, seed):
     images, labels = train.batch(sm.xp.asarray(index))
     sm.snip(model, images, labels, sparsity)
     shape = models.INPUT_SHAPE[dataset.name]
-    full = sm.multiply_adds(model, shape)
+    full = compaction.multiply_adds(model, shape)
     try:
-        compacted = sm.multiply_adds(sm.compact(model, shape).network, shape)
+        compacted = compaction.multiply_adds(compaction.compact(model, shape).network, shape)
     except sm.UsageError:                       # disconnected: no alive unit in some layer
         compacted = 0
     return [{"model": model_name, "sparsity": sparsity, "seed": seed, "layer": layer, "alive": alive,
              "total": total, "multiply_adds": full, "compact_multiply_adds": compacted}
-            for layer, (alive, total) in sm.alive_summary(model, shape).items()]
+            for layer, (alive, total) in compaction.alive_summary(model, shape).items()]
 
 
 def main(argv=None):

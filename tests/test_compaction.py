@@ -1,4 +1,4 @@
-"""Dead units and compaction (snip_min.py, section 7): which units are alive, on hand-built
+"""Dead units and compaction (compaction.py): which units are alive, on hand-built
 masks with known answers; the compact network computes and trains exactly like the masked
 one; expanding and compacting again round-trip; what cannot be compacted is refused."""
 
@@ -7,9 +7,15 @@ import json
 import numpy
 import pytest
 
+import checkpoints
+import compaction
 import models
+import recurrent
 import snip_min as sm
+import zoo_layers
 from helpers import check_layer_gradients, initialised
+from test_cli import assert_refused, run_cli
+from test_reliability import checkpoint_arrays, quiet, stop_at
 
 MNIST = models.INPUT_SHAPE["mnist"]
 
@@ -105,7 +111,7 @@ def host(array):
 # --- alive units: hand-built masks with known answers ----------------------------------------
 
 def test_alive_units_of_a_linear_chain_follow_signal_forward_and_read_backward():
-    alive = sm.alive_units(linear_chain(), (4,))
+    alive = compaction.alive_units(linear_chain(), (4,))
     # u0 alive; u1 no input; u2 no output; u3 alive on its bias alone; u4 feeds only v2,
     # which has no output
     assert alive["fc1"].tolist() == [True, False, False, True, False]
@@ -118,7 +124,7 @@ def test_alive_units_of_a_linear_chain_follow_signal_forward_and_read_backward()
 
 
 def test_local_alive_units_judge_each_layer_on_its_own():
-    alive = sm.alive_units(linear_chain(), (4,), transitive=False)
+    alive = compaction.alive_units(linear_chain(), (4,), transitive=False)
     assert alive["fc1"].tolist() == [True, False, False, True, True]     # u4 has an output, to v2
     assert alive["fc2"].tolist() == [True, True, False, True]            # v3 has an input, from u1
     assert alive["fc3"].tolist() == [True, True, True]                   # s2 has an input, from v3
@@ -126,7 +132,7 @@ def test_local_alive_units_judge_each_layer_on_its_own():
 
 
 def test_a_conv_channel_is_dead_without_a_read_position_or_without_input():
-    alive = sm.alive_units(conv_chain(), (6, 6, 1))
+    alive = compaction.alive_units(conv_chain(), (6, 6, 1))
     # channel 1: all of its flattened positions unread; channel 2: no weight, no bias;
     # channel 3: its bias is its signal, and fc1 reads one of its positions
     assert alive["conv1"].tolist() == [True, False, False, True]
@@ -139,9 +145,9 @@ def test_a_conv_channel_is_dead_without_a_read_position_or_without_input():
 
 
 def test_a_conv_channel_must_have_signal_and_be_read_at_the_same_position():
-    alive = sm.alive_units(padded_conv_chain(), (3, 3, 1))
+    alive = compaction.alive_units(padded_conv_chain(), (3, 3, 1))
     assert alive["conv1"].tolist() == [False, True]
-    assert sm.alive_units(padded_conv_chain(), (3, 3, 1), transitive=False)["conv1"].tolist() == [True, True]
+    assert compaction.alive_units(padded_conv_chain(), (3, 3, 1), transitive=False)["conv1"].tolist() == [True, True]
 
 
 def concatenation(read_branch_b):
@@ -153,17 +159,17 @@ def concatenation(read_branch_b):
              "conv2.bias": numpy.zeros(2),
              "conv3.weight": numpy.ones((1, 1, 2, 1)), "conv3.bias": numpy.zeros(1),
              "fc1.weight": mask_keeping((3, 2), (0, 0), (1, 1), *([(2, 0)] if read_branch_b else []))}
-    return gated_network(masks, sm.Conv2D(1, 2, 1), sm.Concat(sm.Conv2D(2, 2, 1), sm.Conv2D(2, 1, 1)),
-                         sm.GlobalAvgPool(), sm.Linear(3, 2))
+    return gated_network(masks, sm.Conv2D(1, 2, 1), zoo_layers.Concat(sm.Conv2D(2, 2, 1), sm.Conv2D(2, 1, 1)),
+                         zoo_layers.GlobalAvgPool(), sm.Linear(3, 2))
 
 
 def test_alive_units_through_a_concatenation():
-    alive = sm.alive_units(concatenation(read_branch_b=True), (2, 2, 1))
+    alive = compaction.alive_units(concatenation(read_branch_b=True), (2, 2, 1))
     assert alive["conv1"].tolist() == [True, False]
     assert alive["conv2"].tolist() == [True, False]          # a1 is fed by c1 alone: no signal
     assert alive["conv3"].tolist() == [True]
     # fc1 does not read branch b: b0 is dead, while c0 stays alive through a0
-    alive = sm.alive_units(concatenation(read_branch_b=False), (2, 2, 1))
+    alive = compaction.alive_units(concatenation(read_branch_b=False), (2, 2, 1))
     assert alive["conv3"].tolist() == [False]
     assert alive["conv1"].tolist() == [True, False]
 
@@ -175,9 +181,9 @@ def test_alive_units_through_a_residual_block():
              "conv2.weight": mask_keeping((1, 1, 2, 2), (0, 0, 1, 0), (0, 0, 0, 1)),
              "conv2.bias": numpy.zeros(2),
              "fc1.weight": mask_keeping((2, 2), (0, 0), (0, 1)), "fc1.bias": numpy.zeros(2)}
-    model = gated_network(masks, sm.Conv2D(1, 2, 1), sm.Residual(sm.Sequential(sm.ReLU(), sm.Conv2D(2, 2, 1))),
-                          sm.GlobalAvgPool(), sm.Linear(2, 2))
-    alive = sm.alive_units(model, (2, 2, 1))
+    model = gated_network(masks, sm.Conv2D(1, 2, 1), zoo_layers.Residual(sm.Sequential(sm.ReLU(), sm.Conv2D(2, 2, 1))),
+                          zoo_layers.GlobalAvgPool(), sm.Linear(2, 2))
+    alive = compaction.alive_units(model, (2, 2, 1))
     assert alive["conv1"].tolist() == [True, False]          # c0 is read through the shortcut
     assert alive["conv2"].tolist() == [False, False]         # d0: no signal; d1: not read
     assert alive["fc1"].tolist() == [True, True]             # its only input has signal: the shortcut's
@@ -190,9 +196,9 @@ def test_batch_norm_makes_an_input_less_channel_a_learned_constant():
     masks = {"conv1.weight": mask_keeping((1, 1, 1, 2), (0, 0, 0, 0)), "conv1.bias": numpy.zeros(2),
              "conv2.weight": mask_keeping((1, 1, 2, 2), (0, 0, 0, 0), (0, 0, 1, 1)),
              "conv2.bias": numpy.zeros(2)}
-    model = gated_network(masks, sm.Conv2D(1, 2, 1), sm.BatchNorm(2), sm.ReLU(), sm.Conv2D(2, 2, 1),
-                          sm.GlobalAvgPool(), sm.Linear(2, 2))
-    alive = sm.alive_units(model, (2, 2, 1))
+    model = gated_network(masks, sm.Conv2D(1, 2, 1), zoo_layers.BatchNorm(2), sm.ReLU(), sm.Conv2D(2, 2, 1),
+                          zoo_layers.GlobalAvgPool(), sm.Linear(2, 2))
+    alive = compaction.alive_units(model, (2, 2, 1))
     assert alive["conv1"].tolist() == [True, False]
     assert alive["conv2"].tolist() == [True, True]
 
@@ -202,12 +208,12 @@ def test_the_local_counts_of_the_lenets_match_a_count_of_their_masks():
     model = snipped("lenet300", 0.98)
     w = [host(model.children[k].weight.mask) > 0 for k in (1, 3, 5)]
     b = [host(model.children[k].bias.mask) > 0 for k in (1, 3, 5)]
-    local = sm.alive_units(model, MNIST, transitive=False)
+    local = compaction.alive_units(model, MNIST, transitive=False)
     assert (local["input"].reshape(-1) == w[0].any(axis=1)).all()
     for k, name in enumerate(("fc1", "fc2")):
         has_input = w[k].any(axis=0) | b[k]
         assert (local[name] == (has_input & w[k + 1].any(axis=1))).all()
-    transitive = sm.alive_units(model, MNIST)
+    transitive = compaction.alive_units(model, MNIST)
     assert all((transitive[name] <= local[name]).all() for name in local)    # transitive is stricter
     assert transitive["fc1"].sum() < 300 and transitive["input"].sum() < 784
 
@@ -216,7 +222,7 @@ def test_an_unpruned_network_is_alive_everywhere():
     for name in ("lenet5", "resnet18", "squeezenet-bypass", "densenet121"):
         model = models.build(name)
         shape = models.INPUT_SHAPE[models.MODELS[name].dataset]
-        alive = sm.alive_units(model, shape)                 # masks None: every connection kept
+        alive = compaction.alive_units(model, shape)                 # masks None: every connection kept
         assert all(flags.all() for flags in alive.values()), name
 
 
@@ -224,13 +230,13 @@ def test_a_layer_without_a_rule_is_refused_by_name():
     class Squash(sm.Layer):
         pass
     with pytest.raises(sm.UsageError, match="Squash layer: it has no entry in LIVENESS_RULES"):
-        sm.alive_units(sm.Sequential(sm.Flatten(), Squash()), MNIST)
+        compaction.alive_units(sm.Sequential(sm.Flatten(), Squash()), MNIST)
 
 
 def test_the_summary_counts_alive_units_per_layer():
-    summary = sm.alive_summary(linear_chain(), (4,))
+    summary = compaction.alive_summary(linear_chain(), (4,))
     assert summary == {"input": (1, 4), "fc1": (2, 5), "fc2": (2, 4), "fc3": (2, 3)}
-    assert sm.format_alive_summary(summary).splitlines() == [
+    assert compaction.format_alive_summary(summary).splitlines() == [
         "input entries read: 1 of 4", "alive units (an input and an output): fc1 2/5, fc2 2/4, fc3 2/3"]
 
 
@@ -239,9 +245,9 @@ def test_the_summary_counts_alive_units_per_layer():
 def test_gather_takes_the_listed_entries_and_its_backward_is_the_gradient():
     rng = numpy.random.default_rng(0)
     x = sm.xp.asarray(rng.standard_normal((3, 7)))
-    gather = sm.Gather([1, 4, 5])
+    gather = compaction.Gather([1, 4, 5])
     assert numpy.array_equal(host(gather.forward(x, True)), host(x)[:, [1, 4, 5]])
-    check_layer_gradients(sm.Gather([0, 2, 3, 6]), x, rng)
+    check_layer_gradients(compaction.Gather([0, 2, 3, 6]), x, rng)
 
 
 # --- compaction: the same function and the same training --------------------------------------
@@ -266,38 +272,38 @@ def relative_difference(a, b):
 def test_the_compact_network_computes_the_same_logits(case, dtype):
     build, shape = CASES[case]
     model = build(getattr(sm.xp, dtype))
-    compaction = sm.compact(model, shape)
-    full, small = sm.parameters_of(model), sm.parameters_of(compaction.network)
+    compacted = compaction.compact(model, shape)
+    full, small = sm.parameters_of(model), sm.parameters_of(compacted.network)
     assert sum(p.size for p in small) < sum(p.size for p in full)            # something was removed
     assert {p.name for p in small} == {p.name for p in full}                  # under the same names
     x = sm.xp.asarray(numpy.random.default_rng(1).standard_normal((8,) + shape), dtype=getattr(sm.xp, dtype))
     logits = model.forward(x, train=False)
-    assert relative_difference(compaction.network.forward(x, train=False), logits) < TOLERANCE[dtype]
+    assert relative_difference(compacted.network.forward(x, train=False), logits) < TOLERANCE[dtype]
 
 
 def test_the_compact_lenet300_reads_only_the_pixels_it_needs():
     model = snipped("lenet300", 0.98)
-    alive = sm.alive_units(model, MNIST)
-    network = sm.compact(model, MNIST).network
+    alive = compaction.alive_units(model, MNIST)
+    network = compaction.compact(model, MNIST).network
     flatten, gather, fc1 = network.children[:3]
-    assert type(gather) is sm.Gather
+    assert type(gather) is compaction.Gather
     assert numpy.array_equal(gather.host_indices, numpy.flatnonzero(alive["input"]))
     assert fc1.weight.shape == (alive["input"].sum(), alive["fc1"].sum())
     assert network.children[4].weight.shape == (alive["fc1"].sum(), alive["fc2"].sum())
     assert not fc1.needs_input_gradient                                        # as in the full model
     weights = [p for p in sm.parameters_of(network) if p.kind == "weight"]
-    assert sm.multiply_adds(network, MNIST) == sum(p.size for p in weights)     # all Linear
+    assert compaction.multiply_adds(network, MNIST) == sum(p.size for p in weights)     # all Linear
 
 
 def test_multiply_adds_count_the_dense_products_of_one_example():
-    assert sm.multiply_adds(models.build("lenet300"), MNIST) == 784 * 300 + 300 * 100 + 100 * 10
+    assert compaction.multiply_adds(models.build("lenet300"), MNIST) == 784 * 300 + 300 * 100 + 100 * 10
     # conv1 24*24 positions x 5*5*1*20, conv2 8*8 x 5*5*20*50, fc1 800*500, fc2 500*10
-    assert sm.multiply_adds(models.build("lenet5"), MNIST) == 288_000 + 1_600_000 + 400_000 + 5_000
+    assert compaction.multiply_adds(models.build("lenet5"), MNIST) == 288_000 + 1_600_000 + 400_000 + 5_000
 
 
-def surviving(compaction, name):
+def surviving(compacted, name):
     """bool host array shaped like the full Param: True where an entry survives compaction."""
-    full, _, index = compaction.parts[name]
+    full, _, index = compacted.parts[name]
     flags = sm.xp.zeros(full.shape, dtype=bool)
     flags[index] = True
     return sm.to_host(flags)
@@ -310,21 +316,21 @@ STEP_TOLERANCE = {"float64": 1e-12, "float32": 2e-5}
 @pytest.mark.parametrize("name,sparsity", [("lenet300", 0.98), ("lenet5", 0.99)])
 def test_the_compact_network_trains_like_the_masked_one(name, sparsity, dtype):
     masked = snipped(name, sparsity, getattr(sm.xp, dtype))
-    compaction = sm.compact(copy_of(masked, name), MNIST)
+    compacted = compaction.compact(copy_of(masked, name), MNIST)
     rng = numpy.random.default_rng(2)
     batches = [(sm.xp.asarray(rng.standard_normal((32,) + MNIST), dtype=getattr(sm.xp, dtype)),
                 sm.xp.asarray(rng.integers(0, 10, 32))) for _ in range(50)]
     optimisers = [sm.SGD(sm.parameters_of(network), momentum=0.9, weight_decay=5e-3)
-                  for network in (masked, compaction.network)]
+                  for network in (masked, compacted.network)]
     for images, labels in batches:
-        for network, optimiser in zip((masked, compaction.network), optimisers):
+        for network, optimiser in zip((masked, compacted.network), optimisers):
             sm.train_step(network, optimiser, images, labels, lr=0.05)
     masked_velocity = {p.name: v for p, v in zip(optimisers[0].params, optimisers[0].velocity)}
-    velocity = compaction.expanded({p.name: v for p, v in zip(optimisers[1].params, optimisers[1].velocity)})
-    compaction.expand()
+    velocity = compacted.expanded({p.name: v for p, v in zip(optimisers[1].params, optimisers[1].velocity)})
+    compacted.expand()
     trained = {p.name: p for p in sm.parameters_of(masked)}
-    for param_name, (full, _, _) in compaction.parts.items():
-        keep = surviving(compaction, param_name)
+    for param_name, (full, _, _) in compacted.parts.items():
+        keep = surviving(compacted, param_name)
         for expanded, reference in ((full.value, trained[param_name].value),
                                     (velocity[param_name], masked_velocity[param_name])):
             expanded, reference = host(expanded), host(reference)
@@ -336,22 +342,22 @@ def test_the_compact_network_trains_like_the_masked_one(name, sparsity, dtype):
 
 def test_expanding_then_compacting_again_round_trips_values_and_momentum():
     model = snipped("lenet5", 0.99)
-    compaction = sm.compact(model, MNIST)
-    optimiser = sm.SGD(sm.parameters_of(compaction.network))
+    compacted = compaction.compact(model, MNIST)
+    optimiser = sm.SGD(sm.parameters_of(compacted.network))
     rng = numpy.random.default_rng(3)
     for _ in range(3):
-        sm.train_step(compaction.network, optimiser, sm.xp.asarray(rng.standard_normal((8,) + MNIST),
+        sm.train_step(compacted.network, optimiser, sm.xp.asarray(rng.standard_normal((8,) + MNIST),
                       dtype=sm.xp.float32), sm.xp.asarray(rng.integers(0, 10, 8)), 0.1)
     velocity = {p.name: v for p, v in zip(optimiser.params, optimiser.velocity)}
-    saved_velocity = compaction.expanded(velocity)
-    compaction.expand()
+    saved_velocity = compacted.expanded(velocity)
+    compacted.expand()
     # as a resumed run would: the full values (through the host, as a checkpoint), the same masks
     resumed = copy_of(model, "lenet5")
     for p in sm.parameters_of(resumed):
         p.value = sm.xp.asarray(sm.to_host(p.value))
-    again = sm.compact(resumed, MNIST)
-    assert list(again.parts) == list(compaction.parts)
-    for name, (_, small, _) in compaction.parts.items():
+    again = compaction.compact(resumed, MNIST)
+    assert list(again.parts) == list(compacted.parts)
+    for name, (_, small, _) in compacted.parts.items():
         small_again = again.parts[name][1]
         assert small.shape == small_again.shape
         assert numpy.array_equal(sm.to_host(small.value), sm.to_host(small_again.value))
@@ -365,16 +371,16 @@ def test_expanding_then_compacting_again_round_trips_values_and_momentum():
 @pytest.mark.parametrize("build,reason", [
     (lambda: models.build("vgg-d"), r"batch norm \(bn1\): its shift makes a channel without inputs"),
     (lambda: models.build("resnet18"), r"batch norm \(bn1\)"),
-    (lambda: models.name_parameters(sm.Sequential(sm.Conv2D(1, 2, 1), sm.Residual(sm.Conv2D(2, 2, 1)))),
+    (lambda: models.name_parameters(sm.Sequential(sm.Conv2D(1, 2, 1), zoo_layers.Residual(sm.Conv2D(2, 2, 1)))),
      "Residual blocks: it is not a chain"),
-    (lambda: models.name_parameters(sm.Sequential(sm.Concat(sm.Conv2D(1, 2, 1), sm.Identity()))),
+    (lambda: models.name_parameters(sm.Sequential(zoo_layers.Concat(sm.Conv2D(1, 2, 1), zoo_layers.Identity()))),
      "Concat blocks: it is not a chain"),
-    (lambda: models.name_parameters(sm.Sequential(sm.Conv2D(1, 2, 1), sm.GlobalAvgPool(), sm.Linear(2, 2))),
+    (lambda: models.name_parameters(sm.Sequential(sm.Conv2D(1, 2, 1), zoo_layers.GlobalAvgPool(), sm.Linear(2, 2))),
      "GlobalAvgPool layers: only chains of"),
 ])
 def test_compaction_refuses_what_it_cannot_do_exactly(build, reason):
     with pytest.raises(sm.UsageError, match=reason) as error:
-        sm.compact(build(), (32, 32, 3))
+        compaction.compact(build(), (32, 32, 3))
     assert "\n" not in str(error.value)
 
 
@@ -382,7 +388,7 @@ def test_compaction_refuses_a_disconnected_network():
     masks = {"fc1.weight": numpy.zeros((4, 3)), "fc1.bias": numpy.zeros(3)}
     model = gated_network(masks, sm.Linear(4, 3), sm.ReLU(), sm.Linear(3, 2))
     with pytest.raises(sm.UsageError, match="fc1 has no alive unit or reads no alive input"):
-        sm.compact(model, (4,))
+        compaction.compact(model, (4,))
 
 
 # --- the device: bounded copies to the host, none in a step ----------------------------------
@@ -390,25 +396,23 @@ def test_compaction_refuses_a_disconnected_network():
 def test_alive_units_and_compact_copy_to_the_host_once_and_a_compact_step_never_waits(stand_in):
     model = snipped("lenet300", 0.98)
     with stand_in.counting() as record:
-        sm.alive_units(model, MNIST)
+        compaction.alive_units(model, MNIST)
     assert record.syncs == 1, record.summary()
     with stand_in.counting() as record:
-        compaction = sm.compact(model, MNIST)
+        compacted = compaction.compact(model, MNIST)
     assert record.syncs == 1, record.summary()
-    optimiser = sm.SGD(sm.parameters_of(compaction.network))
+    optimiser = sm.SGD(sm.parameters_of(compacted.network))
     images = sm.xp.zeros((4,) + MNIST, dtype=sm.xp.float32)
     labels = sm.xp.zeros(4, dtype=sm.xp.int64)
-    sm.train_step(compaction.network, optimiser, images, labels, 0.1)    # the first step allocates
+    sm.train_step(compacted.network, optimiser, images, labels, 0.1)    # the first step allocates
     with stand_in.counting() as record:
-        sm.train_step(compaction.network, optimiser, images, labels, 0.1)
-        compaction.expand()
+        sm.train_step(compacted.network, optimiser, images, labels, 0.1)
+        compacted.expand()
     assert record.syncs == 0 and record.transfers == 0, record.summary()
 
 
 # --- the command line: --compact, and the alive units of every run -----------------------------
 
-from test_cli import ROOT, assert_refused, run_cli                                      # noqa: E402
-from test_reliability import checkpoint_arrays, stop_at                                # noqa: E402
 
 
 def compact_arguments(data_dir, out, device, *extra):
@@ -416,10 +420,6 @@ def compact_arguments(data_dir, out, device, *extra):
                                "--batch-size", "25", "--iterations", "40", "--decay-every", "15",
                                "--checkpoint-every", "7", "--seed", "4", "--out", str(out),
                                "--device", device, *extra])
-
-
-def quiet(line):
-    pass
 
 
 def test_a_compact_run_trains_like_the_masked_run_and_writes_the_same_files(tiny_mnist, tmp_path, device):
@@ -439,13 +439,13 @@ def test_a_compact_run_trains_like_the_masked_run_and_writes_the_same_files(tiny
         if name.startswith("mask/"):
             assert numpy.array_equal(a[name], b[name]), name
     # which entries survive compaction: compact the masked run's own network again
-    contents = sm.read_checkpoint(str(tmp_path / "masked" / sm.CHECKPOINT_FILE))
+    contents = checkpoints.read_checkpoint(str(tmp_path / "masked" / checkpoints.CHECKPOINT_FILE))
     model = models.build("lenet300")
-    sm.restore_checkpoint(contents, model, sm.prunable_parameters(model))
-    compaction = sm.compact(model, MNIST)
+    checkpoints.restore_checkpoint(contents, model, sm.prunable_parameters(model))
+    compacted = compaction.compact(model, MNIST)
     for kind in ("param", "velocity"):
         for name in (n for n in a if n.startswith(kind + "/")):
-            kept = surviving(compaction, name.split("/", 1)[1])
+            kept = surviving(compacted, name.split("/", 1)[1])
             assert numpy.allclose(a[name][kept], b[name][kept], rtol=1e-3, atol=1e-6), name
             assert not b[name][~kept].any(), name              # removed: exactly 0 when written
     with numpy.load(tmp_path / "compact" / "masks.npz", allow_pickle=False) as m1, \
@@ -493,7 +493,7 @@ def test_every_run_reports_its_alive_units_in_the_table_and_results(tiny_mnist, 
     assert f"input entries read: {results['input_read']['read']:,} of 784" in result.stdout
 
 
-@pytest.mark.parametrize("layer_type", [sm.LSTM, sm.GRU])
+@pytest.mark.parametrize("layer_type", [recurrent.LSTM, recurrent.GRU])
 def test_recurrent_units_are_alive_through_their_candidate_and_any_gate(layer_type):
     """Units 0-3 of a recurrent layer over 2 steps of 3 features, then fc 4 -> 2. Kept:
         unit 0: input feature 0 -> its candidate (signal); read by the classifier
@@ -515,16 +515,16 @@ def test_recurrent_units_are_alive_through_their_candidate_and_any_gate(layer_ty
     w_rec[2, (gates - 1) * hidden + 0] = 1
     classifier = numpy.zeros((hidden, 2))
     classifier[0, 0] = classifier[1, 1] = 1
-    masks = {"lstm1.input_weight" if layer_type is sm.LSTM else "gru1.input_weight": w_in,
-             "lstm1.recurrent_weight" if layer_type is sm.LSTM else "gru1.recurrent_weight": w_rec,
+    masks = {"lstm1.input_weight" if layer_type is recurrent.LSTM else "gru1.input_weight": w_in,
+             "lstm1.recurrent_weight" if layer_type is recurrent.LSTM else "gru1.recurrent_weight": w_rec,
              "fc1.weight": classifier}
-    prefix = "lstm1" if layer_type is sm.LSTM else "gru1"
+    prefix = "lstm1" if layer_type is recurrent.LSTM else "gru1"
     masks.update({f"{prefix}.bias": numpy.zeros(gates * hidden), "fc1.bias": numpy.zeros(2)})
-    if layer_type is sm.GRU:
+    if layer_type is recurrent.GRU:
         masks["gru1.recurrent_bias"] = numpy.zeros(hidden)
-    model = gated_network(masks, sm.AsSequence(), layer, sm.Linear(hidden, 2))
-    alive = sm.alive_units(model, (2, 3, 1))
+    model = gated_network(masks, recurrent.AsSequence(), layer, sm.Linear(hidden, 2))
+    alive = compaction.alive_units(model, (2, 3, 1))
     assert alive[prefix].tolist() == [True, False, True, False]
     assert alive["input"].reshape(2, 3).tolist() == [[True, True, False]] * 2
-    one_step = sm.alive_units(model, (1, 3, 1))              # one step: unit 2 gets no signal in time
+    one_step = compaction.alive_units(model, (1, 3, 1))              # one step: unit 2 gets no signal in time
     assert one_step[prefix].tolist() == [True, False, False, False]

@@ -15,8 +15,8 @@ import snip_min as sm
 from helpers import array
 from models import (basic_block, conv_bn_relu, dense_layer, fire, inception, linear_bn_relu,
                     wide_block)
-from snip_min import (AvgPool2D, BatchNorm, Conv2D, Flatten, GlobalAvgPool, Linear, MaxPool2D, ReLU,
-                      Residual, Sequential)
+from snip_min import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
+from zoo_layers import AvgPool2D, BatchNorm, GlobalAvgPool, Residual
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,6 +13,7 @@ import numpy
 import pytest
 from hypothesis import given, strategies as st
 
+import checkpoints
 import snip_min as sm
 from helpers import child_environment
 from test_cli import ROOT, assert_refused, error_lines, run_cli
@@ -24,7 +25,7 @@ def quiet(line):
 
 def checkpoint_arrays(folder):
     """Every array of folder/checkpoint.npz except the JSON settings, as host arrays."""
-    with numpy.load(os.path.join(folder, sm.CHECKPOINT_FILE), allow_pickle=False) as archive:
+    with numpy.load(os.path.join(folder, checkpoints.CHECKPOINT_FILE), allow_pickle=False) as archive:
         return {name: archive[name] for name in archive.files if name != "settings"}
 
 
@@ -63,7 +64,7 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_mnist, tm
     stop_at(monkeypatch, stop)
     with pytest.raises(sm.Interrupted, match=f"stopped at iteration {stop}"):
         sm.run(arguments(tiny_mnist, tmp_path / "halves", device, *extra), log=quiet)
-    saved = sm.read_checkpoint(str(tmp_path / "halves" / sm.CHECKPOINT_FILE))
+    saved = checkpoints.read_checkpoint(str(tmp_path / "halves" / checkpoints.CHECKPOINT_FILE))
     assert saved["state"]["iteration"] == stop
     monkeypatch.undo()
 
@@ -83,7 +84,7 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_mnist, tm
 
 def test_a_checkpoint_holds_everything_named_and_pruned_weights_stay_zero(tiny_mnist, tmp_path, device):
     sm.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
-    contents = sm.read_checkpoint(str(tmp_path / sm.CHECKPOINT_FILE))
+    contents = checkpoints.read_checkpoint(str(tmp_path / checkpoints.CHECKPOINT_FILE))
     assert contents["state"]["iteration"] == 40 and contents["args"]["model"] == "lenet5"
     assert set(contents["mask"]) <= set(contents["param"]) == set(contents["velocity"])
     for name, mask in contents["mask"].items():
@@ -101,7 +102,7 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_the_run_can_continue(tiny_mnist,
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=child_environment(PYTHONUNBUFFERED="1"))
     deadline = time.time() + 120
-    while not (out / sm.CHECKPOINT_FILE).exists() and time.time() < deadline:
+    while not (out / checkpoints.CHECKPOINT_FILE).exists() and time.time() < deadline:
         time.sleep(0.05)               # training has begun once the first checkpoint exists
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
@@ -109,12 +110,12 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_the_run_can_continue(tiny_mnist,
     lines = [line for line in error_lines(stderr) if not line.startswith("stopping after this step")]
     assert len(lines) == 1 and f"--resume {out}" in lines[0] and "Traceback" not in stderr, stderr
 
-    contents = sm.read_checkpoint(str(out / sm.CHECKPOINT_FILE))
+    contents = checkpoints.read_checkpoint(str(out / checkpoints.CHECKPOINT_FILE))
     stopped_at = contents["state"]["iteration"]
     assert stopped_at >= 5 and contents["args"]["iterations"] == 1_000_000
 
     model = sm.models.build("lenet300", "mnist")
-    sm.restore_checkpoint(contents, model, sm.prunable_parameters(model))
+    checkpoints.restore_checkpoint(contents, model, sm.prunable_parameters(model))
     assert contents["order"] is not None and contents["state"]["position"] == 10 * (stopped_at % 27 or 27)
 
 
@@ -125,7 +126,7 @@ def test_resuming_continues_from_the_saved_iteration(tiny_mnist, tmp_path, devic
     monkeypatch.undo()
     lines = []
     sm.run(sm.parse_arguments(["--resume", str(tmp_path)]), log=lines.append)
-    assert any(f"resuming from {tmp_path / sm.CHECKPOINT_FILE} at iteration 9" in line for line in lines)
+    assert any(f"resuming from {tmp_path / checkpoints.CHECKPOINT_FILE} at iteration 9" in line for line in lines)
     assert (tmp_path / "results.json").exists()
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]   # no temporaries left
 
@@ -207,9 +208,9 @@ def drop(key):
     lambda arrays, settings: {**settings, "state": {**settings["state"], "position": -4}},
 ])
 def test_a_checkpoint_with_damaged_settings_is_refused_when_read(saved_checkpoint, tmp_path, change):
-    path = rewritten_checkpoint(saved_checkpoint, tmp_path / sm.CHECKPOINT_FILE, change)
-    with pytest.raises(sm.CheckpointError, match="is not a usable checkpoint"):
-        sm.read_checkpoint(str(path))
+    path = rewritten_checkpoint(saved_checkpoint, tmp_path / checkpoints.CHECKPOINT_FILE, change)
+    with pytest.raises(checkpoints.CheckpointError, match="is not a usable checkpoint"):
+        checkpoints.read_checkpoint(str(path))
 
 
 def test_a_checkpoint_whose_array_header_claims_a_huge_shape_is_refused(saved_checkpoint, tmp_path):
@@ -218,10 +219,10 @@ def test_a_checkpoint_whose_array_header_claims_a_huge_shape_is_refused(saved_ch
     original = saved_checkpoint.read_bytes()
     header = b"'shape': (300,"                         # fc2.weight's header in the stored zip entries
     assert header in original
-    path = tmp_path / sm.CHECKPOINT_FILE
+    path = tmp_path / checkpoints.CHECKPOINT_FILE
     path.write_bytes(original.replace(header, b"'shape': (1099511627776,", 1))
-    with pytest.raises(sm.CheckpointError):
-        sm.read_checkpoint(str(path))
+    with pytest.raises(checkpoints.CheckpointError):
+        checkpoints.read_checkpoint(str(path))
 
 
 def damaged_copies(path):
@@ -240,31 +241,31 @@ def saved_checkpoint(tiny_mnist, tmp_path_factory):
                                "--iterations", "3", "--batch-size", "50", "--checkpoint-every", "3",
                                "--out", str(folder)])
     sm.run(args, log=quiet)
-    return folder / sm.CHECKPOINT_FILE
+    return folder / checkpoints.CHECKPOINT_FILE
 
 
 @given(data=st.data())
 def test_a_damaged_checkpoint_is_read_or_refused_with_checkpoint_error_only(saved_checkpoint, tmp_path_factory, data):
     damaged = data.draw(damaged_copies(saved_checkpoint))
-    path = tmp_path_factory.mktemp("damaged") / sm.CHECKPOINT_FILE
+    path = tmp_path_factory.mktemp("damaged") / checkpoints.CHECKPOINT_FILE
     path.write_bytes(damaged)
     try:
-        contents = sm.read_checkpoint(str(path))
-    except sm.CheckpointError as error:
+        contents = checkpoints.read_checkpoint(str(path))
+    except checkpoints.CheckpointError as error:
         assert "\n" not in str(error) and str(path) in str(error)
         return
     model = sm.models.build(contents["args"]["model"], "mnist")
     try:
-        sm.restore_checkpoint(contents, model, sm.prunable_parameters(model))
-    except sm.CheckpointError as error:
+        checkpoints.restore_checkpoint(contents, model, sm.prunable_parameters(model))
+    except checkpoints.CheckpointError as error:
         assert "\n" not in str(error)
 
 
 def test_a_checkpoint_with_the_wrong_shapes_is_refused(saved_checkpoint):
-    contents = sm.read_checkpoint(str(saved_checkpoint))
+    contents = checkpoints.read_checkpoint(str(saved_checkpoint))
     model = sm.models.build("lenet5", "mnist")
-    with pytest.raises(sm.CheckpointError, match="does not fit"):
-        sm.restore_checkpoint(contents, model, sm.prunable_parameters(model))
+    with pytest.raises(checkpoints.CheckpointError, match="does not fit"):
+        checkpoints.restore_checkpoint(contents, model, sm.prunable_parameters(model))
 
 
 # ------------------------------------------------------------------------------------------
@@ -279,8 +280,8 @@ def test_divergence_names_the_iteration_and_the_last_good_checkpoint(tiny_mnist,
     assert result.returncode == 1, result.stderr
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and "training diverged" in lines[0] and "by iteration" in lines[0], lines
-    assert f"the last good checkpoint is {out / sm.CHECKPOINT_FILE}" in lines[0], lines
-    contents = sm.read_checkpoint(str(out / sm.CHECKPOINT_FILE))
+    assert f"the last good checkpoint is {out / checkpoints.CHECKPOINT_FILE}" in lines[0], lines
+    contents = checkpoints.read_checkpoint(str(out / checkpoints.CHECKPOINT_FILE))
     assert all(numpy.isfinite(value).all() for value in contents["param"].values())
     assert f"(iteration {contents['state']['iteration']:,})" in lines[0]
     assert not (out / "results.json").exists()        # never NaN results written as if fine
@@ -339,7 +340,7 @@ def test_sparsity_zero_keeps_every_connection(tiny_mnist, device):
 # ------------------------------------------------------------------------------------------
 
 def test_a_damaged_checkpoint_on_resume_gives_one_line_and_exit_status_2(tmp_path, device):
-    (tmp_path / sm.CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 half a checkpoint")
+    (tmp_path / checkpoints.CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 half a checkpoint")
     result = run_cli("--resume", str(tmp_path), device=device)
     assert_refused(result, "is not a usable checkpoint")
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import models
 import snip_min as sm
+import zoo_layers
 from helpers import array, assert_close_unless_kink, numerical_gradient, relative_error
 
 seeds = st.integers(0, 2**32 - 1)
@@ -16,7 +17,7 @@ seeds = st.integers(0, 2**32 - 1)
 def small_network():
     """A little convnet with every kind of layer SNIP has to see through."""
     return models.name_parameters(sm.Sequential(
-        sm.Conv2D(1, 3, 3, padding="same"), sm.BatchNorm(3), sm.ReLU(), sm.MaxPool2D(2),
+        sm.Conv2D(1, 3, 3, padding="same"), zoo_layers.BatchNorm(3), sm.ReLU(), sm.MaxPool2D(2),
         sm.Conv2D(3, 4, 2), sm.Flatten(), sm.Linear(4, 5), sm.ReLU(), sm.Linear(5, 3)))
 
 
