@@ -5,13 +5,16 @@ each image is a PNG or JPEG (by its first bytes), and each #anchor, in the page 
 in another page (page.md#anchor), matches one of that page's headings under GitHub's
 anchor rule. External http(s) and mailto links are not fetched. README.md stays within
 300 lines, its reading guide names the sections of snip_min.py in the order of the file's
-banners, and docs/README.md links every page of docs/.
+banners, and docs/README.md links every page of docs/. Every Python name a page mentions
+exists, and the reading guide names for each file only what that file defines.
 The checker is tested too, on pages written to a temporary folder, so that every check is
 seen to fail when it should.
 """
 
+import importlib
 import pathlib
 import re
+import tokenize
 import urllib.parse
 
 import pytest
@@ -238,3 +241,146 @@ def test_the_checker_accepts_good_links(site):
 def test_the_checker_finds_each_kind_of_breakage(site, body, complaint):
     problems = problems_of(site, body)
     assert len(problems) == 1 and problems[0].endswith(complaint), problems
+
+
+# -- the Python names the pages mention ------------------------------------------------------
+#
+# A renamed or moved function must not leave its old name in a page. Three checks:
+#   - `module.name` in code (inline or a block), for every module of the project (and `sm`,
+#     the name the pages give snip_min), names something that module has;
+#   - `import x` and `from x import a, b` in code import what exists;
+#   - a bare name in inline code that looks like Python (snake_case, CamelCase, or called,
+#     `name(...)`) is a name the project's Python uses somewhere (as an identifier, or inside
+#     a string, as the keys of results.json are).
+# And the README's reading guide says where things are: each name it gives for snip_min.py,
+# and for each module in its table, is a name in that file.
+
+PROJECT_MODULES = sorted(path.stem for path in ROOT.glob("*.py"))
+ALIASES = {"sm": "snip_min"}
+FILE_SUFFIXES = {"py", "md", "json", "npz", "csv", "png", "txt", "gz", "sh", "ini"}
+INLINE_SPAN = re.compile(r"(`+)(.+?)\1")
+QUALIFIED = re.compile(r"(?<![\w./-])(" + "|".join(PROJECT_MODULES + list(ALIASES)) + r")\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
+IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import\s+([\w, ]+)|import\s+([\w.]+))", re.MULTILINE)
+PYTHON_LOOKING = re.compile(r"^([A-Za-z_]\w*)(\(.*\))?$")
+CAMEL_CASE = re.compile(r"^[A-Z][a-z0-9]+[A-Z]\w*$|^[A-Z][a-z]+\d*[A-Z]?\w*$")
+
+
+def code_texts(markdown):
+    """Every piece of code in a page: (line number, text) of each inline code span and of each
+    line of a fenced or indented code block."""
+    prose = dict(prose_lines(markdown))
+    texts = []
+    for number, line in enumerate(markdown.splitlines(), start=1):
+        if number in prose:
+            texts += [(number, match.group(2).strip()) for match in INLINE_SPAN.finditer(line)]
+        else:
+            texts.append((number, line))
+    return texts
+
+
+def python_words(paths):
+    """Every identifier in the Python files `paths`, and every identifier-like word inside
+    their strings (in a file that is not Python, every word)."""
+    words = set()
+    for path in paths:
+        if path.suffix != ".py":                      # a shell script: every word
+            words.update(re.findall(r"[A-Za-z_]\w*", path.read_text(encoding="utf-8")))
+            continue
+        with open(path, "rb") as file:
+            for token in tokenize.tokenize(file.readline):
+                if token.type == tokenize.NAME:
+                    words.add(token.string)
+                elif token.type in (tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", -1)):
+                    words.update(re.findall(r"[A-Za-z_]\w*", token.string))
+    return words
+
+
+def resolves(module_name, attributes):
+    try:
+        value = importlib.import_module(ALIASES.get(module_name, module_name))
+    except ImportError:
+        return False
+    for attribute in attributes:
+        if not hasattr(value, attribute):
+            return False
+        value = getattr(value, attribute)
+    return True
+
+
+def stale_names(markdown, known_words):
+    """One line per Python name in a page that the project does not have."""
+    problems = []
+    for number, text in code_texts(markdown):
+        for module_name, chain in QUALIFIED.findall(text):
+            attributes = chain.split(".")
+            if attributes[0] in FILE_SUFFIXES:
+                continue                                # snip_min.py, results.json: files
+            if not resolves(module_name, attributes):
+                problems.append(f"{number}: {module_name}.{chain}")
+        for source, names, plain in IMPORT.findall(text):
+            if plain and not resolves(plain, []):
+                problems.append(f"{number}: import {plain}")
+            for name in filter(None, (n.strip() for n in names.split(","))):
+                if not resolves(source, [name]):
+                    problems.append(f"{number}: from {source} import {name}")
+    for number, line in prose_lines(markdown):
+        for match in INLINE_SPAN.finditer(line):
+            word = PYTHON_LOOKING.match(match.group(2).strip())
+            if not word:
+                continue
+            name, called = word.groups()
+            looks_like_python = "_" in name.strip("_") or CAMEL_CASE.match(name) or called
+            if looks_like_python and name not in known_words:
+                problems.append(f"{number}: {name}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def known_words():
+    implementation = [*ROOT.glob("*.py"), *(ROOT / "experiments").glob("*.*"), ROOT / "scripts" / "gpu-check"]
+    return python_words(implementation)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_every_python_name_in_a_page_exists(page, known_words):
+    assert stale_names(page.read_text(encoding="utf-8"), known_words) == []
+
+
+def guide_names(readme):
+    """{file: the names the reading guide gives for it}: for snip_min.py those of its numbered
+    sections, for every other module those of its row in the guide's table."""
+    guide = readme[readme.index("## Reading guide"):]
+    guide = guide[:guide.index("\n## ")] if "\n## " in guide else guide
+    names = {"snip_min.py": set()}
+    for number, line in prose_lines(guide):
+        spans = [match.group(2).strip() for match in INLINE_SPAN.finditer(line)]
+        row = re.match(r"^\|\s*\[?`([\w/]+\.py)`", line)
+        file = row.group(1) if row else None
+        identifiers = {word.group(1) for span in spans if (word := PYTHON_LOOKING.match(span))}
+        if file:
+            names.setdefault(file, set()).update(identifiers - {file.removesuffix(".py")})
+        elif not line.startswith("|"):
+            names["snip_min.py"].update(identifiers)
+    return names
+
+
+def test_the_reading_guide_names_what_each_file_defines():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = guide_names(readme)
+    assert len(named) >= 5, named                       # snip_min.py and the modules beside it
+    for file, names in named.items():
+        defined = python_words([ROOT / file])
+        missing = sorted(name for name in names if name not in defined)
+        assert missing == [], f"the reading guide names {missing} for {file}, which has no such name"
+
+
+def test_the_name_checker_finds_stale_names():
+    known = {"connection_sensitivity", "BatchNorm"}
+    page = ("# Page\n\nIt calls `connection_sensitivity` and `sm.snip`, `BatchNorm`, `results.json`.\n\n"
+            "Stale: `alive_unit_count`, `sm.no_such_function`, `compaction.compact.nothing`, `OldLayer`,\n"
+            "`gone(model)`, `models.py` is a file.\n\n"
+            "    from snip_min import snip, vanished\n    import no_such_module\n")
+    problems = stale_names(page, known)
+    assert [problem.split(": ", 1)[1] for problem in problems] == [
+        "sm.no_such_function", "compaction.compact.nothing", "from snip_min import vanished",
+        "import no_such_module", "alive_unit_count", "OldLayer", "gone"]
