@@ -1072,14 +1072,17 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
 # them is bookkeeping: the schedule, the flags, and main(), which turns every failure into
 # one line and an exit status. Three modules beside this file serve the command line:
 # models.py (the networks), compaction.py (alive units, --compact) and checkpoints.py
-# (--checkpoint-every, --resume, Ctrl-C).
+# (--checkpoint-every, --resume, Ctrl-C); and for --method and --sanity-check other than
+# SNIP's own, criteria.py and sanity_checks.py.
 # ======================================================================================
 
 # These modules use the layers and functions above (models.py builds its networks from
 # them), so they are imported here, below them, which makes their import of this file safe.
 import checkpoints  # noqa: E402
 import compaction  # noqa: E402
+import criteria  # noqa: E402
 import models  # noqa: E402
+import sanity_checks  # noqa: E402
 
 # The paper's set-up per dataset: batch size, and its schedule (lr x0.1 every `decay_every`
 # iterations; the total is not stated for MNIST: 100k covers three decays).
@@ -1094,7 +1097,7 @@ def run(args, log=print):
     """Everything the command does, from data to test error. Returns the results dict."""
     saved = checkpoints.resume(args) if args.resume else None      # --resume: the run's own settings
     set_up_device_and_folders(args)
-    dataset_name = args.dataset or models.MODELS[args.model].dataset
+    dataset_name = args.dataset = args.dataset or models.MODELS[args.model].dataset    # resolved
     model = models.build(args.model, dataset_name)          # checks the pair before any download
     if args.compact:
         compaction.chain_of(model)                          # UsageError unless it can be compacted exactly
@@ -1155,7 +1158,9 @@ def run(args, log=print):
 
     results = {
         "model": args.model, "dataset": dataset_name, "data": dataset.description,
-        "sparsity": args.sparsity, "method": args.method, "prune": args.prune, "init": args.init, "seed": args.seed,
+        "sparsity": args.sparsity, "method": args.method, "sanity_check": args.sanity_check,
+        "rounds": args.rounds if args.method in criteria.ITERATIVE else None,
+        "prune": args.prune, "init": args.init, "seed": args.seed,
         "device": args.device, "params_total": sum(r[1] for r in rows),
         "params_kept": sum(r[2] for r in rows),
         "per_layer": [{"name": name, "total": total, "kept": kept} for name, total, kept in rows],
@@ -1180,24 +1185,36 @@ def run(args, log=print):
 
 
 def prune(model, images, labels, args, rng, log):
-    """Gate and prune `model` once, on the scoring batch, as --method says: SNIP, or the
-    random baseline (which draws from rng). Returns (the gated Params, seconds taken)."""
+    """Gate and prune `model` once, on the scoring batch, as --method says: SNIP, the random
+    baseline (which draws from rng) or a criterion of criteria.py, altered by --sanity-check
+    (sanity_checks.py) if it is given. Returns (the gated Params, seconds taken)."""
     # one untimed pass first: it compiles CuPy's kernels (and starts thread and memory
-    # pools anywhere), so that the time below is SNIP's own
+    # pools anywhere), so that the time below is the method's own
     connection_sensitivity(model, images, labels, prunable_parameters(model, args.prune))
     synchronise()
     started = time.perf_counter()
     report = {}
-    if args.method == "snip":
+    if args.sanity_check is not None:
+        gated = sanity_checks.prune(args.sanity_check, args.method, model, images, labels,
+                                    sparsity=args.sparsity, seed=args.seed, init=args.init, prune=args.prune,
+                                    classes=models.NUM_CLASSES[args.dataset], rng=rng,
+                                    rounds=args.rounds, report=report)
+    elif args.method == "snip":
         gated = snip(model, images, labels, args.sparsity, args.prune, report)
-    else:
+    elif args.method == "random":
         gated = random_pruning(model, args.sparsity, rng, args.prune, report)
+    else:
+        gated = criteria.prune(args.method, model, images, labels, args.sparsity, args.prune,
+                               rounds=args.rounds, report=report)
     synchronise()
     seconds = time.perf_counter() - started
-    how = (f"SNIP: {args.model}, sparsity {args.sparsity:g}, scored on {len(labels)} images in "
-           f"{seconds:.2f} s" if args.method == "snip" else
-           f"random pruning (the baseline, not SNIP): {args.model}, sparsity {args.sparsity:g}")
-    log(f"{how}, {args.init} initialisation, gates on {args.prune}")
+    name = {"snip": "SNIP", "random": "random pruning (the baseline, not SNIP)"}.get(
+        args.method) or criteria.DESCRIPTIONS[args.method]
+    reads = ("" if args.method == "random" else f", in {seconds:.2f} s" if args.method in criteria.DATA_FREE
+             else f", scored on {len(labels)} images in {seconds:.2f} s")
+    check = "" if args.sanity_check is None else f", sanity check: {args.sanity_check}"
+    log(f"{name}: {args.model}, sparsity {args.sparsity:g}{reads}, {args.init} initialisation, "
+        f"gates on {args.prune}{check}")
     check_masks(gated, report, args)
     return gated, seconds
 
@@ -1334,10 +1351,17 @@ def parse_arguments(argv=None):
     parser.add_argument("--prune", default="weights+biases", choices=PRUNE_CHOICES,
                         help="which parameters get gates: conv/linear weights and biases (the "
                              "authors' convention) or weights only")
-    parser.add_argument("--method", default="snip", choices=("snip", "random"),
-                        help="how connections are chosen: SNIP's connection sensitivity, or at "
-                             "random (the baseline SNIP must beat: the same number, uniformly over "
-                             "the whole network)")
+    parser.add_argument("--method", default="snip", choices=criteria.METHODS,
+                        help="how connections are chosen: SNIP's connection sensitivity, at random "
+                             "(the baseline SNIP must beat: the same number, uniformly over the whole "
+                             "network), or a baseline of criteria.py: magnitude, synflow, grasp, "
+                             "iterative-snip")
+    parser.add_argument("--rounds", type=positive_int, default=100,
+                        help="rounds of the iterative methods (synflow, iterative-snip)")
+    parser.add_argument("--sanity-check", default=None, choices=sanity_checks.CHECKS,
+                        help="alter the method's mask before training (sanity_checks.py): shuffle each "
+                             "layer's kept positions, reinit the kept weights, invert the ranking, or "
+                             "corrupt-data (score on random labels)")
     parser.add_argument("--init", default="vs-h", choices=INITIALISATIONS,
                         help="initialisation: variance scaling Glorot (vs-x) or He (vs-h), "
                              "random normal (rn) or truncated normal (tn), std 0.1")

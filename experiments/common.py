@@ -35,8 +35,11 @@ sys.path.insert(0, ROOT)
 
 import numpy                      # noqa: E402
 
+import compaction                 # noqa: E402
+import criteria                   # noqa: E402
 import data                       # noqa: E402
 import models                     # noqa: E402
+import sanity_checks              # noqa: E402
 import snip_min as sm             # noqa: E402
 
 
@@ -117,12 +120,16 @@ def seed_streams(seed):
 
 
 def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", init="vs-h",
-               lr=0.1, batch_size=None, score_index=None, splits=None, on_step=None, log=None):
-    """One run of Algorithm 1 (or of the random baseline), as `snip_min.py` does it.
+               lr=0.1, batch_size=None, score_index=None, splits=None, on_step=None, log=None,
+               sanity_check=None, rounds=100, iterations=None, details=False):
+    """One run of Algorithm 1 (or of another criterion of criteria.py, under a sanity check of
+    sanity_checks.py), as `snip_min.py` does it.
 
     score_index: positions in the training split of the scoring batch (default: a random
     batch of batch_size). splits: (train, validation, test) DeviceSplits to use instead of
-    the usual split. Returns a dict of the run's figures; 'diverged' is True if the loss blew up.
+    the usual split. iterations: train this many (default: `epochs` epochs), the learning
+    rate x0.1 after 50% and 75% of them. details: also record each parameter's kept count and
+    the alive units. Returns a dict of the run's figures; 'diverged' is True if the loss blew up.
     """
     batch_size = batch_size or sm.PAPER_SETUP[dataset.name]["batch_size"]
     init_rng, split_rng, score_rng, shuffle_rng = seed_streams(seed)
@@ -132,15 +139,20 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     if score_index is None:
         score_index = score_rng.choice(len(train), size=batch_size, replace=False)
     images, labels = train.batch(sm.xp.asarray(score_index))
-    if method == "snip":
-        sm.snip(model, images, labels, sparsity)
+    if sanity_check is None:
+        criteria.prune(method, model, images, labels, sparsity, rng=score_rng, rounds=rounds)
     else:
-        sm.random_pruning(model, sparsity, score_rng)
-    kept = sum(row[2] for row in sm.pruning_table(model))
-    iterations = epochs * -(-len(train) // batch_size)
+        sanity_checks.prune(sanity_check, method, model, images, labels, sparsity=sparsity, seed=seed,
+                            classes=models.NUM_CLASSES[dataset.name], init=init, rng=score_rng, rounds=rounds)
+    rows = sm.pruning_table(model)
+    iterations = iterations or epochs * -(-len(train) // batch_size)
     optimiser = sm.SGD(sm.parameters_of(model))
     result = {"model": model_name, "sparsity": sparsity, "seed": seed, "method": method,
-              "init": init, "epochs": epochs, "lr": lr, "params_kept": kept, "diverged": False}
+              "init": init, "epochs": epochs, "lr": lr, "params_kept": sum(row[2] for row in rows),
+              "diverged": False}
+    if details:
+        result["per_layer"] = {name: kept for name, _, kept in rows}
+        result["alive_units"] = compaction.alive_summary(model, models.INPUT_SHAPE[dataset.name])
     state = sm.TrainingState(shuffle_rng)
     try:
         sm.fit(model, optimiser, train, validation, state, iterations=iterations,

@@ -1,0 +1,461 @@
+"""The baselines of criteria.py and the checks of sanity_checks.py: every criterion keeps exactly
+kappa and is the same for the same seed; each score against an independent computation
+(closed forms, an explicit Hessian, PyTorch's double backward where PyTorch is installed);
+the exponential schedule; each sanity check does what it says; none waits for the device on
+the strict stand-in; the command line's --method, --rounds and --sanity-check."""
+
+import json
+
+import numpy
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import criteria
+import models
+import sanity_checks
+import snip_min as sm
+from helpers import array, initialised, run_python
+from test_cli import assert_refused
+
+SPARSITIES = [0.5, 0.9, 0.98, 0.999]
+
+
+def scoring_batch(model_name, seed, n=20, dtype=None):
+    dataset = models.MODELS[model_name].dataset
+    rng = numpy.random.default_rng(seed)
+    images = sm.xp.asarray(rng.standard_normal((n,) + models.INPUT_SHAPE[dataset]), dtype=dtype or sm.xp.float32)
+    return images, sm.xp.asarray(rng.integers(0, models.NUM_CLASSES[dataset], n))
+
+
+def pruned(model_name, method, sparsity, seed=0, invert=False, rounds=10, prune="weights+biases"):
+    """(model, gated Params, initial values) after pruning a fresh model with `method`."""
+    model = models.build(model_name)
+    sm.initialise(model, "vs-h", numpy.random.default_rng(seed))
+    initial = [sm.to_host(p.value) for p in sm.prunable_parameters(model, prune)]
+    images, labels = scoring_batch(model_name, seed)
+    gated = criteria.prune(method, model, images, labels, sparsity, prune, numpy.random.default_rng(seed + 1),
+                           rounds, invert=invert)
+    return model, gated, initial
+
+
+def kept(gated):
+    return sum(int(numpy.count_nonzero(sm.to_host(p.mask))) for p in gated)
+
+
+# --- every criterion: exactly kappa, the initial values where kept, the same for a seed -------
+
+@pytest.mark.parametrize("method", criteria.METHODS)
+@pytest.mark.parametrize("invert", [False, True])
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+def test_every_criterion_keeps_exactly_kappa_with_their_initial_values(method, invert, sparsity):
+    _, gated, initial = pruned("lenet300", method, sparsity, invert=invert)
+    assert kept(gated) == sm.kappa_for(sparsity, 266_610)
+    for p, w in zip(gated, initial):
+        mask, value = sm.to_host(p.mask), sm.to_host(p.value)
+        assert set(numpy.unique(mask)) <= {0.0, 1.0}
+        assert (value[mask == 0] == 0).all() and (value[mask == 1] == w[mask == 1]).all(), p.name
+
+
+@pytest.mark.parametrize("method", criteria.METHODS)
+def test_every_criterion_keeps_exactly_kappa_of_a_convolutional_network(method):
+    _, gated, _ = pruned("lenet5", method, 0.99, rounds=5)
+    assert kept(gated) == 4_311
+
+
+@pytest.mark.parametrize("method", criteria.METHODS)
+def test_every_criterion_gives_the_same_mask_for_the_same_seed(method):
+    masks = [[sm.to_host(p.mask) for p in pruned("lenet300", method, 0.95, seed=3)[1]] for _ in range(2)]
+    assert all((a == b).all() for a, b in zip(*masks))
+    other = [sm.to_host(p.mask) for p in pruned("lenet300", method, 0.95, seed=4)[1]]
+    assert any((a != b).any() for a, b in zip(masks[0], other))          # another seed, another mask
+
+
+def test_criteria_snip_is_snip_min_snip():
+    ours = [sm.to_host(p.mask) for p in pruned("lenet5", "snip", 0.99)[1]]
+    model = models.build("lenet5")
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    images, labels = scoring_batch("lenet5", 0)
+    theirs = [sm.to_host(p.mask) for p in sm.snip(model, images, labels, 0.99)]
+    assert all((a == b).all() for a, b in zip(ours, theirs))
+
+
+def flat_host(arrays):
+    return numpy.concatenate([sm.to_host(a).ravel() for a in arrays])
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_magnitude_keeps_the_largest_weights_and_inverted_the_smallest(invert):
+    _, gated, initial = pruned("lenet300", "magnitude", 0.9, invert=invert)
+    magnitude, keep = numpy.abs(flat_host(initial)), flat_host([p.mask for p in gated]) == 1
+    if invert:
+        assert magnitude[keep].max() <= magnitude[~keep].min()
+    else:
+        assert magnitude[keep].min() >= magnitude[~keep].max()
+
+
+def test_inverted_snip_keeps_the_lowest_sensitivities():
+    model = models.build("lenet300")
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    images, labels = scoring_batch("lenet300", 0)
+    params = sm.prunable_parameters(model)
+    scores = sm.to_host(sm.normalised_scores(sm.connection_sensitivity(model, images, labels, params)))
+    gated = criteria.prune("snip", model, images, labels, 0.9, invert=True)
+    keep = flat_host([p.mask for p in gated]) == 1
+    assert keep.sum() == sm.kappa_for(0.9, scores.size) and scores[keep].max() <= scores[~keep].min()
+
+
+# --- the iterative schedule -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("sparsity, rounds", [(0.98, 5), (0.9, 1), (0.999, 12)])
+def test_iterate_follows_the_exponential_schedule_and_never_revives(sparsity, rounds):
+    model = models.build("lenet300")
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    params = sm.prunable_parameters(model)
+    m, counts, rng = sum(p.size for p in params), [], numpy.random.default_rng(1)
+    previous, initial = [None], [sm.to_host(p.value) for p in params]
+
+    def score():
+        return [sm.xp.asarray(rng.random(p.shape) + 1) for p in params]
+    real_select = criteria.select
+
+    def recording_select(scores, kappa, invert=False, alive=None):
+        keep = real_select(scores, kappa, invert, alive)
+        counts.append(int(keep.sum()))
+        if previous[0] is not None:
+            assert not bool((keep & ~previous[0]).any())
+        previous[0] = keep
+        return keep
+    criteria.select = recording_select
+    try:
+        masks, _ = criteria.iterate(params, score, sparsity, rounds)
+    finally:
+        criteria.select = real_select
+    expected = [int(round((1 - sparsity) ** (r / rounds) * m)) for r in range(1, rounds)]
+    assert counts == expected + [sm.kappa_for(sparsity, m)] == sorted(counts, reverse=True)
+    assert (flat_host(masks) == flat_host([previous[0]])).all()
+    assert all((sm.to_host(p.value) == w).all() for p, w in zip(params, initial))      # given back
+
+
+def test_one_round_of_iterative_snip_is_snip():
+    once = [sm.to_host(p.mask) for p in pruned("lenet300", "iterative-snip", 0.95, rounds=1)[1]]
+    snip = [sm.to_host(p.mask) for p in pruned("lenet300", "snip", 0.95)[1]]
+    assert all((a == b).all() for a, b in zip(once, snip))
+
+
+# --- SynFlow against its closed form on a linear network ---------------------------------------
+
+@given(seed=st.integers(0, 2**32 - 1), d=st.lists(st.integers(1, 5), min_size=3, max_size=4))
+def test_synflow_scores_match_the_closed_form_of_a_linear_network(seed, d):
+    # y = x A1 + b1, then ReLU, ..., with every |W| = A and |b| = c: for x = ones (a positive
+    # input, so every ReLU passes all), h_0 = 1, h_l = h_{l-1} A_l + c_l, R = sum(h_L). Then
+    # dR/dA_l[i, j] = h_{l-1}[i] * u_l[j] and dR/dc_l = u_l, with u_L = 1, u_{l-1} = A_l u_l.
+    rng = numpy.random.default_rng(seed)
+    layers = []
+    for d_in, d_out in zip(d, d[1:]):
+        layers += [sm.Linear(d_in, d_out), sm.ReLU()]
+    net = initialised(sm.Sequential(*layers[:-1]), rng)
+    params = sm.parameters_of(net)
+    scores = [sm.to_host(s) for s in criteria.synflow_scores(net, params, (d[0],))]
+    a = [numpy.abs(sm.to_host(p.value)) for p in params[0::2]]
+    c = [numpy.abs(sm.to_host(p.value)) for p in params[1::2]]
+    h = [numpy.ones(d[0])]
+    for a_l, c_l in zip(a, c):
+        h.append(h[-1] @ a_l + c_l)
+    u = [numpy.ones(d[-1])]
+    for a_l in reversed(a[1:]):
+        u.insert(0, a_l @ u[0])
+    for layer, (a_l, c_l) in enumerate(zip(a, c)):
+        assert numpy.allclose(scores[2 * layer], a_l * numpy.outer(h[layer], u[layer]), rtol=1e-12)
+        assert numpy.allclose(scores[2 * layer + 1], c_l * u[layer], rtol=1e-12)
+    assert all(p.value.dtype == sm.xp.float64 for p in params)      # back to its own values
+
+
+def test_synflow_reads_no_data_and_leaves_the_model_as_it_was():
+    model = models.build("lenet5")
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    before = [sm.to_host(p.value).copy() for p in sm.parameters_of(model)]
+    images, labels = scoring_batch("lenet5", 0)
+    masks = []
+    for scale in (1.0, -3.0):           # other images, other labels: the same mask
+        model_copy = models.build("lenet5")
+        sm.initialise(model_copy, "vs-h", numpy.random.default_rng(0))
+        gated = criteria.prune("synflow", model_copy, images * scale, (labels + 1) % 10, 0.99, rounds=3)
+        masks.append([sm.to_host(p.mask) for p in gated])
+    assert all((a == b).all() for a, b in zip(*masks))
+    params = sm.prunable_parameters(model)
+    criteria.synflow_scores(model, params, (28, 28, 1))
+    assert all((sm.to_host(p.value) == b).all() and p.value.dtype == sm.xp.float32 and p.mask is None
+               for p, b in zip(sm.parameters_of(model), before))
+
+
+# --- GraSP: H g against an explicit Hessian and against PyTorch ---------------------------------
+
+def tiny_network(rng):
+    net = sm.Sequential(sm.Conv2D(1, 2, 3), sm.ReLU(), sm.MaxPool2D(2), sm.Flatten(), sm.Linear(8, 5), sm.ReLU(),
+                        sm.Linear(5, 3))
+    return initialised(net, rng)
+
+
+def explicit_hessian(net, images, labels, params, temperature):
+    """Every column of H by central differences of the gradient, one coordinate at a time."""
+    sizes = [p.size for p in params]
+    columns = []
+    for k, p in enumerate(params):
+        for index in range(p.size):
+            step = numpy.zeros(p.size)
+            step[index] = 1e-5
+            start = p.value
+            p.value = start + sm.xp.asarray(step.reshape(p.shape))
+            plus = flat_host(criteria.loss_gradients(net, images, labels, params, temperature))
+            p.value = start - sm.xp.asarray(step.reshape(p.shape))
+            minus = flat_host(criteria.loss_gradients(net, images, labels, params, temperature))
+            p.value = start
+            columns.append((plus - minus) / 2e-5)
+    assert len(columns) == sum(sizes)
+    return numpy.stack(columns, axis=1)
+
+
+@given(seed=st.integers(0, 2**32 - 1), temperature=st.sampled_from([1.0, 200.0]))
+@settings(max_examples=10)
+def test_the_hessian_vector_product_matches_an_explicit_hessian(seed, temperature):
+    rng = numpy.random.default_rng(seed)
+    net = tiny_network(rng)
+    images, labels = array(rng, (4, 6, 6, 1)), sm.xp.asarray(rng.integers(0, 3, 4))
+    params = sm.parameters_of(net)
+    for p in params:
+        p.mask = sm.xp.ones_like(p.value)
+    v = [array(rng, p.shape) for p in params]
+    hv = flat_host(criteria.hessian_vector_product(net, images, labels, params, v, temperature))
+    h = explicit_hessian(net, images, labels, params, temperature)
+    expected = h @ flat_host(v)
+    # the explicit Hessian itself is a difference quotient (its own error ~1e-9 of its scale)
+    assert numpy.abs(hv - expected).max() <= 1e-6 * max(numpy.abs(expected).max(), 1e-12)
+    assert numpy.allclose(h, h.T, atol=1e-6 * numpy.abs(h).max())      # sanity of the reference
+
+
+@pytest.mark.parametrize("model_name", ["lenet300", "lenet5"])
+def test_grasp_scores_match_pytorch_double_backward(model_name):
+    torch = pytest.importorskip("torch")
+    import bench
+    model = models.build(model_name)
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    images, labels = scoring_batch(model_name, 1, n=16)
+    params = sm.prunable_parameters(model)
+    ours = criteria.grasp_scores(model, images, labels, params)
+    assert all(p.value.dtype == sm.xp.float32 and p.mask is None for p in params)  # left as found
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for p in sm.parameters_of(model):
+            p.value = p.value.astype(sm.xp.float64)
+        twin, links = bench.to_torch(model, sm, torch)
+        twin.eval()
+        x = torch.as_tensor(sm.to_host(images).astype(numpy.float64))
+        loss = torch.nn.functional.cross_entropy(twin(x) / 200.0, torch.as_tensor(sm.to_host(labels)))
+        weights = [target for p, target, _ in links if p.kind == "weight"]
+        g = torch.autograd.grad(loss, weights, create_graph=True)
+        z = sum((gi.detach() * gi).sum() for gi in g)
+        hg = torch.autograd.grad(z, weights)
+    finally:
+        torch.set_default_dtype(default)
+    theirs = iter(w.detach() * h for w, h in zip(weights, hg))
+    for (p, target, layout), score in zip(links, ours):
+        mine = layout(score).numpy()
+        if p.kind != "weight":
+            assert (mine == 0).all()
+            continue
+        expected = next(theirs).numpy()
+        assert numpy.abs(mine - expected).max() <= 1e-6 * numpy.abs(expected).max(), p.name
+
+
+@pytest.mark.parametrize("gap", [0.5, 1.5, -0.5, -1.5])
+def test_a_max_pool_branch_within_the_step_gives_the_hessian_of_the_branch_at_w(gap):
+    # a window whose two largest inputs, y00 - y01 = (w1 - w2) - 2 t, cross at t = gap * h
+    # (h the step): a central difference would mix two branches (and the weights' gradient
+    # jumps there); the product must be PyTorch's, the routing of t = 0 held
+    torch = pytest.importorskip("torch")
+    import bench
+    net = sm.Sequential(sm.Conv2D(2, 1, 1), sm.MaxPool2D(2), sm.Flatten(), sm.Linear(1, 3))
+    initialised(net, numpy.random.default_rng(0))
+    params = sm.parameters_of(net)
+    v = [sm.xp.asarray([[[[-1.0], [1.0]]]]), sm.xp.asarray([0.3]), sm.xp.asarray([[0.2, -0.1, 0.4]]),
+         sm.xp.asarray([0.1, 0.0, -0.2])]
+    values = [sm.to_host(p.value) for p in params]
+    values[0] = numpy.array([[[[0.7], [0.7]]]])
+    h = criteria.HESSIAN_STEP * numpy.sqrt(sum((w * w).sum() for w in values)) / numpy.sqrt(
+        sum((sm.to_host(d) ** 2).sum() for d in v))
+    values[0][0, 0, 0, 0] += 2 * gap * h                              # w1 - w2 = 2 gap h
+    for p, w in zip(params, values):
+        p.value, p.mask = sm.xp.asarray(w), sm.xp.ones_like(sm.xp.asarray(w))
+    x = sm.xp.asarray([[[[1.0, 0.0], [0.0, 1.0]], [[-5.0, -5.0], [-5.0, -5.0]]]])    # (1, 2, 2, 2)
+    ours = criteria.hessian_vector_product(net, x, sm.xp.asarray([1]), params, v, temperature=1.0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        twin, links = bench.to_torch(net, sm, torch)
+        loss = torch.nn.functional.cross_entropy(twin(torch.as_tensor(sm.to_host(x))), torch.as_tensor([1]))
+        targets = [target for _, target, _ in links]
+        gradient = torch.autograd.grad(loss, targets, create_graph=True)
+        along = sum((g * layout(d)).sum() for g, d, (_, _, layout) in zip(gradient, v, links))
+        theirs = torch.autograd.grad(along, targets)
+    finally:
+        torch.set_default_dtype(default)
+    for (p, _, layout), mine, expected in zip(links, ours, theirs):
+        assert numpy.allclose(layout(mine).numpy(), expected.numpy(), rtol=1e-6, atol=1e-8), p.name
+
+
+def test_grasp_keeps_the_largest_w_times_hg():
+    model = models.build("lenet300")
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    images, labels = scoring_batch("lenet300", 0)
+    params = sm.prunable_parameters(model)
+    scores = flat_host(criteria.grasp_scores(model, images, labels, params))
+    gated = criteria.prune("grasp", model, images, labels, 0.95)
+    keep = flat_host([p.mask for p in gated]) == 1
+    assert scores[keep].min() >= scores[~keep].max()
+    assert (scores < 0).any() and (scores > 0).any()          # signed: not a magnitude
+
+
+# --- the sanity checks ------------------------------------------------------------------------------
+
+def checked(check, method="snip", model_name="lenet300", sparsity=0.95, seed=0, rounds=5):
+    model = models.build(model_name)
+    sm.initialise(model, "vs-h", numpy.random.default_rng(seed))
+    initial = [sm.to_host(p.value) for p in sm.prunable_parameters(model)]
+    images, labels = scoring_batch(model_name, seed)
+    gated = sanity_checks.prune(check, method, model, images, labels, sparsity=sparsity, seed=seed, classes=10,
+                                rng=numpy.random.default_rng(seed + 1), rounds=rounds)
+    return gated, initial
+
+
+def masks_of(gated):
+    return [sm.to_host(p.mask) for p in gated]
+
+
+@pytest.mark.parametrize("method", criteria.METHODS)
+def test_shuffle_keeps_each_arrays_count_at_new_positions_with_initial_values(method):
+    plain = masks_of(pruned("lenet300", method, 0.95, rounds=5)[1])
+    gated, initial = checked("shuffle", method)
+    for p, before, w in zip(gated, plain, initial):
+        mask, value = sm.to_host(p.mask), sm.to_host(p.value)
+        assert mask.sum() == before.sum(), p.name
+        assert (value == w * mask).all()
+        if 0 < before.sum() < before.size - 1:
+            assert (mask != before).any(), p.name
+
+
+def test_reinit_keeps_the_mask_and_draws_new_weights():
+    _, plain_gated, initial = pruned("lenet300", "snip", 0.95)
+    gated, _ = checked("reinit")
+    for p, q, w in zip(gated, plain_gated, initial):
+        mask, value = sm.to_host(p.mask), sm.to_host(p.value)
+        assert (mask == sm.to_host(q.mask)).all()
+        assert (value[mask == 0] == 0).all()
+        if p.kind == "weight":
+            assert (value[mask == 1] != w[mask == 1]).all() and (value[mask == 1] != 0).all()
+
+
+def test_invert_and_corrupt_data_change_snips_mask_and_not_synflows():
+    plain = masks_of(pruned("lenet300", "snip", 0.95)[1])
+    for check in ("invert", "corrupt-data"):
+        assert any((a != b).any() for a, b in zip(masks_of(checked(check)[0]), plain)), check
+    synflow = masks_of(pruned("lenet300", "synflow", 0.95, rounds=5)[1])
+    assert all((a == b).all() for a, b in zip(masks_of(checked("corrupt-data", "synflow")[0]), synflow))
+
+
+def test_corrupt_data_scores_on_labels_drawn_at_random(monkeypatch):
+    seen = []
+    real = criteria.prune
+
+    def spy(method, model, images, labels, *args, **kwargs):
+        seen.append(sm.to_host(labels))
+        return real(method, model, images, labels, *args, **kwargs)
+    monkeypatch.setattr(criteria, "prune", spy)
+    _, labels = scoring_batch("lenet300", 0)
+    checked("corrupt-data")
+    checked("corrupt-data")
+    assert (seen[0] == seen[1]).all() and (seen[0] != sm.to_host(labels)).any()
+    assert seen[0].min() >= 0 and seen[0].max() < 10
+
+
+def test_the_check_stream_leaves_the_runs_four_streams_alone():
+    four = numpy.random.SeedSequence(7).spawn(4)
+    five = numpy.random.SeedSequence(7).spawn(5)
+    assert [s.generate_state(4).tolist() for s in four] == [s.generate_state(4).tolist() for s in five[:4]]
+    assert sanity_checks.check_stream(7).random() == numpy.random.default_rng(five[4]).random()
+
+
+# --- no wait for the device ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", criteria.METHODS)
+def test_every_criterion_scores_without_waiting_for_the_device(stand_in, method):
+    model = models.build("lenet5")
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    images, labels = scoring_batch("lenet5", 0)
+    criteria.prune(method, model, images, labels, 0.99, rng=numpy.random.default_rng(1), rounds=3)   # compiles
+    model = models.build("lenet5")
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    with stand_in.counting() as record:
+        gated = criteria.prune(method, model, images, labels, 0.99, rng=numpy.random.default_rng(1), rounds=3)
+    allowed = 1 if method == "random" else 0           # random's host-drawn scores are copied over once
+    assert record.syncs == 0 and record.transfers <= allowed * len(gated), record.summary()
+
+
+@pytest.mark.parametrize("check", sanity_checks.CHECKS)
+def test_every_sanity_check_runs_on_the_device_and_training_never_waits(stand_in, check):
+    model = models.build("lenet300")
+    sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+    images, labels = scoring_batch("lenet300", 0)
+    sanity_checks.prune(check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10)
+    with stand_in.counting() as record:
+        model = models.build("lenet300")
+        sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+        sanity_checks.prune(check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10)
+    assert record.syncs == 0, record.summary()
+    optimiser = sm.SGD(sm.parameters_of(model))
+    sm.train_step(model, optimiser, images, labels, 0.1)
+    with stand_in.counting() as record:
+        sm.train_step(model, optimiser, images, labels, 0.1)
+    assert record.syncs == 0 and record.transfers == 0, record.summary()
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def cli_arguments(data_dir, out, device, *extra):
+    return sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", str(data_dir),
+                               "--batch-size", "25", "--iterations", "4", "--out", str(out),
+                               "--device", device, *extra])
+
+
+@pytest.mark.parametrize("method", criteria.METHODS)
+def test_every_method_runs_from_the_command_line_keeping_5332(tiny_mnist, tmp_path, device, method):
+    results = sm.run(cli_arguments(tiny_mnist, tmp_path, device, "--method", method, "--rounds", "5"),
+                     log=lambda line: None)
+    assert results["params_kept"] == 5_332 and results["method"] == method
+    assert results["rounds"] == (5 if method in criteria.ITERATIVE else None)
+    assert results["sanity_check"] is None
+
+
+def test_each_sanity_check_is_recorded_and_shuffle_keeps_every_layers_count(tiny_mnist, tmp_path, device):
+    lines = []
+    plain = sm.run(cli_arguments(tiny_mnist, tmp_path / "plain", device), log=lines.append)
+    for check in sanity_checks.CHECKS:
+        results = sm.run(cli_arguments(tiny_mnist, tmp_path / check, device, "--sanity-check", check),
+                         log=lines.append)
+        with open(tmp_path / check / "results.json") as f:
+            assert json.load(f)["sanity_check"] == check
+        assert results["params_kept"] == 5_332
+        if check in ("shuffle", "reinit"):
+            assert results["per_layer"] == plain["per_layer"]
+    assert any(line.endswith("sanity check: shuffle") for line in lines)
+
+
+@pytest.mark.parametrize("flags, complaint", [
+    (["--method", "optimal-brain-damage"], "argument --method: invalid choice"),
+    (["--sanity-check", "flip"], "argument --sanity-check: invalid choice"),
+    (["--rounds", "0"], "expected a positive integer"),
+])
+def test_bad_method_flags_give_one_line_and_status_2(flags, complaint):
+    result = run_python(["snip_min.py", "--model", "lenet300", *flags])
+    assert_refused(result, complaint)
