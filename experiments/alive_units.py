@@ -17,7 +17,7 @@ import os
 import sys
 
 import common
-from common import data, models, sm
+from common import data, flags, models, sm
 
 import compaction
 
@@ -53,7 +53,7 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--models", nargs="+", default=list(TITLES), choices=sorted(TITLES))
     parser.add_argument("--sparsities", nargs="+", type=float, default=SPARSITIES)
-    parser.add_argument("--seeds", type=sm.positive_int, default=3, help="masks per setting (seeds 0, 1, ...)")
+    parser.add_argument("--seeds", type=flags.positive_int, default=3, help="masks per setting (seeds 0, 1, ...)")
     parser.add_argument("--out", default=os.path.join("results", "alive_units"))
     args = parser.parse_args(argv)
     sm.use_device(args.device)

@@ -30,7 +30,7 @@ import sys
 import numpy
 
 import common
-from common import data, sm
+from common import data, flags, sm
 
 INITIALISATIONS = ["rn", "tn", "vs-x", "vs-h"]
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
@@ -84,7 +84,7 @@ def main(argv=None):
                         help="the scoring-batch half, the initialisation half, or both")
     parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
                         help="the networks of the initialisation half (the batch half is LeNet-300-100's)")
-    parser.add_argument("--batch-sizes", nargs="+", type=sm.positive_int, default=None,
+    parser.add_argument("--batch-sizes", nargs="+", type=flags.positive_int, default=None,
                         help="scoring batch sizes (default: the setting's)")
     parser.add_argument("--compositions", nargs="+", choices=COMPOSITIONS, default=None,
                         help="scoring batches drawn from all classes (random) or from one class "

@@ -23,7 +23,7 @@ import sys
 import numpy
 
 import common
-from common import data, sm
+from common import data, flags, sm
 
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 SPARSITY = {"lenet300": 0.98, "lenet5": 0.99}
@@ -73,9 +73,9 @@ def main(argv=None):
     common.add_common_arguments(parser, "random_labels", epochs=None, seeds=1)
     parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
                         help="the networks, each dense and pruned")
-    parser.add_argument("--train-images", type=sm.positive_int, default=2000, help="training images per run")
-    parser.add_argument("--window", type=sm.positive_int, default=20, help="iterations averaged per recorded loss")
-    parser.add_argument("--seed", type=sm.seed_value, default=0, help="the seed of every run")
+    parser.add_argument("--train-images", type=flags.positive_int, default=2000, help="training images per run")
+    parser.add_argument("--window", type=flags.positive_int, default=20, help="iterations averaged per recorded loss")
+    parser.add_argument("--seed", type=flags.seed_value, default=0, help="the seed of every run")
     args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("mnist", args.data_dir)
     runs = common.make_grid(grid_points(args, dataset))

@@ -19,7 +19,7 @@ import os
 import sys
 
 import common
-from common import data, sm
+from common import data, flags
 
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
@@ -32,11 +32,11 @@ def main(argv=None):
     common.add_common_arguments(parser, "sparsity_sweep", epochs=None, seeds=2)
     parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
                         help="the networks to prune")
-    parser.add_argument("--sparsities", nargs="+", type=sm.sparsity_value, default=SPARSITIES,
+    parser.add_argument("--sparsities", nargs="+", type=flags.sparsity_value, default=SPARSITIES,
                         help="fractions of the parameters to prune")
     parser.add_argument("--methods", nargs="+", default=["snip", "random"], choices=("snip", "random"),
                         help="SNIP, and the random-pruning baseline")
-    parser.add_argument("--lr", type=sm.positive_float, default=None,
+    parser.add_argument("--lr", type=flags.positive_float, default=None,
                         help="learning rate (default: 0.1, and 0.01 for LeNet-5-Caffe, whose "
                              "dense network diverges from 0.02 up, in PyTorch too)")
     args = common.parse_arguments(parser, argv)
