@@ -24,11 +24,13 @@ docs/sanity_checks.md#the-criteria.
 
 What this adds to snip_min.py: `python snip_min.py --method NAME` for each of these
 (snip_min.prune calls prune() here); prune() also takes snip and random, and `invert=True`
-keeps the kappa lowest-scoring connections instead, for sanity_checks.py. The scores are
+keeps the kappa lowest-scoring connections instead, for sanity.py. The scores are
 computed with snip_min's layers and backward passes, through sm.xp (NumPy or CuPy), and
 never wait for the device. docs/sanity_checks.md compares the criteria; the tests are
 tests/test_criteria.py.
 """
+
+import contextlib
 
 import snip_min as sm
 
@@ -38,8 +40,10 @@ DATA_FREE = ("random", "magnitude", "synflow")     # they read no images
 GRASP_TEMPERATURE = 200.0       # the authors' code divides the logits by 200 before the loss
 HESSIAN_STEP = 1e-8             # H v's difference step, relative: |step * v| = 1e-8 |w|
 
-# For the log line of a run: what the criterion is, and what it reads.
+# For the log line of a run: what the method is.
 DESCRIPTIONS = {
+    "snip": "SNIP",
+    "random": "random pruning (the baseline, not SNIP)",
     "magnitude": "magnitude pruning |w| (a baseline, not SNIP)",
     "synflow": "SynFlow (a successor of SNIP, data-free)",
     "grasp": "GraSP (a successor of SNIP)",
@@ -48,20 +52,22 @@ DESCRIPTIONS = {
 
 
 def prune(method, model, images, labels, sparsity, prune="weights+biases", rng=None, rounds=100,
-          invert=False, report=None):
+          invert=False, ties=None, report=None):
     """Gate and prune `model` once, at initialisation, as `method` scores it; returns the gated
     Params, whose values are their initial values where kept and exactly 0 elsewhere.
 
     images, labels: the scoring batch (synflow and magnitude read neither; random draws its
     scores from rng instead). rounds: the iterative methods' rounds. invert: keep the kappa
-    LOWEST-scoring connections (in every round). A dict `report` receives m, kappa and how
-    many of the (last round's) scores are non-zero, as for snip_min.snip (inverted: m).
+    LOWEST-scoring connections (in every round). ties: a NumPy Generator to break ties at
+    random with, instead of by position (lowest index first, as SNIP's top-k does). A dict
+    `report` receives m, kappa and how many of the (last round's) scores are above 0, as
+    for snip_min.snip; inverted, how many share the lowest score instead (lowest_ties).
     """
     if method not in METHODS:
         raise sm.UsageError(f"unknown --method {method!r} (choose from {', '.join(METHODS)})")
-    if method == "snip" and not invert:
+    if method == "snip" and not invert and ties is None:
         return sm.snip(model, images, labels, sparsity, prune, report)         # Algorithm 1 itself
-    if method == "random" and not invert:
+    if method == "random" and not invert and ties is None:
         return sm.random_pruning(model, sparsity, rng, prune, report)
     params = sm.prunable_parameters(model, prune)
     m = sum(p.size for p in params)
@@ -69,14 +75,18 @@ def prune(method, model, images, labels, sparsity, prune="weights+biases", rng=N
     if method in ITERATIVE:
         score = (lambda: synflow_scores(model, params, images.shape[1:])) if method == "synflow" else (
             lambda: sm.connection_sensitivity(model, images, labels, params))
-        masks, scores = iterate(params, score, sparsity, rounds, invert)
+        masks, scores = iterate(params, score, sparsity, rounds, invert, ties)
     else:
         scores = one_shot_scores(method, model, images, labels, params, rng)
-        masks = split(select(scores, kappa, invert), params)
+        masks = sm.masks_of(select(scores, kappa, invert, ties=ties), [p.value for p in params])
     sm.apply_masks(params, masks)
-    if report is not None:      # (inverted, the largest scores are not the question: no count)
-        nonzero, = sm.host_values(sm.xp.count_nonzero(scores)) if not invert else (m,)
-        report.update(m=m, kappa=kappa, nonzero_scores=int(nonzero))
+    if report is not None:
+        if invert:
+            lowest_ties, = sm.host_values(sm.xp.count_nonzero(scores == scores.min()))
+            report.update(m=m, kappa=kappa, nonzero_scores=m, lowest_ties=int(lowest_ties))
+        else:
+            above_zero, = sm.host_values(sm.xp.count_nonzero(scores > 0))
+            report.update(m=m, kappa=kappa, nonzero_scores=int(above_zero))
     return params
 
 
@@ -89,50 +99,49 @@ def one_shot_scores(method, model, images, labels, params, rng):
     if method == "snip":
         magnitudes = sm.connection_sensitivity(model, images, labels, params)   # |w * dL/dw|
     elif method == "random":
-        magnitudes = [sm.xp.asarray(rng.random(p.shape), dtype=p.value.dtype) for p in params]
+        magnitudes = sm.random_scores(params, rng)
     else:
         magnitudes = [p.value for p in params]                                  # |w|
     return sm.normalised_scores(magnitudes)
 
 
-def select(scores, kappa, invert=False, alive=None):
+def select(scores, kappa, invert=False, alive=None, ties=None):
     """A boolean mask over the flat scores keeping exactly kappa: the largest, or with invert
-    the smallest; with `alive` (a flat boolean vector) only among the alive entries."""
+    the smallest; with `alive` (a flat boolean vector) only among the alive entries. Ties go
+    to the lowest index (top_k_mask), or with `ties`, a NumPy Generator, at random: the
+    scores are looked at in an order it draws, on the host."""
     chosen = -scores if invert else scores
     if alive is not None:
         chosen = sm.xp.where(alive, chosen, -sm.xp.inf)         # a pruned entry is never chosen again
-    return sm.top_k_mask(chosen, kappa)
+    if ties is None:
+        return sm.top_k_mask(chosen, kappa)
+    order = sm.xp.asarray(ties.permutation(chosen.size))
+    keep = sm.xp.empty(chosen.size, dtype=bool)
+    keep[order] = sm.top_k_mask(chosen[order], kappa)
+    return keep
 
 
-def split(keep, params):
-    """A flat boolean vector -> one 0/1 mask per Param (its shape, its dtype)."""
-    masks, start = [], 0
-    for p in params:
-        masks.append(keep[start:start + p.size].reshape(p.shape).astype(p.value.dtype))
-        start += p.size
-    return masks
-
-
-def iterate(params, score, sparsity, rounds, invert=False):
+def iterate(params, score, sparsity, rounds, invert=False, ties=None):
     """Prune in `rounds` rounds on the exponential schedule, rescoring the network pruned so far
     (its pruned weights are 0) in each. score() -> one array per Param, computed from the
-    Params' current values. Returns (the final masks, the flat scores of the entries the last
-    round chose among, 0 for the others); the Params get their initial values back."""
+    Params' current values; invert, ties: as for select. Returns (the final masks, the flat
+    scores of the entries the last round chose among, and for the others 0, or inverted
+    infinity); the Params get their initial values back."""
     m = sum(p.size for p in params)
     initial = [p.value for p in params]
     keep = alive = sm.xp.ones(m, dtype=bool)
-    masks = split(keep, params)
+    masks = sm.masks_of(keep, initial)
     for r in range(1, rounds + 1):
         # kept after round r: a fraction (1 - sparsity)^(r / R), exactly kappa after the last
         kappa = sm.kappa_for(sparsity, m) if r == rounds else int(round((1 - sparsity) ** (r / rounds) * m))
         for p, w, mask in zip(params, initial, masks):
             p.value = w * mask                                      # the network pruned so far
         scores = sm.normalised_scores(score())
-        alive, keep = keep, select(scores, kappa, invert, alive=keep)
-        masks = split(keep, params)
+        alive, keep = keep, select(scores, kappa, invert, alive=keep, ties=ties)
+        masks = sm.masks_of(keep, initial)
     for p, w in zip(params, initial):
         p.value = w
-    return masks, sm.xp.where(alive, scores, 0)       # the scores the last round chose among
+    return masks, sm.xp.where(alive, scores, sm.xp.inf if invert else 0)     # not among them: not counted
 
 
 # ------------------------------------------------------------------------------------------
@@ -154,18 +163,27 @@ def synflow_scores(model, params, input_shape):
     out), keeps a deep network's products of many |w| from overflowing.
     Returns one array per gated Param; the Params get back their values and dtypes.
     """
-    everything = sm.parameters_of(model)
-    saved = [(p, p.value, p.mask) for p in everything]
-    for p in everything:
-        p.value = sm.xp.abs(p.value).astype(sm.xp.float64)         # the pruned ones stay 0
-    for p in params:
-        p.mask = sm.xp.ones_like(p.value)                          # c = 1, as for SNIP
-    outputs = model.forward(sm.xp.ones((1,) + tuple(input_shape), dtype=sm.xp.float64), train=False)
-    model.backward(sm.xp.ones_like(outputs))                       # dR/d(output) = 1 for R = sum
-    scores = [p.value * p.grad for p in params]                    # |w| * dR/d|w|, all >= 0
-    for p, value, mask in saved:
-        p.value, p.mask, p.grad = value, mask, None
-    return scores
+    with dense_float64(model, params, sm.xp.abs):                  # |w|; the pruned ones stay 0
+        outputs = model.forward(sm.xp.ones((1,) + tuple(input_shape), dtype=sm.xp.float64), train=False)
+        model.backward(sm.xp.ones_like(outputs))                   # dR/d(output) = 1 for R = sum
+        return [p.value * p.grad for p in params]                  # |w| * dR/d|w|, all >= 0
+
+
+@contextlib.contextmanager
+def dense_float64(model, params, transform=None):
+    """Within: every Param of `model` in float64 (after `transform`, |w| for SynFlow), and the
+    gated `params` with c = 1, the dense network. Afterwards every value, mask and dtype is
+    as it was, and the gradients are dropped."""
+    saved = [(p, p.value, p.mask) for p in sm.parameters_of(model)]
+    try:
+        for p, value, _ in saved:
+            p.value = (value if transform is None else transform(value)).astype(sm.xp.float64)
+        for p in params:
+            p.mask = sm.xp.ones_like(p.value)
+        yield
+    finally:
+        for p, value, mask in saved:
+            p.value, p.mask, p.grad = value, mask, None
 
 
 # ------------------------------------------------------------------------------------------
@@ -185,6 +203,14 @@ def global_norm(arrays):
     return sm.xp.sqrt(sum((a * a).sum() for a in arrays))
 
 
+def difference_step(values, directions):
+    """The step h of H v's differences, with |h v| = HESSIAN_STEP |w| (norms over every entry
+    that moves): relative, so the same for any scale of w and v. |h v| = HESSIAN_STEP if
+    w = 0, and h = 1 if v = 0 (then H v = 0 at any step). A 0-d device array: no wait."""
+    w, v = global_norm(values), global_norm(directions)
+    return sm.xp.where(v > 0, HESSIAN_STEP * sm.xp.where(w > 0, w, 1) / sm.xp.where(v > 0, v, 1), 1)
+
+
 def hessian_vector_product(model, images, labels, params, directions, temperature=GRASP_TEMPERATURE,
                            gradient=None):
     """H v: the Hessian of the loss over `params` times `directions` v, one array per Param
@@ -201,11 +227,12 @@ def hessian_vector_product(model, images, labels, params, directions, temperatur
     (g(h) - g(-h)) / (2 h)? A ReLU network is smooth only piecewise: where a ReLU's input,
     or the gap between a max-pool window's two largest inputs, crosses 0 between t = -h and
     h, the gradient changes branch, and the central difference mixes two slopes (or, where
-    the gradient jumps, blows up by 1/h). It happens: one LeNet-5-Caffe batch of 100 images
-    in eight, with |h v| = 1e-7 |w|. The Hessian wanted is that of the branch the network is
-    on at t = 0 (PyTorch's: a ReLU's second derivative 0, a max-pool's routing held), and
-    each side shows whether it stayed there: its second difference, g(2h) - 2 g(h) + g(0),
-    is O(h^2) if it did, and as large as the change of slope (or the jump) if it did not.
+    the gradient jumps, blows up by 1/h). It happens: in one LeNet-5-Caffe batch of 100
+    images in sixteen with |h v| = 1e-7 |w| (experiments/grasp_hessian.py). The Hessian
+    wanted is that of the branch the network is on at t = 0 (PyTorch's: a ReLU's second
+    derivative 0, a max-pool's routing held), and each side shows whether it stayed
+    there: its second difference, g(2h) - 2 g(h) + g(0), is O(h^2) if it did, and as
+    large as the change of slope (or the jump) if it did not.
     So each entry takes the one-sided difference of the side that bends less. (A crossing
     exactly at t = 0, an exact tie, leaves both sides smooth and either may be taken;
     PyTorch takes the first of the tied inputs. Two crossings in one entry, one on each
@@ -216,10 +243,8 @@ def hessian_vector_product(model, images, labels, params, directions, temperatur
     if gradient is None:
         gradient = [g.copy() for g in loss_gradients(model, images, labels, params, temperature)]
     moving = [(p, v) for p, v in zip(params, directions) if v is not None]
-    norm = global_norm([v for _, v in moving])
-    step = sm.xp.where(norm > 0, HESSIAN_STEP * global_norm([p.value for p, _ in moving]) / norm, 0)
-    step = sm.xp.where(step > 0, step, 1)                 # v = 0: any step gives H v = 0
     start = [p.value for p, _ in moving]
+    step = difference_step(start, [v for _, v in moving])
     at = {}
     for t in (1, -1, 2, -2):                              # g(t h) for t = 1, -1, 2, -2
         for (p, v), w in zip(moving, start):
@@ -247,20 +272,13 @@ def grasp_scores(model, images, labels, params):
     the kappa kept are those with the LARGEST w * (H g), returned here. As in their code, g
     and H are taken over the weights only (biases, which start at 0, score 0 either way), on
     the whole scoring batch, with the logits divided by the temperature 200, which softens
-    the softmax (the authors' setting; it is not in the paper's equations). Batch norm
+    the softmax. Batch norm
     runs on its running statistics (train=False), as for SNIP and as in SynFlow's authors'
     port of GraSP (GraSP's own code scores in training mode, on batch statistics).
     """
-    saved = [(p, p.value, p.mask) for p in sm.parameters_of(model)]
-    for p, value, _ in saved:
-        p.value = value.astype(sm.xp.float64)
-    for p in params:
-        p.mask = sm.xp.ones_like(p.value)                            # c = 1: the dense network
-    x = images.astype(sm.xp.float64)
-    gradient = [g.copy() for g in loss_gradients(model, x, labels, params, GRASP_TEMPERATURE)]
-    directions = [g if p.kind == "weight" else None for p, g in zip(params, gradient)]
-    hg = hessian_vector_product(model, x, labels, params, directions, gradient=gradient)
-    scores = [p.value * h if p.kind == "weight" else sm.xp.zeros_like(h) for p, h in zip(params, hg)]
-    for p, value, mask in saved:
-        p.value, p.mask, p.grad = value, mask, None
-    return scores
+    with dense_float64(model, params):
+        x = images.astype(sm.xp.float64)
+        gradient = [g.copy() for g in loss_gradients(model, x, labels, params, GRASP_TEMPERATURE)]
+        directions = [g if p.kind == "weight" else None for p, g in zip(params, gradient)]
+        hg = hessian_vector_product(model, x, labels, params, directions, gradient=gradient)
+        return [p.value * h if p.kind == "weight" else sm.xp.zeros_like(h) for p, h in zip(params, hg)]

@@ -8,8 +8,8 @@ mini-batch reacts to each gate, g_j = dL/dc_j = w_j * dL/dw_j, keeps the kappa c
 with the largest |g_j| (one ranking across all layers) and then trains the sparse network
 w * c in the ordinary way with c held fixed.
 
-This file is the method, meant to be read top to bottom in one sitting: everything that
-`python snip_min.py --model lenet5 --sparsity 0.99` runs, apart from loading the data.
+This file is the method, meant to be read top to bottom in one sitting: every step of
+`python snip_min.py --model lenet5 --sparsity 0.99`, from the scoring batch to the test error.
 
     1. backend          NumPy or CuPy, one switch (--device cpu|gpu), and when a GPU waits
     2. parameters and gates   arrays w with optional gates c; the forward pass uses w * c
@@ -29,7 +29,8 @@ There is no autograd: every backward pass is written out, with the one-line deri
 implements. Beside this file, each module adds one thing and says so in its first lines:
 models.py (the networks), data.py (the datasets), zoo_layers.py (batch norm, average
 pooling, residual and concatenation blocks), recurrent.py (LSTM and GRU through time),
-compaction.py (dead units, --compact), checkpoints.py (stopping and resuming).
+compaction.py (dead units, --compact), checkpoints.py (stopping and resuming),
+criteria.py (SNIP's successors, --method) and sanity.py (--sanity-check).
 
 Shape legend
     N       batch size                    classes   number of classes
@@ -53,6 +54,7 @@ import time
 import numpy
 
 import data
+import flags
 
 
 # ======================================================================================
@@ -712,11 +714,16 @@ def snip_masks(sensitivities, sparsity):
     sensitivities: list of arrays g. Returns one 0/1 mask per array (same dtype).
     """
     s = normalised_scores(sensitivities)
-    keep = top_k_mask(s, kappa_for(sparsity, s.size))
+    return masks_of(top_k_mask(s, kappa_for(sparsity, s.size)), sensitivities)
+
+
+def masks_of(keep, arrays):
+    """A flat boolean vector over every entry of `arrays` -> one 0/1 mask per array, shaped
+    like it and of its dtype."""
     masks, start = [], 0
-    for g in sensitivities:
-        masks.append(keep[start:start + g.size].reshape(g.shape).astype(g.dtype))
-        start += g.size
+    for array in arrays:
+        masks.append(keep[start:start + array.size].reshape(array.shape).astype(array.dtype))
+        start += array.size
     return masks
 
 
@@ -747,12 +754,16 @@ def random_pruning(model, sparsity, rng, prune="weights+biases", report=None):
     so that a seed gives the same mask on every device; the global top-k does the rest).
     Returns the gated Params; `report` as for snip."""
     params = prunable_parameters(model, prune)
-    scores = [xp.asarray(rng.random(p.shape), dtype=p.value.dtype) for p in params]
-    apply_masks(params, snip_masks(scores, sparsity))
+    apply_masks(params, snip_masks(random_scores(params, rng), sparsity))
     if report is not None:
         m = sum(p.size for p in params)
         report.update(m=m, kappa=kappa_for(sparsity, m), nonzero_scores=m)
     return params
+
+
+def random_scores(params, rng):
+    """An independent uniform score in [0, 1) for every entry of every Param, drawn on the host."""
+    return [xp.asarray(rng.random(p.shape), dtype=p.value.dtype) for p in params]
 
 
 def pruning_table(model, batch_norm=False):
@@ -1068,12 +1079,12 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
 #
 #     python snip_min.py --model lenet5 --sparsity 0.99
 #
-# run() is the whole program; prune() runs SNIP (or the baseline) inside it. What follows
-# them is bookkeeping: the schedule, the flags, and main(), which turns every failure into
-# one line and an exit status. Three modules beside this file serve the command line:
-# models.py (the networks), compaction.py (alive units, --compact) and checkpoints.py
-# (--checkpoint-every, --resume, Ctrl-C); and for --method and --sanity-check other than
-# SNIP's own, criteria.py and sanity_checks.py.
+# run() is the whole program, and prune() the pruning in it. What follows them is
+# bookkeeping: the schedule, the flags, and main(), which turns every failure into one line
+# and an exit status. The modules beside this file that the command line calls: models.py
+# (the networks), compaction.py (alive units, --compact), checkpoints.py
+# (--checkpoint-every, --resume, Ctrl-C), criteria.py (--method beyond snip and random)
+# and sanity.py (--sanity-check).
 # ======================================================================================
 
 # These modules use the layers and functions above (models.py builds its networks from
@@ -1082,7 +1093,7 @@ import checkpoints  # noqa: E402
 import compaction  # noqa: E402
 import criteria  # noqa: E402
 import models  # noqa: E402
-import sanity_checks  # noqa: E402
+import sanity  # noqa: E402
 
 # The paper's set-up per dataset: batch size, and its schedule (lr x0.1 every `decay_every`
 # iterations; the total is not stated for MNIST: 100k covers three decays).
@@ -1105,10 +1116,7 @@ def run(args, log=print):
     dataset = data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
     batch_size = args.batch_size or PAPER_SETUP[dataset_name]["batch_size"]
 
-    # One seed, four independent streams: initialisation, validation split, scoring batch,
-    # shuffling (and augmentation).
-    init_rng, split_rng, score_rng, shuffle_rng = (
-        numpy.random.default_rng(s) for s in numpy.random.SeedSequence(args.seed).spawn(4))
+    init_rng, split_rng, score_rng, shuffle_rng = seed_streams(args.seed)
     train, validation, test = split_dataset(dataset, args.val_fraction, split_rng)
     train.augment = augment
     args.batch_size = batch_size                 # resolved, for the checkpoint and error messages
@@ -1184,21 +1192,27 @@ def run(args, log=print):
     return results
 
 
+def seed_streams(seed):
+    """One seed, four independent random streams: initialisation, validation split, scoring
+    batch, shuffling (and augmentation); children 0-3 of the seed's SeedSequence."""
+    return [numpy.random.default_rng(s) for s in numpy.random.SeedSequence(seed).spawn(4)]
+
+
 def prune(model, images, labels, args, rng, log):
     """Gate and prune `model` once, on the scoring batch, as --method says: SNIP, the random
     baseline (which draws from rng) or a criterion of criteria.py, altered by --sanity-check
-    (sanity_checks.py) if it is given. Returns (the gated Params, seconds taken)."""
-    # one untimed pass first: it compiles CuPy's kernels (and starts thread and memory
-    # pools anywhere), so that the time below is the method's own
+    (sanity.py) if it is given. Returns (the gated Params, seconds taken)."""
+    # one untimed pass first: it compiles CuPy's kernels (and starts thread and memory pools
+    # anywhere), so that the time below is SNIP's own (another criterion's float64 kernels
+    # still compile within its time on a GPU)
     connection_sensitivity(model, images, labels, prunable_parameters(model, args.prune))
     synchronise()
     started = time.perf_counter()
     report = {}
     if args.sanity_check is not None:
-        gated = sanity_checks.prune(args.sanity_check, args.method, model, images, labels,
-                                    sparsity=args.sparsity, seed=args.seed, init=args.init, prune=args.prune,
-                                    classes=models.NUM_CLASSES[args.dataset], rng=rng,
-                                    rounds=args.rounds, report=report)
+        gated = sanity.prune(args.sanity_check, args.method, model, images, labels, sparsity=args.sparsity,
+                             seed=args.seed, init=args.init, prune=args.prune, rng=rng, rounds=args.rounds,
+                             classes=models.NUM_CLASSES[args.dataset], report=report)
     elif args.method == "snip":
         gated = snip(model, images, labels, args.sparsity, args.prune, report)
     elif args.method == "random":
@@ -1208,13 +1222,15 @@ def prune(model, images, labels, args, rng, log):
                                rounds=args.rounds, report=report)
     synchronise()
     seconds = time.perf_counter() - started
-    name = {"snip": "SNIP", "random": "random pruning (the baseline, not SNIP)"}.get(
-        args.method) or criteria.DESCRIPTIONS[args.method]
-    reads = ("" if args.method == "random" else f", in {seconds:.2f} s" if args.method in criteria.DATA_FREE
-             else f", scored on {len(labels)} images in {seconds:.2f} s")
+    if args.method == "random":
+        reads = ""
+    elif args.method in criteria.DATA_FREE:
+        reads = f", in {seconds:.2f} s"
+    else:
+        reads = f", scored on {len(labels)} images in {seconds:.2f} s"
     check = "" if args.sanity_check is None else f", sanity check: {args.sanity_check}"
-    log(f"{name}: {args.model}, sparsity {args.sparsity:g}{reads}, {args.init} initialisation, "
-        f"gates on {args.prune}{check}")
+    log(f"{criteria.DESCRIPTIONS[args.method]}: {args.model}, sparsity {args.sparsity:g}{reads}, "
+        f"{args.init} initialisation, gates on {args.prune}{check}")
     check_masks(gated, report, args)
     return gated, seconds
 
@@ -1292,61 +1308,22 @@ def set_up_device_and_folders(args):
             raise UsageError(f"--out {args.out}: the folder is not writable")
 
 
-# --- the flags, and one line for every failure ----------------------------------------------
-
-def checked_number(convert, accept, requirement):
-    """An argparse type: convert(text) must succeed and accept(value) hold, else one clear line."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"{requirement}, got {text!r}")
-        return value
-    return parse
-
-
-sparsity_value = checked_number(float, lambda v: 0.0 <= v < 1.0, "sparsity must be a number in [0, 1)")
-fraction_value = checked_number(float, lambda v: 0.0 <= v < 1.0, "expected a number in [0, 1)")
-positive_int = checked_number(int, lambda v: v >= 1, "expected a positive integer")
-non_negative_int = checked_number(int, lambda v: v >= 0, "expected an integer >= 0")
-positive_float = checked_number(float, lambda v: v > 0 and math.isfinite(v), "expected a positive number")
-non_negative_float = checked_number(float, lambda v: v >= 0 and math.isfinite(v), "expected a number >= 0")
-seed_value = checked_number(int, lambda v: 0 <= v < 2**63, "the seed must be an integer >= 0")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (and exit status 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help shows each option's default, unless it is None or False (an on/off flag) or the
-    help text says it already."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False) or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
+# --- the flags (their types: flags.py), and one line for every failure ----------------------
 
 # The flags a resumed run may be given anew: where it reads data, runs and writes, not what it computes.
 RESUMABLE_FLAGS = ("data_dir", "device", "out", "checkpoint_every", "no_download", "debug", "resume")
 
 
 def parse_arguments(argv=None):
-    parser = OneLineParser(
+    parser = flags.OneLineParser(
         prog="snip_min.py",
         description="Prune a network once at initialisation with SNIP, train it, report its test error.",
-        formatter_class=HelpFormatter)
+        formatter_class=flags.HelpFormatter)
     parser.add_argument("--model", default="lenet5", choices=sorted(models.MODELS),
                         help="architecture (see models.py)")
     parser.add_argument("--dataset", default=None, choices=sorted(data.LOADERS),
                         help="dataset; default: the model's own")
-    parser.add_argument("--sparsity", type=sparsity_value, default=0.9,
+    parser.add_argument("--sparsity", type=flags.sparsity_value, default=0.9,
                         help="fraction of prunable parameters to remove, in [0, 1)")
     parser.add_argument("--prune", default="weights+biases", choices=PRUNE_CHOICES,
                         help="which parameters get gates: conv/linear weights and biases (the "
@@ -1356,10 +1333,10 @@ def parse_arguments(argv=None):
                              "(the baseline SNIP must beat: the same number, uniformly over the whole "
                              "network), or a baseline of criteria.py: magnitude, synflow, grasp, "
                              "iterative-snip")
-    parser.add_argument("--rounds", type=positive_int, default=100,
+    parser.add_argument("--rounds", type=flags.positive_int, default=100,
                         help="rounds of the iterative methods (synflow, iterative-snip)")
-    parser.add_argument("--sanity-check", default=None, choices=sanity_checks.CHECKS,
-                        help="alter the method's mask before training (sanity_checks.py): shuffle each "
+    parser.add_argument("--sanity-check", default=None, choices=sanity.CHECKS,
+                        help="alter the method's mask before training (sanity.py): shuffle each "
                              "layer's kept positions, reinit the kept weights, invert the ranking, or "
                              "corrupt-data (score on random labels)")
     parser.add_argument("--init", default="vs-h", choices=INITIALISATIONS,
@@ -1371,43 +1348,43 @@ def parse_arguments(argv=None):
                         help="dataset folder (MNIST in DATA_DIR/mnist/, CIFAR-10 in DATA_DIR/cifar10/, "
                              "Tiny-ImageNet in DATA_DIR/tiny-imagenet/); missing files are downloaded "
                              f"there; default: {data.default_data_dir()}")
-    parser.add_argument("--epochs", type=positive_int, default=None,
+    parser.add_argument("--epochs", type=flags.positive_int, default=None,
                         help="train this many epochs, the learning rate x0.1 after 50%% and 75%% of "
                              "them (default on MNIST: the model's iterations, 22,000 for lenet300 "
                              "and 12,000 for lenet5, with the same decays)")
-    parser.add_argument("--iterations", type=positive_int, default=None,
+    parser.add_argument("--iterations", type=flags.positive_int, default=None,
                         help="train this many iterations, the learning rate x0.1 every --decay-every")
-    parser.add_argument("--decay-every", type=positive_int, default=None,
+    parser.add_argument("--decay-every", type=flags.positive_int, default=None,
                         help="iterations between learning-rate decays with --iterations (default: "
                              "the paper's, 25,000 on MNIST, 30,000 otherwise)")
     parser.add_argument("--paper-schedule", action="store_true",
                         help="the paper's schedule: 100,000 iterations on MNIST, 150,000 otherwise, "
                              "learning rate x0.1 every 25,000 / 30,000 (the default off MNIST)")
-    parser.add_argument("--batch-size", type=positive_int, default=None,
+    parser.add_argument("--batch-size", type=flags.positive_int, default=None,
                         help="mini-batch for training and for SNIP's one scoring batch (default: "
                              "the paper's, 100 on MNIST, 128 otherwise)")
     parser.add_argument("--no-augment", action="store_true",
                         help="no random flips and translations on CIFAR-10 / Tiny-ImageNet "
                              "(not with --translate)")
-    parser.add_argument("--translate", type=non_negative_int, default=None, metavar="PIXELS",
+    parser.add_argument("--translate", type=flags.non_negative_int, default=None, metavar="PIXELS",
                         help="move each training image by up to PIXELS pixels each way, at random "
                              "(default: 4, with random flips, on CIFAR-10 / Tiny-ImageNet, as the "
                              "authors did; none on MNIST, as in the paper; on MNIST this adds moves "
                              "only, never flips, and 0 adds nothing)")
-    parser.add_argument("--lr", type=positive_float, default=0.1, help="initial learning rate")
-    parser.add_argument("--momentum", type=fraction_value, default=0.9, help="SGD momentum")
-    parser.add_argument("--weight-decay", type=non_negative_float, default=5e-4,
+    parser.add_argument("--lr", type=flags.positive_float, default=0.1, help="initial learning rate")
+    parser.add_argument("--momentum", type=flags.fraction_value, default=0.9, help="SGD momentum")
+    parser.add_argument("--weight-decay", type=flags.non_negative_float, default=5e-4,
                         help="L2 weight decay on conv/linear weights and biases")
-    parser.add_argument("--clip-norm", type=positive_float, default=None, metavar="NORM",
+    parser.add_argument("--clip-norm", type=flags.positive_float, default=None, metavar="NORM",
                         help="scale the gradients down when their global norm exceeds NORM "
                              "(default: no clipping)")
-    parser.add_argument("--val-fraction", type=fraction_value, default=0.1,
+    parser.add_argument("--val-fraction", type=flags.fraction_value, default=0.1,
                         help="fraction of the training set held out for validation")
-    parser.add_argument("--seed", type=seed_value, default=0,
+    parser.add_argument("--seed", type=flags.seed_value, default=0,
                         help="seeds initialisation, data split, scoring batch and shuffling")
     parser.add_argument("--out", default=None,
                         help="folder for results.json, masks.npz and checkpoint.npz (written atomically)")
-    parser.add_argument("--checkpoint-every", type=positive_int, default=None,
+    parser.add_argument("--checkpoint-every", type=flags.positive_int, default=None,
                         help="save a checkpoint every N iterations (and at the end) in --out, or in "
                              "snip-min-MODEL-seedSEED/ without it; Ctrl-C always saves one")
     parser.add_argument("--resume", default=None, metavar="DIR",

@@ -38,15 +38,16 @@ import numpy                      # noqa: E402
 import compaction                 # noqa: E402
 import criteria                   # noqa: E402
 import data                       # noqa: E402
+import flags                      # noqa: E402
 import models                     # noqa: E402
-import sanity_checks              # noqa: E402
+import sanity                     # noqa: E402
 import snip_min as sm             # noqa: E402
 
 
 def argument_parser(docstring):
     """The experiments' parser: the docstring's first paragraph as description, each flag's
     default in --help, and a usage error as one line on stderr (exit status 2)."""
-    return sm.OneLineParser(description=docstring.split("\n\n")[0], formatter_class=sm.HelpFormatter)
+    return flags.OneLineParser(description=docstring.split("\n\n")[0], formatter_class=flags.HelpFormatter)
 
 
 def add_common_arguments(parser, out, epochs, seeds, out_help=None):
@@ -55,9 +56,9 @@ def add_common_arguments(parser, out, epochs, seeds, out_help=None):
     parser.add_argument("--data-dir", default=None, help="dataset folder, as for snip_min.py")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
                         help="cpu (NumPy) or gpu (CuPy); part of every run's settings")
-    parser.add_argument("--epochs", type=sm.positive_int, default=epochs,
+    parser.add_argument("--epochs", type=flags.positive_int, default=epochs,
                         help="training epochs per run (default: the experiment's, per model)")
-    parser.add_argument("--seeds", type=sm.positive_int, default=seeds,
+    parser.add_argument("--seeds", type=flags.positive_int, default=seeds,
                         help="runs per setting (seeds 0, 1, ...)")
     parser.add_argument("--out", default=None if out is None else os.path.join("results", out),
                         help=out_help or "folder for CSV/JSON/PNG, and runs/ for the result file of each run")
@@ -81,7 +82,7 @@ def add_grid_arguments(parser):
                       help="run only the runs whose index i has i %% N == K (K from 0 to N-1): task "
                            "K of N, e.g. one task of a SLURM job array (experiments/slurm-array.sh); "
                            "collects nothing (run --collect once every task is done)")
-    grid.add_argument("--jobs", type=sm.positive_int, default=1, metavar="N",
+    grid.add_argument("--jobs", type=flags.positive_int, default=1, metavar="N",
                       help="run the grid in N worker processes on this machine (this script again, "
                            "worker j with --task j/N), then collect. Each worker gets max(1, CPUs "
                            "// N) BLAS threads: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and "
@@ -114,16 +115,16 @@ def parse_arguments(parser, argv):
 
 
 def seed_streams(seed):
-    """The four random streams snip_min.py draws from one seed: initialisation, validation
-    split, scoring batch, shuffling."""
-    return [numpy.random.default_rng(s) for s in numpy.random.SeedSequence(seed).spawn(4)]
+    """The four random streams snip_min.py draws from one seed (snip_min.seed_streams):
+    initialisation, validation split, scoring batch, shuffling."""
+    return sm.seed_streams(seed)
 
 
 def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", init="vs-h",
                lr=0.1, batch_size=None, score_index=None, splits=None, on_step=None, log=None,
                sanity_check=None, rounds=100, iterations=None, details=False):
     """One run of Algorithm 1 (or of another criterion of criteria.py, under a sanity check of
-    sanity_checks.py), as `snip_min.py` does it.
+    sanity.py), as `snip_min.py` does it.
 
     score_index: positions in the training split of the scoring batch (default: a random
     batch of batch_size). splits: (train, validation, test) DeviceSplits to use instead of
@@ -142,7 +143,7 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     if sanity_check is None:
         criteria.prune(method, model, images, labels, sparsity, rng=score_rng, rounds=rounds)
     else:
-        sanity_checks.prune(sanity_check, method, model, images, labels, sparsity=sparsity, seed=seed,
+        sanity.prune(sanity_check, method, model, images, labels, sparsity=sparsity, seed=seed,
                             classes=models.NUM_CLASSES[dataset.name], init=init, rng=score_rng, rounds=rounds)
     rows = sm.pruning_table(model)
     iterations = iterations or epochs * -(-len(train) // batch_size)

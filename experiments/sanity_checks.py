@@ -6,7 +6,7 @@ networks, that shuffling each layer's mask, or re-initialising the kept weights,
 and its successors little: what they decide is mostly how many weights each layer keeps.
 This grid asks the same of the LeNets on MNIST, where each run takes minutes: every
 criterion of criteria.py (snip, iterative-snip, grasp, synflow, magnitude, and random as
-the floor) as it is and under each check of sanity_checks.py (shuffle, reinit, invert, and
+the floor) as it is and under each check of sanity.py (shuffle, reinit, invert, and
 corrupt-data for the criteria that read data), for LeNet-300-100 and LeNet-5-Caffe at 90%
 and at the paper's sparsities (98%, 99%), 3 seeds, with snip_min.py's default schedule:
 22,000 iterations for LeNet-300-100 and 12,000 for LeNet-5-Caffe, x0.1 after 50% and 75% of
@@ -31,12 +31,12 @@ import os
 import sys
 
 import common
-from common import criteria, data, models, sanity_checks, sm
+from common import criteria, data, flags, models, sanity, sm
 
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe", "lstm-s": "LSTM-s"}
 SPARSITIES = {"lenet300": [0.98, 0.9], "lenet5": [0.99, 0.9], "lstm-s": [0.95]}   # the paper's first
 METHODS = ["snip", "iterative-snip", "grasp", "synflow", "magnitude", "random"]
-CHECKS = ["none", *sanity_checks.CHECKS]
+CHECKS = ["none", *sanity.CHECKS]
 LEARNING_RATE = {"lenet5": 0.01}                 # otherwise 0.1, snip_min.py's default
 LABELS = {"snip": "SNIP", "iterative-snip": "iterative SNIP", "grasp": "GraSP", "synflow": "SynFlow",
           "magnitude": "magnitude", "random": "random"}
@@ -48,16 +48,16 @@ def main(argv=None):
     common.add_common_arguments(parser, "sanity_checks", epochs=None, seeds=3)
     parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
                         help="the networks (lstm-s: at 95%%, 10,000 iterations)")
-    parser.add_argument("--sparsities", nargs="+", type=sm.sparsity_value, default=None,
+    parser.add_argument("--sparsities", nargs="+", type=flags.sparsity_value, default=None,
                         help="fractions pruned (default: the paper's for each network, and 90%%)")
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS,
                         help="the criteria (random: as it is only, the floor)")
     parser.add_argument("--checks", nargs="+", default=CHECKS, choices=CHECKS,
                         help="the sanity checks, and none (corrupt-data only for the criteria that "
                              "read data)")
-    parser.add_argument("--iterations", type=sm.positive_int, default=None,
+    parser.add_argument("--iterations", type=flags.positive_int, default=None,
                         help="training iterations per run (default: snip_min.py's for each network)")
-    parser.add_argument("--rounds", type=sm.positive_int, default=100,
+    parser.add_argument("--rounds", type=flags.positive_int, default=100,
                         help="rounds of the iterative criteria (synflow, iterative-snip)")
     args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("mnist", args.data_dir)
@@ -87,6 +87,8 @@ def grid_points(args, dataset):
                 for method in args.methods:
                     for check in checks_of(method, args.checks):
                         extra = {"rounds": args.rounds} if method in criteria.ITERATIVE else {}
+                        if check == "invert":
+                            extra["ties"] = "random"        # sanity.py breaks inverted ties at random
                         settings = common.run_settings(
                             args, dataset, "sanity_checks", model=model, sparsity=sparsity, method=method,
                             sanity_check=check, **extra, seed=seed, iterations=iterations, lr=lr)
@@ -127,9 +129,10 @@ def summarise(found):
     for run, r in found:
         cell = (summary.setdefault(r["model"], {}).setdefault(str(r["sparsity"]), {})
                 .setdefault(r["method"], {}).setdefault(r["sanity_check"], {"errors": [], "diverged": 0,
-                                                                             "kept": []}))
+                                                                             "disconnected": 0, "kept": []}))
         cell["errors"].append(r["test_error"])
         cell["diverged"] += bool(r["diverged"])
+        cell["disconnected"] += disconnected(r)
         cell["kept"].append(r["per_layer"])
     for model in summary.values():
         for sparsity in model.values():
@@ -138,7 +141,7 @@ def summarise(found):
                     mean, std = common.mean_and_spread(cell["errors"])
                     names = list(cell["kept"][0])
                     method[check] = {"mean": mean, "std": std, "runs": len(cell["errors"]),
-                                     "diverged": cell["diverged"],
+                                     "diverged": cell["diverged"], "disconnected": cell["disconnected"],
                                      "kept": {n: sum(k[n] for k in cell["kept"]) / len(cell["kept"]) for n in names}}
     return summary
 
@@ -162,15 +165,20 @@ def table(summary, found, description):
         lines.append("")
     seeds = max(cell["runs"] for m in summary.values() for s in m.values() for c in s.values() for cell in c.values())
     lines.append(f"Test error (%), mean ± std over {seeds} seeds; {description}. none: the criterion as it is; "
-                 f"– : not run (random takes no check; the data-free criteria, no corrupt-data).")
+                 f"– : not run (random takes no check; the data-free criteria, no corrupt-data); "
+                 f"disconnected: the mask left some layer without a weight.")
     return "\n".join(lines) + "\n"
+
+
+def disconnected(result):
+    """True if the mask left some weight array without a single connection."""
+    return any(kept == 0 for name, kept in result["per_layer"].items() if name.endswith(".weight"))
 
 
 def format_cell(cell):
     text = f"{cell['mean']:.2f} ± {cell['std']:.2f}"
-    if cell["diverged"]:
-        text += f" ({cell['diverged']} of {cell['runs']} diverged)"
-    return text
+    notes = [f"{cell[key]} of {cell['runs']} {key}" for key in ("diverged", "disconnected") if cell[key]]
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
 def csv_rows(found):
@@ -252,7 +260,7 @@ def plot_densities(summary, found, out):
     for ax, (model, sparsity) in zip(axes[0], first.items()):
         cells = summary[model][str(sparsity)]
         totals = parameter_sizes(model)
-        names = [name for name in totals if name.endswith("weight")]
+        names = [name for name in totals if ".weight" in name or "_weight" in name]
         for method in methods:
             if "none" not in cells.get(method, {}):
                 continue
@@ -270,8 +278,11 @@ def plot_densities(summary, found, out):
 
 
 def parameter_sizes(model):
-    """{parameter name: its number of entries} of a network."""
-    return {p.name: p.size for p in sm.prunable_parameters(models.build(model))}
+    """{pruning-table row: its number of entries} of a network, as in a run's per_layer (one row
+    per gate of a recurrent layer's Params)."""
+    network = models.build(model)
+    sm.initialise(network)
+    return {name: total for name, total, _ in sm.pruning_table(network)}
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def a_file(tmp_path):
     (["--translate", "1", "--no-augment"], "--translate augments and --no-augment does not"),
     (["--translate", "28"], "a move must be smaller than the images (28x28 pixels on mnist)"),
     (["--clip-norm", "0"], "expected a positive number"),
-    (["--method", "magnitude"], "invalid choice"),
+    (["--method", "optimal-brain-damage"], "invalid choice"),
     (["--model", "vgg-d", "--dataset", "cifar10", "--compact"], "cannot compact a network with batch norm"),
 ])
 def test_every_bad_input_gives_one_line_and_exit_status_2(arguments, message, tiny_mnist, tmp_path, a_file,

@@ -1,4 +1,4 @@
-"""The baselines of criteria.py and the checks of sanity_checks.py: every criterion keeps exactly
+"""The baselines of criteria.py and the checks of sanity.py: every criterion keeps exactly
 kappa and is the same for the same seed; each score against an independent computation
 (closed forms, an explicit Hessian, PyTorch's double backward where PyTorch is installed);
 the exponential schedule; each sanity check does what it says; none waits for the device on
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import criteria
 import models
-import sanity_checks
+import sanity
 import snip_min as sm
 from helpers import array, initialised, run_python
 from test_cli import assert_refused
@@ -108,32 +108,23 @@ def test_inverted_snip_keeps_the_lowest_sensitivities():
 # --- the iterative schedule -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("sparsity, rounds", [(0.98, 5), (0.9, 1), (0.999, 12)])
-def test_iterate_follows_the_exponential_schedule_and_never_revives(sparsity, rounds):
+def test_iterate_follows_the_exponential_schedule_and_rescores_the_pruned_network(sparsity, rounds):
     model = models.build("lenet300")
     sm.initialise(model, "vs-h", numpy.random.default_rng(0))
-    params = sm.prunable_parameters(model)
-    m, counts, rng = sum(p.size for p in params), [], numpy.random.default_rng(1)
-    previous, initial = [None], [sm.to_host(p.value) for p in params]
+    params = [p for p in sm.prunable_parameters(model) if p.kind == "weight"]      # no zeros at the start
+    m, rng = sum(p.size for p in params), numpy.random.default_rng(1)
+    initial, seen = [sm.to_host(p.value) for p in params], []
 
-    def score():
-        return [sm.xp.asarray(rng.random(p.shape) + 1) for p in params]
-    real_select = criteria.select
-
-    def recording_select(scores, kappa, invert=False, alive=None):
-        keep = real_select(scores, kappa, invert, alive)
-        counts.append(int(keep.sum()))
-        if previous[0] is not None:
-            assert not bool((keep & ~previous[0]).any())
-        previous[0] = keep
-        return keep
-    criteria.select = recording_select
-    try:
-        masks, _ = criteria.iterate(params, score, sparsity, rounds)
-    finally:
-        criteria.select = real_select
-    expected = [int(round((1 - sparsity) ** (r / rounds) * m)) for r in range(1, rounds)]
-    assert counts == expected + [sm.kappa_for(sparsity, m)] == sorted(counts, reverse=True)
-    assert (flat_host(masks) == flat_host([previous[0]])).all()
+    def score():          # |w| + noise: a pruned weight must come back as exactly 0, so score 0
+        values = flat_host([p.value for p in params])
+        seen.append(values != 0)
+        return [sm.xp.abs(p.value) * sm.xp.asarray(1 + rng.random(p.shape)) for p in params]
+    masks, _ = criteria.iterate(params, score, sparsity, rounds)
+    kept = [int(alive.sum()) for alive in seen[1:]] + [int(flat_host(masks).sum())]
+    assert kept == [int(round((1 - sparsity) ** (r / rounds) * m)) for r in range(1, rounds)] + [
+        sm.kappa_for(sparsity, m)]
+    for before, after in zip(seen, seen[1:] + [flat_host(masks) != 0]):
+        assert not (after & ~before).any()                            # a pruned weight never comes back
     assert all((sm.to_host(p.value) == w).all() for p, w in zip(params, initial))      # given back
 
 
@@ -154,11 +145,12 @@ def test_synflow_scores_match_the_closed_form_of_a_linear_network(seed, d):
     layers = []
     for d_in, d_out in zip(d, d[1:]):
         layers += [sm.Linear(d_in, d_out), sm.ReLU()]
-    net = initialised(sm.Sequential(*layers[:-1]), rng)
+    net = initialised(sm.Sequential(*layers[:-1]), rng, dtype=sm.xp.float32)
     params = sm.parameters_of(net)
+    before = [sm.to_host(p.value).copy() for p in params]
     scores = [sm.to_host(s) for s in criteria.synflow_scores(net, params, (d[0],))]
-    a = [numpy.abs(sm.to_host(p.value)) for p in params[0::2]]
-    c = [numpy.abs(sm.to_host(p.value)) for p in params[1::2]]
+    a = [numpy.abs(w).astype(numpy.float64) for w in before[0::2]]
+    c = [numpy.abs(w).astype(numpy.float64) for w in before[1::2]]
     h = [numpy.ones(d[0])]
     for a_l, c_l in zip(a, c):
         h.append(h[-1] @ a_l + c_l)
@@ -168,7 +160,8 @@ def test_synflow_scores_match_the_closed_form_of_a_linear_network(seed, d):
     for layer, (a_l, c_l) in enumerate(zip(a, c)):
         assert numpy.allclose(scores[2 * layer], a_l * numpy.outer(h[layer], u[layer]), rtol=1e-12)
         assert numpy.allclose(scores[2 * layer + 1], c_l * u[layer], rtol=1e-12)
-    assert all(p.value.dtype == sm.xp.float64 for p in params)      # back to its own values
+    assert all(p.value.dtype == sm.xp.float32 and (sm.to_host(p.value) == w).all() and p.mask is None
+               for p, w in zip(params, before))                           # given back as they were
 
 
 def test_synflow_reads_no_data_and_leaves_the_model_as_it_was():
@@ -192,8 +185,10 @@ def test_synflow_reads_no_data_and_leaves_the_model_as_it_was():
 # --- GraSP: H g against an explicit Hessian and against PyTorch ---------------------------------
 
 def tiny_network(rng):
-    net = sm.Sequential(sm.Conv2D(1, 2, 3), sm.ReLU(), sm.MaxPool2D(2), sm.Flatten(), sm.Linear(8, 5), sm.ReLU(),
-                        sm.Linear(5, 3))
+    """A smooth network (no ReLU, no max-pool: no branch for a difference to cross), whose loss
+    is not quadratic in its weights: the products of three layers' weights. Branches are
+    tested against PyTorch below."""
+    net = sm.Sequential(sm.Conv2D(1, 2, 3), sm.Flatten(), sm.Linear(32, 5), sm.Linear(5, 3))
     return initialised(net, rng)
 
 
@@ -324,7 +319,7 @@ def checked(check, method="snip", model_name="lenet300", sparsity=0.95, seed=0, 
     sm.initialise(model, "vs-h", numpy.random.default_rng(seed))
     initial = [sm.to_host(p.value) for p in sm.prunable_parameters(model)]
     images, labels = scoring_batch(model_name, seed)
-    gated = sanity_checks.prune(check, method, model, images, labels, sparsity=sparsity, seed=seed, classes=10,
+    gated = sanity.prune(check, method, model, images, labels, sparsity=sparsity, seed=seed, classes=10,
                                 rng=numpy.random.default_rng(seed + 1), rounds=rounds)
     return gated, initial
 
@@ -356,12 +351,47 @@ def test_reinit_keeps_the_mask_and_draws_new_weights():
             assert (value[mask == 1] != w[mask == 1]).all() and (value[mask == 1] != 0).all()
 
 
-def test_invert_and_corrupt_data_change_snips_mask_and_not_synflows():
-    plain = masks_of(pruned("lenet300", "snip", 0.95)[1])
-    for check in ("invert", "corrupt-data"):
-        assert any((a != b).any() for a, b in zip(masks_of(checked(check)[0]), plain)), check
-    synflow = masks_of(pruned("lenet300", "synflow", 0.95, rounds=5)[1])
-    assert all((a == b).all() for a, b in zip(masks_of(checked("corrupt-data", "synflow")[0]), synflow))
+def test_invert_changes_every_mask_and_corrupt_data_only_those_of_criteria_that_read_data():
+    for method in ("snip", "synflow"):
+        plain = masks_of(pruned("lenet300", method, 0.95, rounds=5)[1])
+        assert any((a != b).any() for a, b in zip(masks_of(checked("invert", method)[0]), plain)), method
+        corrupt = masks_of(checked("corrupt-data", method)[0])
+        assert any((a != b).any() for a, b in zip(corrupt, plain)) == (method == "snip"), method
+
+
+def test_inverted_ties_are_broken_at_random_not_by_position():
+    scores = sm.xp.zeros(1000)
+    first = sm.to_host(criteria.select(scores, 50, invert=True, ties=numpy.random.default_rng(0)))
+    again = sm.to_host(criteria.select(scores, 50, invert=True, ties=numpy.random.default_rng(0)))
+    other = sm.to_host(criteria.select(scores, 50, invert=True, ties=numpy.random.default_rng(1)))
+    assert first.sum() == other.sum() == 50 and (first == again).all() and (first != other).any()
+    assert first[:500].sum() < 50                                  # not the lowest 50 indices
+    scores = sm.xp.asarray(numpy.r_[numpy.zeros(100), numpy.arange(1.0, 901.0)])
+    kept = sm.to_host(criteria.select(scores, 150, invert=True, ties=numpy.random.default_rng(2)))
+    assert kept[:150].all() and not kept[150:].any()                 # the order first, then the ties
+
+
+def test_inverted_ties_do_not_fill_the_first_layer_by_position():
+    # by position, inverted SynFlow at 98% kept all its 5,332 in fc1.weight (the lowest
+    # indices), and nothing in fc2 and fc3: a disconnected network
+    gated, _ = checked("invert", "synflow", sparsity=0.98)
+    kept = {p.name: int(sm.to_host(p.mask).sum()) for p in gated}
+    assert kept["fc1.weight"] < 5_332 and kept["fc2.weight"] > 0
+
+
+def test_shuffle_keeps_each_gates_count_of_a_recurrent_layer():
+    def rows(check):
+        model = models.build("lstm-s")
+        sm.initialise(model, "vs-h", numpy.random.default_rng(0))
+        images, labels = scoring_batch("lstm-s", 0)
+        if check is None:
+            criteria.prune("snip", model, images, labels, 0.95)
+        else:
+            sanity.prune(check, "snip", model, images, labels, sparsity=0.95, seed=0, classes=10)
+        return sm.pruning_table(model), [sm.to_host(p.mask) for p in sm.prunable_parameters(model)]
+    (plain, plain_masks), (shuffled, shuffled_masks) = rows(None), rows("shuffle")
+    assert plain == shuffled and any(row[0].endswith("[f]") for row in plain)
+    assert any((a != b).any() for a, b in zip(plain_masks, shuffled_masks))
 
 
 def test_corrupt_data_scores_on_labels_drawn_at_random(monkeypatch):
@@ -377,13 +407,6 @@ def test_corrupt_data_scores_on_labels_drawn_at_random(monkeypatch):
     checked("corrupt-data")
     assert (seen[0] == seen[1]).all() and (seen[0] != sm.to_host(labels)).any()
     assert seen[0].min() >= 0 and seen[0].max() < 10
-
-
-def test_the_check_stream_leaves_the_runs_four_streams_alone():
-    four = numpy.random.SeedSequence(7).spawn(4)
-    five = numpy.random.SeedSequence(7).spawn(5)
-    assert [s.generate_state(4).tolist() for s in four] == [s.generate_state(4).tolist() for s in five[:4]]
-    assert sanity_checks.check_stream(7).random() == numpy.random.default_rng(five[4]).random()
 
 
 # --- no wait for the device ---------------------------------------------------------------------------
@@ -402,16 +425,16 @@ def test_every_criterion_scores_without_waiting_for_the_device(stand_in, method)
     assert record.syncs == 0 and record.transfers <= allowed * len(gated), record.summary()
 
 
-@pytest.mark.parametrize("check", sanity_checks.CHECKS)
+@pytest.mark.parametrize("check", sanity.CHECKS)
 def test_every_sanity_check_runs_on_the_device_and_training_never_waits(stand_in, check):
     model = models.build("lenet300")
     sm.initialise(model, "vs-h", numpy.random.default_rng(0))
     images, labels = scoring_batch("lenet300", 0)
-    sanity_checks.prune(check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10)
+    sanity.prune(check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10)
     with stand_in.counting() as record:
         model = models.build("lenet300")
         sm.initialise(model, "vs-h", numpy.random.default_rng(0))
-        sanity_checks.prune(check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10)
+        sanity.prune(check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10)
     assert record.syncs == 0, record.summary()
     optimiser = sm.SGD(sm.parameters_of(model))
     sm.train_step(model, optimiser, images, labels, 0.1)
@@ -440,7 +463,7 @@ def test_every_method_runs_from_the_command_line_keeping_5332(tiny_mnist, tmp_pa
 def test_each_sanity_check_is_recorded_and_shuffle_keeps_every_layers_count(tiny_mnist, tmp_path, device):
     lines = []
     plain = sm.run(cli_arguments(tiny_mnist, tmp_path / "plain", device), log=lines.append)
-    for check in sanity_checks.CHECKS:
+    for check in sanity.CHECKS:
         results = sm.run(cli_arguments(tiny_mnist, tmp_path / check, device, "--sanity-check", check),
                          log=lines.append)
         with open(tmp_path / check / "results.json") as f:
@@ -449,6 +472,17 @@ def test_each_sanity_check_is_recorded_and_shuffle_keeps_every_layers_count(tiny
         if check in ("shuffle", "reinit"):
             assert results["per_layer"] == plain["per_layer"]
     assert any(line.endswith("sanity check: shuffle") for line in lines)
+
+
+def test_a_checks_draws_leave_the_methods_own_mask_alone(tiny_mnist, tmp_path, device):
+    # random pruning draws from the scoring stream; reinit from the check stream: the mask
+    # must be the unchecked run's, the weights not
+    for check in ([], ["--sanity-check", "reinit"]):
+        sm.run(cli_arguments(tiny_mnist, tmp_path / str(len(check)), device, "--method", "random", *check),
+               log=lambda line: None)
+    plain, checked_masks = (numpy.load(tmp_path / folder / "masks.npz") for folder in ("0", "2"))
+    assert sorted(plain.files) == sorted(checked_masks.files)
+    assert all((plain[name] == checked_masks[name]).all() for name in plain.files)
 
 
 @pytest.mark.parametrize("flags, complaint", [

@@ -11,6 +11,7 @@ The checker is tested too, on pages written to a temporary folder, so that every
 seen to fail when it should.
 """
 
+import ast
 import importlib
 import pathlib
 import re
@@ -295,6 +296,23 @@ def python_words(paths):
     return words
 
 
+def defined_names(path):
+    """What a Python file defines: its functions, classes and module-level names, their
+    methods and class attributes, and the attributes its methods assign (self.name = ...)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+    for node in tree.body + [n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body]:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        names.update(t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name))
+    return names
+
+
 def resolves(module_name, attributes):
     try:
         value = importlib.import_module(ALIASES.get(module_name, module_name))
@@ -337,7 +355,8 @@ def stale_names(markdown, known_words):
 
 @pytest.fixture(scope="module")
 def known_words():
-    implementation = [*ROOT.glob("*.py"), *(ROOT / "experiments").glob("*.*"), ROOT / "scripts" / "gpu-check"]
+    implementation = [*ROOT.glob("*.py"), *(ROOT / "experiments").glob("*.*"), ROOT / "scripts" / "gpu-check",
+                      *(ROOT / "tests").glob("test_*.py")]      # a page may name a test
     return python_words(implementation)
 
 
@@ -356,7 +375,8 @@ def guide_names(readme):
         spans = [match.group(2).strip() for match in INLINE_SPAN.finditer(line)]
         row = re.match(r"^\|\s*\[?`([\w/]+\.py)`", line)
         file = row.group(1) if row else None
-        identifiers = {word.group(1) for span in spans if (word := PYTHON_LOOKING.match(span))}
+        identifiers = {word.group(1) for span in spans                  # (N, C, F: the shape legend)
+                       if (word := PYTHON_LOOKING.match(span)) and len(word.group(1)) > 1}
         if file:
             names.setdefault(file, set()).update(identifiers - {file.removesuffix(".py")})
         elif not line.startswith("|"):
@@ -369,9 +389,16 @@ def test_the_reading_guide_names_what_each_file_defines():
     named = guide_names(readme)
     assert len(named) >= 5, named                       # snip_min.py and the modules beside it
     for file, names in named.items():
-        defined = python_words([ROOT / file])
+        defined = defined_names(ROOT / file)
         missing = sorted(name for name in names if name not in defined)
         assert missing == [], f"the reading guide names {missing} for {file}, which has no such name"
+
+
+def test_defined_names_are_definitions_not_mentions(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text("import os\nLIMIT = 3\n\n\ndef f(x):\n    return os.path.join(x, 'g')\n\n\n"
+                    "class C:\n    kind = 1\n\n    def m(self):\n        self.value = h(2)\n")
+    assert defined_names(path) == {"LIMIT", "f", "C", "kind", "m", "value"}
 
 
 def test_the_name_checker_finds_stale_names():

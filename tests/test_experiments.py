@@ -114,6 +114,37 @@ def test_random_labels_experiment_records_four_loss_curves_per_network(tiny_mnis
         assert_png(out / "random_labels-lenet300.png")
 
 
+def test_sanity_checks_experiment_runs_every_criterion_and_check_and_collects_the_same(tiny_mnist, tmp_path,
+                                                                                      device, capsys):
+    out = tmp_path / "f"
+    flags = ["--data-dir", tiny_mnist, "--out", str(out), "--device", device, "--iterations", "3", "--seeds", "1",
+             "--models", "lenet300", "--sparsities", "0.98", "--rounds", "3", "--quiet"]
+    assert experiment("sanity_checks").main(flags) == 0
+    rows = rows_of(out / "runs.csv")
+    pairs = {(r["method"], r["sanity_check"]) for r in rows}
+    assert len(rows) == len(pairs) == 3 * 5 + 2 * 4 + 1            # data-reading x 5, data-free x 4, random
+    assert ("random", "none") in pairs and ("synflow", "corrupt-data") not in pairs
+    assert ("grasp", "corrupt-data") in pairs and ("magnitude", "invert") in pairs
+    assert all(int(r["params_kept"]) == 5_332 for r in rows)
+    by_pair = {(r["method"], r["sanity_check"]): r for r in rows}
+    for method in ("snip", "grasp", "synflow"):               # shuffle and reinit keep every array's count
+        for check in ("shuffle", "reinit"):
+            assert all(by_pair[(method, check)][k] == by_pair[(method, "none")][k]
+                       for k in rows[0] if k.startswith("kept "))
+    assert by_pair[("snip", "invert")]["kept fc1.weight"] != by_pair[("snip", "none")]["kept fc1.weight"]
+    table = (out / "table.md").read_text()
+    assert "| SNIP |" in table and "| random |" in table and "corrupt-data" in table
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["error"]["lenet300"]["0.98"]["snip"]["none"]["runs"] == 1
+    if figures_expected():
+        assert_png(out / "sanity_checks.png")
+        assert_png(out / "layer_densities.png")
+    written = {name: (out / name).read_bytes() for name in ("runs.csv", "table.md", "summary.json")}
+    capsys.readouterr()
+    assert experiment("sanity_checks").main(flags + ["--collect"]) == 0        # from the run files alone
+    assert all((out / name).read_bytes() == contents for name, contents in written.items())
+
+
 def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_path):
     zoo = experiment("zoo_table")
     results = tmp_path / "results" / "run"

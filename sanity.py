@@ -8,10 +8,12 @@ in these ways, and found that on their CIFAR and ImageNet networks the accuracy 
 moved: what the methods decide is mostly each layer's share.
 
     shuffle         permute each parameter array's kept positions at random: the same
-                    count per array (so per layer), new positions
+                    count per array (per gate, for a recurrent layer's), new positions
     reinit          keep the mask, but train a fresh initialisation, drawn from another
                     random stream, instead of the weights the mask was chosen on
-    invert          keep the kappa LOWEST-scoring connections instead of the highest
+    invert          keep the kappa LOWEST-scoring connections instead of the highest (ties,
+                    such as the many connections whose score is exactly 0, broken at
+                    random rather than by position, so that no layer is favoured)
     corrupt-data    score on the scoring batch with labels drawn uniformly at random
                     (training uses the true labels); the data-free criteria (random,
                     magnitude, synflow) are untouched by it
@@ -24,6 +26,8 @@ and so its mask before the check, are those of the unchecked run. Experiment F
 (experiments/sanity_checks.py, docs/sanity_checks.md) runs every check on every criterion;
 the tests are tests/test_criteria.py.
 """
+
+import sys
 
 import numpy
 
@@ -50,9 +54,17 @@ def prune(check, method, model, images, labels, *, sparsity, seed, classes, prun
     stream = check_stream(seed)
     if check == "corrupt-data":     # labels uniform over the classes, drawn on the host
         labels = sm.xp.asarray(stream.integers(0, classes, size=len(labels)))
+        if method in criteria.DATA_FREE:
+            print(f"note: --sanity-check corrupt-data leaves {method}'s mask as it is: it reads no data",
+                  file=sys.stderr)
     initial = [p.value for p in sm.prunable_parameters(model, prune)]
-    gated = criteria.prune(method, model, images, labels, sparsity, prune, rng, rounds,
-                           invert=check == "invert", report=report)
+    inverted = check == "invert"
+    gated = criteria.prune(method, model, images, labels, sparsity, prune, rng, rounds, invert=inverted,
+                           ties=stream if inverted else None, report=report)
+    if inverted and report is not None and report["lowest_ties"] > 1:
+        tied, kappa = report["lowest_ties"], report["kappa"]
+        print(f"note: inverted, {tied:,} connections share the lowest score; {min(tied, kappa):,} of the "
+              f"kappa = {kappa:,} kept were drawn among them at random", file=sys.stderr)
     if check == "shuffle":
         shuffle(gated, initial, stream)
     elif check == "reinit":
@@ -61,13 +73,18 @@ def prune(check, method, model, images, labels, *, sparsity, seed, classes, prun
 
 
 def shuffle(gated, initial, rng):
-    """Move each Param's kept entries to positions drawn uniformly at random within that Param:
-    mask <- mask[permutation], its count unchanged. The newly kept entries get their initial
-    values (initial: the values before pruning), the others exactly 0."""
+    """Move each Param's kept entries to positions drawn uniformly at random within that Param
+    (within each gate's block, for a recurrent layer's: Param.parts): mask <- mask[permutation],
+    its count unchanged. The newly kept entries get their initial values (initial: the values
+    before pruning), the others exactly 0."""
     for p, w in zip(gated, initial):
-        order = sm.xp.asarray(rng.permutation(p.size))                  # drawn on the host
-        p.mask = p.mask.reshape(-1)[order].reshape(p.shape)
-        p.value = w * p.mask
+        mask = p.mask.copy()
+        for _, index in p.parts or [(None, ...)]:
+            block = mask[index]                                         # a view
+            order = sm.xp.asarray(rng.permutation(block.size))          # drawn on the host
+            block[...] = block.reshape(-1)[order].reshape(block.shape)
+        p.mask = mask
+        p.value = w * mask
 
 
 def reinitialise(model, gated, init, rng):
