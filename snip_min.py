@@ -1239,7 +1239,7 @@ def check_masks(gated, report, args):
     """Say when SNIP's choice is degenerate: kappa beyond the non-zero scores (reported), or
     a layer left without a single connection (a warning; an error with --strict)."""
     if report["nonzero_scores"] < report["kappa"] < report["m"]:
-        print(f"note: only {report['nonzero_scores']:,} connections have a non-zero sensitivity; the "
+        print(f"note: only {report['nonzero_scores']:,} connections score above zero; the "
               f"other {report['kappa'] - report['nonzero_scores']:,} of the kappa = {report['kappa']:,} kept "
               f"were chosen among zero scores by position (lowest index first)", file=sys.stderr)
     weights = [p for p in gated if p.kind == "weight"]

@@ -6,8 +6,9 @@ passes in float64 (the gradient, and four more for the Hessian-gradient product)
 and iterative SNIP one pass per round (100 rounds by default; SynFlow's on a single input of
 ones, in float64). Each criterion is timed on the same network and the same batch of random
 images (LeNet-5-Caffe: 100 of MNIST's shape; VGG-D: 128 of CIFAR-10's), from the same
-initial values each time, after one untimed call that warms up the thread and memory
-pools (and on a GPU compiles the kernels); the median of --repeats calls is reported.
+initial values each time, after one untimed call (of one round) that warms up the thread
+and memory pools (and on a GPU compiles the kernels); the median of --repeats calls is
+reported.
 
     python experiments/criteria_costs.py
 
@@ -65,7 +66,7 @@ def main(argv=None):
                 sm.synchronise()
                 started = time.perf_counter()
                 criteria.prune(method, model, images, labels, SPARSITY[name], rng=numpy.random.default_rng(2),
-                               rounds=args.rounds)
+                               rounds=args.rounds if call else 1)        # one round warms up as well
                 sm.synchronise()
                 if call:
                     seconds.append(time.perf_counter() - started)
