@@ -585,18 +585,23 @@ def softmax_cross_entropy(logits, labels):
 # ======================================================================================
 # 5. Initialisation
 #
-# The paper compares four (its Table 3). fan_in and fan_out count the connections into and
-# out of one unit: a linear W (D_in, D_out) has fan_in = D_in; a conv W (KH, KW, C, F) has
-# fan_in = KH*KW*C and fan_out = KH*KW*F.
+# The paper compares the first four (its Table 3). fan_in and fan_out count the connections
+# into and out of one unit: a linear W (D_in, D_out) has fan_in = D_in; a conv W (KH, KW, C, F)
+# has fan_in = KH*KW*C and fan_out = KH*KW*F.
 #     vs-x  variance scaling, Glorot & Bengio:  N(0, 2 / (fan_in + fan_out))
 #     vs-h  variance scaling, He et al.:        N(0, 2 / fan_in)                (default)
 #     rn    random normal:                      N(0, 0.1^2)
 #     tn    truncated normal:                   N(0, 0.1^2), redrawn beyond 2 standard deviations
+#     lecun variance scaling, LeCun et al.:     N(0, 1 / fan_in), redrawn beyond 2 standard
+#           deviations and divided by 0.8796... (the truncated normal's own standard deviation),
+#           so that the variance is 1 / fan_in after the truncation. It is what the authors'
+#           code calls 'vs': TensorFlow 1.12's variance_scaling_initializer() with its defaults.
 # Biases and batch-norm shifts start at 0, batch-norm scales at 1. Values are drawn on the
 # host with NumPy, so a seed gives the same network on the CPU and on the GPU.
 # ======================================================================================
 
-INITIALISATIONS = ("vs-x", "vs-h", "rn", "tn")
+INITIALISATIONS = ("vs-x", "vs-h", "rn", "tn", "lecun")
+TRUNCATED_STD = 0.87962566103423978     # standard deviation of N(0, 1) cut at +-2, TensorFlow's constant
 
 
 def draw_weight(shape, init, rng):
@@ -609,13 +614,20 @@ def draw_weight(shape, init, rng):
     if init == "rn":
         return rng.normal(0.0, 0.1, shape)
     if init == "tn":
-        z = rng.standard_normal(shape)
-        while True:
-            outside = numpy.abs(z) > 2.0
-            if not outside.any():
-                return 0.1 * z
-            z[outside] = rng.standard_normal(int(outside.sum()))
+        return 0.1 * truncated_standard_normal(shape, rng)
+    if init == "lecun":
+        return math.sqrt(1.0 / fan_in) / TRUNCATED_STD * truncated_standard_normal(shape, rng)
     raise UsageError(f"unknown initialisation {init!r} (choose from {', '.join(INITIALISATIONS)})")
+
+
+def truncated_standard_normal(shape, rng):
+    """N(0, 1) draws, each one beyond 2 redrawn until it falls within [-2, 2]."""
+    z = rng.standard_normal(shape)
+    while True:
+        outside = numpy.abs(z) > 2.0
+        if not outside.any():
+            return z
+        z[outside] = rng.standard_normal(int(outside.sum()))
 
 
 def initialise(model, init="vs-h", rng=None, dtype=None):
@@ -1341,7 +1353,8 @@ def parse_arguments(argv=None):
                              "corrupt-data (score on random labels)")
     parser.add_argument("--init", default="vs-h", choices=INITIALISATIONS,
                         help="initialisation: variance scaling Glorot (vs-x) or He (vs-h), "
-                             "random normal (rn) or truncated normal (tn), std 0.1")
+                             "random normal (rn) or truncated normal (tn), std 0.1, or LeCun's "
+                             "truncated variance scaling (lecun: the authors' code's default)")
     parser.add_argument("--device", default=None, choices=("cpu", "gpu"),
                         help="cpu (the default) runs on NumPy, gpu on CuPy")
     parser.add_argument("--data-dir", default=None,

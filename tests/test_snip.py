@@ -1,6 +1,8 @@
 """SNIP itself: the sensitivity is dL/dc, the ranking is global and exact, ties are
 deterministic, and training never revives a pruned connection."""
 
+import math
+
 import numpy
 import pytest
 from hypothesis import given
@@ -161,3 +163,49 @@ def test_pruned_parameters_stay_exactly_zero_through_training():
             assert bool((velocity[id(p)][pruned] == 0).all())
     # and the kept connections did learn
     assert any(bool((p.value[p.mask == 1] != 0).any()) for p in gated)
+
+
+# --- initialisation ---------------------------------------------------------------------------
+
+INIT_SHAPES = {"linear": (400, 300), "conv": (5, 5, 20, 50)}       # fan_in 400 and 500
+
+
+@pytest.mark.parametrize("shape", INIT_SHAPES.values(), ids=INIT_SHAPES.keys())
+@pytest.mark.parametrize("init", sm.INITIALISATIONS)
+def test_every_initialisation_draws_the_spread_it_promises(init, shape):
+    """The standard deviation of 120,000+ draws against each formula (their relative standard
+    error is about 0.2%), the truncations' bounds, and one seed giving one array."""
+    fan_in = math.prod(shape[:-1])
+    fan_out = math.prod(shape[:-2]) * shape[-1]
+    expected = {"vs-x": math.sqrt(2 / (fan_in + fan_out)), "vs-h": math.sqrt(2 / fan_in), "rn": 0.1,
+                "tn": 0.1 * sm.TRUNCATED_STD, "lecun": math.sqrt(1 / fan_in)}[init]
+    w = sm.draw_weight(shape, init, numpy.random.default_rng(0))
+    assert w.shape == shape
+    assert abs(w.mean()) < 0.01 * expected
+    assert w.std() == pytest.approx(expected, rel=0.01)
+    bound = {"tn": 0.2, "lecun": 2 * math.sqrt(1 / fan_in) / sm.TRUNCATED_STD}.get(init)
+    if bound is not None:
+        assert numpy.abs(w).max() <= bound
+        assert numpy.abs(w).max() > 0.99 * bound            # cut at the bound, not narrower
+    else:
+        assert numpy.abs(w).max() > 4 * expected            # a normal's tails are not cut
+    assert numpy.array_equal(w, sm.draw_weight(shape, init, numpy.random.default_rng(0)))
+
+
+def test_truncation_constant_is_the_standard_deviation_of_a_normal_cut_at_two():
+    """Var of N(0, 1) restricted to [-2, 2] is 1 - 2 * 2 phi(2) / (2 Phi(2) - 1)."""
+    phi = math.exp(-2.0) / math.sqrt(2 * math.pi)            # the density at 2
+    mass = math.erf(2 / math.sqrt(2))                         # P(|z| <= 2) = 2 Phi(2) - 1
+    assert sm.TRUNCATED_STD == pytest.approx(math.sqrt(1 - 4 * phi / mass), rel=1e-15)
+
+
+def test_lecun_is_half_the_variance_of_vs_h_and_initialise_gives_zero_biases():
+    model = models.build("lenet5")
+    sm.initialise(model, "lecun", numpy.random.default_rng(3))
+    for p in sm.parameters_of(model):
+        value = sm.to_host(p.value)
+        if p.kind == "bias":
+            assert not value.any()
+        else:
+            fan_in = math.prod(p.shape[:-1])
+            assert value.std() == pytest.approx(math.sqrt(1 / fan_in), rel=0.15)   # conv1: only 500 draws
