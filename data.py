@@ -2,7 +2,7 @@
 
 Reading order: errors and the data folder -> IDX files (MNIST's format) and atomic writes ->
 downloading -> safe extraction of archives -> the Dataset record and what every dataset shares
-(pixel statistics, standardisation) -> MNIST -> CIFAR-10 -> Tiny-ImageNet -> augmentation ->
+(pixel statistics, standardisation) -> MNIST and Fashion-MNIST -> CIFAR-10 -> Tiny-ImageNet -> augmentation ->
 load_dataset -> small synthetic datasets -> command line. A new dataset adds its own section
 with a `load_<name>` function and one entry in LOADERS; everything else is shared.
 
@@ -11,7 +11,7 @@ uint8 (N, H, W, C) arrays, labels as int64 (N,) arrays; the training code standa
 batch with the Dataset's mean and std: (images / 255 - mean) / std.
 
 Run `python data.py NAME --data-dir DIR` to download (if needed), verify and summarise a
-dataset (mnist, cifar10, tiny-imagenet), and `python data.py synthetic NAME --data-dir DIR`
+dataset (mnist, fashion-mnist, cifar10, tiny-imagenet), and `python data.py synthetic NAME --data-dir DIR`
 to write a small, learnable stand-in in the official format, for running offline.
 """
 
@@ -457,9 +457,11 @@ class Augmentation(NamedTuple):
             [f"moves of up to {shift} pixel{'s' if shift != 1 else ''}"] if shift else []))
 
 
-# The authors' augmentation of each dataset's training images: none on MNIST.
+# The authors' augmentation of each dataset's training images: none on MNIST (nor on
+# Fashion-MNIST, which they did not use: none, as for MNIST).
 AUTHORS_AUGMENTATION = {
     "mnist": None,
+    "fashion-mnist": None,
     "cifar10": Augmentation(flip=True, max_shift=4),
     "tiny-imagenet": Augmentation(flip=True, max_shift=4),
 }
@@ -469,12 +471,12 @@ AUTHORS_AUGMENTATION = {
 class Dataset:
     """A dataset ready for training: uint8 NHWC images, int64 labels, and the statistics that
     standardise them: standardise(images, mean, std) = (images / 255 - mean) / std."""
-    name: str                 # 'mnist' | 'cifar10' | 'tiny-imagenet'
-    train_images: np.ndarray  # uint8, (N, H, W, C): MNIST (N, 28, 28, 1), CIFAR-10 (N, 32, 32, 3), Tiny (N, 64, 64, 3)
+    name: str                 # 'mnist' | 'fashion-mnist' | 'cifar10' | 'tiny-imagenet'
+    train_images: np.ndarray  # uint8, (N, H, W, C): (Fashion-)MNIST (N, 28, 28, 1), CIFAR-10 (N, 32, 32, 3), Tiny (N, 64, 64, 3)
     train_labels: np.ndarray  # int64, (N,)
     test_images: np.ndarray   # uint8, (M, H, W, C)
     test_labels: np.ndarray   # int64, (M,)
-    num_classes: int          # 10, 10, 200
+    num_classes: int          # 10, 10, 10, 200
     mean: np.ndarray          # float32, (C,): of the TRAINING pixels scaled to [0, 1]
     std: np.ndarray           # float32, (C,): likewise
     augment: Optional[Augmentation]   # the authors' augmentation of the training images (None: none)
@@ -578,6 +580,8 @@ def read_text_lines(path: str, advice: str) -> list:
 
 # ----------------------------------------------------------------------------------------
 # MNIST: 28x28 grey digits, 10 classes, four gzip-compressed IDX files
+# Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 28x28 grey photographs of clothes, 10
+# classes, 60,000 + 10,000 images in the same four files; a full-size drop-in for MNIST
 # ----------------------------------------------------------------------------------------
 
 MNIST_MIRRORS = [
@@ -590,25 +594,57 @@ MNIST_FILES = {  # role -> (file name, md5 of the official file)
     "test_images": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
     "test_labels": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
 }
+FASHION_MNIST_MIRRORS = [
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",     # the checksums guard it
+]
+FASHION_MNIST_FILES = {  # the same names as MNIST's
+    "train_images": ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+    "train_labels": ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+    "test_images": ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+    "test_labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+}
+
+OFFICIAL_COUNTS = {"train": 60_000, "test": 10_000}    # MNIST's and Fashion-MNIST's alike
 
 
 def load_mnist(folder: str, allow_download: bool, notice) -> Dataset:
-    """Load MNIST from folder, downloading missing files if allowed.
+    """Load MNIST from folder, downloading missing files if allowed (see load_idx_dataset)."""
+    return load_idx_dataset("mnist", "MNIST", MNIST_FILES, MNIST_MIRRORS, folder, allow_download, notice)
+
+
+def load_fashion_mnist(folder: str, allow_download: bool, notice) -> Dataset:
+    """Load Fashion-MNIST from folder, downloading missing files if allowed (see load_idx_dataset)."""
+    return load_idx_dataset("fashion-mnist", "Fashion-MNIST", FASHION_MNIST_FILES, FASHION_MNIST_MIRRORS,
+                            folder, allow_download, notice)
+
+
+def load_idx_dataset(name: str, title: str, files: dict, mirrors, folder: str, allow_download: bool,
+                     notice) -> Dataset:
+    """Load a dataset of 28x28 grey images in MNIST's four IDX files (files: role -> (file
+    name, official md5)), downloading missing files from the mirrors if allowed.
 
     A .gz file whose md5 is not the official one is used if it is a valid IDX file, with
     one notice line. Uncompressed files cannot be compared with the official checksums
-    (those are of the .gz files), so they are validated but get no notice. MNIST has one
-    channel, so mean and std are the authors' single global statistics, shape (1,).
+    (those are of the .gz files), so they are validated but get no notice. The images have
+    one channel, so mean and std are single global statistics (the authors' for MNIST),
+    shape (1,), of this dataset's own training pixels.
     """
     arrays, paths, notices = {}, {}, []
-    for role, (file_name, official_md5) in MNIST_FILES.items():
-        path = find_or_download(folder, file_name, official_md5, MNIST_MIRRORS, allow_download, notice)
+    for role, (file_name, official_md5) in files.items():
+        path = find_or_download(folder, file_name, official_md5, mirrors, allow_download, notice)
         arrays[role] = read_dataset_idx(path)
         paths[role] = path
         if path.endswith(".gz") and file_md5(path) != official_md5:
             noun = "images" if role.endswith("images") else "labels"
-            notices.append(f"note: {path} is a valid IDX file but not the official MNIST file "
-                           f"({len(arrays[role]):,} {noun}); using it as is")
+            count = len(arrays[role])
+            if count == OFFICIAL_COUNTS[role.split("_")[0]]:       # the same data, compressed anew?
+                notices.append(f"note: {path} is a valid IDX file with the official number of {noun} "
+                               f"({count:,}) but not byte for byte the official {title} file (compressed "
+                               f"anew?); using it as is")
+            else:
+                notices.append(f"note: {path} is a valid IDX file but not the official {title} file "
+                               f"({count:,} {noun}); using it as is")
     for split in ("train", "test"):
         check_images_and_labels(arrays[f"{split}_images"], paths[f"{split}_images"],
                                 arrays[f"{split}_labels"], paths[f"{split}_labels"],
@@ -619,7 +655,7 @@ def load_mnist(folder: str, allow_download: bool, notice) -> Dataset:
     train_images = arrays["train_images"][..., np.newaxis]              # (N, 28, 28, 1) uint8
     test_images = arrays["test_images"][..., np.newaxis]                # (M, 28, 28, 1) uint8
     mean, std = pixel_statistics(train_images, source=paths["train_images"])   # (1,), (1,)
-    return Dataset(name="mnist",
+    return Dataset(name=name,
                    train_images=train_images,
                    train_labels=arrays["train_labels"].astype(np.int64),
                    test_images=test_images,
@@ -627,8 +663,8 @@ def load_mnist(folder: str, allow_download: bool, notice) -> Dataset:
                    num_classes=10,
                    mean=mean,
                    std=std,
-                   augment=AUTHORS_AUGMENTATION["mnist"],
-                   description=f"MNIST, {len(train_images):,} training images")
+                   augment=AUTHORS_AUGMENTATION[name],
+                   description=f"{title}, {len(train_images):,} training images")
 
 
 # ----------------------------------------------------------------------------------------
@@ -1032,6 +1068,7 @@ def flip_and_translate(images, flips, shifts_y, shifts_x, max_shift=None):
 
 LOADERS = {  # name -> load_<name>(folder, allow_download, notice)
     "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
     "cifar10": load_cifar10,
     "tiny-imagenet": load_tiny_imagenet,
 }
@@ -1057,8 +1094,10 @@ def load_dataset(name, data_dir=None, download=True, notice=print_to_stderr) -> 
 SYNTHETIC_COLOURS = np.array([[250, 40, 40], [40, 250, 40], [40, 40, 250], [250, 250, 40],
                               [250, 40, 250], [40, 250, 250], [250, 250, 250], [250, 140, 40]])
 SYNTHETIC_SQUARE = 7                                # side of the class square, in pixels
-SYNTHETIC_DEFAULT_COUNTS = {"mnist": (500, 100), "cifar10": (500, 100), "tiny-imagenet": (2_000, 400)}
-EXAMPLE_MODEL = {"mnist": "lenet5", "cifar10": "vgg-d", "tiny-imagenet": "vgg-d"}   # for the printed command
+SYNTHETIC_DEFAULT_COUNTS = {"mnist": (500, 100), "fashion-mnist": (500, 100), "cifar10": (500, 100),
+                            "tiny-imagenet": (2_000, 400)}
+EXAMPLE_MODEL = {"mnist": "lenet5", "fashion-mnist": "lenet5", "cifar10": "vgg-d",
+                 "tiny-imagenet": "vgg-d"}                                 # for the printed command
 
 
 def synthetic_images(labels: np.ndarray, size: int, channels: int, rng) -> np.ndarray:
@@ -1086,7 +1125,8 @@ def synthetic_labels(count: int, num_classes: int, rng) -> np.ndarray:
 
 
 def write_synthetic_mnist(folder: str, train_count: int, test_count: int, rng) -> None:
-    """The four MNIST IDX .gz files, 28x28 grey images, in folder."""
+    """The four MNIST IDX .gz files, 28x28 grey images, in folder (Fashion-MNIST's too: the
+    same names and format)."""
     for prefix, count in (("train", train_count), ("t10k", test_count)):
         labels = synthetic_labels(count, 10, rng)
         images = synthetic_images(labels, 28, 1, rng)[..., 0]           # (count, 28, 28)
@@ -1135,9 +1175,10 @@ def write_synthetic_tiny_imagenet(folder: str, train_count: int, test_count: int
         shutil.rmtree(temporary_folder, ignore_errors=True)
 
 
-SYNTHETIC_WRITERS = {"mnist": write_synthetic_mnist, "cifar10": write_synthetic_cifar10,
-                     "tiny-imagenet": write_synthetic_tiny_imagenet}
-SYNTHETIC_MINIMUM_TRAIN = {"mnist": 1, "cifar10": len(CIFAR10_TRAIN_FILES), "tiny-imagenet": TINY_IMAGENET_CLASSES}
+SYNTHETIC_WRITERS = {"mnist": write_synthetic_mnist, "fashion-mnist": write_synthetic_mnist,
+                     "cifar10": write_synthetic_cifar10, "tiny-imagenet": write_synthetic_tiny_imagenet}
+SYNTHETIC_MINIMUM_TRAIN = {"mnist": 1, "fashion-mnist": 1, "cifar10": len(CIFAR10_TRAIN_FILES),
+                           "tiny-imagenet": TINY_IMAGENET_CLASSES}
 
 
 def write_synthetic_dataset(name: str, data_dir, train_count: int, test_count: int, seed: int = 0) -> str:

@@ -291,7 +291,7 @@ def recurrent_classifier(layer, hidden, num_classes, pixels=False):
 class ModelInfo:
     builder: object        # function(num_classes, dataset) -> Layer
     dataset: str           # the dataset it is trained on by default
-    datasets: tuple        # the datasets it is defined for
+    datasets: tuple        # the datasets it is defined for (and their DROP_IN replacements)
     title: str             # the name the paper uses
     iterations: int = None  # default training length on MNIST (other datasets: the paper's schedule)
     counts_batch_norm: bool = False   # published count includes batch-norm scales and shifts
@@ -345,8 +345,13 @@ MODELS = {
     "wrn-22-8": ModelInfo(lambda n, d: wide_resnet(n, d, 22, 8), "cifar10", CIFAR, "WRN-22-8", counts_batch_norm=True),
 }
 
-NUM_CLASSES = {"mnist": 10, "cifar10": 10, "tiny-imagenet": 200}
-INPUT_SHAPE = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3), "tiny-imagenet": (64, 64, 3)}   # (H, W, C)
+# A drop-in replacement has the images and classes of the dataset it replaces: every model
+# defined for that one takes it as it is (Fashion-MNIST's 28x28 grey images, 10 classes).
+DROP_IN = {"fashion-mnist": "mnist"}
+
+NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, "tiny-imagenet": 200}
+INPUT_SHAPE = {"mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+               "tiny-imagenet": (64, 64, 3)}                                         # (H, W, C)
 
 LAYER_PREFIX = {"Conv2D": "conv", "Linear": "fc", "BatchNorm": "bn", "LSTM": "lstm", "GRU": "gru"}
 
@@ -371,10 +376,12 @@ def build(name, dataset=None, num_classes=None):
         raise sm.UsageError(f"unknown model {name!r} (choose from {', '.join(sorted(MODELS))})")
     info = MODELS[name]
     dataset = dataset or info.dataset
-    if dataset not in info.datasets:
-        raise sm.UsageError(f"model {name} is defined for {', '.join(info.datasets)}, not {dataset}")
+    defined_for = DROP_IN.get(dataset, dataset)
+    if defined_for not in info.datasets:
+        takes = [*info.datasets, *(d for d, replaced in DROP_IN.items() if replaced in info.datasets)]
+        raise sm.UsageError(f"model {name} is defined for {', '.join(takes)}, not {dataset}")
     num_classes = num_classes or NUM_CLASSES[dataset]
-    model = info.builder(num_classes, dataset)
+    model = info.builder(num_classes, defined_for)
     return sm.skip_input_gradient(name_parameters(model))
 
 

@@ -1111,6 +1111,7 @@ import sanity  # noqa: E402
 # iterations; the total is not stated for MNIST: 100k covers three decays).
 PAPER_SETUP = {
     "mnist": {"batch_size": 100, "iterations": 100_000, "decay_every": 25_000},
+    "fashion-mnist": {"batch_size": 100, "iterations": 100_000, "decay_every": 25_000},   # as MNIST
     "cifar10": {"batch_size": 128, "iterations": 150_000, "decay_every": 30_000},
     "tiny-imagenet": {"batch_size": 128, "iterations": 150_000, "decay_every": 30_000},
 }

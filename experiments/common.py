@@ -144,7 +144,7 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
         criteria.prune(method, model, images, labels, sparsity, rng=score_rng, rounds=rounds)
     else:
         sanity.prune(sanity_check, method, model, images, labels, sparsity=sparsity, seed=seed,
-                            classes=models.NUM_CLASSES[dataset.name], init=init, rng=score_rng, rounds=rounds)
+                     classes=models.NUM_CLASSES[dataset.name], init=init, rng=score_rng, rounds=rounds)
     rows = sm.pruning_table(model)
     iterations = iterations or epochs * -(-len(train) // batch_size)
     optimiser = sm.SGD(sm.parameters_of(model))

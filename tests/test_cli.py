@@ -227,6 +227,22 @@ def test_a_model_with_a_dataset_it_is_not_defined_for_gives_one_line(tiny_mnist,
     assert_refused(result, "resnet18 is defined for cifar10, not mnist")
 
 
+def test_fashion_mnist_trains_the_mnist_models_under_its_own_name(tmp_path, device):
+    data.write_synthetic_dataset("fashion-mnist", tmp_path / "data", train_count=300, test_count=100)
+    out = tmp_path / "out"
+    result = run_cli("--model", "lenet300", "--sparsity", "0.98", "--dataset", "fashion-mnist",
+                     "--data-dir", str(tmp_path / "data"), "--iterations", "3", "--out", str(out), device=device)
+    assert result.returncode == 0, result.stderr
+    assert "data: Fashion-MNIST, 300 training images; 270 for training" in result.stdout
+    assert "Fashion-MNIST, 300 training images" in result.stdout.splitlines()[-2]      # the test error's line
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"] == "fashion-mnist" and results["data"] == "Fashion-MNIST, 300 training images"
+    assert results["params_kept"] == 5_332 and results["augment"] is None
+    refused = run_cli("--model", "vgg-d", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "data"),
+                      device=device)
+    assert_refused(refused, "vgg-d is defined for cifar10, tiny-imagenet, not fashion-mnist")
+
+
 def test_cifar_defaults_are_the_papers(tiny_cifar):
     args = sm.parse_arguments(["--model", "vgg-d", "--data-dir", tiny_cifar])
     assert sm.training_schedule(args, "cifar10", steps_per_epoch=10) == (150_000, [30_000, 60_000, 90_000, 120_000])

@@ -446,6 +446,54 @@ def test_load_dataset_with_wrong_checksum_caches_nothing(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------
+# Fashion-MNIST: MNIST's four files and format, its own checksums, statistics and name
+# ----------------------------------------------------------------------------------------
+
+def test_fashion_mnist_loads_from_its_own_folder_with_its_own_statistics(tmp_path):
+    arrays = random_mnist_arrays(seed=5)
+    make_mnist_folder(tmp_path / "fashion-mnist", *arrays)
+    notices = []
+    dataset = load_dataset("fashion-mnist", tmp_path, download=False, notice=notices.append)
+    assert dataset.name == "fashion-mnist" and dataset.num_classes == 10 and dataset.augment is None
+    assert dataset.description == "Fashion-MNIST, 50 training images"
+    assert dataset.train_images.shape == (50, 28, 28, 1) and dataset.test_images.shape == (20, 28, 28, 1)
+    np.testing.assert_array_equal(dataset.train_images[..., 0], arrays[0])
+    np.testing.assert_allclose(dataset.mean, [arrays[0].mean() / 255], rtol=1e-6)    # its own, not MNIST's
+    np.testing.assert_allclose(dataset.std, [(arrays[0] / 255).std()], rtol=1e-5)
+    assert len(notices) == 4 and all("not the official Fashion-MNIST file" in line for line in notices)
+    with pytest.raises(DataError, match="mnist"):
+        load_dataset("mnist", tmp_path, download=False)                   # MNIST's folder stays its own
+
+
+def test_a_recompressed_copy_with_the_official_counts_is_named_as_such(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "OFFICIAL_COUNTS", {"train": 50, "test": 20})
+    make_mnist_folder(tmp_path / "fashion-mnist", *random_mnist_arrays())
+    notices = []
+    load_dataset("fashion-mnist", tmp_path, download=False, notice=notices.append)
+    assert len(notices) == 4
+    assert all("the official number of" in line and "not byte for byte" in line for line in notices)
+
+
+def test_fashion_mnist_downloads_with_its_checksums(tmp_path, monkeypatch):
+    server = tmp_path / "server"
+    make_mnist_folder(server, *random_mnist_arrays(seed=1))
+    monkeypatch.setattr(data, "FASHION_MNIST_MIRRORS", [server.as_uri() + "/"])
+    official = {role: (name, md5_of(server / name)) for role, (name, _) in data.FASHION_MNIST_FILES.items()}
+    monkeypatch.setattr(data, "FASHION_MNIST_FILES", official)
+    notices = []
+    dataset = load_dataset("fashion-mnist", tmp_path / "cache", download=True, notice=notices.append)
+    assert dataset.train_images.shape == (50, 28, 28, 1)
+    assert sorted(os.listdir(tmp_path / "cache" / "fashion-mnist")) == sorted(os.listdir(server))
+    assert not [line for line in notices if "not the official" in line]
+    wrong = dict(official, test_labels=("t10k-labels-idx1-ubyte.gz", "0" * 32))
+    monkeypatch.setattr(data, "FASHION_MNIST_FILES", wrong)
+    with pytest.raises(DataError) as error:
+        load_dataset("fashion-mnist", tmp_path / "other", download=True, notice=lambda line: None)
+    assert (server / "t10k-labels-idx1-ubyte.gz").as_uri() in str(error.value)
+    assert "t10k-labels" not in " ".join(os.listdir(tmp_path / "other" / "fashion-mnist"))
+
+
+# ----------------------------------------------------------------------------------------
 # Safe extraction: archives written here, with and without hostile entries
 # ----------------------------------------------------------------------------------------
 
