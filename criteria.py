@@ -236,7 +236,10 @@ def hessian_vector_product(model, images, labels, params, directions, temperatur
     So each entry takes the one-sided difference of the side that bends less. (A crossing
     exactly at t = 0, an exact tie, leaves both sides smooth and either may be taken;
     PyTorch takes the first of the tied inputs. Two crossings in one entry, one on each
-    side, are beyond it; at this step they are vanishingly rare.) Runs in the Params' own
+    side, are beyond it; at this step they are vanishingly rare. Nor can any difference help
+    where the softmax is saturated, logits some 100 apart: H is then as small as float64's
+    rounding of 1 - p, and no digit of the product is right; the temperature keeps GraSP's
+    logits far from that.) Runs in the Params' own
     dtype (call it in float64); the step and every choice are made on the device, so
     nothing waits.
     """

@@ -110,7 +110,7 @@ def a_file(tmp_path):
     (["--checkpoint-every", "-3"], "expected a positive integer"),
     (["--prune", "everything"], "invalid choice"),
     (["--dataset", "imagenet"], "invalid choice"),
-    (["--model", "lenet5", "--dataset", "cifar10"], "model lenet5 is defined for mnist, not cifar10"),
+    (["--model", "lenet5", "--dataset", "cifar10"], "model lenet5 is defined for mnist, fashion-mnist, not cifar10"),
     (["--resume", "NOWHERE"], "no checkpoint at"),
     (["--out", "A_FILE"], "is a file, not a folder"),
     (["--out", "A_FILE/sub"], "cannot create the folder"),            # before any training
