@@ -154,20 +154,28 @@ def table(summary, found, description):
     for model, sparsity in panels:
         cells = summary[model][str(sparsity)]
         lr = next(r["lr"] for _, r in found if r["model"] == model and r["sparsity"] == sparsity)
-        lines += [f"### {TITLES[model]} at {100 * sparsity:g}% ({iterations[model]:,} iterations, lr {lr:g})", "",
+        seeds = seeds_in(cells)
+        lines += [f"### {TITLES[model]} at {100 * sparsity:g}% ({iterations[model]:,} iterations, lr {lr:g}; "
+                  f"{seeds} seed{'s' if seeds != 1 else ''})", "",
                   "| criterion | " + " | ".join(checks) + " |", "|---|" + "---|" * len(checks)]
         for method in methods:
             row = []
             for check in checks:
                 cell = cells.get(method, {}).get(check)
-                row.append("–" if cell is None else format_cell(cell))
+                row.append("–" if cell is None else format_cell(cell, seeds))
             lines.append(f"| {LABELS[method]} | " + " | ".join(row) + " |")
         lines.append("")
-    seeds = max(cell["runs"] for m in summary.values() for s in m.values() for c in s.values() for cell in c.values())
-    lines.append(f"Test error (%), mean ± std over {seeds} seeds; {description}. none: the criterion as it is; "
+    lines.append(f"Test error (%), mean ± std over the seeds in each heading, or over the runs a cell "
+                 f"names (a single run: ± 0.00); "
+                 f"{description}. none: the criterion as it is; "
                  f"– : not run (random takes no check; the data-free criteria, no corrupt-data); "
                  f"disconnected: the mask left some layer without a weight.")
     return "\n".join(lines) + "\n"
+
+
+def seeds_in(cells):
+    """The most runs of any cell of one network and sparsity: {method: {check: cell}}."""
+    return max(cell["runs"] for checks in cells.values() for cell in checks.values())
 
 
 def disconnected(result):
@@ -175,9 +183,12 @@ def disconnected(result):
     return any(kept == 0 for name, kept in result["per_layer"].items() if name.endswith(".weight"))
 
 
-def format_cell(cell):
+def format_cell(cell, seeds):
+    """'mean ± std', and what is unusual: fewer runs than the heading's seeds, runs that
+    diverged or were disconnected."""
     text = f"{cell['mean']:.2f} ± {cell['std']:.2f}"
-    notes = [f"{cell[key]} of {cell['runs']} {key}" for key in ("diverged", "disconnected") if cell[key]]
+    notes = [f"{cell['runs']} run{'s' if cell['runs'] != 1 else ''}"] if cell["runs"] < seeds else []
+    notes += [f"{cell[key]} of {cell['runs']} {key}" for key in ("diverged", "disconnected") if cell[key]]
     return text + (f" ({', '.join(notes)})" if notes else "")
 
 
@@ -236,12 +247,14 @@ def plot_errors(summary, found, description, out):
         ax.set_xticklabels([LABELS[m] for m in criteria_shown], rotation=30, ha="right")
         ax.set_yscale("log")
         ax.set_ylabel("test error (%), log scale")
-        ax.set_title(f"{TITLES[model]} at {100 * sparsity:g}%", fontsize=10)
+        runs = sorted({cell["runs"] for checks in cells.values() for cell in checks.values()})
+        seeds = f"{runs[0]}–{runs[-1]}" if len(runs) > 1 else f"{runs[0]}"
+        ax.set_title(f"{TITLES[model]} at {100 * sparsity:g}% ({seeds} seed{'s' if seeds != '1' else ''})",
+                     fontsize=10)
         ax.grid(True, axis="y", which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    seeds = max(cell["runs"] for m in summary.values() for s in m.values() for c in s.values() for cell in c.values())
     figure.suptitle(f"The sanity checks of pruning at initialisation: {description}, mean ± std over "
-                    f"{seeds} seeds", fontsize=10)
+                    f"the seeds in each title", fontsize=10)
     figure.tight_layout()
     common.save_figure(figure, os.path.join(out, "sanity_checks.png"))
 
