@@ -154,7 +154,7 @@ def table(summary, found, description):
     for model, sparsity in panels:
         cells = summary[model][str(sparsity)]
         lr = next(r["lr"] for _, r in found if r["model"] == model and r["sparsity"] == sparsity)
-        seeds = seeds_in(cells)
+        seeds = run_counts(cells)[-1]
         lines += [f"### {TITLES[model]} at {100 * sparsity:g}% ({iterations[model]:,} iterations, lr {lr:g}; "
                   f"{seeds} seed{'s' if seeds != 1 else ''})", "",
                   "| criterion | " + " | ".join(checks) + " |", "|---|" + "---|" * len(checks)]
@@ -173,9 +173,10 @@ def table(summary, found, description):
     return "\n".join(lines) + "\n"
 
 
-def seeds_in(cells):
-    """The most runs of any cell of one network and sparsity: {method: {check: cell}}."""
-    return max(cell["runs"] for checks in cells.values() for cell in checks.values())
+def run_counts(cells):
+    """The numbers of runs the cells of one network and sparsity hold, {method: {check: cell}},
+    smallest first (one number when every cell has as many seeds)."""
+    return sorted({cell["runs"] for checks in cells.values() for cell in checks.values()})
 
 
 def disconnected(result):
@@ -247,7 +248,7 @@ def plot_errors(summary, found, description, out):
         ax.set_xticklabels([LABELS[m] for m in criteria_shown], rotation=30, ha="right")
         ax.set_yscale("log")
         ax.set_ylabel("test error (%), log scale")
-        runs = sorted({cell["runs"] for checks in cells.values() for cell in checks.values()})
+        runs = run_counts(cells)
         seeds = f"{runs[0]}–{runs[-1]}" if len(runs) > 1 else f"{runs[0]}"
         ax.set_title(f"{TITLES[model]} at {100 * sparsity:g}% ({seeds} seed{'s' if seeds != '1' else ''})",
                      fontsize=10)
