@@ -2,9 +2,10 @@
 
 Reading order: errors and the data folder -> IDX files (MNIST's format) and atomic writes ->
 downloading -> safe extraction of archives -> the Dataset record and what every dataset shares
-(pixel statistics, standardisation) -> MNIST and Fashion-MNIST -> CIFAR-10 -> Tiny-ImageNet -> augmentation ->
-load_dataset -> small synthetic datasets -> command line. A new dataset adds its own section
-with a `load_<name>` function and one entry in LOADERS; everything else is shared.
+(pixel statistics, standardisation) -> MNIST and Fashion-MNIST -> CIFAR-10 -> Tiny-ImageNet ->
+augmentation -> load_dataset (and first_training_images) -> small synthetic datasets ->
+command line. A new dataset adds its own section with a `load_<name>` function and one entry
+in LOADERS; everything else is shared.
 
 Shapes: N training images, M test images, H, W height/width, C channels. Images come back as
 uint8 (N, H, W, C) arrays, labels as int64 (N,) arrays; the training code standardises each
@@ -31,7 +32,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -1081,6 +1082,24 @@ def load_dataset(name, data_dir=None, download=True, notice=print_to_stderr) -> 
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(LOADERS))}")
     data_dir = os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else default_data_dir()
     return LOADERS[name](os.path.join(data_dir, name), download, notice)
+
+
+def first_training_images(dataset: Dataset, count: int) -> Dataset:
+    """`dataset` with only its first `count` training images (the test set whole), as
+    snip_min.py's --train-images keeps them: the mean and standard deviation become those of
+    the images kept, and the description says how many of how many, e.g. "Fashion-MNIST, the
+    first 24,345 of 60,000 training images". The validation split is drawn from these."""
+    total = len(dataset.train_images)
+    if count > total:
+        raise DataError(f"--train-images {count:,}: {dataset.description} has only {total:,}")
+    if count == total:
+        return dataset
+    images = dataset.train_images[:count]
+    mean, std = pixel_statistics(images, source=f"the first {count:,} training images")
+    description = dataset.description.replace(f"{total:,} training images",
+                                              f"the first {count:,} of {total:,} training images")
+    return replace(dataset, train_images=images, train_labels=dataset.train_labels[:count],
+                   mean=mean, std=std, description=description)
 
 
 # ----------------------------------------------------------------------------------------
