@@ -190,7 +190,8 @@ def state_record(state):
             "epoch_loss": float(state.epoch_loss), "epoch_correct": int(state.epoch_correct),
             "epoch_images": state.epoch_images, "epoch_seconds": state.epoch_seconds,
             "history": state.history, "train_seconds": state.train_seconds,
-            "images_trained": state.images_trained, "rng": state.rng.bit_generator.state}
+            "images_trained": state.images_trained, "test_checkpoints": state.test_checkpoints,
+            "rng": state.rng.bit_generator.state}
 
 
 def training_state(record, order, moves=None):
@@ -201,6 +202,7 @@ def training_state(record, order, moves=None):
     for key in ("iteration", "epoch", "position", "epoch_loss", "epoch_correct", "epoch_images",
                 "epoch_seconds", "history", "train_seconds", "images_trained"):
         setattr(state, key, record[key])
+    state.test_checkpoints = record.get("test_checkpoints", [])     # (none before --test-every existed)
     state.order, state.moves = order, moves
     return state
 

@@ -30,7 +30,8 @@ implements. Beside this file, each module adds one thing and says so in its firs
 models.py (the networks), data.py (the datasets), zoo_layers.py (batch norm, average
 pooling, residual and concatenation blocks), recurrent.py (LSTM and GRU through time),
 compaction.py (dead units, --compact), checkpoints.py (stopping and resuming),
-criteria.py (SNIP's successors, --method) and sanity.py (--sanity-check).
+criteria.py (SNIP's successors, --method), sanity.py (--sanity-check) and protocol.py
+(the authors' protocol, --protocol).
 
 Shape legend
     N       batch size                    classes   number of classes
@@ -606,7 +607,10 @@ TRUNCATED_STD = 0.87962566103423978     # standard deviation of N(0, 1) cut at +
 
 def draw_weight(shape, init, rng):
     receptive_field = math.prod(shape[:-2])
-    fan_in, fan_out = receptive_field * shape[-2], receptive_field * shape[-1]
+    if len(shape) == 1:             # a bias drawn as a weight (--two-draws): n in, n out, as in TensorFlow
+        fan_in = fan_out = shape[0]
+    else:
+        fan_in, fan_out = receptive_field * shape[-2], receptive_field * shape[-1]
     if init == "vs-x":
         return rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), shape)
     if init == "vs-h":
@@ -995,6 +999,7 @@ class TrainingState:
         self.moves = None                            # this epoch's flips and shifts (3, N), if augmented
         self.epoch_loss, self.epoch_correct, self.epoch_images, self.epoch_seconds = 0.0, 0, 0, 0.0
         self.history, self.train_seconds, self.images_trained = [], 0.0, 0
+        self.test_checkpoints = []                   # [iteration, test error] every --test-every (protocol.py)
 
 
 STOP_REQUESTED = False     # set by Ctrl-C / SIGTERM; the training loop stops after the current step
@@ -1095,8 +1100,8 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
 # bookkeeping: the schedule, the flags, and main(), which turns every failure into one line
 # and an exit status. The modules beside this file that the command line calls: models.py
 # (the networks), compaction.py (alive units, --compact), checkpoints.py
-# (--checkpoint-every, --resume, Ctrl-C), criteria.py (--method beyond snip and random)
-# and sanity.py (--sanity-check).
+# (--checkpoint-every, --resume, Ctrl-C), criteria.py (--method beyond snip and random),
+# sanity.py (--sanity-check) and protocol.py (--protocol, --two-draws, --test-every).
 # ======================================================================================
 
 # These modules use the layers and functions above (models.py builds its networks from
@@ -1105,6 +1110,7 @@ import checkpoints  # noqa: E402
 import compaction  # noqa: E402
 import criteria  # noqa: E402
 import models  # noqa: E402
+import protocol  # noqa: E402
 import sanity  # noqa: E402
 
 # The paper's set-up per dataset: batch size, and its schedule (lr x0.1 every `decay_every`
@@ -1127,6 +1133,8 @@ def run(args, log=print):
         compaction.chain_of(model)                          # UsageError unless it can be compacted exactly
     augment = augmentation(args, dataset_name)              # likewise
     dataset = data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
+    if args.train_images:
+        dataset = data.first_training_images(dataset, args.train_images)
     batch_size = args.batch_size or PAPER_SETUP[dataset_name]["batch_size"]
 
     init_rng, split_rng, score_rng, shuffle_rng = seed_streams(args.seed)
@@ -1143,8 +1151,12 @@ def run(args, log=print):
     # Algorithm 1: initialise, score one mini-batch, keep the top kappa, train with c fixed.
     initialise(model, args.init, init_rng)
     if saved is None:
+        if args.two_draws:                          # the authors' scoring copy: biases drawn too
+            protocol.draw_scoring_biases(model, args.init, init_rng)
         images, labels = train.batch(xp.asarray(score_rng.choice(len(train), size=batch_size, replace=False)))
         gated, snip_seconds = prune(model, images, labels, args, score_rng, log)
+        if args.two_draws:                          # ... and a fresh copy is trained under the mask
+            protocol.draw_training_copy(model, gated, args.init, args.seed, log)
         state = TrainingState(shuffle_rng)
     else:                                        # the saved run's mask, weights and position
         gated, snip_seconds, state = checkpoints.restore(saved, model, args, len(train), log)
@@ -1170,7 +1182,8 @@ def run(args, log=print):
     with checkpoints.stop_on_signals(), saver.naming_failures():
         fit(network, optimiser, train, validation, state, iterations=iterations, batch_size=batch_size,
             base_lr=args.lr, boundaries=boundaries, log=log, checkpoint=saver,
-            checkpoint_every=args.checkpoint_every, clip_norm=args.clip_norm)
+            checkpoint_every=args.checkpoint_every, clip_norm=args.clip_norm,
+            on_step=protocol.test_checkpoints(network, test, state, args.test_every))
     saver.finish(state)                  # the trained values into `model` (and, if asked, a checkpoint)
 
     test_loss, test_error = evaluate(model, test)
@@ -1198,6 +1211,7 @@ def run(args, log=print):
         "train_seconds": state.train_seconds,
         "train_images_per_second": state.images_trained / max(state.train_seconds, 1e-9),
         "history": state.history,
+        **protocol.results(args, state, test_error, log),
     }
     if args.out:
         save_results(args.out, results, gated)
@@ -1271,10 +1285,12 @@ def training_schedule(args, dataset_name, steps_per_epoch):
     setup, model_iterations = PAPER_SETUP[dataset_name], models.MODELS[args.model].iterations
     if args.epochs or (model_iterations and not (args.iterations or args.paper_schedule)):
         iterations = args.epochs * steps_per_epoch if args.epochs else model_iterations
-        return iterations, [iterations // 2, 3 * iterations // 4]
-    iterations = args.iterations or setup["iterations"]
-    every = args.decay_every or setup["decay_every"]
-    return iterations, list(range(every, iterations, every))
+        boundaries = [iterations // 2, 3 * iterations // 4]
+    else:
+        iterations = args.iterations or setup["iterations"]
+        every = args.decay_every or setup["decay_every"]
+        boundaries = list(range(every, iterations, every))
+    return iterations, [] if args.constant_lr else boundaries
 
 
 def augmentation(args, dataset_name):
@@ -1352,10 +1368,11 @@ def parse_arguments(argv=None):
                         help="alter the method's mask before training (sanity.py): shuffle each "
                              "layer's kept positions, reinit the kept weights, invert the ranking, or "
                              "corrupt-data (score on random labels)")
-    parser.add_argument("--init", default="vs-h", choices=INITIALISATIONS,
+    parser.add_argument("--init", default=None, choices=INITIALISATIONS,
                         help="initialisation: variance scaling Glorot (vs-x) or He (vs-h), "
                              "random normal (rn) or truncated normal (tn), std 0.1, or LeCun's "
-                             "truncated variance scaling (lecun: the authors' code's default)")
+                             "truncated variance scaling (lecun: the authors' code's default) "
+                             "(default: vs-h; lecun with --protocol authors)")
     parser.add_argument("--device", default=None, choices=("cpu", "gpu"),
                         help="cpu (the default) runs on NumPy, gpu on CuPy")
     parser.add_argument("--data-dir", default=None,
@@ -1386,7 +1403,8 @@ def parse_arguments(argv=None):
                              "authors did; none on MNIST, as in the paper; on MNIST this adds moves "
                              "only, never flips, and 0 adds nothing)")
     parser.add_argument("--lr", type=flags.positive_float, default=0.1, help="initial learning rate")
-    parser.add_argument("--momentum", type=flags.fraction_value, default=0.9, help="SGD momentum")
+    parser.add_argument("--momentum", type=flags.fraction_value, default=None,
+                        help="SGD momentum (default: 0.9; 0 with --protocol authors)")
     parser.add_argument("--weight-decay", type=flags.non_negative_float, default=5e-4,
                         help="L2 weight decay on conv/linear weights and biases")
     parser.add_argument("--clip-norm", type=flags.positive_float, default=None, metavar="NORM",
@@ -1394,6 +1412,9 @@ def parse_arguments(argv=None):
                              "(default: no clipping)")
     parser.add_argument("--val-fraction", type=flags.fraction_value, default=0.1,
                         help="fraction of the training set held out for validation")
+    parser.add_argument("--train-images", type=flags.positive_int, default=None, metavar="N",
+                        help="train on the first N training images only (the validation split drawn "
+                             "from them; default: all)")
     parser.add_argument("--seed", type=flags.seed_value, default=0,
                         help="seeds initialisation, data split, scoring batch and shuffling")
     parser.add_argument("--out", default=None,
@@ -1413,6 +1434,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--no-download", action="store_true",
                         help="fail instead of downloading a missing dataset")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    protocol.add_arguments(parser)                 # --protocol and its pieces
     args = parser.parse_args(argv)
     if args.resume:
         # Which flags were typed, even at their default value: parse again into a namespace
@@ -1430,6 +1452,7 @@ def parse_arguments(argv=None):
         parser.error("--decay-every goes with --iterations")
     if args.no_augment and args.translate is not None:
         parser.error("--translate augments and --no-augment does not: choose one")
+    protocol.resolve(args, parser)
     return args
 
 
