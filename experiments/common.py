@@ -229,6 +229,16 @@ RUN_FORMAT = 1        # part of every run's settings: raise it when a code chang
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def run_command_line(flags):
+    """One run of `snip_min.py FLAGS`, through snip_min.run as the command line does it, its
+    log dropped: (results dict, None), or (None, why) if the training diverged."""
+    try:
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            return sm.run(sm.parse_arguments(flags), log=lambda line: None), None
+    except sm.Diverged as error:
+        return None, str(error)
+
+
 # The order in which --list and the result files show a run's settings (the key does not
 # depend on it); settings an experiment adds that are not named here come last.
 SETTINGS_ORDER = ("experiment", "part", "model", "sparsity", "method", "init", "seed", "epochs", "lr",

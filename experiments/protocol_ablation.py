@@ -121,16 +121,15 @@ def command_line(args, s):
 
 def perform(args, s):
     """Train one run with snip_min.run, as the command line does: its row of runs.csv."""
-    run_args = sm.parse_arguments(command_line(args, s))
+    flags = command_line(args, s)
+    run_args = sm.parse_arguments(flags)            # what the variant's flags resolve to
     result = {"model": s["model"], "sparsity": s["sparsity"], "variant": s["variant"], "seed": s["seed"],
               "lr": s["lr"], "iterations": s["iterations"], "test_every": s["test_every"], "init": run_args.init,
               "momentum": run_args.momentum, "two_draws": run_args.two_draws,
               "constant_lr": run_args.constant_lr}
-    try:
-        with sm.numpy.errstate(over="ignore", invalid="ignore"):
-            out = sm.run(run_args, log=lambda line: None)
-    except sm.Diverged as error:
-        return {**result, "diverged": str(error), "test_error": math.nan, "best_of_last_five": math.nan,
+    out, diverged = common.run_command_line(flags)
+    if diverged:
+        return {**result, "diverged": diverged, "test_error": math.nan, "best_of_last_five": math.nan,
                 "params_kept": None, "test_checkpoints": []}
     return {**result, "diverged": None, "test_error": out["test_error"],
             "best_of_last_five": out["best_of_last_five"], "params_kept": out["params_kept"],

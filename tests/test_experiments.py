@@ -490,3 +490,78 @@ def test_recurrent_gates_shows_where_the_kept_weights_are(tiny_mnist, tmp_path, 
         assert 0.03 < fraction < 0.07            # random pruning keeps about 5% of every gate
     if figures_expected():
         assert_png(runs / "gates-lstm-s-95.png")
+
+
+def test_protocol_ablation_runs_each_variant_records_both_figures_and_collects_the_same(tiny_mnist, tmp_path,
+                                                                                        device, capsys):
+    out = tmp_path / "g"
+    flags = ["--data-dir", tiny_mnist, "--out", str(out), "--device", device, "--iterations", "10", "--seeds", "1",
+             "--sparsities", "0.9", "--quiet"]
+    assert experiment("protocol_ablation").main(flags) == 0
+    rows = {(r["model"], r["variant"]): r for r in rows_of(out / "runs.csv")}
+    assert len(rows) == 7 + 2                                  # every variant on LeNet-300-100, two on LeNet-5
+    assert (rows[("lenet300", "authors")]["init"], rows[("lenet300", "authors")]["momentum"]) == ("lecun", "0")
+    assert rows[("lenet300", "authors+momentum")]["momentum"] == "0.9"
+    assert rows[("lenet300", "authors+decay")]["constant_lr"] == "False"
+    assert rows[("lenet300", "ours+two-draws")]["two_draws"] == "True"
+    assert rows[("lenet5", "ours")]["lr"] == "0.01" and rows[("lenet5", "authors")]["lr"] == "0.1"
+    for r in rows.values():
+        if r["diverged"] == "":
+            assert float(r["best_of_last_five"]) <= float(r["test_error"]) + 1e-9
+            assert int(r["params_kept"]) == {"lenet300": 26_661, "lenet5": 43_108}[r["model"]]
+    run = json.loads(next((out / "runs").glob("lenet300-90-authors-seed0-*.json")).read_text())
+    assert [i for i, _ in run["result"]["test_checkpoints"]] == [2, 4, 6, 8, 10]
+    assert "| 90% |" in (out / "table.md").read_text()
+    if figures_expected():
+        assert_png(out / "protocol_ablation.png")
+    written = {name: (out / name).read_bytes() for name in ("runs.csv", "table.md", "summary.json")}
+    capsys.readouterr()
+    assert experiment("protocol_ablation").main(flags + ["--collect"]) == 0
+    assert all((out / name).read_bytes() == contents for name, contents in written.items())
+
+
+def test_data_size_trains_on_the_first_n_images_and_on_all_of_them(tmp_path, device):
+    import data
+    folder = tmp_path / "data"
+    data.write_synthetic_dataset("fashion-mnist", folder, train_count=300, test_count=100)
+    out = tmp_path / "h"
+    assert experiment("data_size").main(["--data-dir", str(folder), "--out", str(out), "--device", device,
+                                         "--iterations", "4", "--seeds", "2", "--sizes", "150", "300",
+                                         "--models", "lenet300", "--quiet"]) == 0
+    rows = rows_of(out / "runs.csv")
+    assert len(rows) == 2 * 2 * 2                              # sparsities x sizes x seeds
+    assert {r["data"].split(" (")[0] for r in rows if r["train_images"] == "150"} == \
+        {"Fashion-MNIST, the first 150 of 300 training images"}
+    summary = json.loads((out / "summary.json").read_text())
+    gap = summary["models"]["lenet300"]["sizes"]["300"]
+    assert gap["seeds"] == 2 and gap["gap"][0] == pytest.approx(gap["pruned"][0] - gap["dense"][0])
+    if figures_expected():
+        assert_png(out / "data_size.png")
+    with pytest.raises(SystemExit) as refused:                 # more images than there are
+        experiment("data_size").main(["--data-dir", str(folder), "--out", str(out), "--sizes", "301", "--list"])
+    assert refused.value.code == 2
+
+
+def test_first_steps_follows_each_setting_and_its_pytorch_twin(tiny_mnist, tmp_path):
+    out = tmp_path / "steps"
+    assert experiment("first_steps").main(["--data-dir", tiny_mnist, "--out", str(out), "--seeds", "1",
+                                           "--steps", "3", "--sparsities", "0.9"]) == 0
+    rows = rows_of(out / "first_steps.csv")
+    snip_min_rows = [r for r in rows if r["framework"] == "snip-min"]
+    assert len(snip_min_rows) == 3 * 2 * 2 * 2                   # inits x momenta x draws x scalings
+    twins = [r for r in rows if r["framework"] == "pytorch"]
+    if importlib.util.find_spec("torch") is not None:
+        assert len(twins) == 4
+        for twin in twins:
+            ours = next(r for r in snip_min_rows if all(r[k] == twin[k] for k in
+                                                        ("init", "momentum", "two_draws", "scaling", "seed")))
+            assert float(twin["first_loss"]) == pytest.approx(float(ours["first_loss"]), rel=1e-4)
+        curves = json.loads((out / "losses.json").read_text())["curves"]
+        for name, losses in curves.items():                  # the same weights, batches and steps
+            if name.endswith(" pytorch"):
+                ours = curves[name.replace(" pytorch", " snip-min")]
+                assert losses == pytest.approx(ours[:len(losses)], rel=1e-3)
+    curves = json.loads((out / "losses.json").read_text())["curves"]
+    assert all(1 <= len(losses) <= 3 for losses in curves.values())
+    if figures_expected():
+        assert_png(out / "first_steps.png")
