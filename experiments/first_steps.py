@@ -10,6 +10,12 @@ standard deviation, as here and in the authors' code; or raw pixels in [0, 1]). 
 combination is trained from the same seed's weights, scoring batch and mini-batches, at the
 learning rate 0.1, with snip_min's own pieces (initialise, snip, SGD, train_step).
 
+Beside each curve, the sharpness where training starts: the largest eigenvalue of the
+loss's Hessian over the kept parameters, on the first batch (power iteration on criteria.py's
+Hessian-vector product). Plain gradient descent on a quadratic of that curvature is stable
+only while lr * sharpness < 2; networks survive larger products for a while (the loss
+"catapults" and the curvature falls) but not arbitrarily large ones.
+
 Where PyTorch is installed, a twin of a few settings (bench.to_torch: the same weights,
 masks and batches; torch.optim.SGD with the same momentum and decay) shows the same curve,
 so that a blow-up is the set-up's, not the implementation's.
@@ -17,10 +23,11 @@ so that a blow-up is the set-up's, not the implementation's.
     python experiments/first_steps.py --data-dir ../shared/data
 
 writes first_steps.csv (one row per setting and seed: the step at which the loss first went
-above 100 or stopped being finite, if it did, the first and last loss, and the loss every 10
-steps), losses.json (every
+above 100 or stopped being finite, if it did, the first and last loss, the sharpness and
+lr * sharpness, and the loss every 10 steps), losses.json (every
 curve), table.md and first_steps.png under results/first_steps/. --seeds, --steps, --lr and
---sparsities change the set-up; --no-torch leaves the twin out.
+--sparsities change the set-up, --power-iterations the sharpness estimates; --no-torch
+leaves the twin out.
 """
 
 import argparse
@@ -30,7 +37,7 @@ import os
 import sys
 
 import common
-from common import data, flags, models, sm
+from common import criteria, data, flags, models, sm
 
 import bench                      # noqa: E402  (to_torch: the PyTorch twin)
 import protocol                   # noqa: E402
@@ -53,6 +60,8 @@ def main(argv=None):
     parser.add_argument("--lr", type=flags.positive_float, default=0.1, help="learning rate")
     parser.add_argument("--sparsities", nargs="+", type=flags.sparsity_value, default=[0.0, 0.9],
                         help="fractions of LeNet-5-Caffe's parameters SNIP prunes")
+    parser.add_argument("--power-iterations", type=flags.positive_int, default=20,
+                        help="power iterations of each sharpness estimate")
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch twin")
     parser.add_argument("--out", default=os.path.join("results", "first_steps"), help="output folder")
     args = parser.parse_args(argv)
@@ -62,7 +71,7 @@ def main(argv=None):
         print(f"first_steps.py: error: {error}", file=sys.stderr)
         return 2
     torch = None if args.no_torch else optional_torch()
-    rows, curves = [], {}
+    rows, curves, sharpnesses = [], {}, {}
     for sparsity, seed in itertools.product(args.sparsities, range(args.seeds)):
         for init, momentum, two_draws, scaling in itertools.product(INITS, MOMENTA, [False, True], SCALINGS):
             frameworks = ["snip-min"] + (["pytorch"] if torch and (init, momentum, two_draws, scaling) in TWINS
@@ -70,8 +79,13 @@ def main(argv=None):
             for framework in frameworks:
                 setting = dict(sparsity=sparsity, init=init, momentum=momentum, two_draws=two_draws,
                                scaling=scaling, seed=seed, framework=framework)
-                losses = first_losses(dataset, setting, args.steps, args.lr, torch)
-                rows.append(row_of(setting, losses, args.steps))
+                start = (sparsity, init, two_draws, scaling, seed)       # the momentum starts nowhere else
+                measure = start not in sharpnesses
+                losses, curvature = first_losses(dataset, setting, args.steps, args.lr, torch,
+                                                 args.power_iterations if measure else 0)
+                if measure:
+                    sharpnesses[start] = curvature
+                rows.append(row_of(setting, losses, args.steps, sharpnesses[start], args.lr))
                 curves[name_of(setting)] = losses
                 print(describe(rows[-1]), flush=True)
     os.makedirs(args.out, exist_ok=True)
@@ -94,9 +108,11 @@ def optional_torch():
     return torch
 
 
-def first_losses(dataset, s, steps, lr, torch=None):
-    """The training loss of each of the first `steps` steps of one setting (stopping early
-    once it blows up): snip_min.run's streams and order of draws, and its pieces."""
+def first_losses(dataset, s, steps, lr, torch=None, power_iterations=0):
+    """(the training loss of each of the first `steps` steps of one setting, stopping early
+    once it blows up; the sharpness where training starts, from `power_iterations`
+    iterations, or None for 0):
+    snip_min.run's streams and order of draws, and its pieces."""
     if s["scaling"] == "[0,1]":
         dataset = data.replace(dataset, mean=dataset.mean * 0, std=dataset.std * 0 + 1)
     init_rng, split_rng, score_rng, shuffle_rng = sm.seed_streams(s["seed"])
@@ -112,8 +128,10 @@ def first_losses(dataset, s, steps, lr, torch=None):
         protocol.draw_training_copy(model, gated, s["init"], s["seed"], log=lambda line: None)
     order = shuffle_rng.permutation(len(train))
     batches = (train.batch(sm.xp.asarray(order[i * batch_size:(i + 1) * batch_size])) for i in range(steps))
+    curvature = (sharpness(model, gated, *train.batch(sm.xp.asarray(order[:batch_size])), power_iterations)
+                 if power_iterations else None)
     if s["framework"] == "pytorch":
-        return torch_losses(model, gated, batches, s["momentum"], lr, torch)
+        return torch_losses(model, gated, batches, s["momentum"], lr, torch), curvature
     optimiser = sm.SGD(sm.parameters_of(model), momentum=s["momentum"])
     losses = []
     with sm.numpy.errstate(over="ignore", invalid="ignore"):
@@ -121,7 +139,31 @@ def first_losses(dataset, s, steps, lr, torch=None):
             losses.append(float(sm.train_step(model, optimiser, images, labels, lr)[0]))
             if not losses[-1] <= BLOWN_UP:
                 break
-    return losses
+    return losses, curvature
+
+
+def sharpness(model, gated, images, labels, iterations=20):
+    """The largest eigenvalue of the Hessian of the loss over the kept parameters, where
+    training starts, on its first batch: power iteration on H v (criteria's Hessian-vector
+    product, in float64, at temperature 1). Gradient descent on a quadratic with this
+    curvature is stable only for lr < 2 / sharpness."""
+    start = [p.value for p in gated]
+    for p in gated:
+        p.value = p.value.astype(sm.xp.float64)
+    images = images.astype(sm.xp.float64)
+    rng = sm.numpy.random.default_rng(0)
+    v = [sm.xp.asarray(rng.standard_normal(p.shape)) * p.mask for p in gated]
+    estimate = math.nan
+    for _ in range(iterations):
+        norm = criteria.global_norm(v)
+        v = [d / norm for d in v]
+        product = criteria.hessian_vector_product(model, images, labels, gated, v, temperature=1.0)
+        product = [h * p.mask for h, p in zip(product, gated)]
+        estimate = float(sum((a * b).sum() for a, b in zip(v, product)))      # the Rayleigh quotient
+        v = product
+    for p, value in zip(gated, start):
+        p.value = value
+    return estimate
 
 
 def torch_losses(model, gated, batches, momentum, lr, torch):
@@ -151,9 +193,10 @@ def name_of(s):
             f"{'two draws' if s['two_draws'] else 'one draw'} {s['scaling']} seed {s['seed']} {s['framework']}")
 
 
-def row_of(s, losses, steps):
+def row_of(s, losses, steps, sharpness, lr):
     blown = next((i + 1 for i, loss in enumerate(losses) if not loss <= BLOWN_UP), None)
-    row = {**s, "blew_up_at": blown, "first_loss": losses[0], "last_loss": math.nan if blown else losses[-1]}
+    row = {**s, "blew_up_at": blown, "first_loss": losses[0], "last_loss": math.nan if blown else losses[-1],
+           "sharpness": sharpness, "lr_times_sharpness": lr * sharpness}
     for step in range(10, steps + 1, 10):
         row[f"loss_{step}"] = losses[step - 1] if step <= len(losses) else math.nan
     return row
@@ -168,13 +211,14 @@ def describe(row):
 
 
 def table(rows, description, args):
-    """One line per setting: how many seeds blew up (and when), the first and last loss."""
+    """One line per setting: how many seeds blew up (and when), the first and last loss, and
+    lr * sharpness where training starts (means over the seeds)."""
     lines = [f"LeNet-5-Caffe, the first {args.steps} steps at lr {args.lr:g} ({description}): of "
              f"{args.seeds} seeds, how many blew up (loss above {BLOWN_UP:g} or not finite) and at "
              f"which steps; the loss at step 1 and at step {args.steps} (mean over the seeds that did "
              f"not blow up).", "",
              "| sparsity | init | momentum | draws | inputs | framework | blew up | steps | loss at 1 | "
-             f"loss at {args.steps} |", "|---" * 10 + "|"]
+             f"loss at {args.steps} | lr × sharpness |", "|---" * 11 + "|"]
     groups = {}
     for row in rows:
         key = tuple(row[k] for k in ("sparsity", "init", "momentum", "two_draws", "scaling", "framework"))
@@ -185,7 +229,8 @@ def table(rows, description, args):
         lines.append(f"| {100 * sparsity:g}% | {init} | {momentum:g} | {2 if two_draws else 1} | {scaling} | "
                      f"{framework} | {len(blown)} of {len(group)} | {', '.join(map(str, blown)) or '—'} | "
                      f"{common.mean_and_spread([r['first_loss'] for r in group])[0]:.2f} | "
-                     f"{'—' if not finished else f'{sum(finished) / len(finished):.3f}'} |")
+                     f"{'—' if not finished else f'{sum(finished) / len(finished):.3f}'} | "
+                     f"{common.mean_and_spread([r['lr_times_sharpness'] for r in group])[0]:.1f} |")
     return "\n".join(lines)
 
 

@@ -545,7 +545,7 @@ def test_data_size_trains_on_the_first_n_images_and_on_all_of_them(tmp_path, dev
 def test_first_steps_follows_each_setting_and_its_pytorch_twin(tiny_mnist, tmp_path):
     out = tmp_path / "steps"
     assert experiment("first_steps").main(["--data-dir", tiny_mnist, "--out", str(out), "--seeds", "1",
-                                           "--steps", "3", "--sparsities", "0.9"]) == 0
+                                           "--steps", "3", "--sparsities", "0.9", "--power-iterations", "2"]) == 0
     rows = rows_of(out / "first_steps.csv")
     snip_min_rows = [r for r in rows if r["framework"] == "snip-min"]
     assert len(snip_min_rows) == 3 * 2 * 2 * 2                   # inits x momenta x draws x scalings
@@ -563,5 +563,12 @@ def test_first_steps_follows_each_setting_and_its_pytorch_twin(tiny_mnist, tmp_p
                 assert losses == pytest.approx(ours[:len(losses)], rel=1e-3)
     curves = json.loads((out / "losses.json").read_text())["curves"]
     assert all(1 <= len(losses) <= 3 for losses in curves.values())
+    for r in rows:                       # measured once per starting point, the same for both momenta
+        twin = next(q for q in snip_min_rows if q["momentum"] != r["momentum"] and all(
+            q[k] == r[k] for k in ("init", "two_draws", "scaling", "seed")))
+        assert r["sharpness"] == twin["sharpness"] and math.isfinite(float(r["sharpness"]))
+    vs_h, lecun = (float(next(r["sharpness"] for r in snip_min_rows if r["init"] == init and r["two_draws"] == "False"
+                                   and r["scaling"] == "standardised")) for init in ("vs-h", "lecun"))
+    assert vs_h > lecun            # He's doubled variance in every layer of an unrectified stack: sharper
     if figures_expected():
         assert_png(out / "first_steps.png")
