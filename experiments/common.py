@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -231,12 +232,17 @@ BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THR
 
 def run_command_line(flags):
     """One run of `snip_min.py FLAGS`, through snip_min.run as the command line does it, its
-    log dropped: (results dict, None), or (None, why) if the training diverged."""
-    try:
-        with numpy.errstate(over="ignore", invalid="ignore"):
-            return sm.run(sm.parse_arguments(flags), log=lambda line: None), None
-    except sm.Diverged as error:
-        return None, str(error)
+    log dropped: (results dict, None), or (None, why) if the training diverged. Its files
+    (and the checkpoint snip_min.py saves when stopped) go to a temporary folder, removed
+    after it: the grid keeps the result; a stopped run is lost, as the grid says."""
+    with tempfile.TemporaryDirectory(prefix="snip-min-run-") as folder:
+        try:
+            with numpy.errstate(over="ignore", invalid="ignore"):
+                return sm.run(sm.parse_arguments([*flags, "--out", folder]), log=lambda line: None), None
+        except sm.Diverged as error:
+            return None, str(error)
+        except sm.Interrupted:
+            raise KeyboardInterrupt from None
 
 
 # The order in which --list and the result files show a run's settings (the key does not
