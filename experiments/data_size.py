@@ -171,6 +171,8 @@ def plot(summary, out):
                           textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
         axis.set_xscale("log")
         axis.set_xticks([int(s) for s in sizes], [f"{int(s):,}" for s in sizes])
+        axis.set_xticks([], minor=True)
+        axis.margins(x=0.15, y=0.15)
         axis.set_xlabel("training images (Fashion-MNIST)")
         axis.set_ylabel("test error (%)")
         axis.set_title(f"{TITLES[model]}, {entry['iterations']:,} iterations", fontsize=10)
