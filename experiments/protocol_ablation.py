@@ -239,7 +239,8 @@ def plot(summary, out):
                 y.append(cell["final"][0])
                 err.append(0 if cell["final"][1] != cell["final"][1] else cell["final"][1])
                 best.append(cell["best_of_last_five"][0])
-            axis.bar(x, y, width, yerr=err, capsize=2, label=variant)
+            axis.bar(x, y, width, yerr=err, capsize=2, label=variant,
+                     color=f"C{list(VARIANTS).index(variant)}")          # one colour per variant everywhere
             axis.plot(x, best, "_", color="black", markersize=8)
         paper_x = [i + (len(variants) / 2) * width for i in range(len(sparsities))]
         axis.bar(paper_x, [PAPER.get((model, s), 0) for s in sparsities], width, color="lightgrey",
@@ -249,7 +250,8 @@ def plot(summary, out):
         axis.set_ylabel("test error (%)")
         axis.set_title(f"{TITLES[model]}, {cells[0]['iterations']:,} iterations", fontsize=10)
         axis.grid(True, axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=7, ncol=2)
+    for axis in axes[0]:
+        axis.legend(fontsize=7, ncol=2)
     figure.suptitle(f"Our defaults against the authors' protocol ({summary['data']}): final test error, "
                     f"mean ± std over seeds; black ticks: best of the last five checkpoints", fontsize=9)
     figure.tight_layout()
