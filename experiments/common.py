@@ -41,6 +41,7 @@ import criteria                   # noqa: E402
 import data                       # noqa: E402
 import flags                      # noqa: E402
 import models                     # noqa: E402
+import protocol                   # noqa: E402
 import sanity                     # noqa: E402
 import snip_min as sm             # noqa: E402
 
@@ -123,7 +124,7 @@ def seed_streams(seed):
 
 def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", init="vs-h",
                lr=0.1, batch_size=None, score_index=None, splits=None, on_step=None, log=None,
-               sanity_check=None, rounds=100, iterations=None, details=False):
+               sanity_check=None, rounds=100, iterations=None, details=False, protocol_name="ours"):
     """One run of Algorithm 1 (or of another criterion of criteria.py, under a sanity check of
     sanity.py), as `snip_min.py` does it.
 
@@ -131,24 +132,33 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     batch of batch_size). splits: (train, validation, test) DeviceSplits to use instead of
     the usual split. iterations: train this many (default: `epochs` epochs), the learning
     rate x0.1 after 50% and 75% of them. details: also record each parameter's kept count and
-    the alive units. Returns a dict of the run's figures; 'diverged' is True if the loss blew up.
+    the alive units. protocol_name: "authors" takes protocol.py's pieces of the authors' code
+    (two draws, momentum 0, a constant learning rate; `init` is still the caller's), without
+    its test checkpoints. Returns a dict of the run's figures; 'diverged' is True if the loss
+    blew up.
     """
+    pieces = protocol.PROTOCOLS[protocol_name]
     batch_size = batch_size or sm.PAPER_SETUP[dataset.name]["batch_size"]
     init_rng, split_rng, score_rng, shuffle_rng = seed_streams(seed)
     train, validation, test = splits or sm.split_dataset(dataset, 0.1, split_rng)
     model = models.build(model_name, dataset.name)
     sm.initialise(model, init, init_rng)
+    if pieces["two_draws"]:                   # the authors' scoring copy: biases drawn too
+        protocol.draw_scoring_biases(model, init, init_rng)
     if score_index is None:
         score_index = score_rng.choice(len(train), size=batch_size, replace=False)
     images, labels = train.batch(sm.xp.asarray(score_index))
     if sanity_check is None:
-        criteria.prune(method, model, images, labels, sparsity, rng=score_rng, rounds=rounds)
+        gated = criteria.prune(method, model, images, labels, sparsity, rng=score_rng, rounds=rounds)
     else:
-        sanity.prune(sanity_check, method, model, images, labels, sparsity=sparsity, seed=seed,
-                     classes=models.NUM_CLASSES[dataset.name], init=init, rng=score_rng, rounds=rounds)
+        gated = sanity.prune(sanity_check, method, model, images, labels, sparsity=sparsity, seed=seed,
+                             classes=models.NUM_CLASSES[dataset.name], init=init, rng=score_rng, rounds=rounds)
+    if pieces["two_draws"]:                   # ... and a fresh copy is trained under the mask
+        protocol.draw_training_copy(model, gated, init, seed, log or (lambda line: None))
     rows = sm.pruning_table(model)
     iterations = iterations or epochs * -(-len(train) // batch_size)
-    optimiser = sm.SGD(sm.parameters_of(model))
+    optimiser = sm.SGD(sm.parameters_of(model), pieces["momentum"])
+    boundaries = [] if pieces["constant_lr"] else [iterations // 2, 3 * iterations // 4]
     result = {"model": model_name, "sparsity": sparsity, "seed": seed, "method": method,
               "init": init, "epochs": epochs, "lr": lr, "params_kept": sum(row[2] for row in rows),
               "diverged": False}
@@ -158,7 +168,7 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     state = sm.TrainingState(shuffle_rng)
     try:
         sm.fit(model, optimiser, train, validation, state, iterations=iterations,
-               batch_size=batch_size, base_lr=lr, boundaries=[iterations // 2, 3 * iterations // 4],
+               batch_size=batch_size, base_lr=lr, boundaries=boundaries,
                log=log or (lambda line: None), on_step=on_step)
         history = state.history
     except sm.Diverged:
@@ -386,9 +396,12 @@ def list_grid(out, runs, shown):
     shared = [f for f in fields if f not in varying]
     statuses = {run.index: run_status(out, run) for run in shown}
     width = len(str(len(runs) - 1))
-    for run in shown:
-        settings = " ".join(f"{f}={setting_text(run.settings.get(f))}" for f in varying)
-        print(f"{run.index:>{width}}  {statuses[run.index]:<7}  {run.key}  {settings}")
+    try:
+        for run in shown:
+            settings = " ".join(f"{f}={setting_text(run.settings.get(f))}" for f in varying)
+            print(f"{run.index:>{width}}  {statuses[run.index]:<7}  {run.key}  {settings}", flush=True)
+    except BrokenPipeError:            # `--list | head` has read enough: stop printing, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if runs:
         print("every run: " + " ".join(f"{f}={setting_text(runs[0].settings[f])}" for f in shared),
               file=sys.stderr)

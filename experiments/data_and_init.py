@@ -19,6 +19,11 @@ are off, since one class has too few images for the large batches, and --composi
 them back), longer training, and the paper's figures next to ours in the tables; its default
 folder is results/data_and_init_paper/.
 
+--protocol authors runs either setting under the authors' code's protocol (protocol.py):
+lecun initialisation for the batch half, two draws, plain gradient descent and a constant
+learning rate (each run's final test error; the authors' best-of-five figure is not taken);
+its default folder adds _authors to the setting's (results/data_and_init_paper_authors/).
+
 Every run's result is kept in runs/<key>.json as it finishes: the same command continues an
 interrupted grid. --list, --task K/N, --jobs N and --collect spread the grid over processes
 or a SLURM job array (experiments/slurm-array.sh).
@@ -80,6 +85,9 @@ def main(argv=None):
                         help="ours: 98%% / 99%% sparsity, scoring batches of 1 to 1,000 images of "
                              "all classes or one, 30 / 5 epochs; paper: the paper's 90%% for both "
                              "parts, random scoring batches of 1 to 10,000 images, 100 / 36 epochs")
+    parser.add_argument("--protocol", choices=sorted(common.protocol.PROTOCOLS), default="ours",
+                        help="ours (VS-H, momentum 0.9, step decay) or the authors' code's (lecun for "
+                             "the batch half, two draws, momentum 0, a constant learning rate)")
     parser.add_argument("--part", choices=("batch", "init", "both"), default="both",
                         help="the scoring-batch half, the initialisation half, or both")
     parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
@@ -92,7 +100,8 @@ def main(argv=None):
                              "most the images of one class)")
     args = common.parse_arguments(parser, argv)
     setting = SETTINGS[args.setting]
-    args.out = args.out or os.path.join("results", setting["out"])
+    suffix = "" if args.protocol == "ours" else f"_{args.protocol}"
+    args.out = args.out or os.path.join("results", setting["out"] + suffix)
     args.seeds = args.seeds or setting["seeds"]
     args.batch_sizes = args.batch_sizes or setting["batch_sizes"]
     args.compositions = args.compositions or setting["compositions"]
@@ -122,7 +131,8 @@ def grid_points(args, dataset):
                         args, dataset, "data_and_init", part="batch", model=model,
                         sparsity=setting["sparsity"][model], seed=seed, epochs=epochs_of(args, model),
                         lr=setting["lr"][model], scoring_batch_size=size, scoring_composition=composition,
-                        scoring_drawn_by="data_and_init.py")     # scoring_index, not snip_min.py's draw
+                        scoring_drawn_by="data_and_init.py",     # scoring_index, not snip_min.py's draw
+                        **protocol_settings(args.protocol))
                     points.append((f"batch-{size}-{composition}-seed{seed}", settings))
     if args.part in ("init", "both"):
         for model in args.models:
@@ -130,10 +140,16 @@ def grid_points(args, dataset):
                 for seed in range(args.seeds):
                     settings = common.run_settings(
                         args, dataset, "data_and_init", part="init", model=model,
-                        sparsity=setting["sparsity"][model], init=init, seed=seed,
-                        epochs=epochs_of(args, model), lr=setting["lr"][model])
+                        sparsity=setting["sparsity"][model], seed=seed, epochs=epochs_of(args, model),
+                        lr=setting["lr"][model], **{**protocol_settings(args.protocol), "init": init})
                     points.append((f"init-{model}-{init}-seed{seed}", settings))
     return points
+
+
+def protocol_settings(name):
+    """What --protocol adds to a run's settings: nothing for ours (so that the committed runs
+    keep their keys), the protocol and its initialisation for the authors'."""
+    return {} if name == "ours" else {"protocol": name, "init": common.protocol.PROTOCOLS[name]["init"]}
 
 
 def check_one_class_batches(parser, dataset, args):
@@ -151,14 +167,15 @@ def check_one_class_batches(parser, dataset, args):
 def perform(dataset, s):
     """Train one run of the grid from its settings: its row of batch.csv or init.csv."""
     if s["part"] == "init":
-        return common.train_once(dataset, s["model"], s["sparsity"], s["seed"], s["epochs"],
-                                 init=s["init"], lr=s["lr"], batch_size=s["batch_size"])
+        return common.train_once(dataset, s["model"], s["sparsity"], s["seed"], s["epochs"], init=s["init"],
+                                 lr=s["lr"], batch_size=s["batch_size"], protocol_name=s.get("protocol", "ours"))
     # the training split is the seed's, as in every run; the scoring batch comes from it
     splits = sm.split_dataset(dataset, 0.1, common.seed_streams(s["seed"])[1])
     labels = sm.to_host(splits[0].labels)
     index = scoring_index(labels, s["scoring_batch_size"], s["scoring_composition"], s["seed"])
     result = common.train_once(dataset, s["model"], s["sparsity"], s["seed"], s["epochs"], init=s["init"],
-                               lr=s["lr"], batch_size=s["batch_size"], score_index=index, splits=splits)
+                               lr=s["lr"], batch_size=s["batch_size"], score_index=index, splits=splits,
+                               protocol_name=s.get("protocol", "ours"))
     result.update(batch_size=s["scoring_batch_size"], composition=s["scoring_composition"])
     return result
 
@@ -175,6 +192,8 @@ def collect(found, description, args):
     """batch.csv, init.csv, summary.json, the tables and the figures from [(run, result)]."""
     setting = SETTINGS[args.setting]
     summary = {"data": description, "setting": args.setting, "sparsity": setting["sparsity"]}
+    if args.protocol != "ours":
+        summary["protocol"] = args.protocol
     batch_rows = [result for run, result in found if run.settings["part"] == "batch"]
     init_rows = [result for run, result in found if run.settings["part"] == "init"]
     if batch_rows:
@@ -230,7 +249,8 @@ def init_table(summary, seeds):
         lines.append(f"| {names[init]} | " + " | ".join(cells) + " |")
     epochs = ", ".join(f"{TITLES[m]} {e} epochs" for m, e in summary["init_epochs"].items())
     note = "; the paper's: its Table 3, on the full MNIST" if paper else ""
-    lines.append(f"\nTest error (%), mean ± std over {seeds} seeds; {summary['data']}; {epochs}{note}.")
+    lines.append(f"\nTest error (%), mean ± std over {seeds} seeds; {summary['data']}; {epochs}"
+                 f"{protocol_note(summary)}{note}.")
     return "\n".join(lines) + "\n"
 
 
@@ -250,8 +270,16 @@ def batch_table(summary, seeds):
         lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
     note = "; the paper's: read off its Figure 3, on the full MNIST" if paper else ""
     lines.append(f"\nLeNet-300-100 at {100 * summary['sparsity']['lenet300']:g}%: test error (%), mean ± std "
-                 f"over {seeds} seeds; {summary['data']}; {summary['batch_epochs']} epochs{note}.")
+                 f"over {seeds} seeds; {summary['data']}; {summary['batch_epochs']} epochs"
+                 f"{protocol_note(summary)}{note}.")
     return "\n".join(lines) + "\n"
+
+
+def protocol_note(summary):
+    """'' under our protocol; what the authors' code does differently under theirs."""
+    if summary.get("protocol") != "authors":
+        return ""
+    return "; the authors' protocol: lecun, two draws, momentum 0, a constant learning rate"
 
 
 def plot_batch(summary, seeds, out):
@@ -272,9 +300,10 @@ def plot_batch(summary, seeds, out):
     axes.set_xscale("log")
     axes.set_xlabel("scoring batch size (images)")
     axes.set_ylabel("test error (%)")
-    axes.set_title(f"LeNet-300-100 at {100 * summary['sparsity']['lenet300']:g}%: the batch SNIP scores on\n"
-                   f"{summary['data']}, {summary['batch_epochs']} epochs, mean ± std over {seeds} seeds",
-                   fontsize=10)
+    protocol_name = " (the authors' protocol)" if summary.get("protocol") == "authors" else ""
+    axes.set_title(f"LeNet-300-100 at {100 * summary['sparsity']['lenet300']:g}%: the batch SNIP scores on"
+                   f"{protocol_name}\n{summary['data']}, {summary['batch_epochs']} epochs, mean ± std over "
+                   f"{seeds} seeds", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     common.save_figure(figure, os.path.join(out, "scoring_batch.png"))

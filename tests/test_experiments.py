@@ -520,6 +520,64 @@ def test_protocol_ablation_runs_each_variant_records_both_figures_and_collects_t
     assert all((out / name).read_bytes() == contents for name, contents in written.items())
 
 
+@pytest.mark.parametrize("protocol", ["ours", "authors"])
+def test_an_experiments_run_is_snip_min_pys_run_under_either_protocol(tiny_mnist, tmp_path, device, protocol):
+    import snip_min as sm
+    common = experiment("common")
+    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", tiny_mnist, "--device",
+                               device, "--epochs", "4", "--protocol", protocol, "--test-every", "0",
+                               "--out", str(tmp_path / "run"), "--no-download"])
+    expected = sm.run(args, log=lambda line: None)
+    dataset = common.data.load_dataset("mnist", tiny_mnist)
+    result = common.train_once(dataset, "lenet300", 0.9, 0, 4, init=args.init, protocol_name=protocol)
+    assert result["params_kept"] == expected["params_kept"]
+    assert result["test_error"] == expected["test_error"]
+    assert [r["train_loss"] for r in expected["history"]][-1] == pytest.approx(result["train_loss"], rel=1e-6)
+    assert len({r["lr"] for r in expected["history"]}) == (1 if protocol == "authors" else 3)    # decays or not
+
+
+def test_the_papers_figure_3_under_the_authors_protocol_is_a_grid_of_its_own(tiny_mnist, tmp_path, device, capsys):
+    d = experiment("data_and_init")
+    flags = ["--data-dir", tiny_mnist, "--device", device, "--setting", "paper", "--part", "batch"]
+    assert d.main(flags + ["--protocol", "authors", "--list"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 5 * 3 and "protocol=authors" in captured.err
+    assert "init=lecun" in captured.err
+    assert os.path.join("results", "data_and_init_paper_authors", "runs") in captured.err
+    assert d.main(flags + ["--list"]) == 0                     # ours: the committed keys, unchanged
+    assert "protocol=" not in capsys.readouterr().err
+
+    out = tmp_path / "authors"
+    assert d.main(flags + ["--protocol", "authors", "--out", str(out), "--epochs", "1", "--seeds", "1",
+                           "--batch-sizes", "1", "10"]) == 0
+    assert {(r["init"], r["batch_size"]) for r in rows_of(out / "batch.csv")} == {("lecun", "1"), ("lecun", "10")}
+    assert "the authors' protocol: lecun, two draws, momentum 0" in (out / "batch_table.md").read_text()
+    assert json.loads((out / "summary.json").read_text())["protocol"] == "authors"
+
+
+def test_scoring_batch_masks_compares_each_batchs_mask_with_the_all_image_mask(tiny_mnist, tmp_path, device):
+    out = tmp_path / "masks"
+    assert experiment("scoring_batch_masks").main(
+        ["--data-dir", tiny_mnist, "--device", device, "--seeds", "2", "--batch-sizes", "1", "100",
+         "--out", str(out), "--trained", str(tmp_path / "absent.json")]) == 0
+    saved = json.loads((out / "masks.json").read_text())
+    rows = {(r["batch"], r["seed"]): r for r in saved["rows"]}
+    assert len(rows) == 2 * 4                                  # 1, 100, all, all with random labels
+    for seed in (0, 1):
+        assert rows[("all", seed)]["overlap"] == 1.0
+        assert 0 < rows[(1, seed)]["overlap"] < 1
+        kept = sum(rows[(100, seed)][f"fc{i}_kept"] / 100 * size
+                   for i, size in ((1, 784 * 300), (2, 300 * 100), (3, 100 * 10)))
+        assert kept <= 26_661                                  # the weights' share of kappa (biases too)
+    table = (out / "table.md").read_text().splitlines()
+    assert table[2].startswith("| 1 | ") and table[4].startswith("| all 270 | 1.000 ± 0.000 |")
+    assert table[5].startswith("| all 270, random labels | ")
+    with pytest.raises(SystemExit) as refused:                 # a batch larger than the training split
+        experiment("scoring_batch_masks").main(["--data-dir", tiny_mnist, "--batch-sizes", "271", "--out",
+                                                str(out)])
+    assert refused.value.code == 2
+
+
 def test_data_size_trains_on_the_first_n_images_and_on_all_of_them(tmp_path, device):
     import data
     folder = tmp_path / "data"
