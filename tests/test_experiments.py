@@ -573,8 +573,8 @@ def test_scoring_batch_masks_compares_each_batchs_mask_with_the_all_image_mask(t
     assert table[2].startswith("| 1 | ") and table[4].startswith("| all 270 | 1.000 ± 0.000 |")
     assert table[5].startswith("| all 270, random labels | ")
     with pytest.raises(SystemExit) as refused:                 # a batch larger than the training split
-        experiment("scoring_batch_masks").main(["--data-dir", tiny_mnist, "--batch-sizes", "271", "--out",
-                                                str(out)])
+        experiment("scoring_batch_masks").main(["--data-dir", tiny_mnist, "--device", device, "--batch-sizes",
+                                                "271", "--out", str(out)])
     assert refused.value.code == 2
 
 
