@@ -4,7 +4,7 @@ all of them under one switch, so that every gap to the paper can be put down to 
 cause.
 
     --protocol authors    =  --init lecun --two-draws --momentum 0 --constant-lr --test-every 1000
-    --protocol ours       =  --init vs-h --no-two-draws --momentum 0.9 --no-constant-lr (the default)
+    --protocol ours       =  --init vs-h --no-two-draws --momentum 0.9 --no-constant-lr --test-every 0
 
 A flag given beside --protocol wins over it: `--protocol authors --momentum 0.9` is the
 authors' code with the optimiser the paper's text names. The pieces:
@@ -89,8 +89,8 @@ def resolve(args, parser):
 
 def training_copy_stream(seed):
     """The random stream of the training copy of --two-draws: child 5 of the seed's SeedSequence
-    (0-3 are snip_min.run's, 4 the sanity checks'), so that the scoring copy, and so the mask,
-    are those of the run without --two-draws but for the biases."""
+    (0-3 are snip_min.run's, 4 the sanity checks'), so that the scoring copy's weights are those
+    of the run without --two-draws (its biases are drawn too, so its mask may differ)."""
     return numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(6)[5])
 
 

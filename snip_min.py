@@ -1099,9 +1099,8 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
 # run() is the whole program, and prune() the pruning in it. What follows them is
 # bookkeeping: the schedule, the flags, and main(), which turns every failure into one line
 # and an exit status. The modules beside this file that the command line calls: models.py
-# (the networks), compaction.py (alive units, --compact), checkpoints.py
-# (--checkpoint-every, --resume, Ctrl-C), criteria.py (--method beyond snip and random),
-# sanity.py (--sanity-check) and protocol.py (--protocol, --two-draws, --test-every).
+# (the networks), compaction.py (--compact), checkpoints.py (--resume, Ctrl-C), criteria.py
+# (--method), sanity.py (--sanity-check), protocol.py (--protocol and its pieces).
 # ======================================================================================
 
 # These modules use the layers and functions above (models.py builds its networks from

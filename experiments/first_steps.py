@@ -10,7 +10,7 @@ standard deviation, as here and in the authors' code; or raw pixels in [0, 1]). 
 combination is trained from the same seed's weights, scoring batch and mini-batches, at the
 learning rate 0.1, with snip_min's own pieces (initialise, snip, SGD, train_step).
 
-Beside each curve, the sharpness where training starts: the largest eigenvalue of the
+Beside each curve, the sharpness where training starts: the dominant eigenvalue of the
 loss's Hessian over the kept parameters, on the first batch (power iteration on criteria.py's
 Hessian-vector product). Plain gradient descent on a quadratic of that curvature is stable
 only while lr * sharpness < 2; networks survive larger products for a while (the loss
@@ -143,7 +143,7 @@ def first_losses(dataset, s, steps, lr, torch=None, power_iterations=0):
 
 
 def sharpness(model, gated, images, labels, iterations=20):
-    """The largest eigenvalue of the Hessian of the loss over the kept parameters, where
+    """The dominant eigenvalue (largest in absolute value) of the Hessian of the loss over the kept parameters, where
     training starts, on its first batch: power iteration on H v (criteria's Hessian-vector
     product, in float64, at temperature 1). Gradient descent on a quadratic with this
     curvature is stable only for lr < 2 / sharpness."""
