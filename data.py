@@ -1096,8 +1096,9 @@ def first_training_images(dataset: Dataset, count: int) -> Dataset:
         return dataset
     images = dataset.train_images[:count]
     mean, std = pixel_statistics(images, source=f"the first {count:,} training images")
-    description = dataset.description.replace(f"{total:,} training images",
-                                              f"the first {count:,} of {total:,} training images")
+    whole, kept = f"{total:,} training images", f"the first {count:,} of {total:,} training images"
+    description = (dataset.description.replace(whole, kept) if whole in dataset.description
+                   else f"{dataset.description} ({kept})")     # a description of another form
     return replace(dataset, train_images=images, train_labels=dataset.train_labels[:count],
                    mean=mean, std=std, description=description)
 

@@ -67,12 +67,16 @@ def add_arguments(parser):
                              "fresh one (biases 0) under its mask, as the authors' code does (default: "
                              "off; on with --protocol authors)")
     parser.add_argument("--constant-lr", action=argparse.BooleanOptionalAction, default=None,
-                        help="keep the learning rate at --lr throughout, no decays (default: off; on "
-                             "with --protocol authors)")
+                        help="keep the learning rate at --lr throughout: no decays, whatever --decay-every "
+                             "says (default: off; on with --protocol authors)")
     parser.add_argument("--test-every", type=flags.non_negative_int, default=None, metavar="N",
                         help="measure the test error every N iterations and report, beside the final "
                              "one, the best of the last five, the authors' figure (default: 0, never; "
                              "1,000 with --protocol authors)")
+
+
+REINIT_WITH_TWO_DRAWS = ("--two-draws already trains a fresh initialisation under the mask; --sanity-check "
+                         "reinit would draw a third: leave one out (--no-two-draws with --protocol authors)")
 
 
 def resolve(args, parser):
@@ -81,8 +85,7 @@ def resolve(args, parser):
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.two_draws and args.sanity_check == "reinit":
-        parser.error("--two-draws already trains a fresh initialisation under the mask; --sanity-check "
-                     "reinit would draw a third: leave one out (--no-two-draws with --protocol authors)")
+        parser.error(REINIT_WITH_TWO_DRAWS)
 
 
 # --- two draws: score on one copy of the parameters, train another --------------------------------

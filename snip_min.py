@@ -1018,7 +1018,9 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
 
     train, validation: DeviceSplits; validation runs after every epoch (and at the end).
     state: a TrainingState, new or restored from a checkpoint; it is advanced in place.
-    on_step(iteration, loss), if given, sees every mini-batch's loss (a device scalar).
+    on_step(iteration, loss), if given, sees every mini-batch's loss (a device scalar); the
+    time it takes is not counted as training time (on a GPU, nor the at most READ_EVERY steps
+    still queued on the device when it waits there, as an evaluation does).
     checkpoint(state), if given, is called every `checkpoint_every` iterations, and when a
     stop is requested (then Interrupted is raised). clip_norm: see train_step.
 
@@ -1050,8 +1052,10 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
             state.epoch_images += len(labels)
             state.position += len(labels)
             state.iteration += 1
-            if on_step is not None:
+            if on_step is not None:                 # (its time, e.g. a test evaluation, is not training's)
+                paused = time.perf_counter()
                 on_step(state.iteration, loss)
+                started += time.perf_counter() - paused
             saving = checkpoint is not None and (STOP_REQUESTED or (
                 checkpoint_every and state.iteration % checkpoint_every == 0))
             if saving or state.iteration % READ_EVERY == 0:
@@ -1194,23 +1198,18 @@ def run(args, log=print):
         "sparsity": args.sparsity, "method": args.method, "sanity_check": args.sanity_check,
         "rounds": args.rounds if args.method in criteria.ITERATIVE else None,
         "prune": args.prune, "init": args.init, "seed": args.seed,
-        "device": args.device, "params_total": sum(r[1] for r in rows),
-        "params_kept": sum(r[2] for r in rows),
+        "device": args.device, "params_total": sum(r[1] for r in rows), "params_kept": sum(r[2] for r in rows),
         "per_layer": [{"name": name, "total": total, "kept": kept} for name, total, kept in rows],
         "alive_units": {name: {"alive": a, "total": t} for name, (a, t) in alive.items() if name != "input"},
-        "input_read": {"read": alive["input"][0], "total": alive["input"][1]},
-        "compact": args.compact,
-        "test_error": test_error, "test_loss": test_loss,
-        "val_error": state.history[-1].get("val_error"),
+        "input_read": {"read": alive["input"][0], "total": alive["input"][1]}, "compact": args.compact,
+        "test_error": test_error, "test_loss": test_loss, "val_error": state.history[-1].get("val_error"),
         "epochs": len(state.history), "iterations": iterations, "batch_size": batch_size,
         "lr": args.lr, "lr_boundaries": boundaries, "momentum": args.momentum,
         "weight_decay": args.weight_decay, "clip_norm": args.clip_norm,
         "augment": augment._asdict() if augment is not None else None,
-        "snip_seconds": snip_seconds,
-        "train_seconds": state.train_seconds,
+        "snip_seconds": snip_seconds, "train_seconds": state.train_seconds,
         "train_images_per_second": state.images_trained / max(state.train_seconds, 1e-9),
-        "history": state.history,
-        **protocol.results(args, state, test_error, log),
+        "history": state.history, **protocol.results(args, state, test_error, log),
     }
     if args.out:
         save_results(args.out, results, gated)
@@ -1314,8 +1313,7 @@ def save_results(folder, results, gated):
     masks = io.BytesIO()
     numpy.savez_compressed(masks, **{p.name: to_host(p.mask).astype(bool) for p in gated})
     data.write_file_atomically(os.path.join(folder, "masks.npz"), masks.getvalue())
-    data.write_file_atomically(os.path.join(folder, "results.json"),
-                               json.dumps(results, indent=2).encode())
+    data.write_file_atomically(os.path.join(folder, "results.json"), json.dumps(results, indent=2).encode())
 
 
 def set_up_device_and_folders(args):

@@ -138,6 +138,8 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     blew up.
     """
     pieces = protocol.PROTOCOLS[protocol_name]
+    if pieces["two_draws"] and sanity_check == "reinit":
+        raise sm.UsageError(protocol.REINIT_WITH_TWO_DRAWS)
     batch_size = batch_size or sm.PAPER_SETUP[dataset.name]["batch_size"]
     init_rng, split_rng, score_rng, shuffle_rng = seed_streams(seed)
     train, validation, test = splits or sm.split_dataset(dataset, 0.1, split_rng)

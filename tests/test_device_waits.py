@@ -101,6 +101,21 @@ def test_the_main_commands_training_loop_waits_at_most_once_in_ten_steps(stand_i
         assert "epoch 2/2 [" in sys.stderr.getvalue()                 # the bar was drawn
 
 
+def test_test_checkpoints_add_one_wait_each_and_none_in_a_step(stand_in, mnist_6700, monkeypatch, tmp_path):
+    counted = fit_events(monkeypatch, stand_in)
+    iterations, every = 122, 20                                       # checkpoints at 20, 40, ..., 120
+    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", mnist_6700,
+                               "--iterations", str(iterations), "--test-every", str(every), "--out",
+                               str(tmp_path), "--device", "gpu"])
+    results = sm.run(args, log=lambda line: None)
+    assert len(results["test_checkpoints"]) == iterations // every == 6
+    steps, loop = counted["steps"], counted["fit"]
+    assert all(step.syncs == 0 and step.transfers == 0 for step in steps)
+    # as without them (one read every READ_EVERY steps, two per epoch), and one per evaluation
+    assert loop.syncs == iterations // sm.READ_EVERY + 2 * 2 + iterations // every, loop.summary()
+    assert loop.transfers == 2, loop.summary()
+
+
 def test_the_progress_bar_adds_no_wait(stand_in, mnist_6700, monkeypatch, tmp_path):
     totals = []
     for stream in (io.StringIO(), Terminal()):

@@ -1,6 +1,7 @@
 """protocol.py: --protocol and its pieces (--init lecun, --two-draws, --momentum, --constant-lr,
 --test-every), and --train-images."""
 
+import dataclasses
 import json
 import math
 
@@ -14,6 +15,7 @@ import protocol
 import snip_min as sm
 from helpers import run_python
 from test_cli import assert_refused
+from test_reliability import stop_at
 
 
 def arguments(*flags):
@@ -166,6 +168,22 @@ def test_the_test_checkpoints_survive_a_checkpoint_and_resume():
     assert checkpoints.training_state(record, numpy.arange(4)).test_checkpoints == []
 
 
+def test_the_test_checkpoints_of_a_run_stopped_and_resumed_are_those_of_a_run_left_alone(tiny_mnist, tmp_path,
+                                                                                         device, monkeypatch):
+    whole, _ = run_authors(tiny_mnist, tmp_path / "whole", device, "--checkpoint-every", "3")
+    stop_at(monkeypatch, 7)                   # after the checkpoints at 2, 4 and 6 were measured
+    with pytest.raises(sm.Interrupted, match="stopped at iteration 7"):
+        run_authors(tiny_mnist, tmp_path / "halves", device, "--checkpoint-every", "3")
+    monkeypatch.undo()
+    saved = checkpoints.read_checkpoint(str(tmp_path / "halves" / checkpoints.CHECKPOINT_FILE))
+    assert [i for i, _ in saved["state"]["test_checkpoints"]] == [2, 4, 6]
+    resumed = sm.run(sm.parse_arguments(["--resume", str(tmp_path / "halves")]), log=lambda line: None)
+    assert [i for i, _ in resumed["test_checkpoints"]] == [2, 4, 6, 8, 10, 12]
+    assert resumed["best_of_last_five"] == min(e for _, e in resumed["test_checkpoints"][-5:])
+    if device != "gpu":                       # (GPU reductions need not be bit-reproducible)
+        assert resumed["test_checkpoints"] == whole["test_checkpoints"]
+
+
 def test_best_of_last_takes_the_last_five_only():
     records = [[i, e] for i, e in enumerate([0.5, 3.0, 2.0, 4.0, 2.5, 2.2, 2.9])]
     assert protocol.best_of_last(records) == 2.0 and protocol.best_of_last([]) is None
@@ -183,6 +201,9 @@ def test_first_training_images_keeps_them_with_their_own_statistics(tiny_mnist):
     assert data.first_training_images(whole, 300) is whole
     with pytest.raises(data.DataError, match="--train-images 301"):
         data.first_training_images(whole, 301)
+    other = dataclasses.replace(whole, description="MNIST as written by hand")     # no "300 training images"
+    assert data.first_training_images(other, 120).description == \
+        "MNIST as written by hand (the first 120 of 300 training images)"
 
 
 def test_train_images_from_the_command_line(tiny_mnist, tmp_path, device):
