@@ -76,7 +76,7 @@ def add_arguments(parser):
 
 
 REINIT_WITH_TWO_DRAWS = ("--two-draws already trains a fresh initialisation under the mask; --sanity-check "
-                         "reinit would draw a third: leave one out (--no-two-draws with --protocol authors)")
+                         "reinit would draw a third: leave one out")
 
 
 def resolve(args, parser):
@@ -85,7 +85,7 @@ def resolve(args, parser):
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.two_draws and args.sanity_check == "reinit":
-        parser.error(REINIT_WITH_TWO_DRAWS)
+        parser.error(f"{REINIT_WITH_TWO_DRAWS} (--no-two-draws with --protocol authors)")
 
 
 # --- two draws: score on one copy of the parameters, train another --------------------------------

@@ -1018,9 +1018,9 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
 
     train, validation: DeviceSplits; validation runs after every epoch (and at the end).
     state: a TrainingState, new or restored from a checkpoint; it is advanced in place.
-    on_step(iteration, loss), if given, sees every mini-batch's loss (a device scalar); the
-    time it takes is not counted as training time (on a GPU, nor the at most READ_EVERY steps
-    still queued on the device when it waits there, as an evaluation does).
+    on_step(iteration, loss), if given, sees every mini-batch's loss (a device scalar); its
+    time is not training time (on a GPU, if it waits as an evaluation does, neither is that
+    of the steps still queued: none at a multiple of READ_EVERY, just after the loop's read).
     checkpoint(state), if given, is called every `checkpoint_every` iterations, and when a
     stop is requested (then Interrupted is raised). clip_norm: see train_step.
 
@@ -1052,10 +1052,6 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
             state.epoch_images += len(labels)
             state.position += len(labels)
             state.iteration += 1
-            if on_step is not None:                 # (its time, e.g. a test evaluation, is not training's)
-                paused = time.perf_counter()
-                on_step(state.iteration, loss)
-                started += time.perf_counter() - paused
             saving = checkpoint is not None and (STOP_REQUESTED or (
                 checkpoint_every and state.iteration % checkpoint_every == 0))
             if saving or state.iteration % READ_EVERY == 0:
@@ -1063,6 +1059,10 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
                 if not math.isfinite(last):
                     raise Diverged(f"the loss became {last} by iteration {state.iteration:,}")
                 shown = f"loss {loss_sum / state.epoch_images:.4f} acc {100 * hits / state.epoch_images:.2f}%"
+            if on_step is not None:                 # (its time, e.g. a test evaluation, is not training's)
+                paused = time.perf_counter()
+                on_step(state.iteration, loss)
+                started += time.perf_counter() - paused
             if saving:                              # (the read above waited for the device)
                 state.epoch_seconds += time.perf_counter() - started
                 checkpoint(state)                   # not counted as training time

@@ -134,8 +134,8 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     rate x0.1 after 50% and 75% of them. details: also record each parameter's kept count and
     the alive units. protocol_name: "authors" takes protocol.py's pieces of the authors' code
     (two draws, momentum 0, a constant learning rate; `init` is still the caller's), without
-    its test checkpoints. Returns a dict of the run's figures; 'diverged' is True if the loss
-    blew up.
+    its test checkpoints; it refuses sanity_check="reinit", a third draw, as snip_min.py
+    does. Returns a dict of the run's figures; 'diverged' is True if the loss blew up.
     """
     pieces = protocol.PROTOCOLS[protocol_name]
     if pieces["two_draws"] and sanity_check == "reinit":

@@ -508,11 +508,14 @@ def test_protocol_ablation_runs_each_variant_records_both_figures_and_collects_t
     for r in rows.values():
         if r["diverged"] == "":
             assert int(r["params_kept"]) == {"lenet300": 26_661, "lenet5": 43_108}[r["model"]]
-    for path in (out / "runs").glob("*.json"):
-        result = json.loads(path.read_text())["result"]
-        if not result["diverged"]:            # the figure is the best of the last five checkpoints
-            assert [i for i, _ in result["test_checkpoints"]] == [2, 4, 6, 8, 10], path.name
-            assert result["best_of_last_five"] == min(e for _, e in result["test_checkpoints"]), path.name
+    trained = [json.loads(path.read_text())["result"] for path in sorted((out / "runs").glob("*.json"))]
+    trained = [result for result in trained if not result["diverged"]]
+    assert len(trained) >= 7                  # (at lr 0.1 a 10-step run may blow up; most do not)
+    for result in trained:                    # the figure is the best of the last five checkpoints
+        assert [i for i, _ in result["test_checkpoints"]] == [2, 4, 6, 8, 10]
+        assert result["best_of_last_five"] == min(e for _, e in result["test_checkpoints"])
+        assert float(rows[(result["model"], result["variant"])]["best_of_last_five"]) == \
+            pytest.approx(result["best_of_last_five"])
     assert "| 90% |" in (out / "table.md").read_text()
     if figures_expected():
         assert_png(out / "protocol_ablation.png")

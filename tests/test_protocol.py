@@ -4,6 +4,7 @@
 import dataclasses
 import json
 import math
+import types
 
 import numpy
 import pytest
@@ -182,6 +183,26 @@ def test_the_test_checkpoints_of_a_run_stopped_and_resumed_are_those_of_a_run_le
     assert resumed["best_of_last_five"] == min(e for _, e in resumed["test_checkpoints"][-5:])
     if device != "gpu":                       # (GPU reductions need not be bit-reproducible)
         assert resumed["test_checkpoints"] == whole["test_checkpoints"]
+
+
+def test_test_evaluations_are_not_training_time(tiny_mnist, tmp_path, device, monkeypatch):
+    # a clock that moves 1 s in each training step and 100 s in each evaluation, and nowhere else
+    clock = [0.0]
+    real_step, real_evaluate = sm.train_step, sm.evaluate
+
+    def step(*args, **kwargs):
+        clock[0] += 1.0
+        return real_step(*args, **kwargs)
+
+    def evaluate(*args, **kwargs):
+        clock[0] += 100.0
+        return real_evaluate(*args, **kwargs)
+    monkeypatch.setattr(sm, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(sm, "train_step", step)
+    monkeypatch.setattr(sm, "evaluate", evaluate)
+    results, _ = run_authors(tiny_mnist, tmp_path, device)          # 12 steps, 6 test checkpoints
+    assert len(results["test_checkpoints"]) == 6
+    assert results["train_seconds"] == 12.0
 
 
 def test_best_of_last_takes_the_last_five_only():
