@@ -591,6 +591,27 @@ def test_scoring_batch_masks_compares_each_batchs_mask_with_the_all_image_mask(t
     assert refused.value.code == 2
 
 
+def test_initial_loss_is_the_first_loss_of_each_pruned_run(tiny_mnist, tmp_path, device):
+    import snip_min as sm
+    out = tmp_path / "initial"
+    assert experiment("initial_loss").main(["--data-dir", tiny_mnist, "--device", device, "--seeds", "2",
+                                            "--models", "lenet300", "--methods", "snip", "random",
+                                            "--out", str(out)]) == 0
+    rows = json.loads((out / "losses.json").read_text())["rows"]
+    assert [(r["sparsity"], r["method"], r["check"]) for r in rows] == [
+        (sparsity, method, check) for sparsity in (0.98, 0.9)
+        for method, check in (("snip", "none"), ("snip", "shuffle"), ("snip", "reinit"), ("random", "none"))]
+    found = {(r["sparsity"], r["method"], r["check"]): r["losses"] for r in rows}
+    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--sanity-check", "shuffle", "--seed",
+                               "1", "--iterations", "1", "--data-dir", tiny_mnist, "--device", device,
+                               "--out", str(tmp_path / "run"), "--no-download"])
+    first = sm.run(args, log=lambda line: None)["history"][0]["train_loss"]   # one step: its batch's loss
+    assert found[(0.98, "snip", "shuffle")][1] == pytest.approx(first, rel=1e-6)
+    assert found[(0.98, "snip", "none")] != found[(0.98, "snip", "shuffle")]
+    table = (out / "table.md").read_text()
+    assert "| LeNet-300-100 at 98% | SNIP | " in table and "ln 10 = 2.303" in table
+
+
 def test_data_size_trains_on_the_first_n_images_and_on_all_of_them(tmp_path, device):
     import data
     folder = tmp_path / "data"

@@ -1,0 +1,97 @@
+"""Experiment F, continued: where each criterion's pruned network starts. The loss of its first
+training mini-batch, before any update, as it is and under the two checks that keep the
+layer counts but change the weights' arrangement: shuffle and reinit.
+
+Experiment F (sanity_checks.py) found GraSP's masks doing better with their weights shuffled
+or drawn afresh than as GraSP chose them, and GraSP's LeNet-5-Caffe at 90% blowing up in its
+first steps at a learning rate at which its shuffled and re-drawn masks train well. This
+script trains nothing: for each network and sparsity of experiment F, each criterion and
+each of these checks, it prunes exactly as that run does (common.train_once, the same seed
+streams) and records the cross-entropy of the run's first mini-batch at initialisation,
+which a network that knows nothing puts near ln 10 = 2.303 (uniform output probabilities).
+
+    python experiments/initial_loss.py --data-dir ../shared/data
+
+writes losses.json (every run) and table.md (mean and spread over seeds) under
+results/initial_loss/ (minutes on a CPU: the iterative criteria score 100 rounds).
+"""
+
+import math
+import os
+import sys
+
+import common
+from common import data, flags, sm
+
+import sanity_checks
+
+CHECKS = ["none", "shuffle", "reinit"]
+PANELS = [("lenet300", 0.98), ("lenet300", 0.9), ("lenet5", 0.99), ("lenet5", 0.9)]   # experiment F's
+
+
+def main(argv=None):
+    parser = common.argument_parser(__doc__)
+    parser.add_argument("--data-dir", default=None, help="dataset folder, as for snip_min.py")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
+    parser.add_argument("--seeds", type=flags.positive_int, default=3, help="seeds 0, 1, ...")
+    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=["lenet300", "lenet5"],
+                        help="the networks, each at experiment F's two sparsities")
+    parser.add_argument("--methods", nargs="+", default=sanity_checks.METHODS, choices=sanity_checks.METHODS,
+                        help="the criteria")
+    parser.add_argument("--out", default=os.path.join("results", "initial_loss"),
+                        help="folder for losses.json and table.md")
+    args = parser.parse_args(argv)
+    sm.use_device(args.device)
+    dataset = data.load_dataset("mnist", args.data_dir)
+    rows = []
+    for model, sparsity in [(m, s) for m, s in PANELS if m in args.models]:
+        for method in args.methods:
+            for check in sanity_checks.checks_of(method, CHECKS):
+                losses = [first_loss(dataset, model, sparsity, method, check, seed) for seed in range(args.seeds)]
+                rows.append({"model": model, "sparsity": sparsity, "method": method, "check": check,
+                             "losses": losses})
+                print(f"{model} {100 * sparsity:g}% {method:>14} {check:>7}: "
+                      + " ".join(f"{loss:.3f}" for loss in losses), flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    common.write_json(os.path.join(args.out, "losses.json"), {"data": dataset.description, "rows": rows})
+    table = make_table(rows, args.seeds, dataset.description)
+    data.write_file_atomically(os.path.join(args.out, "table.md"), table.encode())
+    print(table)
+    return 0
+
+
+def first_loss(dataset, model, sparsity, method, check, seed):
+    """The loss of the first mini-batch of experiment F's run (model, sparsity, method, check,
+    seed), before its first update: the run itself, stopped after one step."""
+    losses = []
+    common.train_once(dataset, model, sparsity, seed, None, method=method,
+                      lr=sanity_checks.LEARNING_RATE.get(model, 0.1),
+                      sanity_check=None if check == "none" else check, iterations=1,
+                      on_step=lambda iteration, loss: losses.append(loss))
+    return float(sm.to_host(losses[0]))
+
+
+def make_table(rows, seeds, description):
+    """One row per network, sparsity and criterion; a column per check: mean ± std over seeds."""
+    lines = ["| network | criterion | " + " | ".join(CHECKS) + " |", "|---|---|" + "---|" * len(CHECKS)]
+    for (model, sparsity), group in group_by_panel(rows):
+        for method in dict.fromkeys(r["method"] for r in group):
+            cells = {r["check"]: "{:.2f} ± {:.2f}".format(*common.mean_and_spread(r["losses"]))
+                     for r in group if r["method"] == method}
+            lines.append(f"| {sanity_checks.TITLES[model]} at {100 * sparsity:g}% | {sanity_checks.LABELS[method]} | "
+                         + " | ".join(cells.get(check, "") for check in CHECKS) + " |")
+    lines.append(f"\nThe cross-entropy of the first training mini-batch (100 images) at initialisation, before "
+                 f"any update, mean ± std over {seeds} seeds; ln 10 = {math.log(10):.3f} is that of uniform "
+                 f"outputs. {description}; each run pruned as experiment F's (VS-H, 100 rounds for the "
+                 f"iterative criteria).")
+    return "\n".join(lines) + "\n"
+
+
+def group_by_panel(rows):
+    """[((model, sparsity), rows of it)] in the order of the rows."""
+    panels = dict.fromkeys((r["model"], r["sparsity"]) for r in rows)
+    return [(panel, [r for r in rows if (r["model"], r["sparsity"]) == panel]) for panel in panels]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
