@@ -187,9 +187,11 @@ def disconnected(result):
 def format_cell(cell, seeds):
     """'mean ± std', and what is unusual: fewer runs than the heading's seeds, runs that
     diverged or were disconnected."""
-    text = f"{cell['mean']:.2f} ± {cell['std']:.2f}"
+    every_run_diverged = cell["diverged"] == cell["runs"]          # no test error to average
+    text = "diverged" if every_run_diverged else f"{cell['mean']:.2f} ± {cell['std']:.2f}"
     notes = [f"{cell['runs']} run{'s' if cell['runs'] != 1 else ''}"] if cell["runs"] < seeds else []
-    notes += [f"{cell[key]} of {cell['runs']} {key}" for key in ("diverged", "disconnected") if cell[key]]
+    notes += [f"{cell[key]} of {cell['runs']} {key}" for key in ("diverged", "disconnected")
+              if cell[key] and not (key == "diverged" and every_run_diverged)]
     return text + (f" ({', '.join(notes)})" if notes else "")
 
 
@@ -237,8 +239,12 @@ def plot_errors(summary, found, description, out):
             xs, means, stds = [], [], []
             for i, method in enumerate(criteria_shown):
                 cell = cells.get(method, {}).get(check)
-                if cell is not None:
-                    xs.append(i + (k - (len(checks) - 1) / 2) * width)
+                x = i + (k - (len(checks) - 1) / 2) * width
+                if cell is not None and cell["diverged"] == cell["runs"]:      # no bar: say why
+                    ax.text(x, 0.02, "diverged", transform=ax.get_xaxis_transform(), rotation=90,
+                            fontsize=6, ha="center", va="bottom", color=colours[check])
+                elif cell is not None:
+                    xs.append(x)
                     means.append(cell["mean"])
                     stds.append(cell["std"])
             ax.bar(xs, means, width, yerr=stds, capsize=2, color=colours[check], label=check)

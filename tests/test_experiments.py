@@ -145,6 +145,17 @@ def test_sanity_checks_experiment_runs_every_criterion_and_check_and_collects_th
     assert all((out / name).read_bytes() == contents for name, contents in written.items())
 
 
+def test_sanity_checks_cells_say_what_is_unusual():
+    cell = experiment("sanity_checks").format_cell
+    nan = float("nan")
+    assert cell({"mean": nan, "std": nan, "runs": 1, "diverged": 1, "disconnected": 0}, 1) == "diverged"
+    assert cell({"mean": nan, "std": nan, "runs": 1, "diverged": 1, "disconnected": 0}, 3) == "diverged (1 run)"
+    assert cell({"mean": 1.5, "std": 0.1, "runs": 3, "diverged": 1, "disconnected": 0}, 3) == \
+        "1.50 ± 0.10 (1 of 3 diverged)"
+    assert cell({"mean": 90.2, "std": 0.0, "runs": 2, "diverged": 0, "disconnected": 2}, 3) == \
+        "90.20 ± 0.00 (2 runs, 2 of 2 disconnected)"
+
+
 def test_zoo_table_has_a_row_per_model_and_takes_errors_from_results_files(tmp_path):
     zoo = experiment("zoo_table")
     results = tmp_path / "results" / "run"
