@@ -1,6 +1,7 @@
 """Experiment F, continued: where each criterion's pruned network starts. The loss of its first
-training mini-batch, before any update, as it is and under the two checks that keep the
-layer counts but change the weights' arrangement: shuffle and reinit.
+training mini-batch, before any update, as it is and under the two checks that keep every
+layer's count: shuffle (new positions for the kept weights) and reinit (the same mask, its
+weights drawn afresh).
 
 Experiment F (sanity_checks.py) found GraSP's masks doing better with their weights shuffled
 or drawn afresh than as GraSP chose them, and GraSP's LeNet-5-Caffe at 90% blowing up in its

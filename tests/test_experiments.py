@@ -621,6 +621,11 @@ def test_initial_loss_is_the_first_loss_of_each_pruned_run(tiny_mnist, tmp_path,
     assert found[(0.98, "snip", "none")] != found[(0.98, "snip", "shuffle")]
     table = (out / "table.md").read_text()
     assert "| LeNet-300-100 at 98% | SNIP | " in table and "ln 10 = 2.303" in table
+    dataset = experiment("common").data.load_dataset("mnist", tiny_mnist)      # an iterative criterion
+    settings = {"model": "lenet300", "sparsity": 0.98, "seed": 0, "method": "iterative-snip", "lr": 0.1,
+                "batch_size": 100, "sanity_check": "reinit", "rounds": 100, "iterations": 1}
+    assert experiment("sanity_checks").perform(dataset, settings)["train_loss"] == pytest.approx(
+        experiment("initial_loss").first_loss(dataset, "lenet300", 0.98, "iterative-snip", "reinit", 0), rel=1e-6)
 
 
 def test_data_size_trains_on_the_first_n_images_and_on_all_of_them(tmp_path, device):
