@@ -27,7 +27,6 @@ from common import data, flags, sm
 import sanity_checks
 
 CHECKS = ["none", "shuffle", "reinit"]
-PANELS = [("lenet300", 0.98), ("lenet300", 0.9), ("lenet5", 0.99), ("lenet5", 0.9)]   # experiment F's
 
 
 def main(argv=None):
@@ -45,7 +44,7 @@ def main(argv=None):
     sm.use_device(args.device)
     dataset = data.load_dataset("mnist", args.data_dir)
     rows = []
-    for model, sparsity in [(m, s) for m, s in PANELS if m in args.models]:
+    for model, sparsity in [(m, s) for m in args.models for s in sanity_checks.SPARSITIES[m]]:
         for method in args.methods:
             for check in sanity_checks.checks_of(method, CHECKS):
                 losses = [first_loss(dataset, model, sparsity, method, check, seed) for seed in range(args.seeds)]

@@ -184,10 +184,15 @@ def disconnected(result):
     return any(kept == 0 for name, kept in result["per_layer"].items() if name.endswith(".weight"))
 
 
+def all_diverged(cell):
+    """True if every run of a cell diverged: it has no test error to average or draw."""
+    return cell["diverged"] == cell["runs"]
+
+
 def format_cell(cell, seeds):
     """'mean ± std', and what is unusual: fewer runs than the heading's seeds, runs that
     diverged or were disconnected."""
-    every_run_diverged = cell["diverged"] == cell["runs"]          # no test error to average
+    every_run_diverged = all_diverged(cell)
     text = "diverged" if every_run_diverged else f"{cell['mean']:.2f} ± {cell['std']:.2f}"
     notes = [f"{cell['runs']} run{'s' if cell['runs'] != 1 else ''}"] if cell["runs"] < seeds else []
     notes += [f"{cell[key]} of {cell['runs']} {key}" for key in ("diverged", "disconnected")
@@ -240,7 +245,7 @@ def plot_errors(summary, found, description, out):
             for i, method in enumerate(criteria_shown):
                 cell = cells.get(method, {}).get(check)
                 x = i + (k - (len(checks) - 1) / 2) * width
-                if cell is not None and cell["diverged"] == cell["runs"]:      # no bar: say why
+                if cell is not None and all_diverged(cell):                   # no bar: say why
                     ax.text(x, 0.02, "diverged", transform=ax.get_xaxis_transform(), rotation=90,
                             fontsize=6, ha="center", va="bottom", color=colours[check])
                 elif cell is not None:
