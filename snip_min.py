@@ -963,18 +963,19 @@ def learning_rate(iteration, base_lr, boundaries, factor=0.1):
 
 class Progress:
     """A one-line progress bar on a terminal; silent when stderr is not one. It shows text it
-    is given and never reads the device itself."""
+    is given and never reads the device itself; it redraws at most ten times a second, and
+    always when the label (the epoch) changes."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.last = 0.0
+        self.last, self.label = 0.0, None
 
     def show(self, label, done, total, text, force=False):
         now = time.perf_counter()
-        if not self.live or (not force and now - self.last < 0.1):
+        if not self.live or (not force and label == self.label and now - self.last < 0.1):
             return
-        self.last = now
+        self.last, self.label = now, label
         filled = int(24 * done / max(total, 1))
         bar = "#" * filled + "." * (24 - filled)
         self.stream.write(f"\r{label} [{bar}] {done}/{total} {text}\033[K")

@@ -101,6 +101,19 @@ def test_the_main_commands_training_loop_waits_at_most_once_in_ten_steps(stand_i
         assert "epoch 2/2 [" in sys.stderr.getvalue()                 # the bar was drawn
 
 
+def test_the_bar_redraws_at_most_ten_times_a_second_but_always_for_a_new_epoch(monkeypatch):
+    clock = iter([10.0, 10.05, 10.06, 10.09, 10.2])                  # seconds, one per show
+    monkeypatch.setattr(sm.time, "perf_counter", lambda: next(clock))
+    stream = Terminal()
+    bar = sm.Progress(stream)
+    for label, text in [("epoch 1/2", "a"), ("epoch 1/2", "b"), ("epoch 2/2", "c"), ("epoch 2/2", "d"),
+                        ("epoch 2/2", "e")]:
+        bar.show(label, 20, 61, text)
+    drawn = [text for text in "abcde" if f" {text}\x1b[K" in stream.getvalue()]
+    assert drawn == ["a", "c", "e"]          # b and d come under 0.1 s after a draw; c starts an epoch
+    assert sm.Progress(io.StringIO()).live is False                   # not a terminal: silent
+
+
 def test_test_checkpoints_add_one_wait_each_and_none_in_a_step(stand_in, mnist_6700, monkeypatch, tmp_path):
     counted = fit_events(monkeypatch, stand_in)
     iterations, every = 122, 20                                       # checkpoints at 20, 40, ..., 120
