@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -121,7 +120,6 @@ def test_huge_header_fails_fast_without_allocating(tmp_path, claimed_shape, reas
     path = tmp_path / "huge.idx"
     path.write_bytes(idx_bytes(claimed_shape, bytes(100)))
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(DataError, match=reason) as error:
             read_idx(path)
@@ -129,8 +127,7 @@ def test_huge_header_fails_fast_without_allocating(tmp_path, claimed_shape, reas
         _, peak_bytes = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 1.0
-    assert peak_bytes < 16 * 2**20
+    assert peak_bytes < 16 * 2**20             # neither the claimed size nor a chunk of it was allocated
 
 
 def bad_file_cases():
@@ -1294,7 +1291,6 @@ def test_synthetic_dataset_loads_and_is_learnable(tmp_path, name, train_count, t
 
 
 def test_synthetic_cifar10_from_the_command_line_loads(tmp_path):
-    started = time.perf_counter()
     result = subprocess.run([sys.executable, str(REPOSITORY / "data.py"), "synthetic", "cifar10",
                              "--data-dir", str(tmp_path), "--train", "50", "--test", "10", "--seed", "3"],
                             capture_output=True, text=True, timeout=60)
@@ -1303,7 +1299,6 @@ def test_synthetic_cifar10_from_the_command_line_loads(tmp_path):
     assert f"python snip_min.py --model vgg-d --dataset cifar10 --data-dir {tmp_path}" in result.stdout
     dataset = load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
     assert dataset.train_images.shape == (50, 32, 32, 3) and dataset.test_images.shape == (10, 32, 32, 3)
-    assert time.perf_counter() - started < 30
 
 
 def test_synthetic_command_refuses_an_existing_folder_and_too_few_images(tmp_path, capsys):
