@@ -227,7 +227,8 @@ def save_figure(figure, path):
 
 
 def mean_and_spread(values):
-    """(mean, standard deviation) of the finite values, (nan, nan) if there are none."""
+    """(mean, standard deviation) of the finite values, (nan, nan) if there are none; the
+    standard deviation of the values themselves (numpy.std, ddof 0), not the sample estimate."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return math.nan, math.nan
