@@ -971,9 +971,9 @@ class Progress:
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.last, self.label = 0.0, None
 
-    def show(self, label, done, total, text, force=False):
+    def show(self, label, done, total, text):
         now = time.perf_counter()
-        if not self.live or (not force and label == self.label and now - self.last < 0.1):
+        if not self.live or (label == self.label and now - self.last < 0.1):
             return
         self.last, self.label = now, label
         filled = int(24 * done / max(total, 1))

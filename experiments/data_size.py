@@ -2,9 +2,9 @@
 training images of Fashion-MNIST.
 
 Our MNIST runs train on 21,911 images (24,345 less a validation split) where the paper's
-trained on 54,000 (60,000 less one), and their errors lie 0.7 to 1.4 points above the
-paper's. MNIST's full training set is not available here, but Fashion-MNIST's is (Xiao, Rasul & Vollgraf 2017:
-60,000 + 10,000 28x28 grey images, the same format). This grid trains LeNet-300-100 dense and
+trained on 54,000 (60,000 less theirs), and their errors lie 0.7 to 1.4 points above the
+paper's. MNIST's full training set is not available here, but Fashion-MNIST's is (Xiao,
+Rasul & Vollgraf 2017: 60,000 + 10,000 28x28 grey images, the same format). This grid trains LeNet-300-100 dense and
 at 98% and LeNet-5-Caffe dense and at 99% on its first 24,345 training images
 (`--train-images 24345`, the size of our MNIST subset) and on all 60,000, the same
 iterations each (snip_min.py's per network: 22,000 and 12,000), 3 seeds, and asks: does the

@@ -144,9 +144,9 @@ def first_losses(dataset, s, steps, lr, torch=None, power_iterations=0):
 
 def sharpness(model, gated, images, labels, iterations=20):
     """The dominant eigenvalue (largest in absolute value) of the Hessian of the loss over the
-    kept parameters, where training starts, on its first batch: power iteration on H v (criteria's Hessian-vector
-    product, in float64, at temperature 1). Gradient descent on a quadratic with this
-    curvature is stable only for lr < 2 / sharpness."""
+    kept parameters, where training starts, on its first batch: power iteration on H v
+    (criteria's Hessian-vector product, in float64, at temperature 1). Gradient descent on a
+    quadratic with this curvature is stable only for lr < 2 / sharpness."""
     start = [p.value for p in gated]
     for p in gated:
         p.value = p.value.astype(sm.xp.float64)
