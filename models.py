@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass
 
 import snip_min as sm
-from recurrent import GRU, LSTM, AsSequence
+from extensions.recurrent import GRU, LSTM, AsSequence
 from snip_min import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
-from zoo_layers import AvgPool2D, BatchNorm, Concat, GlobalAvgPool, Identity, Residual, ZeroChannels
+from extensions.zoo_layers import AvgPool2D, BatchNorm, Concat, GlobalAvgPool, Identity, Residual, ZeroChannels
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import sys
 import common
 from common import data, flags, models, sm
 
-import compaction
+from extensions import compaction
 
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}

@@ -36,14 +36,15 @@ sys.path.insert(0, ROOT)
 
 import numpy                      # noqa: E402
 
-import compaction                 # noqa: E402
-import criteria                   # noqa: E402
+from extensions import compaction                 # noqa: E402
+from extensions import criteria                   # noqa: E402
 import data                       # noqa: E402
-import flags                      # noqa: E402
+from extensions import flags                      # noqa: E402
 import models                     # noqa: E402
-import protocol                   # noqa: E402
-import sanity                     # noqa: E402
+from extensions import protocol                   # noqa: E402
+from extensions import sanity                     # noqa: E402
 import snip_min as sm             # noqa: E402
+from extensions import cli        # noqa: E402
 
 
 def argument_parser(docstring):
@@ -140,7 +141,7 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     pieces = protocol.PROTOCOLS[protocol_name]
     if pieces["two_draws"] and sanity_check == "reinit":
         raise sm.UsageError(protocol.REINIT_WITH_TWO_DRAWS)
-    batch_size = batch_size or sm.PAPER_SETUP[dataset.name]["batch_size"]
+    batch_size = batch_size or cli.PAPER_SETUP[dataset.name]["batch_size"]
     init_rng, split_rng, score_rng, shuffle_rng = seed_streams(seed)
     train, validation, test = splits or sm.split_dataset(dataset, 0.1, split_rng)
     model = models.build(model_name, dataset.name)
@@ -244,14 +245,14 @@ BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THR
 
 
 def run_command_line(flags):
-    """One run of `snip_min.py FLAGS`, through snip_min.run as the command line does it, its
+    """One run of `snip_min.py FLAGS`, through cli.run as the command line does it, its
     log dropped: (results dict, None), or (None, why) if the training diverged. Its files
     (and the checkpoint snip_min.py saves when stopped) go to a temporary folder, removed
     after it: the grid keeps the result; a stopped run is lost, as the grid says."""
     with tempfile.TemporaryDirectory(prefix="snip-min-run-") as folder:
         try:
             with numpy.errstate(over="ignore", invalid="ignore"):
-                return sm.run(sm.parse_arguments([*flags, "--out", folder]), log=lambda line: None), None
+                return cli.run(cli.parse_arguments([*flags, "--out", folder]), log=lambda line: None), None
         except sm.Diverged as error:
             return None, str(error)
         except sm.Interrupted:
@@ -270,7 +271,7 @@ def run_settings(args, dataset, experiment, **settings):
     varies (model, sparsity, seed, epochs, lr ...) on top of what every run records. The data
     is named by its description (which says how many training images there are), so the same
     grid on other data is another grid."""
-    batch_size = sm.PAPER_SETUP[dataset.name]["batch_size"]
+    batch_size = cli.PAPER_SETUP[dataset.name]["batch_size"]
     every_run = {"experiment": experiment, "method": "snip", "init": "vs-h", "batch_size": batch_size,
                  # the scoring batch as train_once draws it by default, like snip_min.py: a random
                  # batch of batch_size from the seed's own scoring stream

@@ -25,7 +25,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import bench                      # noqa: E402  (imports nothing numerical: threads are set first)
 
 MODELS = {"lenet5": "LeNet-5-Caffe", "vgg-d": "VGG-D"}
 SPARSITY = {"lenet5": 0.99, "vgg-d": 0.95}
@@ -40,18 +39,19 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--out", default=os.path.join("results", "sanity_checks"))
     args = parser.parse_args(argv)
-    bench.set_threads(args.threads)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(args.threads)     # before NumPy starts its thread pool
     import numpy
 
-    import criteria
     import data
     import models
     import snip_min as sm
+    from extensions import cli, criteria
     sm.use_device(args.device)
     rows = []
     for name in args.models:
         dataset = models.MODELS[name].dataset
-        batch = sm.PAPER_SETUP[dataset]["batch_size"]
+        batch = cli.PAPER_SETUP[dataset]["batch_size"]
         rng = numpy.random.default_rng(0)
         images = sm.xp.asarray(rng.standard_normal((batch,) + models.INPUT_SHAPE[dataset]), dtype=sm.xp.float32)
         labels = sm.xp.asarray(rng.integers(0, models.NUM_CLASSES[dataset], batch))

@@ -91,7 +91,7 @@ def command_line(args, s):
 
 
 def perform(args, s):
-    """Train one run with snip_min.run, as the command line does: its row of runs.csv."""
+    """Train one run with cli.run, as the command line does: its row of runs.csv."""
     out, diverged = common.run_command_line(command_line(args, s))
     result = {"model": s["model"], "sparsity": s["sparsity"], "train_images": s["train_images"], "seed": s["seed"],
               "lr": s["lr"], "iterations": s["iterations"], "diverged": diverged}

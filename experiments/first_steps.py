@@ -37,10 +37,10 @@ import os
 import sys
 
 import common
-from common import criteria, data, flags, models, sm
+from common import cli, criteria, data, flags, models, sm
 
-import bench                      # noqa: E402  (to_torch: the PyTorch twin)
-import protocol                   # noqa: E402
+from extensions import pytorch_twin
+from extensions import protocol                   # noqa: E402
 
 INITS = ["vs-h", "lecun", "vs-x"]
 MOMENTA = [0.9, 0.0]
@@ -112,7 +112,7 @@ def first_losses(dataset, s, steps, lr, torch=None, power_iterations=0):
     """(the training loss of each of the first `steps` steps of one setting, stopping early
     once it blows up; the sharpness where training starts, from `power_iterations`
     iterations, or None for 0):
-    snip_min.run's streams and order of draws, and its pieces."""
+    cli.run's streams and order of draws, and its pieces."""
     if s["scaling"] == "[0,1]":
         dataset = data.replace(dataset, mean=dataset.mean * 0, std=dataset.std * 0 + 1)
     init_rng, split_rng, score_rng, shuffle_rng = sm.seed_streams(s["seed"])
@@ -121,7 +121,7 @@ def first_losses(dataset, s, steps, lr, torch=None, power_iterations=0):
     sm.initialise(model, s["init"], init_rng)
     if s["two_draws"]:
         protocol.draw_scoring_biases(model, s["init"], init_rng)
-    batch_size = sm.PAPER_SETUP["mnist"]["batch_size"]
+    batch_size = cli.PAPER_SETUP["mnist"]["batch_size"]
     images, labels = train.batch(sm.xp.asarray(score_rng.choice(len(train), size=batch_size, replace=False)))
     gated = sm.snip(model, images, labels, s["sparsity"])
     if s["two_draws"]:
@@ -169,7 +169,7 @@ def sharpness(model, gated, images, labels, iterations=20):
 def torch_losses(model, gated, batches, momentum, lr, torch):
     """The same steps in PyTorch on the same weights: torch.optim.SGD (v <- m v + g + decay w,
     w <- w - lr v, as snip_min.SGD), the gradient of each pruned entry zeroed before the step."""
-    twin, links = bench.to_torch(model, sm, torch)
+    twin, links = pytorch_twin.to_torch(model, torch)
     masks = {id(target): layout(p.mask) for p, target, layout in links if p.mask is not None}
     optimiser = torch.optim.SGD(twin.parameters(), lr=lr, momentum=momentum, weight_decay=5e-4)
     losses = []

@@ -20,8 +20,8 @@ sys.path.insert(0, ROOT)
 
 import numpy                      # noqa: E402
 
-import bench                      # noqa: E402
-import criteria                   # noqa: E402
+from extensions import pytorch_twin  # noqa: E402
+from extensions import criteria                   # noqa: E402
 import models                     # noqa: E402
 import snip_min as sm             # noqa: E402
 
@@ -70,7 +70,7 @@ def main(argv=None):
             directions = [g if p.kind == "weight" else None for p, g in zip(params, gradient)]
             ours = criteria.hessian_vector_product(model, images, labels, params, directions, gradient=gradient)
             central = central_difference(model, images, labels, params, directions)
-            twin, links = bench.to_torch(model, sm, torch)
+            twin, links = pytorch_twin.to_torch(model, torch)
             twin.eval()
             loss = torch.nn.functional.cross_entropy(twin(torch.as_tensor(images)) / criteria.GRASP_TEMPERATURE,
                                                      torch.as_tensor(labels))

@@ -44,7 +44,7 @@ import os
 import sys
 
 import common
-from common import data, flags, models, sm
+from common import cli, data, flags, models, sm
 
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 SPARSITIES = {"lenet300": [0.0, 0.9, 0.95, 0.98], "lenet5": [0.0, 0.9, 0.98, 0.99]}
@@ -120,9 +120,9 @@ def command_line(args, s):
 
 
 def perform(args, s):
-    """Train one run with snip_min.run, as the command line does: its row of runs.csv."""
+    """Train one run with cli.run, as the command line does: its row of runs.csv."""
     flags = command_line(args, s)
-    run_args = sm.parse_arguments(flags)            # what the variant's flags resolve to
+    run_args = cli.parse_arguments(flags)            # what the variant's flags resolve to
     result = {"model": s["model"], "sparsity": s["sparsity"], "variant": s["variant"], "seed": s["seed"],
               "lr": s["lr"], "iterations": s["iterations"], "test_every": s["test_every"], "init": run_args.init,
               "momentum": run_args.momentum, "two_draws": run_args.two_draws,

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_the_benchmark_prints_one_json_object_with_every_figure(device):
-    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "lenet300", "--batch-size", "20",
+    result = run_python([os.path.join(ROOT, "scripts", "bench.py"), "--model", "lenet300", "--batch-size", "20",
                          "--repeats", "2", "--steps", "2", "--json", "--device", device], cwd=ROOT)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -32,7 +32,7 @@ def test_the_benchmark_prints_one_json_object_with_every_figure(device):
 
 
 def test_the_profile_times_every_layer_of_the_step(device):
-    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "lenet5", "--batch-size", "10",
+    result = run_python([os.path.join(ROOT, "scripts", "bench.py"), "--model", "lenet5", "--batch-size", "10",
                          "--repeats", "2", "--steps", "2", "--profile", "--json", "--device", device], cwd=ROOT)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -46,14 +46,14 @@ def test_the_profile_times_every_layer_of_the_step(device):
 
 
 def test_an_unknown_model_is_refused_in_one_line():
-    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "nope"], timeout=120, cwd=ROOT)
+    result = run_python([os.path.join(ROOT, "scripts", "bench.py"), "--model", "nope"], timeout=120, cwd=ROOT)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", ["lenet300", "lenet5", "lstm-s", "gru-s", "gru-s-pixels"])
 def test_the_pytorch_twin_gives_the_same_logits_and_gradients(name):
     torch = pytest.importorskip("torch")
-    import bench
+    from extensions import pytorch_twin
     rng = numpy.random.default_rng(0)
     model = models.build(name)
     sm.initialise(model, "vs-h", rng, dtype=sm.xp.float64)
@@ -62,7 +62,7 @@ def test_the_pytorch_twin_gives_the_same_logits_and_gradients(name):
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)          # build the twin in float64, no rounding
     try:
-        twin, links = bench.to_torch(model, sm, torch)
+        twin, links = pytorch_twin.to_torch(model, torch)
     finally:
         torch.set_default_dtype(default)
     logits = model.forward(images, train=True)
@@ -81,7 +81,7 @@ def test_the_pytorch_twin_gives_the_same_logits_and_gradients(name):
 
 
 def test_the_benchmark_times_the_compacted_network_beside_the_masked_one(device):
-    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "lenet300", "--sparsity", "0.98",
+    result = run_python([os.path.join(ROOT, "scripts", "bench.py"), "--model", "lenet300", "--sparsity", "0.98",
                          "--batch-size", "20", "--repeats", "2", "--steps", "2", "--json", "--compact",
                          "--no-memory", "--device", device], cwd=ROOT)
     assert result.returncode == 0, result.stderr
@@ -93,7 +93,7 @@ def test_the_benchmark_times_the_compacted_network_beside_the_masked_one(device)
 
 
 def test_the_benchmark_refuses_to_compact_a_network_it_cannot(device):
-    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "resnet18", "--batch-size", "2",
+    result = run_python([os.path.join(ROOT, "scripts", "bench.py"), "--model", "resnet18", "--batch-size", "2",
                          "--repeats", "1", "--steps", "1", "--compact", "--no-memory", "--no-torch",
                          "--device", device], cwd=ROOT)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
@@ -103,7 +103,7 @@ def test_the_benchmark_refuses_to_compact_a_network_it_cannot(device):
 def test_the_benchmark_scores_and_trains_on_real_images_from_a_data_folder(tiny_mnist, device):
     # the masks of real images differ from those of random ones: with --data-dir the work is
     # the first batch of the training set, and the compacted network's size is reported
-    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "lenet300", "--sparsity", "0.98",
+    result = run_python([os.path.join(ROOT, "scripts", "bench.py"), "--model", "lenet300", "--sparsity", "0.98",
                          "--batch-size", "20", "--repeats", "1", "--steps", "2", "--json", "--compact",
                          "--no-memory", "--no-torch", "--data-dir", tiny_mnist, "--device", device], cwd=ROOT)
     assert result.returncode == 0, result.stderr
@@ -114,7 +114,7 @@ def test_the_benchmark_scores_and_trains_on_real_images_from_a_data_folder(tiny_
 
 
 def test_a_missing_data_folder_is_one_line_and_status_2(tmp_path):
-    result = run_python([os.path.join(ROOT, "bench.py"), "--model", "lenet300", "--data-dir", str(tmp_path)],
+    result = run_python([os.path.join(ROOT, "scripts", "bench.py"), "--model", "lenet300", "--data-dir", str(tmp_path)],
                         timeout=120, cwd=ROOT)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "mnist" in result.stderr

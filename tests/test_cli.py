@@ -11,6 +11,7 @@ import pytest
 
 import data
 import snip_min as sm
+from extensions import cli
 import helpers
 from helpers import run_python
 
@@ -68,10 +69,10 @@ def test_the_synthetic_task_is_learned(tiny_mnist, device):
 def test_the_same_seed_gives_the_same_mask_and_loss_curve(tiny_mnist, tmp_path, device):
     runs = []
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        args = sm.parse_arguments(["--model", "lenet5", "--sparsity", "0.95", "--data-dir", tiny_mnist,
+        args = cli.parse_arguments(["--model", "lenet5", "--sparsity", "0.95", "--data-dir", tiny_mnist,
                                    "--epochs", "2", "--seed", str(seed), "--out", str(tmp_path / name),
                                    "--device", device])
-        results = sm.run(args, log=lambda line: None)
+        results = cli.run(args, log=lambda line: None)
         with numpy.load(tmp_path / name / "masks.npz", allow_pickle=False) as masks:
             runs.append((results["history"], {k: masks[k] for k in masks.files}))
     (history_a, masks_a), (history_b, masks_b), (_, masks_c) = runs
@@ -193,17 +194,17 @@ def test_a_cifar_model_runs_end_to_end_on_a_generated_cifar10(model, tiny_cifar,
     ("tiny-imagenet", ["--translate", "8"], (True, 8)),
 ])
 def test_the_flags_choose_the_augmentation(dataset, flags, expected):
-    args = sm.parse_arguments(flags)
-    augment = sm.augmentation(args, dataset)
+    args = cli.parse_arguments(flags)
+    augment = cli.augmentation(args, dataset)
     assert augment == (None if expected is None else data.Augmentation(*expected))
 
 
 def test_translate_changes_the_training_and_translate_0_does_not(tiny_mnist, device):
     histories = {}
     for name, flags in (("none", []), ("0", ["--translate", "0"]), ("1", ["--translate", "1"])):
-        args = sm.parse_arguments(["--model", "lenet300", "--data-dir", tiny_mnist, "--epochs", "2",
+        args = cli.parse_arguments(["--model", "lenet300", "--data-dir", tiny_mnist, "--epochs", "2",
                                    "--device", device, *flags])
-        histories[name] = [h["train_loss"] for h in sm.run(args, log=lambda line: None)["history"]]
+        histories[name] = [h["train_loss"] for h in cli.run(args, log=lambda line: None)["history"]]
     assert histories["0"] == histories["none"] and histories["1"] != histories["none"]
 
 
@@ -244,13 +245,13 @@ def test_fashion_mnist_trains_the_mnist_models_under_its_own_name(tmp_path, devi
 
 
 def test_cifar_defaults_are_the_papers(tiny_cifar):
-    args = sm.parse_arguments(["--model", "vgg-d", "--data-dir", tiny_cifar])
-    assert sm.training_schedule(args, "cifar10", steps_per_epoch=10) == (150_000, [30_000, 60_000, 90_000, 120_000])
-    assert sm.PAPER_SETUP["cifar10"]["batch_size"] == 128
-    args = sm.parse_arguments(["--model", "lenet5", "--paper-schedule"])
-    assert sm.training_schedule(args, "mnist", steps_per_epoch=10) == (100_000, [25_000, 50_000, 75_000])
-    args = sm.parse_arguments(["--model", "lenet5"])
-    assert sm.training_schedule(args, "mnist", steps_per_epoch=10) == (12_000, [6_000, 9_000])
+    args = cli.parse_arguments(["--model", "vgg-d", "--data-dir", tiny_cifar])
+    assert cli.training_schedule(args, "cifar10", steps_per_epoch=10) == (150_000, [30_000, 60_000, 90_000, 120_000])
+    assert cli.PAPER_SETUP["cifar10"]["batch_size"] == 128
+    args = cli.parse_arguments(["--model", "lenet5", "--paper-schedule"])
+    assert cli.training_schedule(args, "mnist", steps_per_epoch=10) == (100_000, [25_000, 50_000, 75_000])
+    args = cli.parse_arguments(["--model", "lenet5"])
+    assert cli.training_schedule(args, "mnist", steps_per_epoch=10) == (12_000, [6_000, 9_000])
 
 
 def test_random_pruning_is_the_baseline_method(tiny_mnist, tmp_path, device):

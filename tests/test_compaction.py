@@ -7,12 +7,13 @@ import json
 import numpy
 import pytest
 
-import checkpoints
-import compaction
+from extensions import checkpoints
+from extensions import compaction
 import models
-import recurrent
+from extensions import recurrent
 import snip_min as sm
-import zoo_layers
+from extensions import cli
+from extensions import zoo_layers
 from helpers import check_layer_gradients, initialised
 from test_cli import assert_refused, run_cli
 from test_reliability import checkpoint_arrays, quiet, stop_at
@@ -416,7 +417,7 @@ def test_alive_units_and_compact_copy_to_the_host_once_and_a_compact_step_never_
 
 
 def compact_arguments(data_dir, out, device, *extra):
-    return sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", data_dir,
+    return cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", data_dir,
                                "--batch-size", "25", "--iterations", "40", "--decay-every", "15",
                                "--checkpoint-every", "7", "--seed", "4", "--out", str(out),
                                "--device", device, *extra])
@@ -424,8 +425,8 @@ def compact_arguments(data_dir, out, device, *extra):
 
 def test_a_compact_run_trains_like_the_masked_run_and_writes_the_same_files(tiny_mnist, tmp_path, device):
     lines = []
-    masked = sm.run(compact_arguments(tiny_mnist, tmp_path / "masked", device), log=quiet)
-    compacted = sm.run(compact_arguments(tiny_mnist, tmp_path / "compact", device, "--compact"), log=lines.append)
+    masked = cli.run(compact_arguments(tiny_mnist, tmp_path / "masked", device), log=quiet)
+    compacted = cli.run(compact_arguments(tiny_mnist, tmp_path / "compact", device, "--compact"), log=lines.append)
     assert any(line.startswith("compact: trains the network SNIP kept") for line in lines)
     assert compacted["compact"] and not masked["compact"]
     assert compacted["alive_units"] == masked["alive_units"] and compacted["per_layer"] == masked["per_layer"]
@@ -455,12 +456,12 @@ def test_a_compact_run_trains_like_the_masked_run_and_writes_the_same_files(tiny
 
 def test_a_compact_run_resumed_ends_as_an_uninterrupted_compact_run(tiny_mnist, tmp_path, device, backend,
                                                                     monkeypatch):
-    whole = sm.run(compact_arguments(tiny_mnist, tmp_path / "whole", device, "--compact"), log=quiet)
+    whole = cli.run(compact_arguments(tiny_mnist, tmp_path / "whole", device, "--compact"), log=quiet)
     stop_at(monkeypatch, 23)
     with pytest.raises(sm.Interrupted):
-        sm.run(compact_arguments(tiny_mnist, tmp_path / "halves", device, "--compact"), log=quiet)
+        cli.run(compact_arguments(tiny_mnist, tmp_path / "halves", device, "--compact"), log=quiet)
     monkeypatch.undo()
-    resumed = sm.run(sm.parse_arguments(["--resume", str(tmp_path / "halves")]), log=quiet)
+    resumed = cli.run(cli.parse_arguments(["--resume", str(tmp_path / "halves")]), log=quiet)
     assert resumed["compact"] and resumed["iterations"] == 40
     if backend == "gpu":     # GPU reductions need not be bit-reproducible (the stand-in's are)
         return

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import criteria
+from extensions import criteria
 import models
-import sanity
+from extensions import sanity
 import snip_min as sm
+from extensions import cli
 from helpers import array, initialised, run_python
 from test_cli import assert_refused
 
@@ -239,7 +240,7 @@ def test_the_hessian_vector_product_matches_an_explicit_hessian(seed, temperatur
 @pytest.mark.parametrize("model_name", ["lenet300", "lenet5"])
 def test_grasp_scores_match_pytorch_double_backward(model_name):
     torch = pytest.importorskip("torch")
-    import bench
+    from extensions import pytorch_twin
     model = models.build(model_name)
     sm.initialise(model, "vs-h", numpy.random.default_rng(0))
     images, labels = scoring_batch(model_name, 1, n=16)
@@ -251,7 +252,7 @@ def test_grasp_scores_match_pytorch_double_backward(model_name):
     try:
         for p in sm.parameters_of(model):
             p.value = p.value.astype(sm.xp.float64)
-        twin, links = bench.to_torch(model, sm, torch)
+        twin, links = pytorch_twin.to_torch(model, torch)
         twin.eval()
         x = torch.as_tensor(sm.to_host(images).astype(numpy.float64))
         loss = torch.nn.functional.cross_entropy(twin(x) / 200.0, torch.as_tensor(sm.to_host(labels)))
@@ -277,7 +278,7 @@ def test_a_max_pool_branch_within_the_step_gives_the_hessian_of_the_branch_at_w(
     # (h the step): a central difference would mix two branches (and the weights' gradient
     # jumps there); the product must be PyTorch's, the routing of t = 0 held
     torch = pytest.importorskip("torch")
-    import bench
+    from extensions import pytorch_twin
     net = sm.Sequential(sm.Conv2D(2, 1, 1), sm.MaxPool2D(2), sm.Flatten(), sm.Linear(1, 3))
     initialised(net, numpy.random.default_rng(0))
     params = sm.parameters_of(net)
@@ -295,7 +296,7 @@ def test_a_max_pool_branch_within_the_step_gives_the_hessian_of_the_branch_at_w(
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        twin, links = bench.to_torch(net, sm, torch)
+        twin, links = pytorch_twin.to_torch(net, torch)
         loss = torch.nn.functional.cross_entropy(twin(torch.as_tensor(sm.to_host(x))), torch.as_tensor([1]))
         targets = [target for _, target, _ in links]
         gradient = torch.autograd.grad(loss, targets, create_graph=True)
@@ -453,14 +454,14 @@ def test_every_sanity_check_runs_on_the_device_and_training_never_waits(stand_in
 # --- the command line ------------------------------------------------------------------------------
 
 def cli_arguments(data_dir, out, device, *extra):
-    return sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", str(data_dir),
+    return cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", str(data_dir),
                                "--batch-size", "25", "--iterations", "4", "--out", str(out),
                                "--device", device, *extra])
 
 
 @pytest.mark.parametrize("method", criteria.METHODS)
 def test_every_method_runs_from_the_command_line_keeping_5332(tiny_mnist, tmp_path, device, method):
-    results = sm.run(cli_arguments(tiny_mnist, tmp_path, device, "--method", method, "--rounds", "5"),
+    results = cli.run(cli_arguments(tiny_mnist, tmp_path, device, "--method", method, "--rounds", "5"),
                      log=lambda line: None)
     assert results["params_kept"] == 5_332 and results["method"] == method
     assert results["rounds"] == (5 if method in criteria.ITERATIVE else None)
@@ -469,9 +470,9 @@ def test_every_method_runs_from_the_command_line_keeping_5332(tiny_mnist, tmp_pa
 
 def test_each_sanity_check_is_recorded_and_shuffle_keeps_every_layers_count(tiny_mnist, tmp_path, device):
     lines = []
-    plain = sm.run(cli_arguments(tiny_mnist, tmp_path / "plain", device), log=lines.append)
+    plain = cli.run(cli_arguments(tiny_mnist, tmp_path / "plain", device), log=lines.append)
     for check in sanity.CHECKS:
-        results = sm.run(cli_arguments(tiny_mnist, tmp_path / check, device, "--sanity-check", check),
+        results = cli.run(cli_arguments(tiny_mnist, tmp_path / check, device, "--sanity-check", check),
                          log=lines.append)
         with open(tmp_path / check / "results.json") as f:
             assert json.load(f)["sanity_check"] == check
@@ -485,7 +486,7 @@ def test_a_checks_draws_leave_the_methods_own_mask_alone(tiny_mnist, tmp_path, d
     # random pruning draws from the scoring stream; reinit from the check stream: the mask
     # must be the unchecked run's, the weights not
     for check in ([], ["--sanity-check", "reinit"]):
-        sm.run(cli_arguments(tiny_mnist, tmp_path / str(len(check)), device, "--method", "random", *check),
+        cli.run(cli_arguments(tiny_mnist, tmp_path / str(len(check)), device, "--method", "random", *check),
                log=lambda line: None)
     plain, checked_masks = (numpy.load(tmp_path / folder / "masks.npz") for folder in ("0", "2"))
     assert sorted(plain.files) == sorted(checked_masks.files)

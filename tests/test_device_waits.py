@@ -15,6 +15,7 @@ import pytest
 import data
 import models
 import snip_min as sm
+from extensions import cli
 from conftest import write_tiny_mnist
 
 
@@ -86,9 +87,9 @@ def test_the_main_commands_training_loop_waits_at_most_once_in_ten_steps(stand_i
         monkeypatch.setattr(sys, "stderr", Terminal())
     counted = fit_events(monkeypatch, stand_in)
     iterations = 122                                                  # two epochs of 61 steps
-    args = sm.parse_arguments(["--model", model_name, "--sparsity", "0.99", "--data-dir", mnist_6700,
+    args = cli.parse_arguments(["--model", model_name, "--sparsity", "0.99", "--data-dir", mnist_6700,
                                "--iterations", str(iterations), "--out", str(tmp_path), "--device", "gpu"])
-    sm.run(args, log=lambda line: None)
+    cli.run(args, log=lambda line: None)
     steps, loop = counted["steps"], counted["fit"]
     assert len(steps) == iterations
     assert all(step.syncs == 0 and step.transfers == 0 for step in steps), \
@@ -117,10 +118,10 @@ def test_the_bar_redraws_at_most_ten_times_a_second_but_always_for_a_new_epoch(m
 def test_test_checkpoints_add_one_wait_each_and_none_in_a_step(stand_in, mnist_6700, monkeypatch, tmp_path):
     counted = fit_events(monkeypatch, stand_in)
     iterations, every = 122, 20                                       # checkpoints at 20, 40, ..., 120
-    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", mnist_6700,
+    args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", mnist_6700,
                                "--iterations", str(iterations), "--test-every", str(every), "--out",
                                str(tmp_path), "--device", "gpu"])
-    results = sm.run(args, log=lambda line: None)
+    results = cli.run(args, log=lambda line: None)
     assert len(results["test_checkpoints"]) == iterations // every == 6
     steps, loop = counted["steps"], counted["fit"]
     assert all(step.syncs == 0 and step.transfers == 0 for step in steps)
@@ -134,9 +135,9 @@ def test_the_progress_bar_adds_no_wait(stand_in, mnist_6700, monkeypatch, tmp_pa
     for stream in (io.StringIO(), Terminal()):
         monkeypatch.setattr(sys, "stderr", stream)
         counted = fit_events(monkeypatch, stand_in)
-        args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", mnist_6700,
+        args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", mnist_6700,
                                    "--iterations", "61", "--device", "gpu"])
-        sm.run(args, log=lambda line: None)
+        cli.run(args, log=lambda line: None)
         totals.append(counted["fit"].syncs)
     assert totals[0] == totals[1]
 

@@ -256,8 +256,11 @@ def test_the_checker_finds_each_kind_of_breakage(site, body, complaint):
 # And the README's reading guide says where things are: each name it gives for snip_min.py,
 # and for each module in its table, is a name in that file.
 
-PROJECT_MODULES = sorted(path.stem for path in ROOT.glob("*.py"))
-ALIASES = {"sm": "snip_min"}
+# A page names snip_min.py's functions as `sm.name` or `snip_min.name`, and an extension's as
+# `criteria.name` or `extensions.criteria.name`.
+EXTENSIONS = sorted(path.stem for path in (ROOT / "extensions").glob("*.py") if path.stem != "__init__")
+PROJECT_MODULES = sorted(path.stem for path in ROOT.glob("*.py")) + ["extensions"] + EXTENSIONS
+ALIASES = {"sm": "snip_min", **{name: f"extensions.{name}" for name in EXTENSIONS}}
 FILE_SUFFIXES = {"py", "md", "json", "npz", "csv", "png", "txt", "gz", "sh", "ini"}
 INLINE_SPAN = re.compile(r"(`+)(.+?)\1")
 QUALIFIED = re.compile(r"(?<![\w./-])(" + "|".join(PROJECT_MODULES + list(ALIASES)) + r")\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
@@ -314,14 +317,21 @@ def defined_names(path):
 
 
 def resolves(module_name, attributes):
+    """True if module_name.a.b... exists, importing submodules (extensions.cli) on the way."""
+    path = ALIASES.get(module_name, module_name)
     try:
-        value = importlib.import_module(ALIASES.get(module_name, module_name))
+        value = importlib.import_module(path)
     except ImportError:
         return False
     for attribute in attributes:
         if not hasattr(value, attribute):
-            return False
-        value = getattr(value, attribute)
+            try:
+                value = importlib.import_module(f"{path}.{attribute}")
+            except ImportError:
+                return False
+        else:
+            value = getattr(value, attribute)
+        path = f"{path}.{attribute}"
     return True
 
 
@@ -355,8 +365,8 @@ def stale_names(markdown, known_words):
 
 @pytest.fixture(scope="module")
 def known_words():
-    implementation = [*ROOT.glob("*.py"), *(ROOT / "experiments").glob("*.*"), ROOT / "scripts" / "gpu-check",
-                      *(ROOT / "tests").glob("test_*.py")]      # a page may name a test
+    implementation = [*ROOT.glob("*.py"), *(ROOT / "extensions").glob("*.py"), *(ROOT / "experiments").glob("*.*"),
+                      *(ROOT / "scripts").glob("*"), *(ROOT / "tests").glob("test_*.py")]   # a page may name a test
     return python_words(implementation)
 
 

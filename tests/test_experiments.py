@@ -484,9 +484,10 @@ def test_alive_units_experiment_counts_the_units_of_every_layer(tiny_mnist, tmp_
 
 def test_recurrent_gates_shows_where_the_kept_weights_are(tiny_mnist, tmp_path, device):
     import snip_min as sm
+    from extensions import cli
     runs = tmp_path / "runs"
     for method in ("snip", "random"):
-        sm.run(sm.parse_arguments(["--model", "lstm-s", "--sparsity", "0.95", "--method", method, "--data-dir",
+        cli.run(cli.parse_arguments(["--model", "lstm-s", "--sparsity", "0.95", "--method", method, "--data-dir",
                                    tiny_mnist, "--iterations", "2", "--out", str(runs / method),
                                    "--device", device]), log=lambda line: None)
     assert experiment("recurrent_gates").main(["--runs", str(runs)]) == 0
@@ -539,11 +540,12 @@ def test_protocol_ablation_runs_each_variant_records_both_figures_and_collects_t
 @pytest.mark.parametrize("protocol", ["ours", "authors"])
 def test_an_experiments_run_is_snip_min_pys_run_under_either_protocol(tiny_mnist, tmp_path, device, protocol):
     import snip_min as sm
+    from extensions import cli
     common = experiment("common")
-    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", tiny_mnist, "--device",
+    args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", tiny_mnist, "--device",
                                device, "--epochs", "4", "--protocol", protocol, "--test-every", "0",
                                "--out", str(tmp_path / "run"), "--no-download"])
-    expected = sm.run(args, log=lambda line: None)
+    expected = cli.run(args, log=lambda line: None)
     dataset = common.data.load_dataset("mnist", tiny_mnist)
     result = common.train_once(dataset, "lenet300", 0.9, 0, 4, init=args.init, protocol_name=protocol)
     assert result["params_kept"] == expected["params_kept"]
@@ -554,6 +556,7 @@ def test_an_experiments_run_is_snip_min_pys_run_under_either_protocol(tiny_mnist
 
 def test_an_experiments_run_refuses_reinit_under_the_authors_two_draws_as_snip_min_py_does(tiny_mnist):
     import snip_min as sm
+    from extensions import cli
     common = experiment("common")
     dataset = common.data.load_dataset("mnist", tiny_mnist)
     with pytest.raises(sm.UsageError, match="--sanity-check reinit would draw a third"):
@@ -604,6 +607,7 @@ def test_scoring_batch_masks_compares_each_batchs_mask_with_the_all_image_mask(t
 
 def test_initial_loss_is_the_first_loss_of_each_pruned_run(tiny_mnist, tmp_path, device):
     import snip_min as sm
+    from extensions import cli
     out = tmp_path / "initial"
     assert experiment("initial_loss").main(["--data-dir", tiny_mnist, "--device", device, "--seeds", "2",
                                             "--models", "lenet300", "--methods", "snip", "random",
@@ -613,10 +617,10 @@ def test_initial_loss_is_the_first_loss_of_each_pruned_run(tiny_mnist, tmp_path,
         (sparsity, method, check) for sparsity in (0.98, 0.9)
         for method, check in (("snip", "none"), ("snip", "shuffle"), ("snip", "reinit"), ("random", "none"))]
     found = {(r["sparsity"], r["method"], r["check"]): r["losses"] for r in rows}
-    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--sanity-check", "shuffle", "--seed",
+    args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--sanity-check", "shuffle", "--seed",
                                "1", "--iterations", "1", "--data-dir", tiny_mnist, "--device", device,
                                "--out", str(tmp_path / "run"), "--no-download"])
-    first = sm.run(args, log=lambda line: None)["history"][0]["train_loss"]   # one step: its batch's loss
+    first = cli.run(args, log=lambda line: None)["history"][0]["train_loss"]   # one step: its batch's loss
     assert found[(0.98, "snip", "shuffle")][1] == pytest.approx(first, rel=1e-6)
     assert found[(0.98, "snip", "none")] != found[(0.98, "snip", "shuffle")]
     table = (out / "table.md").read_text()

@@ -22,7 +22,7 @@ def test_gpu_check_explains_itself():
     result = run_script("--help")
     assert result.returncode == 0
     for promise in ("pytest --device gpu", "snip_min.py --model lenet5 --sparsity 0.99 --device gpu",
-                    "bench.py --device gpu", "lenet5, lenet300 and vgg-d", "DATA_DIR", "--quick"):
+                    "scripts/bench.py --device gpu", "lenet5, lenet300 and vgg-d", "DATA_DIR", "--quick"):
         assert promise in result.stdout, promise
 
 
@@ -42,9 +42,9 @@ def test_gpu_check_runs_every_step_and_prints_its_table(tiny_mnist, tmp_path, ba
     assert result.returncode == 0, result.stdout + result.stderr
     table = result.stdout[result.stdout.index("step "):]
     rows = {line.split("  ")[0]: line for line in table.splitlines()[1:]}
-    assert set(rows) == {"tests (pytest --device gpu)", "main command (lenet5, 99%)", "bench.py --model lenet300"}
+    assert set(rows) == {"tests (pytest --device gpu)", "main command (lenet5, 99%)", "scripts/bench.py --model lenet300"}
     assert all("  ok  " in row for row in rows.values()), table
     assert "passed" in rows["tests (pytest --device gpu)"]
     assert "test error" in rows["main command (lenet5, 99%)"] and "4,311 of 431,080 kept" in table
-    assert "train" in rows["bench.py --model lenet300"] and "peak" in rows["bench.py --model lenet300"]
+    assert "train" in rows["scripts/bench.py --model lenet300"] and "peak" in rows["scripts/bench.py --model lenet300"]
     assert "GPU: " in result.stdout

@@ -16,7 +16,7 @@ from helpers import array
 from models import (basic_block, conv_bn_relu, dense_layer, fire, inception, linear_bn_relu,
                     wide_block)
 from snip_min import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
-from zoo_layers import AvgPool2D, BatchNorm, GlobalAvgPool, Residual
+from extensions.zoo_layers import AvgPool2D, BatchNorm, GlobalAvgPool, Residual
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -155,12 +155,12 @@ def test_whole_network_directional_derivative_matches_finite_differences(name, s
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_each_family_computes_what_pytorch_computes(name):
     torch = pytest.importorskip("torch")
-    import bench
+    from extensions import pytorch_twin
     model, images, labels, _ = family(name, 0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        twin, links = bench.to_torch(model, sm, torch)
+        twin, links = pytorch_twin.to_torch(model, torch)
     finally:
         torch.set_default_dtype(default)
     twin.train()

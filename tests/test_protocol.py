@@ -9,18 +9,19 @@ import types
 import numpy
 import pytest
 
-import checkpoints
+from extensions import checkpoints
 import data
 import models
-import protocol
+from extensions import protocol
 import snip_min as sm
+from extensions import cli
 from helpers import run_python
 from test_cli import assert_refused
 from test_reliability import stop_at
 
 
 def arguments(*flags):
-    return sm.parse_arguments(["--model", "lenet300", *flags])
+    return cli.parse_arguments(["--model", "lenet300", *flags])
 
 
 # --- the switch and its pieces ---------------------------------------------------------------------
@@ -56,10 +57,10 @@ def test_bad_protocol_flags_give_one_line_and_status_2(flags, complaint):
 
 def test_constant_lr_removes_every_decay_and_nothing_else():
     for flags in ([], ["--iterations", "100", "--decay-every", "25"], ["--epochs", "8"]):
-        decayed = sm.training_schedule(arguments(*flags), "mnist", 10)
-        constant = sm.training_schedule(arguments(*flags, "--constant-lr"), "mnist", 10)
+        decayed = cli.training_schedule(arguments(*flags), "mnist", 10)
+        constant = cli.training_schedule(arguments(*flags, "--constant-lr"), "mnist", 10)
         assert decayed[1] and constant == (decayed[0], [])
-    assert sm.training_schedule(arguments("--iterations", "100", "--decay-every", "25"), "mnist", 10) == \
+    assert cli.training_schedule(arguments("--iterations", "100", "--decay-every", "25"), "mnist", 10) == \
         (100, [25, 50, 75])
 
 
@@ -137,10 +138,10 @@ def test_two_draws_neither_wait_for_the_device_nor_slow_a_training_step(stand_in
 
 def run_authors(data_dir, out, device, *extra):
     lines = []
-    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", str(data_dir),
+    args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", str(data_dir),
                                "--batch-size", "25", "--iterations", "12", "--test-every", "2",
                                "--protocol", "authors", "--out", str(out), "--device", device, *extra])
-    return sm.run(args, log=lines.append), lines
+    return cli.run(args, log=lines.append), lines
 
 
 def test_an_authors_run_records_its_test_checkpoints_and_the_best_of_the_last_five(tiny_mnist, tmp_path,
@@ -178,7 +179,7 @@ def test_the_test_checkpoints_of_a_run_stopped_and_resumed_are_those_of_a_run_le
     monkeypatch.undo()
     saved = checkpoints.read_checkpoint(str(tmp_path / "halves" / checkpoints.CHECKPOINT_FILE))
     assert [i for i, _ in saved["state"]["test_checkpoints"]] == [2, 4, 6]
-    resumed = sm.run(sm.parse_arguments(["--resume", str(tmp_path / "halves")]), log=lambda line: None)
+    resumed = cli.run(cli.parse_arguments(["--resume", str(tmp_path / "halves")]), log=lambda line: None)
     assert [i for i, _ in resumed["test_checkpoints"]] == [2, 4, 6, 8, 10, 12]
     assert resumed["best_of_last_five"] == min(e for _, e in resumed["test_checkpoints"][-5:])
     if device != "gpu":                       # (GPU reductions need not be bit-reproducible)
@@ -228,10 +229,10 @@ def test_first_training_images_keeps_them_with_their_own_statistics(tiny_mnist):
 
 
 def test_train_images_from_the_command_line(tiny_mnist, tmp_path, device):
-    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", str(tiny_mnist),
+    args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", str(tiny_mnist),
                                "--batch-size", "25", "--iterations", "2", "--train-images", "200",
                                "--out", str(tmp_path), "--device", device])
-    results = sm.run(args, log=lambda line: None)
+    results = cli.run(args, log=lambda line: None)
     assert results["train_images"] == 200 and "the first 200 of 300 training images" in results["data"]
     refused = run_python(["snip_min.py", "--model", "lenet300", "--data-dir", str(tiny_mnist), "--no-download",
                           "--train-images", "301", "--iterations", "1"])

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import models
 import snip_min as sm
 from helpers import array, check_layer_gradients, initialised, numerical_gradient, relative_error
-from recurrent import GRU, LSTM, AsSequence
+from extensions.recurrent import GRU, LSTM, AsSequence
 from snip_min import clip_gradient_norm
 
 seeds = st.integers(0, 2**32 - 1)

@@ -13,8 +13,10 @@ import numpy
 import pytest
 from hypothesis import given, strategies as st
 
-import checkpoints
+from extensions import checkpoints
+import models
 import snip_min as sm
+from extensions import cli
 from helpers import child_environment
 from test_cli import ROOT, assert_refused, error_lines, run_cli
 
@@ -30,7 +32,7 @@ def checkpoint_arrays(folder):
 
 
 def arguments(data_dir, out, device, *extra):
-    return sm.parse_arguments(["--model", "lenet5", "--sparsity", "0.95", "--data-dir", data_dir,
+    return cli.parse_arguments(["--model", "lenet5", "--sparsity", "0.95", "--data-dir", data_dir,
                                "--batch-size", "25", "--iterations", "40", "--decay-every", "15",
                                "--checkpoint-every", "7", "--seed", "4", "--out", str(out),
                                "--device", device, *extra])
@@ -59,18 +61,18 @@ def stop_at(monkeypatch, iteration):
                                         (16, ["--translate", "2", "--lr", "0.01"])])   # an augmented epoch's moves too
 def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_mnist, tmp_path, device, backend,
                                                                   monkeypatch, stop, extra):
-    whole = sm.run(arguments(tiny_mnist, tmp_path / "whole", device, *extra), log=quiet)
+    whole = cli.run(arguments(tiny_mnist, tmp_path / "whole", device, *extra), log=quiet)
 
     stop_at(monkeypatch, stop)
     with pytest.raises(sm.Interrupted, match=f"stopped at iteration {stop}"):
-        sm.run(arguments(tiny_mnist, tmp_path / "halves", device, *extra), log=quiet)
+        cli.run(arguments(tiny_mnist, tmp_path / "halves", device, *extra), log=quiet)
     saved = checkpoints.read_checkpoint(str(tmp_path / "halves" / checkpoints.CHECKPOINT_FILE))
     assert saved["state"]["iteration"] == stop
     monkeypatch.undo()
 
     if extra:
         assert saved["moves"] is not None and saved["moves"].shape == (3, len(saved["order"]))
-    resumed = sm.run(sm.parse_arguments(["--resume", str(tmp_path / "halves")]), log=quiet)
+    resumed = cli.run(cli.parse_arguments(["--resume", str(tmp_path / "halves")]), log=quiet)
     assert resumed["iterations"] == whole["iterations"] == 40
     if backend == "gpu":     # GPU reductions need not be bit-reproducible (the stand-in's are)
         return
@@ -83,7 +85,7 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tiny_mnist, tm
 
 
 def test_a_checkpoint_holds_everything_named_and_pruned_weights_stay_zero(tiny_mnist, tmp_path, device):
-    sm.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
+    cli.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
     contents = checkpoints.read_checkpoint(str(tmp_path / checkpoints.CHECKPOINT_FILE))
     assert contents["state"]["iteration"] == 40 and contents["args"]["model"] == "lenet5"
     assert set(contents["mask"]) <= set(contents["param"]) == set(contents["velocity"])
@@ -114,7 +116,7 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_the_run_can_continue(tiny_mnist,
     stopped_at = contents["state"]["iteration"]
     assert stopped_at >= 5 and contents["args"]["iterations"] == 1_000_000
 
-    model = sm.models.build("lenet300", "mnist")
+    model = models.build("lenet300", "mnist")
     checkpoints.restore_checkpoint(contents, model, sm.prunable_parameters(model))
     assert contents["order"] is not None and contents["state"]["position"] == 10 * (stopped_at % 27 or 27)
 
@@ -122,10 +124,10 @@ def test_ctrl_c_saves_a_loadable_checkpoint_and_the_run_can_continue(tiny_mnist,
 def test_resuming_continues_from_the_saved_iteration(tiny_mnist, tmp_path, device, monkeypatch):
     stop_at(monkeypatch, 9)
     with pytest.raises(sm.Interrupted):
-        sm.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
+        cli.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
     monkeypatch.undo()
     lines = []
-    sm.run(sm.parse_arguments(["--resume", str(tmp_path)]), log=lines.append)
+    cli.run(cli.parse_arguments(["--resume", str(tmp_path)]), log=lines.append)
     assert any(f"resuming from {tmp_path / checkpoints.CHECKPOINT_FILE} at iteration 9" in line for line in lines)
     assert (tmp_path / "results.json").exists()
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]   # no temporaries left
@@ -134,15 +136,15 @@ def test_resuming_continues_from_the_saved_iteration(tiny_mnist, tmp_path, devic
 def test_a_model_with_batch_norm_resumes_bit_identically(tiny_cifar, tmp_path, device, monkeypatch):
     """Batch norm's running statistics travel in the checkpoint (they have no momentum)."""
     def args(out):
-        return sm.parse_arguments(["--model", "squeezenet", "--sparsity", "0.9", "--data-dir", tiny_cifar,
+        return cli.parse_arguments(["--model", "squeezenet", "--sparsity", "0.9", "--data-dir", tiny_cifar,
                                    "--batch-size", "8", "--iterations", "8", "--checkpoint-every", "100",
                                    "--seed", "1", "--out", str(out), "--device", device])
-    whole = sm.run(args(tmp_path / "whole"), log=quiet)
+    whole = cli.run(args(tmp_path / "whole"), log=quiet)
     stop_at(monkeypatch, 3)
     with pytest.raises(sm.Interrupted):
-        sm.run(args(tmp_path / "halves"), log=quiet)
+        cli.run(args(tmp_path / "halves"), log=quiet)
     monkeypatch.undo()
-    resumed = sm.run(sm.parse_arguments(["--resume", str(tmp_path / "halves")]), log=quiet)
+    resumed = cli.run(cli.parse_arguments(["--resume", str(tmp_path / "halves")]), log=quiet)
     if device == "cpu":
         a, b = checkpoint_arrays(tmp_path / "whole"), checkpoint_arrays(tmp_path / "halves")
         assert any(name.endswith("running_var") for name in a)
@@ -151,7 +153,7 @@ def test_a_model_with_batch_norm_resumes_bit_identically(tiny_cifar, tmp_path, d
 
 
 def test_resuming_refuses_flags_that_would_change_the_run(tiny_mnist, tmp_path, device):
-    sm.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
+    cli.run(arguments(tiny_mnist, tmp_path, device), log=quiet)
     result = run_cli("--resume", str(tmp_path), "--lr", "0.01", "--iterations", "80", device=device)
     assert_refused(result, "--iterations, --lr cannot be given")
 
@@ -160,10 +162,10 @@ def test_a_moved_run_resumes_into_its_new_folder(tiny_mnist, tmp_path, device, m
     import shutil
     stop_at(monkeypatch, 9)
     with pytest.raises(sm.Interrupted):
-        sm.run(arguments(tiny_mnist, tmp_path / "old", device), log=quiet)
+        cli.run(arguments(tiny_mnist, tmp_path / "old", device), log=quiet)
     monkeypatch.undo()
     shutil.move(tmp_path / "old", tmp_path / "new")
-    sm.run(sm.parse_arguments(["--resume", str(tmp_path / "new")]), log=quiet)
+    cli.run(cli.parse_arguments(["--resume", str(tmp_path / "new")]), log=quiet)
     assert (tmp_path / "new" / "results.json").exists() and not (tmp_path / "old").exists()
 
 
@@ -171,11 +173,11 @@ def test_resuming_with_other_data_is_refused(tiny_mnist, tmp_path, device, monke
     from conftest import write_tiny_mnist
     stop_at(monkeypatch, 9)
     with pytest.raises(sm.Interrupted):
-        sm.run(arguments(tiny_mnist, tmp_path / "run", device), log=quiet)
+        cli.run(arguments(tiny_mnist, tmp_path / "run", device), log=quiet)
     monkeypatch.undo()
     other = write_tiny_mnist(tmp_path / "other", n_train=500)
     with pytest.raises(sm.UsageError, match="made with 270 training images, but this data gives 450"):
-        sm.run(sm.parse_arguments(["--resume", str(tmp_path / "run"), "--data-dir", other]), log=quiet)
+        cli.run(cli.parse_arguments(["--resume", str(tmp_path / "run"), "--data-dir", other]), log=quiet)
 
 
 def rewritten_checkpoint(source, target, change):
@@ -237,10 +239,10 @@ def damaged_copies(path):
 @pytest.fixture(scope="module")
 def saved_checkpoint(tiny_mnist, tmp_path_factory):
     folder = tmp_path_factory.mktemp("checkpoint")
-    args = sm.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", tiny_mnist,
+    args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", tiny_mnist,
                                "--iterations", "3", "--batch-size", "50", "--checkpoint-every", "3",
                                "--out", str(folder)])
-    sm.run(args, log=quiet)
+    cli.run(args, log=quiet)
     return folder / checkpoints.CHECKPOINT_FILE
 
 
@@ -254,7 +256,7 @@ def test_a_damaged_checkpoint_is_read_or_refused_with_checkpoint_error_only(save
     except checkpoints.CheckpointError as error:
         assert "\n" not in str(error) and str(path) in str(error)
         return
-    model = sm.models.build(contents["args"]["model"], "mnist")
+    model = models.build(contents["args"]["model"], "mnist")
     try:
         checkpoints.restore_checkpoint(contents, model, sm.prunable_parameters(model))
     except checkpoints.CheckpointError as error:
@@ -263,7 +265,7 @@ def test_a_damaged_checkpoint_is_read_or_refused_with_checkpoint_error_only(save
 
 def test_a_checkpoint_with_the_wrong_shapes_is_refused(saved_checkpoint):
     contents = checkpoints.read_checkpoint(str(saved_checkpoint))
-    model = sm.models.build("lenet5", "mnist")
+    model = models.build("lenet5", "mnist")
     with pytest.raises(checkpoints.CheckpointError, match="does not fit"):
         checkpoints.restore_checkpoint(contents, model, sm.prunable_parameters(model))
 
@@ -308,7 +310,7 @@ def test_kappa_beyond_the_non_zero_scores_is_deterministic_and_reported(capsys):
     """All-black images give the first layer's weights zero sensitivity (dL/dW = x^T delta = 0),
     and with zero biases nothing downstream of it moves either: most scores are 0, and kappa
     reaches into them. Those are kept by position, lowest global index first."""
-    model = sm.models.build("lenet300", "mnist")
+    model = models.build("lenet300", "mnist")
     sm.initialise(model, "vs-h", numpy.random.default_rng(0))
     images = sm.xp.zeros((20, 28, 28, 1), dtype=sm.xp.float32)
     labels = sm.xp.asarray(numpy.arange(20) % 10)
@@ -324,7 +326,7 @@ def test_kappa_beyond_the_non_zero_scores_is_deterministic_and_reported(capsys):
     kept = numpy.concatenate([sm.to_host(p.mask).ravel() for p in gated]).astype(bool)
     assert numpy.array_equal(kept, expected) and kept.sum() == report["kappa"]
 
-    sm.check_masks(gated, report, sm.parse_arguments(["--sparsity", "0.01"]))
+    cli.check_masks(gated, report, cli.parse_arguments(["--sparsity", "0.01"]))
     note = capsys.readouterr().err
     assert note.startswith("note:") and f"{report['nonzero_scores']:,} connections" in note
 
@@ -350,7 +352,7 @@ def test_running_out_of_memory_names_the_batch_size_to_try(tiny_mnist, monkeypat
         raise MemoryError("out of memory allocating 1,234,567,890 bytes")
 
     monkeypatch.setattr(sm, "train_step", no_memory)
-    status = sm.main(["--data-dir", tiny_mnist, "--batch-size", "64", "--iterations", "2"])
+    status = cli.main(["--data-dir", tiny_mnist, "--batch-size", "64", "--iterations", "2"])
     assert status == 1
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "out of memory" in lines[0] and "--batch-size 32" in lines[0], lines
@@ -361,9 +363,9 @@ def test_an_unforeseen_error_is_one_line_and_debug_shows_the_traceback(tiny_mnis
         raise RuntimeError("something\nunexpected")
 
     monkeypatch.setattr(sm, "train_step", broken)
-    assert sm.main(["--data-dir", tiny_mnist, "--iterations", "2"]) == 1
+    assert cli.main(["--data-dir", tiny_mnist, "--iterations", "2"]) == 1
     lines = error_lines(capsys.readouterr().err)
     assert lines == ["snip_min.py: error: RuntimeError: something unexpected (run again with --debug "
                      "for details)"]
     with pytest.raises(RuntimeError):
-        sm.main(["--data-dir", tiny_mnist, "--iterations", "2", "--debug"])
+        cli.main(["--data-dir", tiny_mnist, "--iterations", "2", "--debug"])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import models
 import snip_min as sm
-import zoo_layers
+from extensions import zoo_layers
 from helpers import array, assert_close_unless_kink, numerical_gradient, relative_error
 
 seeds = st.integers(0, 2**32 - 1)

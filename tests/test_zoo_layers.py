@@ -8,7 +8,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import snip_min as sm
-import zoo_layers
+from extensions import zoo_layers
 from helpers import array, check_layer_gradients, initialised, relative_error
 
 seeds = st.integers(0, 2**32 - 1)

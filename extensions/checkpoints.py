@@ -1,6 +1,6 @@
 """Stopping and resuming a run: checkpoints, Ctrl-C and SIGTERM.
 
-What this adds to snip_min.py's command line: a run that can stop after any training step
+What this adds to the command line (cli.py): a run that can stop after any training step
 and continue bit-exactly, as if it had never stopped (--checkpoint-every, --resume,
 Ctrl-C). A checkpoint is one .npz file (no pickle) holding every parameter, mask and
 momentum buffer, the training state of snip_min.TrainingState (position in the schedule
@@ -16,7 +16,7 @@ a damaged file is refused with one line (CheckpointError, exit status 2), never 
     stop_on_signals         Ctrl-C and SIGTERM stop the training loop after the current step
     write_checkpoint, read_checkpoint, restore_checkpoint, CHECKPOINT_FILE, CheckpointError
 
-snip_min.run calls resume, restore, restore_velocities, Saver and stop_on_signals; the
+cli.run calls restore, restore_velocities, Saver and stop_on_signals; the
 tests call the rest. docs/reliability.md describes the behaviour; tests/test_reliability.py
 proves it.
 """
@@ -43,23 +43,11 @@ class CheckpointError(Exception):
 
 
 # ------------------------------------------------------------------------------------------
-# What snip_min.run calls
+# What cli.run calls
 # ------------------------------------------------------------------------------------------
 
-def resume(args):
-    """--resume DIR: the checked contents of DIR's checkpoint, with `args` turned (in place)
-    into the saved run's settings, keeping the sm.RESUMABLE_FLAGS given anew
-    (sm.parse_arguments has refused every other flag next to --resume)."""
-    contents = read_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
-    defaults = vars(sm.parse_arguments([]))
-    given = {key: getattr(args, key) for key in sm.RESUMABLE_FLAGS if getattr(args, key) not in (None, False)}
-    vars(args).update({**defaults, **contents["args"], **given})
-    args.out = given.get("out") or args.resume          # where the checkpoint is now, not where it was
-    return contents
-
-
 def restore(contents, model, args, training_images, log):
-    """Put a checkpoint read by resume() into a freshly built `model`: (gated Params, the
+    """Put a checkpoint read by cli.resume_settings into a freshly built `model`: (gated Params, the
     seconds SNIP took in the saved run, the TrainingState to continue from)."""
     gated = sm.prunable_parameters(model, args.prune)
     restore_checkpoint(contents, model, gated)
@@ -86,7 +74,7 @@ class Saver:
 
     With a compaction (--compact), the compact network's values and momentum buffers are
     expanded into `model`'s full shapes first: a checkpoint always holds the full network.
-    resumed: the checkpoint read by resume(), or None.
+    resumed: the checkpoint read by cli.resume_settings, or None.
     """
 
     def __init__(self, folder, model, gated, optimiser, args, snip_seconds, compaction=None, resumed=None):

@@ -42,8 +42,8 @@ import argparse
 
 import numpy
 
-import flags
-import sanity
+from extensions import flags
+from extensions import sanity
 import snip_min as sm
 
 PROTOCOLS = {
@@ -92,7 +92,7 @@ def resolve(args, parser):
 
 def training_copy_stream(seed):
     """The random stream of the training copy of --two-draws: child 5 of the seed's SeedSequence
-    (0-3 are snip_min.run's, 4 the sanity checks'), so that the scoring copy's weights are those
+    (0-3 are cli.run's, 4 the sanity checks'), so that the scoring copy's weights are those
     of the run without --two-draws (its biases are drawn too, so its mask may differ)."""
     return numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(6)[5])
 

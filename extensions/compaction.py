@@ -15,7 +15,7 @@ and, for a chain network such as the LeNets, removes them:
     Gather                       the layer a compact network reads some entries with
     LIVENESS_RULES               how signal and read pass through each layer type
 
-snip_min.py's command line calls alive_summary after pruning and, with --compact, compact
+the command line (cli.py) calls alive_summary after pruning and, with --compact, compact
 and Compaction.expand; bench.py and the experiments call alive_units, compact and
 multiply_adds. The definitions (signal, read, alive) and why compaction is exact (the same
 function and the same training trajectory) are in the two banners below;
@@ -29,9 +29,9 @@ from typing import Callable, NamedTuple
 import numpy
 
 import snip_min as sm
-from recurrent import GRU, LSTM, AsSequence
+from extensions.recurrent import GRU, LSTM, AsSequence
 from snip_min import Conv2D, Flatten, Layer, Linear, MaxPool2D, ReLU, Sequential, UsageError, to_host
-from zoo_layers import AvgPool2D, BatchNorm, Concat, GlobalAvgPool, Identity, Residual, ZeroChannels
+from extensions.zoo_layers import AvgPool2D, BatchNorm, Concat, GlobalAvgPool, Identity, Residual, ZeroChannels
 
 
 # The one layer compaction adds: a compact network reads only the entries still needed.

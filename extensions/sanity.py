@@ -19,9 +19,9 @@ moved: what the methods decide is mostly each layer's share.
                     magnitude, synflow) are untouched by it
 
 What this adds to snip_min.py: `--sanity-check NAME`, applied to the mask any --method
-produces, before training; snip_min.prune calls prune() here when the flag is given, and
+produces, before training; cli.prune calls prune() here when the flag is given, and
 results.json records the check. Every random draw of a check comes from a fifth stream of
-the run's seed (check_stream), beside snip_min.run's four, so that the method's own draws,
+the run's seed (check_stream), beside cli.run's four, so that the method's own draws,
 and so its mask before the check, are those of the unchecked run. Experiment F
 (experiments/sanity_checks.py, docs/sanity_checks.md) runs every check on every criterion;
 the tests are tests/test_criteria.py.
@@ -31,7 +31,7 @@ import sys
 
 import numpy
 
-import criteria
+from extensions import criteria
 import snip_min as sm
 
 CHECKS = ("shuffle", "reinit", "invert", "corrupt-data")
@@ -39,7 +39,7 @@ CHECKS = ("shuffle", "reinit", "invert", "corrupt-data")
 
 def check_stream(seed):
     """The sanity checks' random stream for a run's seed: child 4 of the seed's SeedSequence,
-    whose children 0-3 are snip_min.run's initialisation, split, scoring and shuffling."""
+    whose children 0-3 are cli.run's initialisation, split, scoring and shuffling."""
     return numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(5)[4])
 
 

@@ -2,7 +2,7 @@
 as they read it, a parser whose usage errors are one line on stderr with exit status 2, and
 a --help that shows each default.
 
-What this adds: nothing to the method; snip_min.py's parse_arguments and the experiments'
+What this adds: nothing to the method; cli.parse_arguments and the experiments'
 parsers build on it (positive_int, sparsity_value, OneLineParser, HelpFormatter, ...), so
 that `--sparsity 1.5` or `--seeds -1` is one clear line, never a traceback. The tests are
 tests/test_cli.py's bad-input rows.

@@ -23,7 +23,7 @@ batch norm on running statistics, biases gated with the weights):
 docs/sanity_checks.md#the-criteria.
 
 What this adds to snip_min.py: `python snip_min.py --method NAME` for each of these
-(snip_min.prune calls prune() here); prune() also takes snip and random, and `invert=True`
+(cli.prune calls prune() here); prune() also takes snip and random, and `invert=True`
 keeps the kappa lowest-scoring connections instead, for sanity.py. The scores are
 computed with snip_min's layers and backward passes, through sm.xp (NumPy or CuPy), and
 never wait for the device. docs/sanity_checks.md compares the criteria; the tests are
