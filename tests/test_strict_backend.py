@@ -42,11 +42,12 @@ if getattr(cupy, "STAND_IN", False) is not True:
     pytest.skip("`import cupy` found a real CuPy, not the strict stand-in", allow_module_level=True)
 
 
-def here():
+def here(lines=0):
     """How the `where` of an event on the caller's line ends (the path before it is the
-    file's, relative to the working directory the stand-in was imported in)."""
+    file's, relative to the working directory the stand-in was imported in); lines=-1: of
+    the line above the caller's, the statement whose event is checked."""
     frame = sys._getframe(1)
-    return f"test_strict_backend.py:{frame.f_lineno} in {frame.f_code.co_name}"
+    return f"test_strict_backend.py:{frame.f_lineno + lines} in {frame.f_code.co_name}"
 
 
 def host_and_device(shape=(3, 4), dtype=numpy.float32, seed=0):
@@ -156,7 +157,8 @@ def test_a_numpy_array_assigned_through_an_index_array_is_a_transfer():
     host, device = host_and_device()
     values = numpy.full((2, 4), 5.0, dtype=numpy.float32)
     with cupy.strict.counting() as record:
-        device[cupy.asarray([0, 2])] = values; where = here()  # noqa: E702
+        device[cupy.asarray([0, 2])] = values
+        where = here(-1)
     expected = host.copy()
     expected[[0, 2]] = values
     numpy.testing.assert_array_equal(device.get(), expected)
@@ -200,7 +202,8 @@ def test_a_device_integer_is_not_an_index_but_may_bound_a_device_slice():
         with pytest.raises(TypeError):
             use()
     with cupy.strict.counting() as record:
-        head = device[:n]; where = here()  # noqa: E702
+        head = device[:n]
+        where = here(-1)
     assert head.shape == (2, 4)
     event, = record.events
     assert (event.kind, event.what) == ("sync", "int() slice bound") and event.where.endswith(where)
@@ -406,7 +409,8 @@ def test_each_kind_of_sync_is_counted_once_where_it_happens(what):
 def test_asnumpy_is_a_sync_and_host_arrays_are_not():
     device = _device_values()
     with cupy.strict.counting() as record:
-        host = cupy.asnumpy(device); where = here()  # noqa: E702
+        host = cupy.asnumpy(device)
+        where = here(-1)
         again = cupy.asnumpy(host)
     assert isinstance(host, numpy.ndarray) and isinstance(again, numpy.ndarray)
     assert [(e.kind, e.what) for e in record.events] == [("sync", "get()")]
@@ -429,7 +433,8 @@ def test_device_work_does_not_sync():
 def test_transfers_are_counted_and_are_not_syncs():
     host = numpy.arange(6.0)
     with cupy.strict.counting() as record:
-        device = cupy.asarray(host); where = here()  # noqa: E702
+        device = cupy.asarray(host)
+        where = here(-1)
         assert cupy.asarray(device) is device                      # already on the device
         cupy.asarray(3.0)                                          # a scalar: a kernel argument
         device.set(host * 2)
@@ -445,9 +450,11 @@ def test_counting_blocks_nest_and_the_total_sees_everything():
     device = _device_values()
     before = cupy.strict.total().syncs
     with cupy.strict.counting() as outer:
-        float(device.sum()); first = here()  # noqa: E702
+        float(device.sum())
+        first = here(-1)
         with cupy.strict.counting() as inner:
-            int(device.max()); second = here()  # noqa: E702
+            int(device.max())
+            second = here(-1)
         float(device.min())
     assert inner.syncs == 1 and inner.events[0].where.endswith(second)
     assert outer.syncs == 3 and outer.events[0].where.endswith(first)
