@@ -42,6 +42,7 @@ import numpy as np
 # Errors and the data folder
 # ----------------------------------------------------------------------------------------
 
+
 class DataError(Exception):
     """A problem with the data the user can fix. str(error) is ONE line that names the file
     (or URL) and says what to do. The command line prints it and exits with status 2."""
@@ -56,7 +57,9 @@ def default_data_dir() -> str:
     """$SNIP_MIN_DATA if set, else $XDG_CACHE_HOME/snip-min, else ~/.cache/snip-min."""
     if os.environ.get("SNIP_MIN_DATA"):
         return os.environ["SNIP_MIN_DATA"]
-    cache_folder = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    cache_folder = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
     return os.path.join(cache_folder, "snip-min")
 
 
@@ -70,10 +73,16 @@ def default_data_dir() -> str:
 # ----------------------------------------------------------------------------------------
 
 UNSIGNED_BYTE_TYPE_CODE = 0x08
-IDX_TYPE_NAMES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "short", 0x0C: "int",
-                  0x0D: "float", 0x0E: "double"}
-MAX_IDX_PAYLOAD_BYTES = 2**31   # a header promising more than this is damaged, not real data
-READ_CHUNK_BYTES = 2**20        # the payload is read 1 MiB at a time, never allocated up front
+IDX_TYPE_NAMES = {
+    0x08: "unsigned byte",
+    0x09: "signed byte",
+    0x0B: "short",
+    0x0C: "int",
+    0x0D: "float",
+    0x0E: "double",
+}
+MAX_IDX_PAYLOAD_BYTES = 2**31  # a header promising more than this is damaged, not real data
+READ_CHUNK_BYTES = 2**20  # the payload is read 1 MiB at a time, never allocated up front
 
 
 def read_idx(path) -> np.ndarray:
@@ -105,35 +114,45 @@ def _read_idx_contents(file, path: str) -> np.ndarray:
     if header[:2] == b"\x1f\x8b":
         raise _invalid_idx(path, "it looks gzip-compressed; give it a name ending in .gz")
     if header[0] != 0 or header[1] != 0:
-        raise _invalid_idx(path, f"it starts with bytes 0x{header[0]:02X} 0x{header[1]:02X}, "
-                                 f"not two zero bytes")
+        raise _invalid_idx(
+            path, f"it starts with bytes 0x{header[0]:02X} 0x{header[1]:02X}, not two zero bytes"
+        )
     type_code, ndim = header[2], header[3]
     if type_code != UNSIGNED_BYTE_TYPE_CODE:
         type_name = IDX_TYPE_NAMES.get(type_code, "unknown")
-        raise _invalid_idx(path, f"type code 0x{type_code:02X} ({type_name}) is not supported, "
-                                 f"only 0x08 (unsigned byte)")
+        raise _invalid_idx(
+            path,
+            f"type code 0x{type_code:02X} ({type_name}) is not supported, "
+            f"only 0x08 (unsigned byte)",
+        )
     if not 1 <= ndim <= 4:
         raise _invalid_idx(path, f"it claims {ndim} dimensions; only 1 to 4 are supported")
 
     dims_bytes = file.read(4 * ndim)
     if len(dims_bytes) < 4 * ndim:
         raise _invalid_idx(path, "the header is truncated")
-    dims = tuple(int.from_bytes(dims_bytes[4 * i: 4 * i + 4], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(dims_bytes[4 * i : 4 * i + 4], "big") for i in range(ndim))
     expected_bytes = 1
     for size in dims:
-        expected_bytes *= size                          # a Python int, so it cannot overflow
+        expected_bytes *= size  # a Python int, so it cannot overflow
     if expected_bytes > MAX_IDX_PAYLOAD_BYTES:
-        raise _invalid_idx(path, f"the header claims shape {dims}, {expected_bytes:,} bytes, "
-                                 f"more than the {MAX_IDX_PAYLOAD_BYTES:,} this reader accepts")
+        raise _invalid_idx(
+            path,
+            f"the header claims shape {dims}, {expected_bytes:,} bytes, "
+            f"more than the {MAX_IDX_PAYLOAD_BYTES:,} this reader accepts",
+        )
 
-    payload = bytearray()                               # grows with the bytes that really arrive
+    payload = bytearray()  # grows with the bytes that really arrive
     while len(payload) < expected_bytes:
         chunk = file.read(min(READ_CHUNK_BYTES, expected_bytes - len(payload)))
         if not chunk:
-            raise _invalid_idx(path, f"the payload is truncated: the header promises "
-                                     f"{expected_bytes:,} bytes, the file holds {len(payload):,}")
+            raise _invalid_idx(
+                path,
+                f"the payload is truncated: the header promises "
+                f"{expected_bytes:,} bytes, the file holds {len(payload):,}",
+            )
         payload += chunk
-    if file.read(1):                                    # for gzip this also checks the CRC
+    if file.read(1):  # for gzip this also checks the CRC
         raise _invalid_idx(path, f"trailing bytes after the {expected_bytes:,} the header promises")
     return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
 
@@ -162,13 +181,14 @@ def write_idx(path, array: np.ndarray) -> None:
     header += b"".join(size.to_bytes(4, "big") for size in array.shape)
     contents = header + array.tobytes(order="C")
     if path.endswith(".gz"):
-        contents = gzip.compress(contents, mtime=0)     # mtime=0: same array, same bytes
+        contents = gzip.compress(contents, mtime=0)  # mtime=0: same array, same bytes
     write_file_atomically(path, contents)
 
 
 # ----------------------------------------------------------------------------------------
 # Writing files atomically, reading .npy files without pickle
 # ----------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def open_atomically(path):
@@ -181,13 +201,15 @@ def open_atomically(path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    handle, temporary_path = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(handle, "wb") as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary_path, 0o644)                 # mkstemp makes files private
+        os.chmod(temporary_path, 0o644)  # mkstemp makes files private
         os.replace(temporary_path, path)
     except BaseException:
         if os.path.exists(temporary_path):
@@ -213,10 +235,10 @@ def read_npy(path: str) -> np.ndarray:
     promising more bytes than the file holds fails at once instead of allocating them."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-        if not isinstance(array, np.ndarray):           # a .npz archive: not what was written
+        if not isinstance(array, np.ndarray):  # a .npz archive: not what was written
             array.close()
             raise ValueError("it is a .npz archive, not one .npy array")
-        return np.array(array)                          # a copy in memory; the file is closed
+        return np.array(array)  # a copy in memory; the file is closed
     except FileNotFoundError:
         raise DataError(f"{path} does not exist") from None
     except (ValueError, OSError, EOFError) as error:
@@ -257,7 +279,9 @@ def download(urls, destination, md5, retries=3, notice=print_to_stderr) -> None:
             try:
                 downloaded_md5 = _stream_to_file(url, part_path)
             except (OSError, http.client.HTTPException, ValueError) as error:
-                reason = _one_line(error.reason if isinstance(error, urllib.error.URLError) else error)
+                reason = _one_line(
+                    error.reason if isinstance(error, urllib.error.URLError) else error
+                )
                 permanent = isinstance(error, urllib.error.HTTPError) and 400 <= error.code < 500
                 if attempt < retries and not permanent:
                     notice(f"note: {url} failed ({reason}); trying again")
@@ -272,16 +296,20 @@ def download(urls, destination, md5, retries=3, notice=print_to_stderr) -> None:
             failures.append(f"{url} (md5 {downloaded_md5}, expected {md5})")
             break
     tried = "; ".join(failures) or "no URLs given"
-    raise DataError(f"could not download {os.path.basename(destination)}: {tried}; "
-                    f"download it by hand and place it at {destination}")
+    raise DataError(
+        f"could not download {os.path.basename(destination)}: {tried}; "
+        f"download it by hand and place it at {destination}"
+    )
 
 
 def _stream_to_file(url: str, part_path: str) -> str:
     """Copy a URL's bytes into part_path and return their md5; delete part_path on failure."""
     digest = hashlib.md5()
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response, \
-                open(part_path, "wb") as file:
+        with (
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response,
+            open(part_path, "wb") as file,
+        ):
             while chunk := response.read(READ_CHUNK_BYTES):
                 digest.update(chunk)
                 file.write(chunk)
@@ -302,7 +330,7 @@ def _stream_to_file(url: str, part_path: str) -> str:
 # archive lands in a temporary folder first, so a refused or damaged archive leaves nothing.
 # ----------------------------------------------------------------------------------------
 
-MAX_EXTRACTED_BYTES = 4 * 2**30   # an entry, or a whole archive, claiming more is refused
+MAX_EXTRACTED_BYTES = 4 * 2**30  # an entry, or a whole archive, claiming more is refused
 WINDOWS_DRIVE = re.compile(r"[A-Za-z]:")
 
 
@@ -328,18 +356,31 @@ def safe_extract(archive_path, target_folder, required_files=()) -> None:
             _extract_tar(archive_path, temporary_folder)
         for relative_path in required_files:
             if not os.path.isfile(os.path.join(temporary_folder, relative_path)):
-                raise DataError(f"{archive_path} does not contain {relative_path}; it is not the expected "
-                                f"archive or it is damaged: delete it so it is downloaded again")
+                raise DataError(
+                    f"{archive_path} does not contain {relative_path}; it is not the expected "
+                    f"archive or it is damaged: delete it so it is downloaded again"
+                )
         top_level_names = sorted(os.listdir(temporary_folder))
         for name in top_level_names:
             if os.path.lexists(os.path.join(target_folder, name)):
-                raise DataError(f"{archive_path} holds {name}, but {os.path.join(target_folder, name)} "
-                                f"already exists; delete it to extract the archive again")
+                raise DataError(
+                    f"{archive_path} holds {name}, but {os.path.join(target_folder, name)} "
+                    f"already exists; delete it to extract the archive again"
+                )
         for name in top_level_names:
             os.rename(os.path.join(temporary_folder, name), os.path.join(target_folder, name))
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError, NotImplementedError) as error:
-        raise DataError(f"{archive_path} could not be extracted ({_one_line(error)}); if it is damaged, "
-                        f"delete it so it is downloaded again") from None
+    except (
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        EOFError,
+        zlib.error,
+        OSError,
+        NotImplementedError,
+    ) as error:
+        raise DataError(
+            f"{archive_path} could not be extracted ({_one_line(error)}); if it is damaged, "
+            f"delete it so it is downloaded again"
+        ) from None
     finally:
         shutil.rmtree(temporary_folder, ignore_errors=True)
 
@@ -354,8 +395,13 @@ def _extract_tar(archive_path: str, folder: str) -> None:
                 os.makedirs(path, exist_ok=True)
                 continue
             if not entry.isfile():
-                kind = ("a symbolic link" if entry.issym() else "a hard link" if entry.islnk()
-                        else "a device or other special file")
+                kind = (
+                    "a symbolic link"
+                    if entry.issym()
+                    else "a hard link"
+                    if entry.islnk()
+                    else "a device or other special file"
+                )
                 raise _refused_entry(archive_path, entry.name, f"is {kind}")
             total_bytes = _count_entry_bytes(archive_path, entry.name, entry.size, total_bytes)
             with archive.extractfile(entry) as source:
@@ -368,18 +414,22 @@ def _extract_zip(archive_path: str, folder: str) -> None:
     with zipfile.ZipFile(archive_path) as archive:
         for entry in archive.infolist():
             path = _entry_destination(archive_path, entry.filename, folder)
-            unix_mode = entry.external_attr >> 16       # file type and permissions, when made on Unix
+            unix_mode = entry.external_attr >> 16  # file type and permissions, when made on Unix
             file_type = unix_mode & 0o170000
-            if file_type not in (0, 0o100000, 0o040000):      # 0: not recorded; regular file; folder
-                kind = "a symbolic link" if file_type == 0o120000 else "a device or other special file"
+            if file_type not in (0, 0o100000, 0o040000):  # 0: not recorded; regular file; folder
+                kind = (
+                    "a symbolic link" if file_type == 0o120000 else "a device or other special file"
+                )
                 raise _refused_entry(archive_path, entry.filename, f"is {kind}")
             if entry.is_dir():
                 os.makedirs(path, exist_ok=True)
                 continue
             if entry.flag_bits & 0x1:
                 raise _refused_entry(archive_path, entry.filename, "is encrypted")
-            total_bytes = _count_entry_bytes(archive_path, entry.filename, entry.file_size, total_bytes)
-            with archive.open(entry) as source:     # reads at most file_size bytes, checks the CRC
+            total_bytes = _count_entry_bytes(
+                archive_path, entry.filename, entry.file_size, total_bytes
+            )
+            with archive.open(entry) as source:  # reads at most file_size bytes, checks the CRC
                 _copy_entry(source, path)
 
 
@@ -403,10 +453,15 @@ def _entry_destination(archive_path: str, name: str, folder: str) -> str:
 def _count_entry_bytes(archive_path: str, name: str, size: int, total_bytes: int) -> int:
     """total_bytes + size, or a DataError if the entry or the running total is absurdly large."""
     if not 0 <= size <= MAX_EXTRACTED_BYTES:
-        raise _refused_entry(archive_path, name, f"claims {size:,} bytes, more than the "
-                                                 f"{MAX_EXTRACTED_BYTES:,} this extractor accepts")
+        raise _refused_entry(
+            archive_path,
+            name,
+            f"claims {size:,} bytes, more than the {MAX_EXTRACTED_BYTES:,} this extractor accepts",
+        )
     if total_bytes + size > MAX_EXTRACTED_BYTES:
-        raise _refused_entry(archive_path, name, f"takes the archive past {MAX_EXTRACTED_BYTES:,} bytes")
+        raise _refused_entry(
+            archive_path, name, f"takes the archive past {MAX_EXTRACTED_BYTES:,} bytes"
+        )
     return total_bytes + size
 
 
@@ -419,23 +474,30 @@ def _copy_entry(source, path: str) -> None:
 
 def _refused_entry(archive_path: str, name: str, reason: str) -> DataError:
     """The DataError for an archive entry that is not extracted."""
-    return DataError(f"{archive_path} holds the entry {name!r}, which {reason}; refusing to extract "
-                     f"it: delete the archive and get a good copy")
+    return DataError(
+        f"{archive_path} holds the entry {name!r}, which {reason}; refusing to extract "
+        f"it: delete the archive and get a good copy"
+    )
 
 
-def fetch_and_extract(folder: str, archive_name: str, url: str, md5: str, required_files,
-                      allow_download: bool, notice) -> None:
+def fetch_and_extract(
+    folder: str, archive_name: str, url: str, md5: str, required_files, allow_download: bool, notice
+) -> None:
     """Extract folder/archive_name into folder, downloading it from url first if it is missing
     (and downloading is allowed). An archive placed by hand whose md5 is not the official one
     is extracted with one notice line. The archive is kept (delete it by hand to save space)."""
     archive_path = os.path.join(folder, archive_name)
     if not os.path.exists(archive_path):
         if not allow_download:
-            raise DataError(f"{archive_path} is missing; place the file there (it is at {url}) "
-                            f"or allow downloading")
+            raise DataError(
+                f"{archive_path} is missing; place the file there (it is at {url}) "
+                f"or allow downloading"
+            )
         download([url], archive_path, md5, notice=notice)
     elif file_md5(archive_path) != md5:
-        notice(f"note: {archive_path} is not the official archive (its md5 differs); extracting it as is")
+        notice(
+            f"note: {archive_path} is not the official archive (its md5 differs); extracting it as is"
+        )
     notice(f"extracting {archive_path}")
     safe_extract(archive_path, folder, required_files)
 
@@ -444,18 +506,22 @@ def fetch_and_extract(folder: str, archive_name: str, url: str, md5: str, requir
 # The Dataset record and what every dataset shares
 # ----------------------------------------------------------------------------------------
 
+
 class Augmentation(NamedTuple):
     """What happens at random to a training image each time it is drawn: a left-right flip
     with probability 1/2 (if flip), then a move by dy, dx pixels, each uniform in
     [-max_shift, max_shift] (see random_flip_and_translate)."""
+
     flip: bool
     max_shift: int
 
     def describe(self):
         """For a log line: 'random flips, moves of up to 4 pixels'."""
         shift = self.max_shift
-        return ", ".join((["random flips"] if self.flip else []) + (
-            [f"moves of up to {shift} pixel{'s' if shift != 1 else ''}"] if shift else []))
+        return ", ".join(
+            (["random flips"] if self.flip else [])
+            + ([f"moves of up to {shift} pixel{'s' if shift != 1 else ''}"] if shift else [])
+        )
 
 
 # The authors' augmentation of each dataset's training images: none on MNIST (nor on
@@ -472,53 +538,75 @@ AUTHORS_AUGMENTATION = {
 class Dataset:
     """A dataset ready for training: uint8 NHWC images, int64 labels, and the statistics that
     standardise them: standardise(images, mean, std) = (images / 255 - mean) / std."""
-    name: str                 # 'mnist' | 'fashion-mnist' | 'cifar10' | 'tiny-imagenet'
+
+    name: str  # 'mnist' | 'fashion-mnist' | 'cifar10' | 'tiny-imagenet'
     train_images: np.ndarray  # uint8, (N, H, W, C): (Fashion-)MNIST (N, 28, 28, 1), CIFAR-10 (N, 32, 32, 3), Tiny (N, 64, 64, 3)
     train_labels: np.ndarray  # int64, (N,)
-    test_images: np.ndarray   # uint8, (M, H, W, C)
-    test_labels: np.ndarray   # int64, (M,)
-    num_classes: int          # 10, 10, 10, 200
-    mean: np.ndarray          # float32, (C,): of the TRAINING pixels scaled to [0, 1]
-    std: np.ndarray           # float32, (C,): likewise
-    augment: Optional[Augmentation]   # the authors' augmentation of the training images (None: none)
-    description: str          # e.g. "MNIST, 24,345 training images"
+    test_images: np.ndarray  # uint8, (M, H, W, C)
+    test_labels: np.ndarray  # int64, (M,)
+    num_classes: int  # 10, 10, 10, 200
+    mean: np.ndarray  # float32, (C,): of the TRAINING pixels scaled to [0, 1]
+    std: np.ndarray  # float32, (C,): likewise
+    augment: Optional[Augmentation]  # the authors' augmentation of the training images (None: none)
+    description: str  # e.g. "MNIST, 24,345 training images"
 
 
-def find_or_download(folder: str, file_name: str, md5: str, mirrors, allow_download: bool,
-                     notice) -> str:
+def find_or_download(
+    folder: str, file_name: str, md5: str, mirrors, allow_download: bool, notice
+) -> str:
     """The path of file_name in folder, or of its uncompressed form (the name without .gz).
     A missing file is downloaded from the mirrors (each a URL prefix ending in '/') if allowed."""
     compressed_path = os.path.join(folder, file_name)
-    uncompressed_path = compressed_path[:-len(".gz")] if compressed_path.endswith(".gz") else compressed_path
+    uncompressed_path = (
+        compressed_path[: -len(".gz")] if compressed_path.endswith(".gz") else compressed_path
+    )
     for path in (compressed_path, uncompressed_path):
         if os.path.exists(path):
             return path
     if not allow_download:
-        raise DataError(f"{compressed_path} is missing; place the file there "
-                        f"(it is at {mirrors[0]}{file_name}) or allow downloading")
+        raise DataError(
+            f"{compressed_path} is missing; place the file there "
+            f"(it is at {mirrors[0]}{file_name}) or allow downloading"
+        )
     download([mirror + file_name for mirror in mirrors], compressed_path, md5, notice=notice)
     return compressed_path
 
 
-def check_images_and_labels(images: np.ndarray, images_path: str, labels: np.ndarray,
-                            labels_path: str, image_shape: tuple, num_classes: int) -> None:
+def check_images_and_labels(
+    images: np.ndarray,
+    images_path: str,
+    labels: np.ndarray,
+    labels_path: str,
+    image_shape: tuple,
+    num_classes: int,
+) -> None:
     """Raise DataError unless images is (N, *image_shape) and labels is (N,) in 0..num_classes-1."""
     advice = "delete it so it is downloaded again"
     if images.ndim != 1 + len(image_shape) or images.shape[1:] != image_shape:
-        raise DataError(f"{images_path} holds an array of shape {images.shape}, not "
-                        f"(N, {', '.join(map(str, image_shape))}) images; {advice}")
+        raise DataError(
+            f"{images_path} holds an array of shape {images.shape}, not "
+            f"(N, {', '.join(map(str, image_shape))}) images; {advice}"
+        )
     if labels.ndim != 1:
-        raise DataError(f"{labels_path} holds an array of shape {labels.shape}, not (N,) labels; {advice}")
+        raise DataError(
+            f"{labels_path} holds an array of shape {labels.shape}, not (N,) labels; {advice}"
+        )
     if len(images) != len(labels):
-        raise DataError(f"{images_path} holds {len(images):,} images but {labels_path} holds "
-                        f"{len(labels):,} labels; delete both so they are downloaded again")
+        raise DataError(
+            f"{images_path} holds {len(images):,} images but {labels_path} holds "
+            f"{len(labels):,} labels; delete both so they are downloaded again"
+        )
     if len(images) == 0:
         raise DataError(f"{images_path} holds no images; {advice}")
     if labels.max() >= num_classes:
-        raise DataError(f"{labels_path} holds label {labels.max()}, outside 0..{num_classes - 1}; {advice}")
+        raise DataError(
+            f"{labels_path} holds label {labels.max()}, outside 0..{num_classes - 1}; {advice}"
+        )
 
 
-STATISTICS_CHUNK_IMAGES = 256   # images counted at a time by pixel_statistics (small: cache-friendly)
+STATISTICS_CHUNK_IMAGES = (
+    256  # images counted at a time by pixel_statistics (small: cache-friendly)
+)
 
 
 def pixel_statistics(images: np.ndarray, source: str) -> tuple:
@@ -532,20 +620,24 @@ def pixel_statistics(images: np.ndarray, source: str) -> tuple:
     in the DataError raised when a channel holds one value only (its std would be 0).
     """
     channels = images.shape[-1]
-    counts = np.zeros((channels, 256), dtype=np.int64)                  # (C, 256)
+    counts = np.zeros((channels, 256), dtype=np.int64)  # (C, 256)
     for start in range(0, len(images), STATISTICS_CHUNK_IMAGES):
-        pixels = images[start:start + STATISTICS_CHUNK_IMAGES].reshape(-1, channels)  # (pixels, C)
+        pixels = images[start : start + STATISTICS_CHUNK_IMAGES].reshape(
+            -1, channels
+        )  # (pixels, C)
         for channel in range(channels):
             counts[channel] += np.bincount(pixels[:, channel], minlength=256)
-    constant = (counts > 0).sum(axis=1) == 1                             # (C,) one value only
+    constant = (counts > 0).sum(axis=1) == 1  # (C,) one value only
     if constant.any():
         channel = int(np.flatnonzero(constant)[0])
-        raise DataError(f"every training pixel of {source} has the same value (in channel {channel}), "
-                        f"so the images cannot be standardised; check the training images")
-    values = np.arange(256, dtype=np.float64) / 255                     # (256,) the pixel values in [0, 1]
-    totals = counts.sum(axis=1)                                          # (C,)
-    mean = counts @ values / totals                                      # (C,)
-    variance = (counts * (values - mean[:, np.newaxis]) ** 2).sum(axis=1) / totals   # (C,)
+        raise DataError(
+            f"every training pixel of {source} has the same value (in channel {channel}), "
+            f"so the images cannot be standardised; check the training images"
+        )
+    values = np.arange(256, dtype=np.float64) / 255  # (256,) the pixel values in [0, 1]
+    totals = counts.sum(axis=1)  # (C,)
+    mean = counts @ values / totals  # (C,)
+    variance = (counts * (values - mean[:, np.newaxis]) ** 2).sum(axis=1) / totals  # (C,)
     return mean.astype(np.float32), np.sqrt(variance).astype(np.float32)
 
 
@@ -597,7 +689,7 @@ MNIST_FILES = {  # role -> (file name, md5 of the official file)
 }
 FASHION_MNIST_MIRRORS = [
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",     # the checksums guard it
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",  # the checksums guard it
 ]
 FASHION_MNIST_FILES = {  # the same names as MNIST's
     "train_images": ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
@@ -606,22 +698,32 @@ FASHION_MNIST_FILES = {  # the same names as MNIST's
     "test_labels": ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
 }
 
-OFFICIAL_COUNTS = {"train": 60_000, "test": 10_000}    # MNIST's and Fashion-MNIST's alike
+OFFICIAL_COUNTS = {"train": 60_000, "test": 10_000}  # MNIST's and Fashion-MNIST's alike
 
 
 def load_mnist(folder: str, allow_download: bool, notice) -> Dataset:
     """Load MNIST from folder, downloading missing files if allowed (see load_idx_dataset)."""
-    return load_idx_dataset("mnist", "MNIST", MNIST_FILES, MNIST_MIRRORS, folder, allow_download, notice)
+    return load_idx_dataset(
+        "mnist", "MNIST", MNIST_FILES, MNIST_MIRRORS, folder, allow_download, notice
+    )
 
 
 def load_fashion_mnist(folder: str, allow_download: bool, notice) -> Dataset:
     """Load Fashion-MNIST from folder, downloading missing files if allowed (see load_idx_dataset)."""
-    return load_idx_dataset("fashion-mnist", "Fashion-MNIST", FASHION_MNIST_FILES, FASHION_MNIST_MIRRORS,
-                            folder, allow_download, notice)
+    return load_idx_dataset(
+        "fashion-mnist",
+        "Fashion-MNIST",
+        FASHION_MNIST_FILES,
+        FASHION_MNIST_MIRRORS,
+        folder,
+        allow_download,
+        notice,
+    )
 
 
-def load_idx_dataset(name: str, title: str, files: dict, mirrors, folder: str, allow_download: bool,
-                     notice) -> Dataset:
+def load_idx_dataset(
+    name: str, title: str, files: dict, mirrors, folder: str, allow_download: bool, notice
+) -> Dataset:
     """Load a dataset of 28x28 grey images in MNIST's four IDX files (files: role -> (file
     name, official md5)), downloading missing files from the mirrors if allowed.
 
@@ -639,33 +741,44 @@ def load_idx_dataset(name: str, title: str, files: dict, mirrors, folder: str, a
         if path.endswith(".gz") and file_md5(path) != official_md5:
             noun = "images" if role.endswith("images") else "labels"
             count = len(arrays[role])
-            if count == OFFICIAL_COUNTS[role.split("_")[0]]:       # the same data, compressed anew?
-                notices.append(f"note: {path} is a valid IDX file with the official number of {noun} "
-                               f"({count:,}) but not byte for byte the official {title} file (compressed "
-                               f"anew?); using it as is")
+            if count == OFFICIAL_COUNTS[role.split("_")[0]]:  # the same data, compressed anew?
+                notices.append(
+                    f"note: {path} is a valid IDX file with the official number of {noun} "
+                    f"({count:,}) but not byte for byte the official {title} file (compressed "
+                    f"anew?); using it as is"
+                )
             else:
-                notices.append(f"note: {path} is a valid IDX file but not the official {title} file "
-                               f"({count:,} {noun}); using it as is")
+                notices.append(
+                    f"note: {path} is a valid IDX file but not the official {title} file "
+                    f"({count:,} {noun}); using it as is"
+                )
     for split in ("train", "test"):
-        check_images_and_labels(arrays[f"{split}_images"], paths[f"{split}_images"],
-                                arrays[f"{split}_labels"], paths[f"{split}_labels"],
-                                image_shape=(28, 28), num_classes=10)
+        check_images_and_labels(
+            arrays[f"{split}_images"],
+            paths[f"{split}_images"],
+            arrays[f"{split}_labels"],
+            paths[f"{split}_labels"],
+            image_shape=(28, 28),
+            num_classes=10,
+        )
     for line in notices:
         notice(line)
 
-    train_images = arrays["train_images"][..., np.newaxis]              # (N, 28, 28, 1) uint8
-    test_images = arrays["test_images"][..., np.newaxis]                # (M, 28, 28, 1) uint8
-    mean, std = pixel_statistics(train_images, source=paths["train_images"])   # (1,), (1,)
-    return Dataset(name=name,
-                   train_images=train_images,
-                   train_labels=arrays["train_labels"].astype(np.int64),
-                   test_images=test_images,
-                   test_labels=arrays["test_labels"].astype(np.int64),
-                   num_classes=10,
-                   mean=mean,
-                   std=std,
-                   augment=AUTHORS_AUGMENTATION[name],
-                   description=f"{title}, {len(train_images):,} training images")
+    train_images = arrays["train_images"][..., np.newaxis]  # (N, 28, 28, 1) uint8
+    test_images = arrays["test_images"][..., np.newaxis]  # (M, 28, 28, 1) uint8
+    mean, std = pixel_statistics(train_images, source=paths["train_images"])  # (1,), (1,)
+    return Dataset(
+        name=name,
+        train_images=train_images,
+        train_labels=arrays["train_labels"].astype(np.int64),
+        test_images=test_images,
+        test_labels=arrays["test_labels"].astype(np.int64),
+        num_classes=10,
+        mean=mean,
+        std=std,
+        augment=AUTHORS_AUGMENTATION[name],
+        description=f"{title}, {len(train_images):,} training images",
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -683,8 +796,8 @@ CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 CIFAR10_FOLDER = "cifar-10-batches-bin"
 CIFAR10_TRAIN_FILES = [f"data_batch_{number}.bin" for number in range(1, 6)]
 CIFAR10_TEST_FILE = "test_batch.bin"
-CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32   # 3,073: the label byte, then the three colour planes
-CIFAR10_IMAGES_PER_FILE = 10_000         # in each official file
+CIFAR10_RECORD_BYTES = 1 + 3 * 32 * 32  # 3,073: the label byte, then the three colour planes
+CIFAR10_IMAGES_PER_FILE = 10_000  # in each official file
 
 
 def read_cifar_batch(path: str) -> tuple:
@@ -700,15 +813,19 @@ def read_cifar_batch(path: str) -> tuple:
     except OSError as error:
         raise DataError(f"{path} could not be read ({_one_line(error)}); {advice}") from None
     if len(contents) == 0 or len(contents) % CIFAR10_RECORD_BYTES != 0:
-        raise DataError(f"{path} holds {len(contents):,} bytes, not a positive multiple of the "
-                        f"{CIFAR10_RECORD_BYTES:,}-byte CIFAR-10 record; {advice}")
+        raise DataError(
+            f"{path} holds {len(contents):,} bytes, not a positive multiple of the "
+            f"{CIFAR10_RECORD_BYTES:,}-byte CIFAR-10 record; {advice}"
+        )
     records = np.frombuffer(contents, dtype=np.uint8).reshape(-1, CIFAR10_RECORD_BYTES)  # (n, 3073)
-    labels = records[:, 0].astype(np.int64)                                              # (n,)
+    labels = records[:, 0].astype(np.int64)  # (n,)
     if labels.max() > 9:
         record = int(np.flatnonzero(labels > 9)[0])
-        raise DataError(f"{path} holds label {labels[record]} in record {record:,}, outside 0..9; {advice}")
-    planes = records[:, 1:].reshape(-1, 3, 32, 32)                       # (n, C, H, W): red, green, blue planes
-    images = np.ascontiguousarray(planes.transpose(0, 2, 3, 1))          # (n, H, W, C)
+        raise DataError(
+            f"{path} holds label {labels[record]} in record {record:,}, outside 0..9; {advice}"
+        )
+    planes = records[:, 1:].reshape(-1, 3, 32, 32)  # (n, C, H, W): red, green, blue planes
+    images = np.ascontiguousarray(planes.transpose(0, 2, 3, 1))  # (n, H, W, C)
     return images, labels
 
 
@@ -720,12 +837,16 @@ def write_cifar_batches(folder, train_images, train_labels, test_images, test_la
     test_batch.bin; labels: integers 0..9, (N,) and (M,). Each file is written atomically.
     """
     batches_folder = os.path.join(os.fspath(folder), CIFAR10_FOLDER)
-    train = _cifar_records(train_images, train_labels, "training")      # (N, 3073)
-    test = _cifar_records(test_images, test_labels, "test")             # (M, 3073)
+    train = _cifar_records(train_images, train_labels, "training")  # (N, 3073)
+    test = _cifar_records(test_images, test_labels, "test")  # (M, 3073)
     if len(train) < len(CIFAR10_TRAIN_FILES):
-        raise ValueError(f"write_cifar_batches needs at least {len(CIFAR10_TRAIN_FILES)} training "
-                         f"images (one per data_batch file), got {len(train)}")
-    for file_name, records in zip(CIFAR10_TRAIN_FILES, np.array_split(train, len(CIFAR10_TRAIN_FILES))):
+        raise ValueError(
+            f"write_cifar_batches needs at least {len(CIFAR10_TRAIN_FILES)} training "
+            f"images (one per data_batch file), got {len(train)}"
+        )
+    for file_name, records in zip(
+        CIFAR10_TRAIN_FILES, np.array_split(train, len(CIFAR10_TRAIN_FILES))
+    ):
         write_file_atomically(os.path.join(batches_folder, file_name), records.tobytes())
     write_file_atomically(os.path.join(batches_folder, CIFAR10_TEST_FILE), test.tobytes())
 
@@ -734,13 +855,19 @@ def _cifar_records(images, labels, split: str) -> np.ndarray:
     """uint8 images (n, 32, 32, 3) and labels (n,) -> uint8 records (n, 3073) in the file layout."""
     images, labels = np.asarray(images), np.asarray(labels)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-        raise ValueError(f"{split} images must be uint8 (n, 32, 32, 3), got {images.dtype} {images.shape}")
+        raise ValueError(
+            f"{split} images must be uint8 (n, 32, 32, 3), got {images.dtype} {images.shape}"
+        )
     if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
-        raise ValueError(f"{split} labels must be integers of shape ({len(images)},), "
-                         f"got {labels.dtype} {labels.shape}")
+        raise ValueError(
+            f"{split} labels must be integers of shape ({len(images)},), "
+            f"got {labels.dtype} {labels.shape}"
+        )
     if len(images) == 0 or labels.min() < 0 or labels.max() > 9:
         raise ValueError(f"{split} labels must be in 0..9, and there must be at least one image")
-    planes = images.transpose(0, 3, 1, 2).reshape(len(images), 3 * 32 * 32)   # (n, 3072): R, G, B planes
+    planes = images.transpose(0, 3, 1, 2).reshape(
+        len(images), 3 * 32 * 32
+    )  # (n, 3072): R, G, B planes
     return np.concatenate([labels.astype(np.uint8)[:, np.newaxis], planes], axis=1)
 
 
@@ -755,28 +882,39 @@ def load_cifar10(folder: str, allow_download: bool, notice) -> Dataset:
     file_names = CIFAR10_TRAIN_FILES + [CIFAR10_TEST_FILE]
     if not os.path.isdir(batches_folder):
         required_files = [os.path.join(CIFAR10_FOLDER, name) for name in file_names]
-        fetch_and_extract(folder, CIFAR10_ARCHIVE, CIFAR10_URL, CIFAR10_MD5, required_files,
-                          allow_download, notice)
+        fetch_and_extract(
+            folder,
+            CIFAR10_ARCHIVE,
+            CIFAR10_URL,
+            CIFAR10_MD5,
+            required_files,
+            allow_download,
+            notice,
+        )
     batches = [read_cifar_batch(os.path.join(batches_folder, name)) for name in file_names]
     for name, (images, _) in zip(file_names, batches):
         if len(images) != CIFAR10_IMAGES_PER_FILE:
-            notice(f"note: {os.path.join(batches_folder, name)} is a valid CIFAR-10 batch but not an "
-                   f"official one ({len(images):,} images, not {CIFAR10_IMAGES_PER_FILE:,}); using it as is")
+            notice(
+                f"note: {os.path.join(batches_folder, name)} is a valid CIFAR-10 batch but not an "
+                f"official one ({len(images):,} images, not {CIFAR10_IMAGES_PER_FILE:,}); using it as is"
+            )
 
-    train_images = np.concatenate([images for images, _ in batches[:-1]])   # (N, 32, 32, 3)
-    train_labels = np.concatenate([labels for _, labels in batches[:-1]])   # (N,)
-    test_images, test_labels = batches[-1]                                   # (M, 32, 32, 3), (M,)
-    mean, std = pixel_statistics(train_images, source=batches_folder)       # (3,), (3,)
-    return Dataset(name="cifar10",
-                   train_images=train_images,
-                   train_labels=train_labels,
-                   test_images=test_images,
-                   test_labels=test_labels,
-                   num_classes=10,
-                   mean=mean,
-                   std=std,
-                   augment=AUTHORS_AUGMENTATION["cifar10"],
-                   description=f"CIFAR-10, {len(train_images):,} training images")
+    train_images = np.concatenate([images for images, _ in batches[:-1]])  # (N, 32, 32, 3)
+    train_labels = np.concatenate([labels for _, labels in batches[:-1]])  # (N,)
+    test_images, test_labels = batches[-1]  # (M, 32, 32, 3), (M,)
+    mean, std = pixel_statistics(train_images, source=batches_folder)  # (3,), (3,)
+    return Dataset(
+        name="cifar10",
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        num_classes=10,
+        mean=mean,
+        std=std,
+        augment=AUTHORS_AUGMENTATION["cifar10"],
+        description=f"CIFAR-10, {len(train_images):,} training images",
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -799,15 +937,15 @@ TINY_IMAGENET_ARCHIVE = "tiny-imagenet-200.zip"
 TINY_IMAGENET_FOLDER = "tiny-imagenet-200"
 TINY_IMAGENET_CLASSES = 200
 TINY_IMAGENET_TRAIN_COUNT = 100_000
-TINY_IMAGENET_TEST_COUNT = 10_000    # the official validation set
+TINY_IMAGENET_TEST_COUNT = 10_000  # the official validation set
 TINY_IMAGENET_IMAGE_SHAPE = (64, 64, 3)
-TINY_IMAGENET_CACHE_FILES = {        # role -> file name in the tiny-imagenet folder
-    "train_images": "decoded-train-images.npy",   # uint8 (N, 64, 64, 3)
-    "train_labels": "decoded-train-labels.npy",   # int64 (N,)
-    "test_images": "decoded-test-images.npy",     # uint8 (M, 64, 64, 3)
-    "test_labels": "decoded-test-labels.npy",     # int64 (M,)
+TINY_IMAGENET_CACHE_FILES = {  # role -> file name in the tiny-imagenet folder
+    "train_images": "decoded-train-images.npy",  # uint8 (N, 64, 64, 3)
+    "train_labels": "decoded-train-labels.npy",  # int64 (N,)
+    "test_images": "decoded-test-images.npy",  # uint8 (M, 64, 64, 3)
+    "test_labels": "decoded-test-labels.npy",  # int64 (M,)
 }
-WNID = re.compile(r"[A-Za-z0-9_-]+")   # a class id; it names a folder, so nothing else is allowed
+WNID = re.compile(r"[A-Za-z0-9_-]+")  # a class id; it names a folder, so nothing else is allowed
 
 
 def import_pillow():
@@ -815,7 +953,9 @@ def import_pillow():
     try:
         from PIL import Image
     except ImportError:
-        raise DataError("Tiny-ImageNet needs Pillow to decode its JPEG files: pip install pillow") from None
+        raise DataError(
+            "Tiny-ImageNet needs Pillow to decode its JPEG files: pip install pillow"
+        ) from None
     return Image
 
 
@@ -829,15 +969,19 @@ def read_wnids(path: str) -> list:
         if not wnid:
             continue
         if not WNID.fullmatch(wnid):
-            raise DataError(f"{path} line {number}: {wnid!r} is not a class id (letters, digits, '_', '-'); {advice}")
+            raise DataError(
+                f"{path} line {number}: {wnid!r} is not a class id (letters, digits, '_', '-'); {advice}"
+            )
         if wnid in wnids:
             raise DataError(f"{path} line {number}: the class id {wnid} appears twice; {advice}")
         wnids.append(wnid)
     if not wnids:
         raise DataError(f"{path} holds no class ids; {advice}")
     if len(wnids) > TINY_IMAGENET_CLASSES:
-        raise DataError(f"{path} holds {len(wnids)} class ids, more than Tiny-ImageNet's "
-                        f"{TINY_IMAGENET_CLASSES}; {advice}")
+        raise DataError(
+            f"{path} holds {len(wnids)} class ids, more than Tiny-ImageNet's "
+            f"{TINY_IMAGENET_CLASSES}; {advice}"
+        )
     return sorted(wnids)
 
 
@@ -853,16 +997,26 @@ def read_val_annotations(path: str, class_index: dict) -> tuple:
         fields = [field.strip() for field in line.split("\t")]
         where = f"{path} line {number}"
         if len(fields) != 6:
-            raise DataError(f"{where} has {len(fields)} tab-separated fields, not 6 "
-                            f"(file name, class id, 4 box numbers); {advice}")
+            raise DataError(
+                f"{where} has {len(fields)} tab-separated fields, not 6 "
+                f"(file name, class id, 4 box numbers); {advice}"
+            )
         file_name, wnid, box = fields[0], fields[1], fields[2:]
-        if (file_name != os.path.basename(file_name) or "\\" in file_name
-                or not file_name.endswith(".JPEG") or file_name.startswith(".")):
-            raise DataError(f"{where}: {file_name!r} is not the name of a .JPEG file in val/images; {advice}")
+        if (
+            file_name != os.path.basename(file_name)
+            or "\\" in file_name
+            or not file_name.endswith(".JPEG")
+            or file_name.startswith(".")
+        ):
+            raise DataError(
+                f"{where}: {file_name!r} is not the name of a .JPEG file in val/images; {advice}"
+            )
         if not all(re.fullmatch(r"-?[0-9]+", number_text) for number_text in box):
             raise DataError(f"{where}: the box {' '.join(box)!r} is not four integers; {advice}")
         if wnid not in class_index:
-            raise DataError(f"{where} names the class {wnid!r}, which is not in wnids.txt; {advice}")
+            raise DataError(
+                f"{where} names the class {wnid!r}, which is not in wnids.txt; {advice}"
+            )
         if file_name in seen:
             raise DataError(f"{where}: {file_name} appears twice; {advice}")
         seen.add(file_name)
@@ -879,15 +1033,19 @@ def decode_jpeg(path: str, image_module) -> np.ndarray:
     advice = "delete the extracted folder so the archive is extracted again"
     height, width, _ = TINY_IMAGENET_IMAGE_SHAPE
     try:
-        with image_module.open(path, formats=["JPEG"]) as image:   # only Pillow's JPEG decoder
-            if image.size != (width, height):                      # known from the header alone
-                raise DataError(f"{path} is {image.size[0]}x{image.size[1]} pixels, not "
-                                f"{width}x{height}; {advice}")
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)   # (64, 64, 3)
+        with image_module.open(path, formats=["JPEG"]) as image:  # only Pillow's JPEG decoder
+            if image.size != (width, height):  # known from the header alone
+                raise DataError(
+                    f"{path} is {image.size[0]}x{image.size[1]} pixels, not "
+                    f"{width}x{height}; {advice}"
+                )
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)  # (64, 64, 3)
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; {advice}") from None
     except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as error:
-        raise DataError(f"{path} is not a readable JPEG image ({_one_line(error)}); {advice}") from None
+        raise DataError(
+            f"{path} is not a readable JPEG image ({_one_line(error)}); {advice}"
+        ) from None
 
 
 def decode_tiny_imagenet(extracted_folder: str, image_module, notice) -> dict:
@@ -900,23 +1058,32 @@ def decode_tiny_imagenet(extracted_folder: str, image_module, notice) -> dict:
         try:
             names = sorted(name for name in os.listdir(images_folder) if name.endswith(".JPEG"))
         except OSError as error:
-            raise DataError(f"{images_folder} could not be listed ({_one_line(error)}); delete the "
-                            f"extracted folder so the archive is extracted again") from None
+            raise DataError(
+                f"{images_folder} could not be listed ({_one_line(error)}); delete the "
+                f"extracted folder so the archive is extracted again"
+            ) from None
         if not names:
-            raise DataError(f"{images_folder} holds no .JPEG files; delete the extracted folder "
-                            f"so the archive is extracted again")
+            raise DataError(
+                f"{images_folder} holds no .JPEG files; delete the extracted folder "
+                f"so the archive is extracted again"
+            )
         train_paths += [os.path.join(images_folder, name) for name in names]
         train_labels += [index] * len(names)
     test_names, test_labels = read_val_annotations(
-        os.path.join(extracted_folder, "val", "val_annotations.txt"), class_index)
+        os.path.join(extracted_folder, "val", "val_annotations.txt"), class_index
+    )
     test_paths = [os.path.join(extracted_folder, "val", "images", name) for name in test_names]
 
-    notice(f"decoding {len(train_paths) + len(test_paths):,} Tiny-ImageNet JPEG files once; the arrays "
-           f"are cached as {os.path.join(os.path.dirname(extracted_folder), 'decoded-*.npy')}")
-    arrays = {"train_images": np.empty((len(train_paths), *TINY_IMAGENET_IMAGE_SHAPE), dtype=np.uint8),
-              "train_labels": np.array(train_labels, dtype=np.int64),
-              "test_images": np.empty((len(test_paths), *TINY_IMAGENET_IMAGE_SHAPE), dtype=np.uint8),
-              "test_labels": test_labels}
+    notice(
+        f"decoding {len(train_paths) + len(test_paths):,} Tiny-ImageNet JPEG files once; the arrays "
+        f"are cached as {os.path.join(os.path.dirname(extracted_folder), 'decoded-*.npy')}"
+    )
+    arrays = {
+        "train_images": np.empty((len(train_paths), *TINY_IMAGENET_IMAGE_SHAPE), dtype=np.uint8),
+        "train_labels": np.array(train_labels, dtype=np.int64),
+        "test_images": np.empty((len(test_paths), *TINY_IMAGENET_IMAGE_SHAPE), dtype=np.uint8),
+        "test_labels": test_labels,
+    }
     for split, paths in (("train", train_paths), ("test", test_paths)):
         for position, path in enumerate(paths):
             arrays[f"{split}_images"][position] = decode_jpeg(path, image_module)
@@ -934,15 +1101,27 @@ def read_decoded_cache(folder: str, notice):
         for split in ("train", "test"):
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
             images_path, labels_path = paths[f"{split}_images"], paths[f"{split}_labels"]
-            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != TINY_IMAGENET_IMAGE_SHAPE:
-                raise DataError(f"{images_path} holds {images.dtype} {images.shape}, not uint8 (N, 64, 64, 3)")
+            if (
+                images.dtype != np.uint8
+                or images.ndim != 4
+                or images.shape[1:] != TINY_IMAGENET_IMAGE_SHAPE
+            ):
+                raise DataError(
+                    f"{images_path} holds {images.dtype} {images.shape}, not uint8 (N, 64, 64, 3)"
+                )
             if labels.dtype != np.int64 or labels.shape != (len(images),) or len(images) == 0:
-                raise DataError(f"{labels_path} holds {labels.dtype} {labels.shape}, not int64 "
-                                f"({len(images)},) labels to match {images_path}")
+                raise DataError(
+                    f"{labels_path} holds {labels.dtype} {labels.shape}, not int64 "
+                    f"({len(images)},) labels to match {images_path}"
+                )
             if labels.min() < 0 or labels.max() >= TINY_IMAGENET_CLASSES:
-                raise DataError(f"{labels_path} holds labels outside 0..{TINY_IMAGENET_CLASSES - 1}")
+                raise DataError(
+                    f"{labels_path} holds labels outside 0..{TINY_IMAGENET_CLASSES - 1}"
+                )
     except DataError as error:
-        notice(f"note: the decoded cache is damaged ({error}); deleting it and decoding the JPEG files again")
+        notice(
+            f"note: the decoded cache is damaged ({error}); deleting it and decoding the JPEG files again"
+        )
         for path in paths.values():
             if os.path.exists(path):
                 os.remove(path)
@@ -960,32 +1139,45 @@ def load_tiny_imagenet(folder: str, allow_download: bool, notice) -> Dataset:
     """
     arrays = read_decoded_cache(folder, notice)
     if arrays is None:
-        image_module = import_pillow()             # before any download: without it nothing can be decoded
+        image_module = import_pillow()  # before any download: without it nothing can be decoded
         extracted_folder = os.path.join(folder, TINY_IMAGENET_FOLDER)
         if not os.path.isdir(extracted_folder):
-            required_files = [os.path.join(TINY_IMAGENET_FOLDER, "wnids.txt"),
-                              os.path.join(TINY_IMAGENET_FOLDER, "val", "val_annotations.txt")]
-            fetch_and_extract(folder, TINY_IMAGENET_ARCHIVE, TINY_IMAGENET_URL, TINY_IMAGENET_MD5,
-                              required_files, allow_download, notice)
+            required_files = [
+                os.path.join(TINY_IMAGENET_FOLDER, "wnids.txt"),
+                os.path.join(TINY_IMAGENET_FOLDER, "val", "val_annotations.txt"),
+            ]
+            fetch_and_extract(
+                folder,
+                TINY_IMAGENET_ARCHIVE,
+                TINY_IMAGENET_URL,
+                TINY_IMAGENET_MD5,
+                required_files,
+                allow_download,
+                notice,
+            )
         arrays = decode_tiny_imagenet(extracted_folder, image_module, notice)
         for role, file_name in TINY_IMAGENET_CACHE_FILES.items():
             write_npy_atomically(os.path.join(folder, file_name), arrays[role])
 
     train_count, test_count = len(arrays["train_images"]), len(arrays["test_images"])
     if (train_count, test_count) != (TINY_IMAGENET_TRAIN_COUNT, TINY_IMAGENET_TEST_COUNT):
-        notice(f"note: {folder} holds {train_count:,} training and {test_count:,} validation images, "
-               f"not the official {TINY_IMAGENET_TRAIN_COUNT:,} and {TINY_IMAGENET_TEST_COUNT:,}; using them as is")
-    mean, std = pixel_statistics(arrays["train_images"], source=folder)      # (3,), (3,)
-    return Dataset(name="tiny-imagenet",
-                   train_images=arrays["train_images"],
-                   train_labels=arrays["train_labels"],
-                   test_images=arrays["test_images"],
-                   test_labels=arrays["test_labels"],
-                   num_classes=TINY_IMAGENET_CLASSES,
-                   mean=mean,
-                   std=std,
-                   augment=AUTHORS_AUGMENTATION["tiny-imagenet"],
-                   description=f"Tiny-ImageNet, {train_count:,} training images")
+        notice(
+            f"note: {folder} holds {train_count:,} training and {test_count:,} validation images, "
+            f"not the official {TINY_IMAGENET_TRAIN_COUNT:,} and {TINY_IMAGENET_TEST_COUNT:,}; using them as is"
+        )
+    mean, std = pixel_statistics(arrays["train_images"], source=folder)  # (3,), (3,)
+    return Dataset(
+        name="tiny-imagenet",
+        train_images=arrays["train_images"],
+        train_labels=arrays["train_labels"],
+        test_images=arrays["test_images"],
+        test_labels=arrays["test_labels"],
+        num_classes=TINY_IMAGENET_CLASSES,
+        mean=mean,
+        std=std,
+        augment=AUTHORS_AUGMENTATION["tiny-imagenet"],
+        description=f"Tiny-ImageNet, {train_count:,} training images",
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -999,6 +1191,7 @@ def load_tiny_imagenet(folder: str, allow_download: bool, notice) -> Dataset:
 # a whole epoch's at once (draw_moves), and copied to wherever the pixels are (NumPy or
 # CuPy) once per epoch, so that a training step never waits for the host.
 # ----------------------------------------------------------------------------------------
+
 
 def array_module(array):
     """The array library `array` belongs to: cupy for a CuPy array, else numpy. CuPy is optional."""
@@ -1015,10 +1208,10 @@ def draw_moves(rng, count, max_shift=4, flip=True):
     """The random part of `count` augmentations, drawn on the host: a (3, count) int array of
     flips (1: flip left-right, probability 1/2 if flip, else never), dy and dx, each uniform
     in [-max_shift, max_shift]."""
-    flips = (rng.random(count) < 0.5) if flip else np.zeros(count, dtype=bool)   # (count,)
-    shifts_y = rng.integers(-max_shift, max_shift + 1, size=count)               # (count,)
-    shifts_x = rng.integers(-max_shift, max_shift + 1, size=count)               # (count,)
-    return np.stack([flips, shifts_y, shifts_x]).astype(np.int64)               # (3, count)
+    flips = (rng.random(count) < 0.5) if flip else np.zeros(count, dtype=bool)  # (count,)
+    shifts_y = rng.integers(-max_shift, max_shift + 1, size=count)  # (count,)
+    shifts_x = rng.integers(-max_shift, max_shift + 1, size=count)  # (count,)
+    return np.stack([flips, shifts_y, shifts_x]).astype(np.int64)  # (3, count)
 
 
 def random_flip_and_translate(images, rng, max_shift=4, flip=True):
@@ -1049,18 +1242,20 @@ def flip_and_translate(images, flips, shifts_y, shifts_x, max_shift=None):
     count, height, width, _ = images.shape
     if max_shift is None:
         max_shift = int(max(np.abs(shifts_y).max(initial=0), np.abs(shifts_x).max(initial=0)))
-    flips = xp.asarray(flips).astype(bool)                              # (N,)
-    shifts_y, shifts_x = xp.asarray(shifts_y), xp.asarray(shifts_x)     # (N,), (N,)
+    flips = xp.asarray(flips).astype(bool)  # (N,)
+    shifts_y, shifts_x = xp.asarray(shifts_y), xp.asarray(shifts_x)  # (N,), (N,)
     pad = max_shift
-    padded = xp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))   # (N, H + 2 pad, W + 2 pad, C), zero border
+    padded = xp.pad(
+        images, ((0, 0), (pad, pad), (pad, pad), (0, 0))
+    )  # (N, H + 2 pad, W + 2 pad, C), zero border
 
     # Output row y reads source row y - dy; output column x reads column x - dx of the flipped
     # image, which is column W - 1 - (x - dx) of the original. The padding adds pad to both.
-    rows = xp.arange(height)[None, :] - shifts_y[:, None] + pad                        # (N, H)
-    columns = xp.arange(width)[None, :] - shifts_x[:, None]                            # (N, W) in the flipped image
-    columns = xp.where(flips[:, None], width - 1 - columns, columns) + pad             # (N, W) in padded
-    image_index = xp.arange(count)[:, None, None]                                      # (N, 1, 1)
-    return padded[image_index, rows[:, :, None], columns[:, None, :]]                  # (N, H, W, C)
+    rows = xp.arange(height)[None, :] - shifts_y[:, None] + pad  # (N, H)
+    columns = xp.arange(width)[None, :] - shifts_x[:, None]  # (N, W) in the flipped image
+    columns = xp.where(flips[:, None], width - 1 - columns, columns) + pad  # (N, W) in padded
+    image_index = xp.arange(count)[:, None, None]  # (N, 1, 1)
+    return padded[image_index, rows[:, :, None], columns[:, None, :]]  # (N, H, W, C)
 
 
 # ----------------------------------------------------------------------------------------
@@ -1080,7 +1275,9 @@ def load_dataset(name, data_dir=None, download=True, notice=print_to_stderr) -> 
     download: whether missing files may be fetched. notice: called with each one-line note."""
     if name not in LOADERS:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(LOADERS))}")
-    data_dir = os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else default_data_dir()
+    data_dir = (
+        os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else default_data_dir()
+    )
     return LOADERS[name](os.path.join(data_dir, name), download, notice)
 
 
@@ -1097,10 +1294,19 @@ def first_training_images(dataset: Dataset, count: int) -> Dataset:
     images = dataset.train_images[:count]
     mean, std = pixel_statistics(images, source=f"the first {count:,} training images")
     whole, kept = f"{total:,} training images", f"the first {count:,} of {total:,} training images"
-    description = (dataset.description.replace(whole, kept) if whole in dataset.description
-                   else f"{dataset.description} ({kept})")     # a description of another form
-    return replace(dataset, train_images=images, train_labels=dataset.train_labels[:count],
-                   mean=mean, std=std, description=description)
+    description = (
+        dataset.description.replace(whole, kept)
+        if whole in dataset.description
+        else f"{dataset.description} ({kept})"
+    )  # a description of another form
+    return replace(
+        dataset,
+        train_images=images,
+        train_labels=dataset.train_labels[:count],
+        mean=mean,
+        std=std,
+        description=description,
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -1111,29 +1317,51 @@ def first_training_images(dataset: Dataset, count: int) -> Dataset:
 # squares laid over the image, so every class looks different and a small network learns them.
 # ----------------------------------------------------------------------------------------
 
-SYNTHETIC_COLOURS = np.array([[250, 40, 40], [40, 250, 40], [40, 40, 250], [250, 250, 40],
-                              [250, 40, 250], [40, 250, 250], [250, 250, 250], [250, 140, 40]])
-SYNTHETIC_SQUARE = 7                                # side of the class square, in pixels
-SYNTHETIC_DEFAULT_COUNTS = {"mnist": (500, 100), "fashion-mnist": (500, 100), "cifar10": (500, 100),
-                            "tiny-imagenet": (2_000, 400)}
-EXAMPLE_MODEL = {"mnist": "lenet5", "fashion-mnist": "lenet5", "cifar10": "vgg-d",
-                 "tiny-imagenet": "vgg-d"}                                 # for the printed command
+SYNTHETIC_COLOURS = np.array(
+    [
+        [250, 40, 40],
+        [40, 250, 40],
+        [40, 40, 250],
+        [250, 250, 40],
+        [250, 40, 250],
+        [40, 250, 250],
+        [250, 250, 250],
+        [250, 140, 40],
+    ]
+)
+SYNTHETIC_SQUARE = 7  # side of the class square, in pixels
+SYNTHETIC_DEFAULT_COUNTS = {
+    "mnist": (500, 100),
+    "fashion-mnist": (500, 100),
+    "cifar10": (500, 100),
+    "tiny-imagenet": (2_000, 400),
+}
+EXAMPLE_MODEL = {
+    "mnist": "lenet5",
+    "fashion-mnist": "lenet5",
+    "cifar10": "vgg-d",
+    "tiny-imagenet": "vgg-d",
+}  # for the printed command
 
 
 def synthetic_images(labels: np.ndarray, size: int, channels: int, rng) -> np.ndarray:
     """Learnable uint8 images (N, size, size, channels) for labels (N,): see the banner above."""
-    colours = SYNTHETIC_COLOURS if channels == 3 else np.array([[250]])   # (colours, C)
-    squares_per_row = size // SYNTHETIC_SQUARE      # 4 for MNIST and CIFAR-10, 9 for Tiny-ImageNet
-    images = np.full((len(labels), size, size, channels), 60, dtype=np.int16)   # (N, H, W, C) grey
+    colours = SYNTHETIC_COLOURS if channels == 3 else np.array([[250]])  # (colours, C)
+    squares_per_row = size // SYNTHETIC_SQUARE  # 4 for MNIST and CIFAR-10, 9 for Tiny-ImageNet
+    images = np.full((len(labels), size, size, channels), 60, dtype=np.int16)  # (N, H, W, C) grey
     for k in np.unique(labels):
         square = k // len(colours)
-        if square >= squares_per_row ** 2:
-            raise ValueError(f"a {size}x{size} image has room for {squares_per_row ** 2 * len(colours)} "
-                             f"classes, not {k + 1}")
+        if square >= squares_per_row**2:
+            raise ValueError(
+                f"a {size}x{size} image has room for {squares_per_row**2 * len(colours)} "
+                f"classes, not {k + 1}"
+            )
         top = SYNTHETIC_SQUARE * (square // squares_per_row)
         left = SYNTHETIC_SQUARE * (square % squares_per_row)
-        images[labels == k, top:top + SYNTHETIC_SQUARE, left:left + SYNTHETIC_SQUARE] = colours[k % len(colours)]
-    images += rng.integers(-40, 41, size=images.shape, dtype=np.int16)   # noise on every pixel
+        images[labels == k, top : top + SYNTHETIC_SQUARE, left : left + SYNTHETIC_SQUARE] = colours[
+            k % len(colours)
+        ]
+    images += rng.integers(-40, 41, size=images.shape, dtype=np.int16)  # noise on every pixel
     return np.clip(images, 0, 255).astype(np.uint8)
 
 
@@ -1149,7 +1377,7 @@ def write_synthetic_mnist(folder: str, train_count: int, test_count: int, rng) -
     same names and format)."""
     for prefix, count in (("train", train_count), ("t10k", test_count)):
         labels = synthetic_labels(count, 10, rng)
-        images = synthetic_images(labels, 28, 1, rng)[..., 0]           # (count, 28, 28)
+        images = synthetic_images(labels, 28, 1, rng)[..., 0]  # (count, 28, 28)
         write_idx(os.path.join(folder, f"{prefix}-images-idx3-ubyte.gz"), images)
         write_idx(os.path.join(folder, f"{prefix}-labels-idx1-ubyte.gz"), labels.astype(np.uint8))
 
@@ -1158,8 +1386,13 @@ def write_synthetic_cifar10(folder: str, train_count: int, test_count: int, rng)
     """The six CIFAR-10 binary batch files in folder/cifar-10-batches-bin/."""
     train_labels = synthetic_labels(train_count, 10, rng)
     test_labels = synthetic_labels(test_count, 10, rng)
-    write_cifar_batches(folder, synthetic_images(train_labels, 32, 3, rng), train_labels,
-                        synthetic_images(test_labels, 32, 3, rng), test_labels)
+    write_cifar_batches(
+        folder,
+        synthetic_images(train_labels, 32, 3, rng),
+        train_labels,
+        synthetic_images(test_labels, 32, 3, rng),
+        test_labels,
+    )
 
 
 def write_synthetic_tiny_imagenet(folder: str, train_count: int, test_count: int, rng) -> None:
@@ -1178,15 +1411,24 @@ def write_synthetic_tiny_imagenet(folder: str, train_count: int, test_count: int
         with open(os.path.join(root, "wnids.txt"), "w") as file:
             file.write("".join(f"{wnid}\n" for wnid in wnids))
         train_labels = synthetic_labels(train_count, TINY_IMAGENET_CLASSES, rng)
-        for number, (label, image) in enumerate(zip(train_labels, synthetic_images(train_labels, 64, 3, rng))):
+        for number, (label, image) in enumerate(
+            zip(train_labels, synthetic_images(train_labels, 64, 3, rng))
+        ):
             image_module.fromarray(image).save(
-                os.path.join(root, "train", wnids[label], "images", f"{wnids[label]}_{number}.JPEG"),
-                format="JPEG", quality=90)
+                os.path.join(
+                    root, "train", wnids[label], "images", f"{wnids[label]}_{number}.JPEG"
+                ),
+                format="JPEG",
+                quality=90,
+            )
         test_labels = synthetic_labels(test_count, TINY_IMAGENET_CLASSES, rng)
         annotations = []
-        for number, (label, image) in enumerate(zip(test_labels, synthetic_images(test_labels, 64, 3, rng))):
-            image_module.fromarray(image).save(os.path.join(root, "val", "images", f"val_{number}.JPEG"),
-                                               format="JPEG", quality=90)
+        for number, (label, image) in enumerate(
+            zip(test_labels, synthetic_images(test_labels, 64, 3, rng))
+        ):
+            image_module.fromarray(image).save(
+                os.path.join(root, "val", "images", f"val_{number}.JPEG"), format="JPEG", quality=90
+            )
             annotations.append(f"val_{number}.JPEG\t{wnids[label]}\t0\t0\t63\t63\n")
         with open(os.path.join(root, "val", "val_annotations.txt"), "w") as file:
             file.write("".join(annotations))
@@ -1195,13 +1437,23 @@ def write_synthetic_tiny_imagenet(folder: str, train_count: int, test_count: int
         shutil.rmtree(temporary_folder, ignore_errors=True)
 
 
-SYNTHETIC_WRITERS = {"mnist": write_synthetic_mnist, "fashion-mnist": write_synthetic_mnist,
-                     "cifar10": write_synthetic_cifar10, "tiny-imagenet": write_synthetic_tiny_imagenet}
-SYNTHETIC_MINIMUM_TRAIN = {"mnist": 1, "fashion-mnist": 1, "cifar10": len(CIFAR10_TRAIN_FILES),
-                           "tiny-imagenet": TINY_IMAGENET_CLASSES}
+SYNTHETIC_WRITERS = {
+    "mnist": write_synthetic_mnist,
+    "fashion-mnist": write_synthetic_mnist,
+    "cifar10": write_synthetic_cifar10,
+    "tiny-imagenet": write_synthetic_tiny_imagenet,
+}
+SYNTHETIC_MINIMUM_TRAIN = {
+    "mnist": 1,
+    "fashion-mnist": 1,
+    "cifar10": len(CIFAR10_TRAIN_FILES),
+    "tiny-imagenet": TINY_IMAGENET_CLASSES,
+}
 
 
-def write_synthetic_dataset(name: str, data_dir, train_count: int, test_count: int, seed: int = 0) -> str:
+def write_synthetic_dataset(
+    name: str, data_dir, train_count: int, test_count: int, seed: int = 0
+) -> str:
     """Write a small learnable dataset `name` into data_dir/<name>/ in its official format, so
     load_dataset(name, data_dir) reads it. Returns that folder. Refuses (DataError) to touch a
     folder that already exists, so it never mixes with, or overwrites, real data."""
@@ -1209,8 +1461,10 @@ def write_synthetic_dataset(name: str, data_dir, train_count: int, test_count: i
     if os.path.lexists(folder):
         raise DataError(f"{folder} already exists; choose another --data-dir or delete it first")
     if train_count < SYNTHETIC_MINIMUM_TRAIN[name] or test_count < 1:
-        raise DataError(f"a synthetic {name} needs at least {SYNTHETIC_MINIMUM_TRAIN[name]} training "
-                        f"and 1 test image, got {train_count} and {test_count}")
+        raise DataError(
+            f"a synthetic {name} needs at least {SYNTHETIC_MINIMUM_TRAIN[name]} training "
+            f"and 1 test image, got {train_count} and {test_count}"
+        )
     SYNTHETIC_WRITERS[name](folder, train_count, test_count, np.random.default_rng(seed))
     return folder
 
@@ -1218,6 +1472,7 @@ def write_synthetic_dataset(name: str, data_dir, train_count: int, test_count: i
 # ----------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------
+
 
 def main(argv=None) -> int:
     """`python data.py NAME [--data-dir DIR] [--no-download]`: download (if needed), verify and
@@ -1228,21 +1483,28 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="Download (if needed), verify and summarise a dataset.",
         epilog="'python data.py synthetic NAME --data-dir DIR' writes a small learnable stand-in "
-               "in the official format instead (see 'python data.py synthetic --help').")
+        "in the official format instead (see 'python data.py synthetic --help').",
+    )
     parser.add_argument("name", choices=sorted(LOADERS), help="which dataset")
-    parser.add_argument("--data-dir", default=None,
-                        help=f"folder holding <name>/ (default: {default_data_dir()})")
-    parser.add_argument("--no-download", action="store_true",
-                        help="fail instead of downloading missing files")
+    parser.add_argument(
+        "--data-dir", default=None, help=f"folder holding <name>/ (default: {default_data_dir()})"
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="fail instead of downloading missing files"
+    )
     arguments = parser.parse_args(argv)
     try:
-        dataset = load_dataset(arguments.name, arguments.data_dir, download=not arguments.no_download)
+        dataset = load_dataset(
+            arguments.name, arguments.data_dir, download=not arguments.no_download
+        )
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{dataset.description}, {len(dataset.test_images):,} test images, {dataset.num_classes} classes; "
-          f"training pixels in [0, 1]: mean {' '.join(f'{value:.4f}' for value in dataset.mean)}, "
-          f"std {' '.join(f'{value:.4f}' for value in dataset.std)}")
+    print(
+        f"{dataset.description}, {len(dataset.test_images):,} test images, {dataset.num_classes} classes; "
+        f"training pixels in [0, 1]: mean {' '.join(f'{value:.4f}' for value in dataset.mean)}, "
+        f"std {' '.join(f'{value:.4f}' for value in dataset.std)}"
+    )
     return 0
 
 
@@ -1251,26 +1513,40 @@ def synthetic_main(argv) -> int:
     parser = argparse.ArgumentParser(
         prog="data.py synthetic",
         description="Write a small, learnable dataset in the official format into DIR/NAME/ "
-                    "(class k: a 7x7 square whose colour and position depend on k, on noise).")
+        "(class k: a 7x7 square whose colour and position depend on k, on noise).",
+    )
     parser.add_argument("name", choices=sorted(SYNTHETIC_WRITERS), help="which dataset to imitate")
-    parser.add_argument("--data-dir", required=True, help="folder to write <name>/ into (must not hold one yet)")
-    parser.add_argument("--train", type=int, default=None,
-                        help="training images (default: 500; 2,000 for tiny-imagenet)")
-    parser.add_argument("--test", type=int, default=None,
-                        help="test images (default: 100; 400 for tiny-imagenet)")
+    parser.add_argument(
+        "--data-dir", required=True, help="folder to write <name>/ into (must not hold one yet)"
+    )
+    parser.add_argument(
+        "--train",
+        type=int,
+        default=None,
+        help="training images (default: 500; 2,000 for tiny-imagenet)",
+    )
+    parser.add_argument(
+        "--test", type=int, default=None, help="test images (default: 100; 400 for tiny-imagenet)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     arguments = parser.parse_args(argv)
     default_train, default_test = SYNTHETIC_DEFAULT_COUNTS[arguments.name]
     train_count = default_train if arguments.train is None else arguments.train
     test_count = default_test if arguments.test is None else arguments.test
     try:
-        folder = write_synthetic_dataset(arguments.name, arguments.data_dir, train_count, test_count, arguments.seed)
+        folder = write_synthetic_dataset(
+            arguments.name, arguments.data_dir, train_count, test_count, arguments.seed
+        )
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote a synthetic {arguments.name} ({train_count:,} training, {test_count:,} test images) to {folder}")
-    print(f"use it: python snip_min.py --model {EXAMPLE_MODEL[arguments.name]} --dataset {arguments.name} "
-          f"--data-dir {arguments.data_dir}")
+    print(
+        f"wrote a synthetic {arguments.name} ({train_count:,} training, {test_count:,} test images) to {folder}"
+    )
+    print(
+        f"use it: python snip_min.py --model {EXAMPLE_MODEL[arguments.name]} --dataset {arguments.name} "
+        f"--data-dir {arguments.data_dir}"
+    )
     return 0
 
 

@@ -16,19 +16,30 @@ from dataclasses import dataclass
 import snip_min as sm
 from extensions.recurrent import GRU, LSTM, AsSequence
 from snip_min import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
-from extensions.zoo_layers import AvgPool2D, BatchNorm, Concat, GlobalAvgPool, Identity, Residual, ZeroChannels
+from extensions.zoo_layers import (
+    AvgPool2D,
+    BatchNorm,
+    Concat,
+    GlobalAvgPool,
+    Identity,
+    Residual,
+    ZeroChannels,
+)
 
 
 # ---------------------------------------------------------------------------------------
 # LeNets on MNIST (the authors' definitions: no batch norm)
 # ---------------------------------------------------------------------------------------
 
+
 def lenet300(num_classes=10):
     """LeNet-300-100: a multilayer perceptron 784-300-100-classes with ReLU. 266,610 parameters."""
     return Sequential(
-        Flatten(),                                  # (N, 28, 28, 1) -> (N, 784)
-        Linear(784, 300), ReLU(),
-        Linear(300, 100), ReLU(),
+        Flatten(),  # (N, 28, 28, 1) -> (N, 784)
+        Linear(784, 300),
+        ReLU(),
+        Linear(300, 100),
+        ReLU(),
         Linear(100, num_classes),
     )
 
@@ -38,12 +49,13 @@ def lenet5(num_classes=10):
     max-pooling, then fc 800-500 with ReLU and fc 500-classes. As in Caffe's and the
     authors' version, the convolutions have no ReLU. 431,080 parameters."""
     return Sequential(
-        Conv2D(1, 20, 5, padding="valid"),          # (N, 28, 28, 1)  -> (N, 24, 24, 20)
-        MaxPool2D(2),                               #                 -> (N, 12, 12, 20)
-        Conv2D(20, 50, 5, padding="valid"),         #                 -> (N, 8, 8, 50)
-        MaxPool2D(2),                               #                 -> (N, 4, 4, 50)
-        Flatten(),                                  #                 -> (N, 800)
-        Linear(800, 500), ReLU(),
+        Conv2D(1, 20, 5, padding="valid"),  # (N, 28, 28, 1)  -> (N, 24, 24, 20)
+        MaxPool2D(2),  #                 -> (N, 12, 12, 20)
+        Conv2D(20, 50, 5, padding="valid"),  #                 -> (N, 8, 8, 50)
+        MaxPool2D(2),  #                 -> (N, 4, 4, 50)
+        Flatten(),  #                 -> (N, 800)
+        Linear(800, 500),
+        ReLU(),
         Linear(500, num_classes),
     )
 
@@ -52,6 +64,7 @@ def lenet5(num_classes=10):
 # Building blocks. Every conv/linear layer but the last is followed by batch norm and ReLU.
 # Paddings follow the TensorFlow originals ('same': output = ceil(input / stride)).
 # ---------------------------------------------------------------------------------------
+
 
 def conv_bn_relu(c_in, c_out, kernel, stride=1, padding="same"):
     return [Conv2D(c_in, c_out, kernel, stride, padding), BatchNorm(c_out), ReLU()]
@@ -66,6 +79,7 @@ def linear_bn_relu(d_in, d_out):
 # Tiny-ImageNet images the first convolution's stride is doubled.
 # ---------------------------------------------------------------------------------------
 
+
 def alexnet(num_classes, dataset, k):
     """AlexNet-s (k=1) and AlexNet-b (k=2): five 'same' convolutions of stride 2 (the first
     stride 4 on Tiny-ImageNet), which take a 32x32 image down to 1x1, then fc layers of
@@ -76,7 +90,7 @@ def alexnet(num_classes, dataset, k):
         *conv_bn_relu(96, 256, 5, 2),
         *conv_bn_relu(256, 384, 3, 2),
         *conv_bn_relu(384, 384, 3, 2),
-        *conv_bn_relu(384, 256, 3, 2),          # -> (N, 1, 1, 256)
+        *conv_bn_relu(384, 256, 3, 2),  # -> (N, 1, 1, 256)
         Flatten(),
         *linear_bn_relu(256, 1024 * k),
         *linear_bn_relu(1024 * k, 1024 * k),
@@ -86,10 +100,46 @@ def alexnet(num_classes, dataset, k):
 
 # (filters, kernel) of each convolution, 'M' for a 2x2 max-pool
 VGG_CONVS = {
-    "C": [(64, 3), (64, 3), "M", (128, 3), (128, 3), "M", (256, 3), (256, 3), (256, 1), "M",
-          (512, 3), (512, 3), (512, 1), "M", (512, 3), (512, 3), (512, 1), "M"],
-    "D": [(64, 3), (64, 3), "M", (128, 3), (128, 3), "M", (256, 3), (256, 3), (256, 3), "M",
-          (512, 3), (512, 3), (512, 3), "M", (512, 3), (512, 3), (512, 3), "M"],
+    "C": [
+        (64, 3),
+        (64, 3),
+        "M",
+        (128, 3),
+        (128, 3),
+        "M",
+        (256, 3),
+        (256, 3),
+        (256, 1),
+        "M",
+        (512, 3),
+        (512, 3),
+        (512, 1),
+        "M",
+        (512, 3),
+        (512, 3),
+        (512, 1),
+        "M",
+    ],
+    "D": [
+        (64, 3),
+        (64, 3),
+        "M",
+        (128, 3),
+        (128, 3),
+        "M",
+        (256, 3),
+        (256, 3),
+        (256, 3),
+        "M",
+        (512, 3),
+        (512, 3),
+        (512, 3),
+        "M",
+        (512, 3),
+        (512, 3),
+        (512, 3),
+        "M",
+    ],
 }
 
 
@@ -106,7 +156,7 @@ def vgg(num_classes, dataset, version):
             stride = 2 if (dataset == "tiny-imagenet" and not layers) else 1
             layers += conv_bn_relu(c_in, filters, kernel, stride)
             c_in = filters
-    layers += [Flatten(), *linear_bn_relu(512, 512)]              # 32x32 -> 1x1x512
+    layers += [Flatten(), *linear_bn_relu(512, 512)]  # 32x32 -> 1x1x512
     if version != "like":
         layers += linear_bn_relu(512, 512)
     layers.append(Linear(512, num_classes))
@@ -117,12 +167,16 @@ def vgg(num_classes, dataset, version):
 # The student reproduction's models (CIFAR-10), as defined in its snip/network.py
 # ---------------------------------------------------------------------------------------
 
+
 def basic_block(c_in, c_out, stride):
     """ResNet's basic block: two 3x3 convolutions, added to a shortcut, then ReLU. When the
     block halves the resolution, the shortcut is parameter-free: a 2x2 average pool and
     zero channels for the new width."""
-    body = Sequential(*conv_bn_relu(c_in, c_out, 3, stride),
-                      Conv2D(c_out, c_out, 3, padding="same"), BatchNorm(c_out))
+    body = Sequential(
+        *conv_bn_relu(c_in, c_out, 3, stride),
+        Conv2D(c_out, c_out, 3, padding="same"),
+        BatchNorm(c_out),
+    )
     if stride == 1 and c_in == c_out:
         shortcut = Identity()
     else:
@@ -136,7 +190,7 @@ def resnet(num_classes, dataset, blocks):
     resolution in its first block), global average pool, fc."""
     layers, c_in = conv_bn_relu(3, 64, 3), 64
     for stage, count in enumerate(blocks):
-        width = 64 * 2 ** stage
+        width = 64 * 2**stage
         for index in range(count):
             layers += basic_block(c_in, width, 2 if stage > 0 and index == 0 else 1)
             c_in = width
@@ -148,14 +202,24 @@ def fire(c_in, squeeze, expand):
     convolutions side by side, concatenated, then ReLU."""
     return Sequential(
         *conv_bn_relu(c_in, squeeze, 1),
-        Concat(Sequential(Conv2D(squeeze, expand, 1), BatchNorm(expand)),
-               Sequential(Conv2D(squeeze, expand, 3, padding="same"), BatchNorm(expand))),
+        Concat(
+            Sequential(Conv2D(squeeze, expand, 1), BatchNorm(expand)),
+            Sequential(Conv2D(squeeze, expand, 3, padding="same"), BatchNorm(expand)),
+        ),
         ReLU(),
     )
 
 
-SQUEEZENET_FIRES = [(96, 16, 64), (128, 16, 64), (128, 32, 128), (256, 32, 128),      # fires 2-5
-                    (256, 48, 192), (384, 48, 192), (384, 64, 256), (512, 64, 256)]   # fires 6-9
+SQUEEZENET_FIRES = [
+    (96, 16, 64),
+    (128, 16, 64),
+    (128, 32, 128),
+    (256, 32, 128),  # fires 2-5
+    (256, 48, 192),
+    (384, 48, 192),
+    (384, 64, 256),
+    (512, 64, 256),
+]  # fires 6-9
 
 
 def squeezenet(num_classes, dataset, bypass):
@@ -173,10 +237,14 @@ def squeezenet(num_classes, dataset, bypass):
 
 # (input channels, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection): GoogLeNet's table
 INCEPTIONS = {
-    "3a": (192, 64, 96, 128, 16, 32, 32), "3b": (256, 128, 128, 192, 32, 96, 64),
-    "4a": (480, 192, 96, 208, 16, 48, 64), "4b": (512, 160, 112, 224, 24, 64, 64),
-    "4c": (512, 128, 128, 256, 24, 64, 64), "4d": (512, 112, 144, 288, 32, 64, 64),
-    "4e": (528, 256, 160, 320, 32, 128, 128), "5a": (832, 256, 160, 320, 32, 128, 128),
+    "3a": (192, 64, 96, 128, 16, 32, 32),
+    "3b": (256, 128, 128, 192, 32, 96, 64),
+    "4a": (480, 192, 96, 208, 16, 48, 64),
+    "4b": (512, 160, 112, 224, 24, 64, 64),
+    "4c": (512, 128, 128, 256, 24, 64, 64),
+    "4d": (512, 112, 144, 288, 32, 64, 64),
+    "4e": (528, 256, 160, 320, 32, 128, 128),
+    "5a": (832, 256, 160, 320, 32, 128, 128),
     "5b": (832, 384, 192, 384, 48, 128, 128),
 }
 
@@ -200,24 +268,44 @@ def googlenet(num_classes, dataset, full_kernels):
     their true 3x3 and 5x5 sizes (5,983,802). The students also apply dropout before the
     pool; it has no parameters and is left out here."""
     k3, k5 = (3, 5) if full_kernels else (1, 1)
-    pool = lambda: MaxPool2D(3, 2, "same")                            # noqa: E731
+    pool = lambda: MaxPool2D(3, 2, "same")  # noqa: E731
     modules = {name: inception(*widths, k3, k5) for name, widths in INCEPTIONS.items()}
     return Sequential(
-        *conv_bn_relu(3, 64, 7, 2), pool(),
-        *conv_bn_relu(64, 64, 1), *conv_bn_relu(64, 192, 3), pool(),
-        modules["3a"], modules["3b"], pool(),
-        modules["4a"], modules["4b"], modules["4c"], modules["4d"], modules["4e"], pool(),
-        modules["5a"], modules["5b"],
-        GlobalAvgPool(), Linear(1024, num_classes),
+        *conv_bn_relu(3, 64, 7, 2),
+        pool(),
+        *conv_bn_relu(64, 64, 1),
+        *conv_bn_relu(64, 192, 3),
+        pool(),
+        modules["3a"],
+        modules["3b"],
+        pool(),
+        modules["4a"],
+        modules["4b"],
+        modules["4c"],
+        modules["4d"],
+        modules["4e"],
+        pool(),
+        modules["5a"],
+        modules["5b"],
+        GlobalAvgPool(),
+        Linear(1024, num_classes),
     )
 
 
 def dense_layer(c_in, growth):
     """DenseNet's layer: keep the input and append `growth` new channels computed from it by
     BN-ReLU-1x1 conv (4*growth) -BN-ReLU-3x3 conv (growth)."""
-    return Concat(Identity(), Sequential(
-        BatchNorm(c_in), ReLU(), Conv2D(c_in, 4 * growth, 1),
-        BatchNorm(4 * growth), ReLU(), Conv2D(4 * growth, growth, 3, padding="same")))
+    return Concat(
+        Identity(),
+        Sequential(
+            BatchNorm(c_in),
+            ReLU(),
+            Conv2D(c_in, 4 * growth, 1),
+            BatchNorm(4 * growth),
+            ReLU(),
+            Conv2D(4 * growth, growth, 3, padding="same"),
+        ),
+    )
 
 
 def densenet(num_classes, dataset, blocks, growth=32):
@@ -232,7 +320,12 @@ def densenet(num_classes, dataset, blocks, growth=32):
             layers.append(dense_layer(channels, growth))
             channels += growth
         if number < len(blocks) - 1:
-            layers += [BatchNorm(channels), ReLU(), Conv2D(channels, growth, 1), AvgPool2D(2, padding="same")]
+            layers += [
+                BatchNorm(channels),
+                ReLU(),
+                Conv2D(channels, growth, 1),
+                AvgPool2D(2, padding="same"),
+            ]
     return Sequential(*layers, GlobalAvgPool(), Linear(channels, num_classes))
 
 
@@ -241,11 +334,16 @@ def densenet(num_classes, dataset, blocks, growth=32):
 # biases, a 1x1 convolution as the shortcut where the shape changes.
 # ---------------------------------------------------------------------------------------
 
+
 def wide_block(c_in, c_out, stride):
     """BN-ReLU-3x3 conv-BN-ReLU-3x3 conv plus a shortcut. Where the shape changes, the
     block's first BN-ReLU is shared: the 1x1 shortcut convolution sees the activated input."""
-    convs = [Conv2D(c_in, c_out, 3, stride, padding=1, bias=False), BatchNorm(c_out), ReLU(),
-             Conv2D(c_out, c_out, 3, 1, padding=1, bias=False)]
+    convs = [
+        Conv2D(c_in, c_out, 3, stride, padding=1, bias=False),
+        BatchNorm(c_out),
+        ReLU(),
+        Conv2D(c_out, c_out, 3, 1, padding=1, bias=False),
+    ]
     if stride == 1 and c_in == c_out:
         return Residual(Sequential(BatchNorm(c_in), ReLU(), *convs))
     shortcut = Conv2D(c_in, c_out, 1, stride, bias=False)
@@ -271,14 +369,15 @@ def wide_resnet(num_classes, dataset, depth, k):
 # of one pixel).
 # ---------------------------------------------------------------------------------------
 
+
 def recurrent_classifier(layer, hidden, num_classes, pixels=False):
     """LSTM-s/-b, GRU-s/-b: one LSTM or GRU layer of `hidden` units (128: -s, 256: -b) over
     the 28 rows, and a linear classifier on its last hidden state. LSTM-s: 81,674 parameters
     (4 gates x (28*128 + 128*128 + 128) + 128*10 + 10). pixels=True reads one pixel per step
     instead, 784 steps of one value (the -pixels models): LSTM-s 67,850 parameters."""
     return Sequential(
-        AsSequence(pixels),                         # (N, 28, 28, 1) -> (N, T=28, D=28), or (N, 784, 1)
-        layer(1 if pixels else 28, hidden),         #                -> (N, hidden), h_T
+        AsSequence(pixels),  # (N, 28, 28, 1) -> (N, T=28, D=28), or (N, 784, 1)
+        layer(1 if pixels else 28, hidden),  #                -> (N, hidden), h_T
         Linear(hidden, num_classes),
     )
 
@@ -287,14 +386,17 @@ def recurrent_classifier(layer, hidden, num_classes, pixels=False):
 # The registry
 # ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ModelInfo:
-    builder: object        # function(num_classes, dataset) -> Layer
-    dataset: str           # the dataset it is trained on by default
-    datasets: tuple        # the datasets it is defined for (and their DROP_IN replacements)
-    title: str             # the name the paper uses
-    iterations: int = None  # default training length on MNIST (other datasets: the paper's schedule)
-    counts_batch_norm: bool = False   # published count includes batch-norm scales and shifts
+    builder: object  # function(num_classes, dataset) -> Layer
+    dataset: str  # the dataset it is trained on by default
+    datasets: tuple  # the datasets it is defined for (and their DROP_IN replacements)
+    title: str  # the name the paper uses
+    iterations: int = (
+        None  # default training length on MNIST (other datasets: the paper's schedule)
+    )
+    counts_batch_norm: bool = False  # published count includes batch-norm scales and shifts
 
 
 AUTHORS = ("cifar10", "tiny-imagenet")
@@ -304,27 +406,71 @@ MODELS = {
     # Default MNIST schedules, the learning rate x0.1 after 50% and 75% of them: about 7
     # minutes of LeNet-5-Caffe on two CPU cores, whatever the size of the training set;
     # LeNet-300-100 steps ~20x faster, so it can afford (and needs) more iterations.
-    "lenet300": ModelInfo(lambda n, d: lenet300(n), "mnist", ("mnist",), "LeNet-300-100", iterations=22_000),
-    "lenet5": ModelInfo(lambda n, d: lenet5(n), "mnist", ("mnist",), "LeNet-5-Caffe", iterations=12_000),
+    "lenet300": ModelInfo(
+        lambda n, d: lenet300(n), "mnist", ("mnist",), "LeNet-300-100", iterations=22_000
+    ),
+    "lenet5": ModelInfo(
+        lambda n, d: lenet5(n), "mnist", ("mnist",), "LeNet-5-Caffe", iterations=12_000
+    ),
     # The recurrent nets run 28 steps per image: 10,000 iterations (46 epochs of 21,911 images)
     # take about 4-5 minutes on one core for -s, 11-14 for -b.
-    "lstm-s": ModelInfo(lambda n, d: recurrent_classifier(LSTM, 128, n), "mnist", ("mnist",), "LSTM-s",
-                        iterations=10_000),
-    "lstm-b": ModelInfo(lambda n, d: recurrent_classifier(LSTM, 256, n), "mnist", ("mnist",), "LSTM-b",
-                        iterations=10_000),
-    "gru-s": ModelInfo(lambda n, d: recurrent_classifier(GRU, 128, n), "mnist", ("mnist",), "GRU-s",
-                       iterations=10_000),
-    "gru-b": ModelInfo(lambda n, d: recurrent_classifier(GRU, 256, n), "mnist", ("mnist",), "GRU-b",
-                       iterations=10_000),
+    "lstm-s": ModelInfo(
+        lambda n, d: recurrent_classifier(LSTM, 128, n),
+        "mnist",
+        ("mnist",),
+        "LSTM-s",
+        iterations=10_000,
+    ),
+    "lstm-b": ModelInfo(
+        lambda n, d: recurrent_classifier(LSTM, 256, n),
+        "mnist",
+        ("mnist",),
+        "LSTM-b",
+        iterations=10_000,
+    ),
+    "gru-s": ModelInfo(
+        lambda n, d: recurrent_classifier(GRU, 128, n),
+        "mnist",
+        ("mnist",),
+        "GRU-s",
+        iterations=10_000,
+    ),
+    "gru-b": ModelInfo(
+        lambda n, d: recurrent_classifier(GRU, 256, n),
+        "mnist",
+        ("mnist",),
+        "GRU-b",
+        iterations=10_000,
+    ),
     # The same, one pixel per step: 784 steps an image, 28 times the work of the rows
-    "lstm-s-pixels": ModelInfo(lambda n, d: recurrent_classifier(LSTM, 128, n, pixels=True), "mnist",
-                               ("mnist",), "LSTM-s (pixels)", iterations=10_000),
-    "lstm-b-pixels": ModelInfo(lambda n, d: recurrent_classifier(LSTM, 256, n, pixels=True), "mnist",
-                               ("mnist",), "LSTM-b (pixels)", iterations=10_000),
-    "gru-s-pixels": ModelInfo(lambda n, d: recurrent_classifier(GRU, 128, n, pixels=True), "mnist",
-                              ("mnist",), "GRU-s (pixels)", iterations=10_000),
-    "gru-b-pixels": ModelInfo(lambda n, d: recurrent_classifier(GRU, 256, n, pixels=True), "mnist",
-                              ("mnist",), "GRU-b (pixels)", iterations=10_000),
+    "lstm-s-pixels": ModelInfo(
+        lambda n, d: recurrent_classifier(LSTM, 128, n, pixels=True),
+        "mnist",
+        ("mnist",),
+        "LSTM-s (pixels)",
+        iterations=10_000,
+    ),
+    "lstm-b-pixels": ModelInfo(
+        lambda n, d: recurrent_classifier(LSTM, 256, n, pixels=True),
+        "mnist",
+        ("mnist",),
+        "LSTM-b (pixels)",
+        iterations=10_000,
+    ),
+    "gru-s-pixels": ModelInfo(
+        lambda n, d: recurrent_classifier(GRU, 128, n, pixels=True),
+        "mnist",
+        ("mnist",),
+        "GRU-s (pixels)",
+        iterations=10_000,
+    ),
+    "gru-b-pixels": ModelInfo(
+        lambda n, d: recurrent_classifier(GRU, 256, n, pixels=True),
+        "mnist",
+        ("mnist",),
+        "GRU-b (pixels)",
+        iterations=10_000,
+    ),
     "alexnet-s": ModelInfo(lambda n, d: alexnet(n, d, k=1), "cifar10", AUTHORS, "AlexNet-s"),
     "alexnet-b": ModelInfo(lambda n, d: alexnet(n, d, k=2), "cifar10", AUTHORS, "AlexNet-b"),
     "vgg-c": ModelInfo(lambda n, d: vgg(n, d, "C"), "cifar10", AUTHORS, "VGG-C"),
@@ -332,17 +478,46 @@ MODELS = {
     "vgg-like": ModelInfo(lambda n, d: vgg(n, d, "like"), "cifar10", AUTHORS, "VGG-like"),
     "resnet18": ModelInfo(lambda n, d: resnet(n, d, [2, 2, 2, 2]), "cifar10", CIFAR, "ResNet-18"),
     "resnet34": ModelInfo(lambda n, d: resnet(n, d, [3, 4, 6, 3]), "cifar10", CIFAR, "ResNet-34"),
-    "squeezenet": ModelInfo(lambda n, d: squeezenet(n, d, bypass=False), "cifar10", CIFAR, "SqueezeNet (vanilla)"),
-    "squeezenet-bypass": ModelInfo(lambda n, d: squeezenet(n, d, bypass=True), "cifar10", CIFAR, "SqueezeNet (bypass)"),
-    "googlenet": ModelInfo(lambda n, d: googlenet(n, d, full_kernels=False), "cifar10", CIFAR, "GoogLeNet (as published)"),
-    "googlenet-full": ModelInfo(lambda n, d: googlenet(n, d, full_kernels=True), "cifar10", CIFAR, "GoogLeNet (3x3/5x5)"),
-    "densenet121": ModelInfo(lambda n, d: densenet(n, d, [6, 12, 24, 16]), "cifar10", CIFAR, "DenseNet-121"),
-    "densenet169": ModelInfo(lambda n, d: densenet(n, d, [6, 12, 32, 32]), "cifar10", CIFAR, "DenseNet-169"),
-    "densenet201": ModelInfo(lambda n, d: densenet(n, d, [6, 12, 48, 32]), "cifar10", CIFAR, "DenseNet-201"),
-    "densenet264": ModelInfo(lambda n, d: densenet(n, d, [6, 12, 64, 48]), "cifar10", CIFAR, "DenseNet-264"),
-    "wrn-16-8": ModelInfo(lambda n, d: wide_resnet(n, d, 16, 8), "cifar10", CIFAR, "WRN-16-8", counts_batch_norm=True),
-    "wrn-16-10": ModelInfo(lambda n, d: wide_resnet(n, d, 16, 10), "cifar10", CIFAR, "WRN-16-10", counts_batch_norm=True),
-    "wrn-22-8": ModelInfo(lambda n, d: wide_resnet(n, d, 22, 8), "cifar10", CIFAR, "WRN-22-8", counts_batch_norm=True),
+    "squeezenet": ModelInfo(
+        lambda n, d: squeezenet(n, d, bypass=False), "cifar10", CIFAR, "SqueezeNet (vanilla)"
+    ),
+    "squeezenet-bypass": ModelInfo(
+        lambda n, d: squeezenet(n, d, bypass=True), "cifar10", CIFAR, "SqueezeNet (bypass)"
+    ),
+    "googlenet": ModelInfo(
+        lambda n, d: googlenet(n, d, full_kernels=False),
+        "cifar10",
+        CIFAR,
+        "GoogLeNet (as published)",
+    ),
+    "googlenet-full": ModelInfo(
+        lambda n, d: googlenet(n, d, full_kernels=True), "cifar10", CIFAR, "GoogLeNet (3x3/5x5)"
+    ),
+    "densenet121": ModelInfo(
+        lambda n, d: densenet(n, d, [6, 12, 24, 16]), "cifar10", CIFAR, "DenseNet-121"
+    ),
+    "densenet169": ModelInfo(
+        lambda n, d: densenet(n, d, [6, 12, 32, 32]), "cifar10", CIFAR, "DenseNet-169"
+    ),
+    "densenet201": ModelInfo(
+        lambda n, d: densenet(n, d, [6, 12, 48, 32]), "cifar10", CIFAR, "DenseNet-201"
+    ),
+    "densenet264": ModelInfo(
+        lambda n, d: densenet(n, d, [6, 12, 64, 48]), "cifar10", CIFAR, "DenseNet-264"
+    ),
+    "wrn-16-8": ModelInfo(
+        lambda n, d: wide_resnet(n, d, 16, 8), "cifar10", CIFAR, "WRN-16-8", counts_batch_norm=True
+    ),
+    "wrn-16-10": ModelInfo(
+        lambda n, d: wide_resnet(n, d, 16, 10),
+        "cifar10",
+        CIFAR,
+        "WRN-16-10",
+        counts_batch_norm=True,
+    ),
+    "wrn-22-8": ModelInfo(
+        lambda n, d: wide_resnet(n, d, 22, 8), "cifar10", CIFAR, "WRN-22-8", counts_batch_norm=True
+    ),
 }
 
 # A drop-in replacement has the images and classes of the dataset it replaces: every model
@@ -350,8 +525,12 @@ MODELS = {
 DROP_IN = {"fashion-mnist": "mnist"}
 
 NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10, "tiny-imagenet": 200}
-INPUT_SHAPE = {"mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1), "cifar10": (32, 32, 3),
-               "tiny-imagenet": (64, 64, 3)}                                         # (H, W, C)
+INPUT_SHAPE = {
+    "mnist": (28, 28, 1),
+    "fashion-mnist": (28, 28, 1),
+    "cifar10": (32, 32, 3),
+    "tiny-imagenet": (64, 64, 3),
+}  # (H, W, C)
 
 LAYER_PREFIX = {"Conv2D": "conv", "Linear": "fc", "BatchNorm": "bn", "LSTM": "lstm", "GRU": "gru"}
 
@@ -378,7 +557,10 @@ def build(name, dataset=None, num_classes=None):
     dataset = dataset or info.dataset
     defined_for = DROP_IN.get(dataset, dataset)
     if defined_for not in info.datasets:
-        takes = [*info.datasets, *(d for d, replaced in DROP_IN.items() if replaced in info.datasets)]
+        takes = [
+            *info.datasets,
+            *(d for d, replaced in DROP_IN.items() if replaced in info.datasets),
+        ]
         raise sm.UsageError(f"model {name} is defined for {', '.join(takes)}, not {dataset}")
     num_classes = num_classes or NUM_CLASSES[dataset]
     model = info.builder(num_classes, defined_for)
@@ -399,9 +581,15 @@ def count_parameters(model, batch_norm=False):
 def parameter_table():
     """[{'model', 'dataset', 'params'}] for every model and every dataset it is defined for,
     each count in the convention its source publishes."""
-    return [{"model": name, "dataset": dataset,
-             "params": count_parameters(build(name, dataset), info.counts_batch_norm)}
-            for name, info in MODELS.items() for dataset in info.datasets]
+    return [
+        {
+            "model": name,
+            "dataset": dataset,
+            "params": count_parameters(build(name, dataset), info.counts_batch_norm),
+        }
+        for name, info in MODELS.items()
+        for dataset in info.datasets
+    ]
 
 
 def main(argv=None):
@@ -416,7 +604,9 @@ def main(argv=None):
     for row in rows:
         info = MODELS[row["model"]]
         note = "  (with batch norm)" if info.counts_batch_norm else ""
-        print(f"{row['model']:<18} {info.title:<25} {row['dataset']:<14} {row['params']:>12,}{note}")
+        print(
+            f"{row['model']:<18} {info.title:<25} {row['dataset']:<14} {row['params']:>12,}{note}"
+        )
     return 0
 
 

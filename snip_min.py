@@ -88,14 +88,18 @@ def use_device(device):
     try:
         import cupy
     except ImportError:
-        raise UsageError("--device gpu needs CuPy, which is not installed "
-                         "(pip install cupy-cuda12x, see docs/gpu.md) or use --device cpu")
+        raise UsageError(
+            "--device gpu needs CuPy, which is not installed "
+            "(pip install cupy-cuda12x, see docs/gpu.md) or use --device cpu"
+        )
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise RuntimeError("no CUDA device found")
         float(cupy.arange(4, dtype=cupy.float32).sum())  # compile and run one kernel
     except Exception as error:  # CUDA errors come in many types; all mean "no usable GPU"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
         raise UsageError(f"--device gpu: no usable GPU ({first_line}); use --device cpu")
     xp = cupy
 
@@ -133,6 +137,7 @@ def synchronise():
 # 2. Parameters and gates
 # ======================================================================================
 
+
 class Param:
     """One learnable array w, optionally gated by c (the paper's mask, entries 0 or 1).
 
@@ -152,14 +157,14 @@ class Param:
     LEARNED = ("weight", "bias", "scale", "shift")
 
     def __init__(self, name, shape, kind, role=None, parts=None):
-        self.name = name          # e.g. 'conv1.weight'; models.py assigns final names
+        self.name = name  # e.g. 'conv1.weight'; models.py assigns final names
         self.shape = tuple(shape)
         self.kind = kind
-        self.role = role          # a name of its own among its layer's Params of the same kind
-        self.parts = parts        # [(label, index)]: blocks shown as rows of their own (gates)
-        self.value = None         # w, an xp array once initialise() has run
-        self.mask = None          # c, same shape and dtype as w, or None: not gated
-        self.grad = None          # dL/d(w * c), written by the owning layer's backward
+        self.role = role  # a name of its own among its layer's Params of the same kind
+        self.parts = parts  # [(label, index)]: blocks shown as rows of their own (gates)
+        self.value = None  # w, an xp array once initialise() has run
+        self.mask = None  # c, same shape and dtype as w, or None: not gated
+        self.grad = None  # dL/d(w * c), written by the owning layer's backward
 
     @property
     def learned(self):
@@ -188,11 +193,12 @@ class Param:
 # adds its own in zoo_layers.py and recurrent.py, written the same way.
 # ======================================================================================
 
+
 class Layer:
-    params = ()     # the Params this layer owns directly
-    children = ()   # the layers a container holds
-    cache = None    # what forward leaves for backward
-    only_rearranges = False    # True for a layer that only reshapes or selects its input (Flatten)
+    params = ()  # the Params this layer owns directly
+    children = ()  # the layers a container holds
+    cache = None  # what forward leaves for backward
+    only_rearranges = False  # True for a layer that only reshapes or selects its input (Flatten)
 
     def forward(self, x, train):
         raise NotImplementedError
@@ -254,7 +260,7 @@ class Sequential(Layer):
         # chain rule: walk the layers in reverse, each turning dL/d(output) into dL/d(input)
         for layer in reversed(self.children):
             dout = layer.backward(dout)
-            if dout is None:         # a first layer that skipped its input gradient
+            if dout is None:  # a first layer that skipped its input gradient
                 return None
         return dout
 
@@ -262,30 +268,30 @@ class Sequential(Layer):
 class Linear(Layer):
     """y = x @ W + b.   x: (N, D_in), W: (D_in, D_out), b: (D_out,) -> y: (N, D_out)."""
 
-    needs_input_gradient = True    # False for a network's first layer: its input is data
+    needs_input_gradient = True  # False for a network's first layer: its input is data
 
     def __init__(self, d_in, d_out, bias=True):
         self.weight = Param("weight", (d_in, d_out), "weight")
         self.bias = Param("bias", (d_out,), "bias") if bias else None
         self.params = [p for p in (self.weight, self.bias) if p is not None]
 
-    def forward(self, x, train):                    # x: (N, D_in)
-        w = self.weight.gated()                      # (D_in, D_out), w * c
-        y = x @ w                                    # (N, D_out)
+    def forward(self, x, train):  # x: (N, D_in)
+        w = self.weight.gated()  # (D_in, D_out), w * c
+        y = x @ w  # (N, D_out)
         if self.bias is not None:
             y += self.bias.gated()
         self.cache = (x, w)
         return y
 
-    def backward(self, dout):                        # dout: (N, D_out)
+    def backward(self, dout):  # dout: (N, D_out)
         x, w = self.take_cache()
         # forward: y = x W + b, so dL/dW = x^T dL/dy, dL/db = sum_n dL/dy, dL/dx = dL/dy W^T
-        self.weight.grad = x.T @ dout                # (D_in, D_out)
+        self.weight.grad = x.T @ dout  # (D_in, D_out)
         if self.bias is not None:
-            self.bias.grad = sum_rows(dout)          # (D_out,)
+            self.bias.grad = sum_rows(dout)  # (D_out,)
         if not self.needs_input_gradient:
             return None
-        return dout @ w.T                            # (N, D_in)
+        return dout @ w.T  # (N, D_in)
 
 
 def padding_amounts(padding, height, width, kernel_h, kernel_w, stride):
@@ -297,9 +303,11 @@ def padding_amounts(padding, height, width, kernel_h, kernel_w, stride):
     if padding == "valid":
         return (0, 0, 0, 0)
     if padding == "same":
+
         def split(size, kernel):
             total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
             return total // 2, total - total // 2
+
         return split(height, kernel_h) + split(width, kernel_w)
     if isinstance(padding, int):
         return (padding,) * 4
@@ -313,7 +321,7 @@ def pad_image(x, pads, value=0.0):
         return x
     n, h, w, c = x.shape
     padded = xp.full((n, top + h + bottom, left + w + right, c), value, dtype=x.dtype)
-    padded[:, top:top + h, left:left + w, :] = x
+    padded[:, top : top + h, left : left + w, :] = x
     return padded
 
 
@@ -322,7 +330,9 @@ def kernel_offset_view(x, i, j, stride, out_h, out_w):
 
     x: (N, H, W, C) -> a strided view (N, OH, OW, C), view[n, a, b] = x[n, a*stride + i, b*stride + j].
     """
-    return x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride, :]
+    return x[
+        :, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride, :
+    ]
 
 
 def receptive_fields(x, kernel_h, kernel_w, stride, out_h, out_w):
@@ -335,8 +345,10 @@ def receptive_fields(x, kernel_h, kernel_w, stride, out_h, out_w):
     n, _, _, c = x.shape
     step_n, step_h, step_w, step_c = x.strides
     return xp.lib.stride_tricks.as_strided(
-        x, shape=(n, out_h, out_w, kernel_h, kernel_w, c),
-        strides=(step_n, stride * step_h, stride * step_w, step_h, step_w, step_c))
+        x,
+        shape=(n, out_h, out_w, kernel_h, kernel_w, c),
+        strides=(step_n, stride * step_h, stride * step_w, step_h, step_w, step_c),
+    )
 
 
 def im2col(x, kernel_h, kernel_w, stride, out_h, out_w):
@@ -387,14 +399,14 @@ def col2im(tap_block, input_shape, kernel_h, kernel_w, stride, dtype):
             block = tap_block(i, j)
             pixels = kernel_offset_view(dx, i, j, stride, block.shape[1], block.shape[2])
             if tiles:
-                pixels[...] = block           # no other tap reads these pixels
+                pixels[...] = block  # no other tap reads these pixels
             else:
                 pixels += block
     return dx
 
 
-IM2COL_BUDGET_BYTES = 64 * 2**20    # the most col matrix a convolution builds at once
-KEEP_COL_BYTES = 32 * 2**20         # a col this small is kept for the backward pass
+IM2COL_BUDGET_BYTES = 64 * 2**20  # the most col matrix a convolution builds at once
+KEEP_COL_BYTES = 32 * 2**20  # a col this small is kept for the backward pass
 
 
 class Conv2D(Layer):
@@ -412,7 +424,7 @@ class Conv2D(Layer):
     padding: 'valid', 'same', an int, or (top, bottom, left, right).
     """
 
-    needs_input_gradient = True    # False for a network's first layer: its input is data
+    needs_input_gradient = True  # False for a network's first layer: its input is data
 
     def __init__(self, c_in, c_out, kernel, stride=1, padding="valid", bias=True):
         self.kernel_h, self.kernel_w = (kernel, kernel) if isinstance(kernel, int) else kernel
@@ -428,57 +440,63 @@ class Conv2D(Layer):
     def forward(self, x, train):
         n, h, w, c = x.shape
         pads = padding_amounts(self.padding, h, w, self.kernel_h, self.kernel_w, self.stride)
-        x_pad = pad_image(x, pads)                                         # (N, H', W', C)
+        x_pad = pad_image(x, pads)  # (N, H', W', C)
         out_h = (x_pad.shape[1] - self.kernel_h) // self.stride + 1
         out_w = (x_pad.shape[2] - self.kernel_w) // self.stride + 1
-        w = self.weight.gated()                                            # (KH, KW, C, F)
-        w2d = w.reshape(-1, w.shape[-1])                                   # (KH*KW*C, F)
+        w = self.weight.gated()  # (KH, KW, C, F)
+        w2d = w.reshape(-1, w.shape[-1])  # (KH*KW*C, F)
         col_bytes_per_example = out_h * out_w * w2d.shape[0] * x.itemsize
         self.group = max(1, min(n, IM2COL_BUDGET_BYTES // col_bytes_per_example))
-        if self.group == n:                        # the whole batch at once
-            col = self.columns(x_pad, 0, n, out_h, out_w)                  # (N*OH*OW, KH*KW*C)
-            y = col @ w2d                                                  # (N*OH*OW, F)
-        else:                                      # a few examples at a time
+        if self.group == n:  # the whole batch at once
+            col = self.columns(x_pad, 0, n, out_h, out_w)  # (N*OH*OW, KH*KW*C)
+            y = col @ w2d  # (N*OH*OW, F)
+        else:  # a few examples at a time
             col = None
             y = xp.empty((n * out_h * out_w, w2d.shape[1]), dtype=x.dtype)
             rows = out_h * out_w
             for start in range(0, n, self.group):
                 stop = min(start + self.group, n)
-                y[start * rows:stop * rows] = self.columns(x_pad, start, stop, out_h, out_w) @ w2d
+                y[start * rows : stop * rows] = self.columns(x_pad, start, stop, out_h, out_w) @ w2d
         if self.bias is not None:
             # y += b, but added to each example's whole (OH*OW*F) output at once: NumPy
             # broadcasting b over rows of only F numbers would loop over N*OH*OW short rows
-            per_example = y.reshape(n, out_h * out_w * y.shape[1])         # a view of y
+            per_example = y.reshape(n, out_h * out_w * y.shape[1])  # a view of y
             per_example += xp.tile(self.bias.gated(), out_h * out_w)
-        keep = col is not None and col.nbytes <= KEEP_COL_BYTES    # else rebuild it from x_pad
+        keep = col is not None and col.nbytes <= KEEP_COL_BYTES  # else rebuild it from x_pad
         self.cache = (x.shape, pads, w, col if keep else None, x_pad.shape, None if keep else x_pad)
-        return y.reshape(n, out_h, out_w, -1)                              # (N, OH, OW, F)
+        return y.reshape(n, out_h, out_w, -1)  # (N, OH, OW, F)
 
-    def backward(self, dout):                                              # (N, OH, OW, F)
+    def backward(self, dout):  # (N, OH, OW, F)
         x_shape, (top, _, left, _), w, col, x_pad_shape, x_pad = self.take_cache()
         n, out_h, out_w, f = dout.shape
-        dy = dout.reshape(-1, f)                                           # (N*OH*OW, F)
+        dy = dout.reshape(-1, f)  # (N*OH*OW, F)
         # forward: y = col W + b, the linear layer again with col in the role of x
         if col is not None:
-            dw = col.T @ dy                                                # (KH*KW*C, F)
-        else:                                      # rebuild col, a group of examples at a time
+            dw = col.T @ dy  # (KH*KW*C, F)
+        else:  # rebuild col, a group of examples at a time
             rows = out_h * out_w
-            dw = sum(self.columns(x_pad, start, min(start + self.group, n), out_h, out_w).T
-                     @ dy[start * rows:min(start + self.group, n) * rows]
-                     for start in range(0, n, self.group))
-        self.weight.grad = dw.reshape(self.weight.shape)                   # (KH, KW, C, F)
+            dw = sum(
+                self.columns(x_pad, start, min(start + self.group, n), out_h, out_w).T
+                @ dy[start * rows : min(start + self.group, n) * rows]
+                for start in range(0, n, self.group)
+            )
+        self.weight.grad = dw.reshape(self.weight.shape)  # (KH, KW, C, F)
         if self.bias is not None:
-            self.bias.grad = sum_rows(dy)                                  # (F,)
+            self.bias.grad = sum_rows(dy)  # (F,)
         if not self.needs_input_gradient:
             return None
+
         # and dL/dcol = dy W^T, so dL/dx_pad = col2im(dy W^T). Tap (i, j) owns the columns
         # dy W[i, j]^T: computing them tap by tap never builds the whole (N*OH*OW, KH*KW*C)
         # array, and each tap's block is contiguous when it is added onto the image.
-        def tap_block(i, j):                                               # (N, OH, OW, C)
+        def tap_block(i, j):  # (N, OH, OW, C)
             return (dy @ w[i, j].T).reshape(n, out_h, out_w, -1)
-        dx_pad = col2im(tap_block, x_pad_shape, self.kernel_h, self.kernel_w, self.stride, dout.dtype)
+
+        dx_pad = col2im(
+            tap_block, x_pad_shape, self.kernel_h, self.kernel_w, self.stride, dout.dtype
+        )
         _, h, w, _ = x_shape
-        return dx_pad[:, top:top + h, left:left + w, :]                    # (N, H, W, C)
+        return dx_pad[:, top : top + h, left : left + w, :]  # (N, H, W, C)
 
 
 class MaxPool2D(Layer):
@@ -516,25 +534,28 @@ class MaxPool2D(Layer):
         # host never looks at the values to decide anything.
         x_shape, x_pad, (top, _, left, _), y = self.take_cache()
         out_h, out_w = y.shape[1:3]
-        unrouted = xp.ones(y.shape, dtype=bool)                             # (N, OH, OW, C)
+        unrouted = xp.ones(y.shape, dtype=bool)  # (N, OH, OW, C)
         winner = xp.empty(y.shape, dtype=bool)
         block = xp.empty_like(dout)
 
         def tap_block(i, j):
             xp.equal(kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w), y, out=winner)
-            xp.logical_and(winner, unrouted, out=winner)     # the maximum, not claimed before
-            xp.logical_xor(unrouted, winner, out=unrouted)   # winner lies inside unrouted: xor removes it
+            xp.logical_and(winner, unrouted, out=winner)  # the maximum, not claimed before
+            xp.logical_xor(
+                unrouted, winner, out=unrouted
+            )  # winner lies inside unrouted: xor removes it
             return xp.multiply(dout, winner, out=block)
+
         dx_pad = col2im(tap_block, x_pad.shape, self.kernel, self.kernel, self.stride, dout.dtype)
         _, h, w, _ = x_shape
-        return dx_pad[:, top:top + h, left:left + w, :]
+        return dx_pad[:, top : top + h, left : left + w, :]
 
 
 class ReLU(Layer):
     """y = max(x, 0), elementwise."""
 
     def forward(self, x, train):
-        self.cache = x > 0                           # where the gradient passes
+        self.cache = x > 0  # where the gradient passes
         return xp.maximum(x, 0)
 
     def backward(self, dout):
@@ -559,6 +580,7 @@ class Flatten(Layer):
 # 4. Loss
 # ======================================================================================
 
+
 def softmax_cross_entropy(logits, labels):
     """Mean over the batch of -log softmax(logits)[label].
 
@@ -567,7 +589,7 @@ def softmax_cross_entropy(logits, labels):
     unchanged by it.
     """
     n = logits.shape[0]
-    shifted = logits - logits.max(axis=1, keepdims=True)                   # (N, classes)
+    shifted = logits - logits.max(axis=1, keepdims=True)  # (N, classes)
     log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
     rows = xp.arange(n)
     loss = -log_probs[rows, labels].mean()
@@ -597,12 +619,14 @@ def softmax_cross_entropy(logits, labels):
 # ======================================================================================
 
 INITIALISATIONS = ("vs-x", "vs-h", "rn", "tn", "lecun")
-TRUNCATED_STD = 0.87962566103423978     # standard deviation of N(0, 1) cut at +-2, TensorFlow's constant
+TRUNCATED_STD = (
+    0.87962566103423978  # standard deviation of N(0, 1) cut at +-2, TensorFlow's constant
+)
 
 
 def draw_weight(shape, init, rng):
     receptive_field = math.prod(shape[:-2])
-    if len(shape) == 1:             # a bias drawn as a weight (--two-draws): n in, n out, as in TensorFlow
+    if len(shape) == 1:  # a bias drawn as a weight (--two-draws): n in, n out, as in TensorFlow
         fan_in = fan_out = shape[0]
     else:
         fan_in, fan_out = receptive_field * shape[-2], receptive_field * shape[-1]
@@ -638,7 +662,7 @@ def initialise(model, init="vs-h", rng=None, dtype=None):
             host = draw_weight(p.shape, init, rng)
         elif p.kind in ("scale", "running_var"):
             host = numpy.ones(p.shape)
-        else:                                    # bias, shift, running_mean
+        else:  # bias, shift, running_mean
             host = numpy.zeros(p.shape)
         p.value = xp.asarray(host, dtype=dtype)
         p.mask = None
@@ -675,7 +699,7 @@ def connection_sensitivity(model, images, labels, params):
     Returns a list of arrays shaped like the params.
     """
     for p in params:
-        p.mask = xp.ones_like(p.value)           # c = 1
+        p.mask = xp.ones_like(p.value)  # c = 1
     logits = model.forward(images, train=False)
     _, dlogits = softmax_cross_entropy(logits, labels)
     model.backward(dlogits)
@@ -690,7 +714,7 @@ def normalised_scores(sensitivities):
     """
     flat = xp.concatenate([xp.abs(g).ravel() for g in sensitivities])
     total = flat.sum()
-    return flat / xp.where(total > 0, total, 1)          # decided on the device, not the host
+    return flat / xp.where(total > 0, total, 1)  # decided on the device, not the host
 
 
 def kappa_for(sparsity, m):
@@ -710,12 +734,12 @@ def top_k_mask(scores, kappa):
         return xp.zeros(m, dtype=bool)
     if kappa >= m:
         return xp.ones(m, dtype=bool)
-    threshold = xp.partition(scores, m - kappa)[m - kappa]   # the kappa-th largest score
-    keep = scores > threshold                                # fewer than kappa of these ...
+    threshold = xp.partition(scores, m - kappa)[m - kappa]  # the kappa-th largest score
+    keep = scores > threshold  # fewer than kappa of these ...
     missing = kappa - keep.sum()
-    ties = scores == threshold                               # ... the rest come from the ties,
-    count = xp.cumsum(ties, dtype=xp.int32 if m < 2**31 else xp.int64)    # ties so far, at each index
-    keep |= ties & (count <= missing)                        # the first `missing` of them
+    ties = scores == threshold  # ... the rest come from the ties,
+    count = xp.cumsum(ties, dtype=xp.int32 if m < 2**31 else xp.int64)  # ties so far, at each index
+    keep |= ties & (count <= missing)  # the first `missing` of them
     return keep
 
 
@@ -733,7 +757,7 @@ def masks_of(keep, arrays):
     like it and of its dtype."""
     masks, start = [], 0
     for array in arrays:
-        masks.append(keep[start:start + array.size].reshape(array.shape).astype(array.dtype))
+        masks.append(keep[start : start + array.size].reshape(array.shape).astype(array.dtype))
         start += array.size
     return masks
 
@@ -754,7 +778,7 @@ def snip(model, images, labels, sparsity, prune="weights+biases", report=None):
     apply_masks(params, snip_masks(sensitivities, sparsity))
     if report is not None:
         m = sum(p.size for p in params)
-        nonzero, = host_values(sum(xp.count_nonzero(g) for g in sensitivities))
+        (nonzero,) = host_values(sum(xp.count_nonzero(g) for g in sensitivities))
         report.update(m=m, kappa=kappa_for(sparsity, m), nonzero_scores=int(nonzero))
     return params
 
@@ -782,16 +806,20 @@ def pruning_table(model, batch_norm=False):
     gates), one row per gate of a recurrent layer's Params (lstm1.input_weight[f]), and with
     batch_norm=True the (never gated) batch-norm scales and shifts too."""
     kinds = ("weight", "bias", "scale", "shift") if batch_norm else ("weight", "bias")
-    blocks = []                                              # (name, Param, index of the block)
+    blocks = []  # (name, Param, index of the block)
     for p in parameters_of(model):
         if p.kind in kinds:
-            blocks += [(p.name if label is None else f"{p.name}[{label}]", p, index)
-                       for label, index in p.parts or [(None, ...)]]
-    sizes = [p.value[index].size for _, p, index in blocks]          # a view's size: nothing is copied
+            blocks += [
+                (p.name if label is None else f"{p.name}[{label}]", p, index)
+                for label, index in p.parts or [(None, ...)]
+            ]
+    sizes = [p.value[index].size for _, p, index in blocks]  # a view's size: nothing is copied
     gated = [(p, index) for _, p, index in blocks if p.mask is not None]
-    counts = iter(host_values(*(xp.count_nonzero(p.mask[index]) for p, index in gated)))   # one wait
-    return [(name, size, size if p.mask is None else int(next(counts)))
-            for (name, p, _), size in zip(blocks, sizes)]
+    counts = iter(host_values(*(xp.count_nonzero(p.mask[index]) for p, index in gated)))  # one wait
+    return [
+        (name, size, size if p.mask is None else int(next(counts)))
+        for (name, p, _), size in zip(blocks, sizes)
+    ]
 
 
 def format_pruning_table(rows, alive=None):
@@ -815,14 +843,17 @@ def format_pruning_table(rows, alive=None):
     lines.append(f"{'total':<{width}}  {kept:>10,}  {total:>10,}  {100 * kept / total:>6.2f}%")
     lines.append(f"parameters: {total:,} -> {kept:,} ({100 * (1 - kept / total):.2f}% pruned)")
     if "input" in alive:
-        lines.append(f"input entries read: {alive['input'][0]:,} of {alive['input'][1]:,}; a unit is alive "
-                     f"when it has an input and an output (see compaction.alive_units)")
+        lines.append(
+            f"input entries read: {alive['input'][0]:,} of {alive['input'][1]:,}; a unit is alive "
+            f"when it has an input and an output (see compaction.alive_units)"
+        )
     return "\n".join(lines)
 
 
 # ======================================================================================
 # 7. Optimiser: SGD with momentum and weight decay, masked, and gradient clipping
 # ======================================================================================
+
 
 class SGD:
     """v <- momentum * v + (dL/dw + decay * w),   w <- w - lr * v   (TensorFlow's and PyTorch's form).
@@ -836,7 +867,7 @@ class SGD:
         self.params = [p for p in params if p.learned]
         self.momentum, self.weight_decay = momentum, weight_decay
         self.velocity = [xp.zeros_like(p.value) for p in self.params]
-        self.scratch = [xp.empty_like(p.value) for p in self.params]   # no allocation per step
+        self.scratch = [xp.empty_like(p.value) for p in self.params]  # no allocation per step
 
     def step(self, lr):
         for p, v, scratch in zip(self.params, self.velocity, self.scratch):
@@ -844,10 +875,10 @@ class SGD:
             if p.mask is None:
                 v += p.grad
             else:
-                v += xp.multiply(p.grad, p.mask, out=scratch)          # dL/dw = c * dL/d(w * c)
+                v += xp.multiply(p.grad, p.mask, out=scratch)  # dL/dw = c * dL/d(w * c)
             if p.kind in ("weight", "bias") and self.weight_decay:
-                v += xp.multiply(p.value, self.weight_decay, out=scratch)   # + decay * w
-            p.value -= xp.multiply(v, lr, out=scratch)                 # w <- w - lr * v
+                v += xp.multiply(p.value, self.weight_decay, out=scratch)  # + decay * w
+            p.value -= xp.multiply(v, lr, out=scratch)  # w <- w - lr * v
 
 
 def clip_gradient_norm(params, max_norm):
@@ -862,16 +893,17 @@ def clip_gradient_norm(params, max_norm):
     """
     learned = [p for p in params if p.learned]
     squares = [((p.grad if p.mask is None else p.grad * p.mask) ** 2).sum() for p in learned]
-    norm = xp.sqrt(sum(squares))                                        # 0-d
-    scale = xp.minimum(1.0, max_norm / (norm + 1e-6))                   # 0-d, <= 1
+    norm = xp.sqrt(sum(squares))  # 0-d
+    scale = xp.minimum(1.0, max_norm / (norm + 1e-6))  # 0-d, <= 1
     for p in learned:
-        p.grad *= scale              # dL/dw = c * grad is scaled with it (c is 0 or 1)
+        p.grad *= scale  # dL/dw = c * grad is scaled with it (c is 0 or 1)
     return norm
 
 
 # ======================================================================================
 # 8. Training and evaluation
 # ======================================================================================
+
 
 def train_step(model, optimiser, images, labels, lr, clip_norm=None):
     """One mini-batch: forward, loss, backward, (clipping,) update. Returns (loss, number
@@ -897,7 +929,7 @@ class DeviceSplit:
     def __init__(self, images, labels, mean, std, augment=None):
         self.images, self.labels = xp.asarray(images), xp.asarray(labels)
         std = numpy.asarray(std, dtype=numpy.float64)
-        self.scale = xp.asarray(1.0 / (255.0 * std), dtype=xp.float32)                   # (C,)
+        self.scale = xp.asarray(1.0 / (255.0 * std), dtype=xp.float32)  # (C,)
         self.shift = xp.asarray(-numpy.asarray(mean, dtype=numpy.float64) / std, dtype=xp.float32)
         self.augment = augment
 
@@ -908,9 +940,11 @@ class DeviceSplit:
         """(standardised float32 images, labels) of the examples at `index` (a device array or
         a slice); with `moves`, their (3, B) flips and shifts on the device (see draw_moves),
         augmented if this split is augmented."""
-        images = self.images[index] * self.scale + self.shift              # (B, H, W, C) float32
+        images = self.images[index] * self.scale + self.shift  # (B, H, W, C) float32
         if moves is not None and self.augment is not None:
-            images = data.flip_and_translate(images, moves[0], moves[1], moves[2], self.augment.max_shift)
+            images = data.flip_and_translate(
+                images, moves[0], moves[1], moves[2], self.augment.max_shift
+            )
         return images, self.labels[index]
 
     def draw_moves(self, rng):
@@ -936,10 +970,16 @@ def split_dataset(dataset, val_fraction, rng):
     n_val = int(round(val_fraction * n))
     val_index, train_index = order[:n_val], order[n_val:]
     statistics = (dataset.mean, dataset.std)
-    return (DeviceSplit(dataset.train_images[train_index], dataset.train_labels[train_index],
-                        *statistics, augment=dataset.augment),
-            DeviceSplit(dataset.train_images[val_index], dataset.train_labels[val_index], *statistics),
-            DeviceSplit(dataset.test_images, dataset.test_labels, *statistics))
+    return (
+        DeviceSplit(
+            dataset.train_images[train_index],
+            dataset.train_labels[train_index],
+            *statistics,
+            augment=dataset.augment,
+        ),
+        DeviceSplit(dataset.train_images[val_index], dataset.train_labels[val_index], *statistics),
+        DeviceSplit(dataset.test_images, dataset.test_labels, *statistics),
+    )
 
 
 def evaluate(model, split, batch_size=1000):
@@ -952,7 +992,7 @@ def evaluate(model, split, batch_size=1000):
         loss, _ = softmax_cross_entropy(logits, y)
         total_loss = total_loss + loss * len(y)
         correct = correct + (logits.argmax(axis=1) == y).sum()
-    forget_caches(model)                          # no backward follows an evaluation
+    forget_caches(model)  # no backward follows an evaluation
     total_loss, correct = host_values(total_loss, correct)
     return total_loss / len(split), 100.0 * (1 - correct / len(split))
 
@@ -997,15 +1037,15 @@ class TrainingState:
     def __init__(self, rng):
         self.rng = rng
         self.iteration, self.epoch = 0, 0
-        self.order, self.position = None, 0          # this epoch's shuffled indices, next one to use
-        self.moves = None                            # this epoch's flips and shifts (3, N), if augmented
+        self.order, self.position = None, 0  # this epoch's shuffled indices, next one to use
+        self.moves = None  # this epoch's flips and shifts (3, N), if augmented
         self.epoch_loss, self.epoch_correct, self.epoch_images, self.epoch_seconds = 0.0, 0, 0, 0.0
         self.history, self.train_seconds, self.images_trained = [], 0.0, 0
-        self.test_checkpoints = []                   # [iteration, test error] every --test-every (protocol.py)
+        self.test_checkpoints = []  # [iteration, test error] every --test-every (protocol.py)
 
 
-STOP_REQUESTED = False     # set by Ctrl-C / SIGTERM; the training loop stops after the current step
-READ_EVERY = 20            # steps between the training loop's reads of the loss from the device
+STOP_REQUESTED = False  # set by Ctrl-C / SIGTERM; the training loop stops after the current step
+READ_EVERY = 20  # steps between the training loop's reads of the loss from the device
 
 
 def request_stop():
@@ -1014,8 +1054,23 @@ def request_stop():
     STOP_REQUESTED = True
 
 
-def fit(model, optimiser, train, validation, state, *, iterations, batch_size, base_lr, boundaries,
-        log=print, on_step=None, checkpoint=None, checkpoint_every=None, clip_norm=None):
+def fit(
+    model,
+    optimiser,
+    train,
+    validation,
+    state,
+    *,
+    iterations,
+    batch_size,
+    base_lr,
+    boundaries,
+    log=print,
+    on_step=None,
+    checkpoint=None,
+    checkpoint_every=None,
+    clip_norm=None,
+):
     """Train until state.iteration reaches `iterations`, a fresh shuffle each epoch.
 
     train, validation: DeviceSplits; validation runs after every epoch (and at the end).
@@ -1035,13 +1090,18 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
     batches_per_epoch = -(-n // batch_size)
     epochs = -(-iterations // batches_per_epoch)
     progress, shown = Progress(), ""
-    while state.iteration < iterations or state.order is not None:   # (a resumed epoch is finished)
-        if state.order is None:                       # a new epoch: a new shuffle
+    while state.iteration < iterations or state.order is not None:  # (a resumed epoch is finished)
+        if state.order is None:  # a new epoch: a new shuffle
             state.epoch += 1
             state.order, state.position = state.rng.permutation(n), 0
             state.moves = train.draw_moves(state.rng)
-            state.epoch_loss, state.epoch_correct, state.epoch_images, state.epoch_seconds = 0.0, 0, 0, 0.0
-        order = xp.asarray(state.order)                                   # (N,), on the device
+            state.epoch_loss, state.epoch_correct, state.epoch_images, state.epoch_seconds = (
+                0.0,
+                0,
+                0,
+                0.0,
+            )
+        order = xp.asarray(state.order)  # (N,), on the device
         moves = None if state.moves is None else xp.asarray(state.moves)  # (3, N)
         started = time.perf_counter()
         while state.position < n and state.iteration < iterations:
@@ -1049,51 +1109,64 @@ def fit(model, optimiser, train, validation, state, *, iterations, batch_size, b
             images, labels = train.batch(order[step], None if moves is None else moves[:, step])
             lr = learning_rate(state.iteration, base_lr, boundaries)
             loss, correct = train_step(model, optimiser, images, labels, lr, clip_norm)
-            state.epoch_loss = state.epoch_loss + loss * len(labels)     # sums stay on the device
+            state.epoch_loss = state.epoch_loss + loss * len(labels)  # sums stay on the device
             state.epoch_correct = state.epoch_correct + correct
             state.epoch_images += len(labels)
             state.position += len(labels)
             state.iteration += 1
-            saving = checkpoint is not None and (STOP_REQUESTED or (
-                checkpoint_every and state.iteration % checkpoint_every == 0))
+            saving = checkpoint is not None and (
+                STOP_REQUESTED or (checkpoint_every and state.iteration % checkpoint_every == 0)
+            )
             if saving or state.iteration % READ_EVERY == 0:
                 last, loss_sum, hits = host_values(loss, state.epoch_loss, state.epoch_correct)
                 if not math.isfinite(last):
                     raise Diverged(f"the loss became {last} by iteration {state.iteration:,}")
                 shown = f"loss {loss_sum / state.epoch_images:.4f} acc {100 * hits / state.epoch_images:.2f}%"
-            if on_step is not None:                 # (its time, e.g. a test evaluation, is not training's)
+            if on_step is not None:  # (its time, e.g. a test evaluation, is not training's)
                 paused = time.perf_counter()
                 on_step(state.iteration, loss)
                 started += time.perf_counter() - paused
-            if saving:                              # (the read above waited for the device)
+            if saving:  # (the read above waited for the device)
                 state.epoch_seconds += time.perf_counter() - started
-                checkpoint(state)                   # not counted as training time
+                checkpoint(state)  # not counted as training time
                 started = time.perf_counter()
                 if STOP_REQUESTED:
                     raise Interrupted(f"stopped at iteration {state.iteration:,}")
-            progress.show(f"epoch {state.epoch}/{epochs}", -(-state.position // batch_size),
-                          batches_per_epoch, shown)
-        loss_sum, hits = host_values(state.epoch_loss, state.epoch_correct)   # waits for the device,
-        state.epoch_seconds += time.perf_counter() - started                 # so this times its work
+            progress.show(
+                f"epoch {state.epoch}/{epochs}",
+                -(-state.position // batch_size),
+                batches_per_epoch,
+                shown,
+            )
+        loss_sum, hits = host_values(state.epoch_loss, state.epoch_correct)  # waits for the device,
+        state.epoch_seconds += time.perf_counter() - started  # so this times its work
         state.train_seconds += state.epoch_seconds
         state.images_trained += state.epoch_images
         progress.clear()
-        record = {"epoch": state.epoch, "iteration": state.iteration,
-                  "lr": learning_rate(state.iteration - 1, base_lr, boundaries),
-                  "train_loss": loss_sum / state.epoch_images,
-                  "train_error": 100 * (1 - hits / state.epoch_images)}
+        record = {
+            "epoch": state.epoch,
+            "iteration": state.iteration,
+            "lr": learning_rate(state.iteration - 1, base_lr, boundaries),
+            "train_loss": loss_sum / state.epoch_images,
+            "train_error": 100 * (1 - hits / state.epoch_images),
+        }
         if not math.isfinite(record["train_loss"]):
             raise Diverged(f"the loss became {record['train_loss']} in epoch {state.epoch}")
         if len(validation):
             record["val_loss"], record["val_error"] = evaluate(model, validation)
         state.history.append(record)
         state.order, state.moves = None, None
-        val = (f" | val loss {record['val_loss']:.4f} error {record['val_error']:.2f}%"
-               if "val_error" in record else "")
+        val = (
+            f" | val loss {record['val_loss']:.4f} error {record['val_error']:.2f}%"
+            if "val_error" in record
+            else ""
+        )
         seconds = state.epoch_seconds
-        log(f"epoch {state.epoch:>3}/{epochs}  lr {record['lr']:.3g}  train loss {record['train_loss']:.4f} "
+        log(
+            f"epoch {state.epoch:>3}/{epochs}  lr {record['lr']:.3g}  train loss {record['train_loss']:.4f} "
             f"error {record['train_error']:.2f}%{val}  ({seconds:.1f} s, "
-            f"{state.epoch_images / max(seconds, 1e-9):,.0f} img/s)")
+            f"{state.epoch_images / max(seconds, 1e-9):,.0f} img/s)"
+        )
     return state
 
 

@@ -40,11 +40,21 @@ def alive_counts(dataset, model_name, sparsity, seed):
     full = compaction.multiply_adds(model, shape)
     try:
         compacted = compaction.multiply_adds(compaction.compact(model, shape).network, shape)
-    except sm.UsageError:                       # disconnected: no alive unit in some layer
+    except sm.UsageError:  # disconnected: no alive unit in some layer
         compacted = 0
-    return [{"model": model_name, "sparsity": sparsity, "seed": seed, "layer": layer, "alive": alive,
-             "total": total, "multiply_adds": full, "compact_multiply_adds": compacted}
-            for layer, (alive, total) in compaction.alive_summary(model, shape).items()]
+    return [
+        {
+            "model": model_name,
+            "sparsity": sparsity,
+            "seed": seed,
+            "layer": layer,
+            "alive": alive,
+            "total": total,
+            "multiply_adds": full,
+            "compact_multiply_adds": compacted,
+        }
+        for layer, (alive, total) in compaction.alive_summary(model, shape).items()
+    ]
 
 
 def main(argv=None):
@@ -53,7 +63,9 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--models", nargs="+", default=list(TITLES), choices=sorted(TITLES))
     parser.add_argument("--sparsities", nargs="+", type=float, default=SPARSITIES)
-    parser.add_argument("--seeds", type=flags.positive_int, default=3, help="masks per setting (seeds 0, 1, ...)")
+    parser.add_argument(
+        "--seeds", type=flags.positive_int, default=3, help="masks per setting (seeds 0, 1, ...)"
+    )
     parser.add_argument("--out", default=os.path.join("results", "alive_units"))
     args = parser.parse_args(argv)
     sm.use_device(args.device)
@@ -63,11 +75,16 @@ def main(argv=None):
         for sparsity in args.sparsities:
             for seed in range(args.seeds):
                 rows += alive_counts(dataset, model_name, sparsity, seed)
-            last = [row for row in rows if row["model"] == model_name and row["sparsity"] == sparsity
-                    and row["seed"] == 0]
-            print(f"{model_name} at {sparsity:g} (seed 0): " + ", ".join(
-                f"{row['layer']} {row['alive']}/{row['total']}" for row in last)
-                  + f"; multiply-adds {last[0]['multiply_adds']:,} -> {last[0]['compact_multiply_adds']:,}")
+            last = [
+                row
+                for row in rows
+                if row["model"] == model_name and row["sparsity"] == sparsity and row["seed"] == 0
+            ]
+            print(
+                f"{model_name} at {sparsity:g} (seed 0): "
+                + ", ".join(f"{row['layer']} {row['alive']}/{row['total']}" for row in last)
+                + f"; multiply-adds {last[0]['multiply_adds']:,} -> {last[0]['compact_multiply_adds']:,}"
+            )
     common.write_csv(os.path.join(args.out, "alive.csv"), rows)
     summary = summarise(rows, dataset.description)
     common.write_json(os.path.join(args.out, "summary.json"), summary)
@@ -84,11 +101,17 @@ def summarise(rows, description):
     for (model, layer, sparsity), group in groups.items():
         entry = summary["models"].setdefault(model, {"layers": {}, "multiply_adds": {}})
         entry["layers"].setdefault(layer, []).append(
-            {"sparsity": sparsity, "alive": common.mean_and_spread([r["alive"] for r in group])[0],
-             "total": group[0]["total"], "seeds": len(group)})
+            {
+                "sparsity": sparsity,
+                "alive": common.mean_and_spread([r["alive"] for r in group])[0],
+                "total": group[0]["total"],
+                "seeds": len(group),
+            }
+        )
         entry["multiply_adds"][str(sparsity)] = {
             "full": group[0]["multiply_adds"],
-            "compact": common.mean_and_spread([r["compact_multiply_adds"] for r in group])[0]}
+            "compact": common.mean_and_spread([r["compact_multiply_adds"] for r in group])[0],
+        }
     return summary
 
 
@@ -101,15 +124,20 @@ def plot(summary, out):
         for layer, points in model["layers"].items():
             x = [100 * p["sparsity"] for p in points]
             y = [100 * p["alive"] / p["total"] for p in points]
-            label = ("input pixels read" if layer == "input" else f"{layer} ({points[0]['total']} units)")
+            label = (
+                "input pixels read" if layer == "input" else f"{layer} ({points[0]['total']} units)"
+            )
             axes.plot(range(len(x)), y, "o-" if layer != "input" else "s--", label=label)
             axes.set_xticks(range(len(x)), [f"{v:g}" for v in x])
         seeds = next(iter(model["layers"].values()))[0]["seeds"]
         axes.set_xlabel("sparsity (% of parameters pruned)")
         axes.set_ylabel("alive units (% of the layer)")
         axes.set_ylim(0, 105)
-        axes.set_title(f"{TITLES[name]}: units SNIP leaves alive (an input and an output)\n"
-                       f"{summary['data']}, mean over {seeds} seeds", fontsize=10)
+        axes.set_title(
+            f"{TITLES[name]}: units SNIP leaves alive (an input and an output)\n"
+            f"{summary['data']}, mean over {seeds} seeds",
+            fontsize=10,
+        )
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
         common.save_figure(figure, os.path.join(out, f"alive-{name}.png"))

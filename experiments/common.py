@@ -34,37 +34,51 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy                      # noqa: E402
+import numpy  # noqa: E402
 
-from extensions import compaction                 # noqa: E402
-from extensions import criteria                   # noqa: E402
-import data                       # noqa: E402
-from extensions import flags                      # noqa: E402
-import models                     # noqa: E402
-from extensions import protocol                   # noqa: E402
-from extensions import sanity                     # noqa: E402
-import snip_min as sm             # noqa: E402
-from extensions import cli        # noqa: E402
+from extensions import compaction  # noqa: E402
+from extensions import criteria  # noqa: E402
+import data  # noqa: E402
+from extensions import flags  # noqa: E402
+import models  # noqa: E402
+from extensions import protocol  # noqa: E402
+from extensions import sanity  # noqa: E402
+import snip_min as sm  # noqa: E402
+from extensions import cli  # noqa: E402
 
 
 def argument_parser(docstring):
     """The experiments' parser: the docstring's first paragraph as description, each flag's
     default in --help, and a usage error as one line on stderr (exit status 2)."""
-    return flags.OneLineParser(description=docstring.split("\n\n")[0], formatter_class=flags.HelpFormatter)
+    return flags.OneLineParser(
+        description=docstring.split("\n\n")[0], formatter_class=flags.HelpFormatter
+    )
 
 
 def add_common_arguments(parser, out, epochs, seeds, out_help=None):
     """The flags every experiment takes. out: the default folder under results/ (None: the
     script chooses it, and out_help says how)."""
     parser.add_argument("--data-dir", default=None, help="dataset folder, as for snip_min.py")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"),
-                        help="cpu (NumPy) or gpu (CuPy); part of every run's settings")
-    parser.add_argument("--epochs", type=flags.positive_int, default=epochs,
-                        help="training epochs per run (default: the experiment's, per model)")
-    parser.add_argument("--seeds", type=flags.positive_int, default=seeds,
-                        help="runs per setting (seeds 0, 1, ...)")
-    parser.add_argument("--out", default=None if out is None else os.path.join("results", out),
-                        help=out_help or "folder for CSV/JSON/PNG, and runs/ for the result file of each run")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "gpu"),
+        help="cpu (NumPy) or gpu (CuPy); part of every run's settings",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=flags.positive_int,
+        default=epochs,
+        help="training epochs per run (default: the experiment's, per model)",
+    )
+    parser.add_argument(
+        "--seeds", type=flags.positive_int, default=seeds, help="runs per setting (seeds 0, 1, ...)"
+    )
+    parser.add_argument(
+        "--out",
+        default=None if out is None else os.path.join("results", out),
+        help=out_help or "folder for CSV/JSON/PNG, and runs/ for the result file of each run",
+    )
     parser.add_argument("--quiet", action="store_true", help="print one line per run only")
 
 
@@ -75,34 +89,52 @@ def add_grid_arguments(parser):
         "Every run writes OUT/runs/<key>.json (its settings and its result) when it finishes; a "
         "run whose file is there is not trained again, so the same command continues an "
         "interrupted grid. The flags define the grid: give every command of one grid the same "
-        "flags (only --list, --task, --jobs and --collect may differ).")
-    grid.add_argument("--list", action="store_true",
-                      help="train nothing: print the grid, one run a line: its index, whether its "
-                           "result file is there (done, missing, or invalid: it will be run "
-                           "again), its key and the settings that differ between runs (the shared "
-                           "ones and the number of runs go to stderr)")
-    grid.add_argument("--task", type=task_value, default=None, metavar="K/N",
-                      help="run only the runs whose index i has i %% N == K (K from 0 to N-1): task "
-                           "K of N, e.g. one task of a SLURM job array (experiments/slurm-array.sh); "
-                           "collects nothing (run --collect once every task is done)")
-    grid.add_argument("--jobs", type=flags.positive_int, default=1, metavar="N",
-                      help="run the grid in N worker processes on this machine (this script again, "
-                           "worker j with --task j/N), then collect. Each worker gets max(1, CPUs "
-                           "// N) BLAS threads: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and "
-                           "MKL_NUM_THREADS are set in its environment, so they hold before it "
-                           "imports NumPy")
-    grid.add_argument("--collect", action="store_true",
-                      help="train nothing: write the CSV, summary.json and figures from the result "
-                           "files present; the missing runs are named on stderr and the exit "
-                           "status is 1 if there are any, 0 otherwise")
+        "flags (only --list, --task, --jobs and --collect may differ).",
+    )
+    grid.add_argument(
+        "--list",
+        action="store_true",
+        help="train nothing: print the grid, one run a line: its index, whether its "
+        "result file is there (done, missing, or invalid: it will be run "
+        "again), its key and the settings that differ between runs (the shared "
+        "ones and the number of runs go to stderr)",
+    )
+    grid.add_argument(
+        "--task",
+        type=task_value,
+        default=None,
+        metavar="K/N",
+        help="run only the runs whose index i has i %% N == K (K from 0 to N-1): task "
+        "K of N, e.g. one task of a SLURM job array (experiments/slurm-array.sh); "
+        "collects nothing (run --collect once every task is done)",
+    )
+    grid.add_argument(
+        "--jobs",
+        type=flags.positive_int,
+        default=1,
+        metavar="N",
+        help="run the grid in N worker processes on this machine (this script again, "
+        "worker j with --task j/N), then collect. Each worker gets max(1, CPUs "
+        "// N) BLAS threads: OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and "
+        "MKL_NUM_THREADS are set in its environment, so they hold before it "
+        "imports NumPy",
+    )
+    grid.add_argument(
+        "--collect",
+        action="store_true",
+        help="train nothing: write the CSV, summary.json and figures from the result "
+        "files present; the missing runs are named on stderr and the exit "
+        "status is 1 if there are any, 0 otherwise",
+    )
 
 
 def task_value(text):
     """The argparse type of --task: 'K/N' -> (K, N), refused in one line unless 0 <= K < N."""
     match = re.fullmatch(r"(\d+)/(\d+)", text, flags=re.ASCII)
     if not match or int(match[1]) >= int(match[2]):
-        raise argparse.ArgumentTypeError(f"expected K/N with whole numbers 0 <= K < N (task K of N tasks), "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected K/N with whole numbers 0 <= K < N (task K of N tasks), got {text!r}"
+        )
     return int(match[1]), int(match[2])
 
 
@@ -113,7 +145,9 @@ def parse_arguments(parser, argv):
     if args.list and args.collect:
         parser.error("--list and --collect: choose one")
     if args.collect and (args.task is not None or args.jobs > 1):
-        parser.error("--collect reads every run's file and trains nothing: leave out --task and --jobs")
+        parser.error(
+            "--collect reads every run's file and trains nothing: leave out --task and --jobs"
+        )
     return args
 
 
@@ -123,9 +157,27 @@ def seed_streams(seed):
     return sm.seed_streams(seed)
 
 
-def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", init="vs-h",
-               lr=0.1, batch_size=None, score_index=None, splits=None, on_step=None, log=None,
-               sanity_check=None, rounds=100, iterations=None, details=False, protocol_name="ours"):
+def train_once(
+    dataset,
+    model_name,
+    sparsity,
+    seed,
+    epochs,
+    *,
+    method="snip",
+    init="vs-h",
+    lr=0.1,
+    batch_size=None,
+    score_index=None,
+    splits=None,
+    on_step=None,
+    log=None,
+    sanity_check=None,
+    rounds=100,
+    iterations=None,
+    details=False,
+    protocol_name="ours",
+):
     """One run of Algorithm 1 (or of another criterion of criteria.py, under a sanity check of
     sanity.py), as `snip_min.py` does it.
 
@@ -146,33 +198,64 @@ def train_once(dataset, model_name, sparsity, seed, epochs, *, method="snip", in
     train, validation, test = splits or sm.split_dataset(dataset, 0.1, split_rng)
     model = models.build(model_name, dataset.name)
     sm.initialise(model, init, init_rng)
-    if pieces["two_draws"]:                   # the authors' scoring copy: biases drawn too
+    if pieces["two_draws"]:  # the authors' scoring copy: biases drawn too
         protocol.draw_scoring_biases(model, init, init_rng)
     if score_index is None:
         score_index = score_rng.choice(len(train), size=batch_size, replace=False)
     images, labels = train.batch(sm.xp.asarray(score_index))
     if sanity_check is None:
-        gated = criteria.prune(method, model, images, labels, sparsity, rng=score_rng, rounds=rounds)
+        gated = criteria.prune(
+            method, model, images, labels, sparsity, rng=score_rng, rounds=rounds
+        )
     else:
-        gated = sanity.prune(sanity_check, method, model, images, labels, sparsity=sparsity, seed=seed,
-                             classes=models.NUM_CLASSES[dataset.name], init=init, rng=score_rng, rounds=rounds)
-    if pieces["two_draws"]:                   # ... and a fresh copy is trained under the mask
+        gated = sanity.prune(
+            sanity_check,
+            method,
+            model,
+            images,
+            labels,
+            sparsity=sparsity,
+            seed=seed,
+            classes=models.NUM_CLASSES[dataset.name],
+            init=init,
+            rng=score_rng,
+            rounds=rounds,
+        )
+    if pieces["two_draws"]:  # ... and a fresh copy is trained under the mask
         protocol.draw_training_copy(model, gated, init, seed, log or (lambda line: None))
     rows = sm.pruning_table(model)
     iterations = iterations or epochs * -(-len(train) // batch_size)
     optimiser = sm.SGD(sm.parameters_of(model), pieces["momentum"])
     boundaries = [] if pieces["constant_lr"] else [iterations // 2, 3 * iterations // 4]
-    result = {"model": model_name, "sparsity": sparsity, "seed": seed, "method": method,
-              "init": init, "epochs": epochs, "lr": lr, "params_kept": sum(row[2] for row in rows),
-              "diverged": False}
+    result = {
+        "model": model_name,
+        "sparsity": sparsity,
+        "seed": seed,
+        "method": method,
+        "init": init,
+        "epochs": epochs,
+        "lr": lr,
+        "params_kept": sum(row[2] for row in rows),
+        "diverged": False,
+    }
     if details:
         result["per_layer"] = {name: kept for name, _, kept in rows}
         result["alive_units"] = compaction.alive_summary(model, models.INPUT_SHAPE[dataset.name])
     state = sm.TrainingState(shuffle_rng)
     try:
-        sm.fit(model, optimiser, train, validation, state, iterations=iterations,
-               batch_size=batch_size, base_lr=lr, boundaries=boundaries,
-               log=log or (lambda line: None), on_step=on_step)
+        sm.fit(
+            model,
+            optimiser,
+            train,
+            validation,
+            state,
+            iterations=iterations,
+            batch_size=batch_size,
+            base_lr=lr,
+            boundaries=boundaries,
+            log=log or (lambda line: None),
+            on_step=on_step,
+        )
         history = state.history
     except sm.Diverged:
         result.update(diverged=True, test_error=math.nan, val_error=math.nan, train_loss=math.nan)
@@ -210,17 +293,22 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        print("note: matplotlib is not installed (pip install matplotlib): numbers written, "
-              "figures skipped", file=sys.stderr)
+        print(
+            "note: matplotlib is not installed (pip install matplotlib): numbers written, "
+            "figures skipped",
+            file=sys.stderr,
+        )
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
 def save_figure(figure, path):
     """Write a figure as PNG, atomically, and close it (it is done with)."""
     import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     data.write_file_atomically(path, buffer.getvalue())
@@ -240,7 +328,7 @@ def mean_and_spread(values):
 # Grids of runs: one result file per run, and the flags that spread a grid over processes
 # ------------------------------------------------------------------------------------------
 
-RUN_FORMAT = 1        # part of every run's settings: raise it when a code change alters results
+RUN_FORMAT = 1  # part of every run's settings: raise it when a code change alters results
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -252,7 +340,9 @@ def run_command_line(flags):
     with tempfile.TemporaryDirectory(prefix="snip-min-run-") as folder:
         try:
             with numpy.errstate(over="ignore", invalid="ignore"):
-                return cli.run(cli.parse_arguments([*flags, "--out", folder]), log=lambda line: None), None
+                return cli.run(
+                    cli.parse_arguments([*flags, "--out", folder]), log=lambda line: None
+                ), None
         except sm.Diverged as error:
             return None, str(error)
         except sm.Interrupted:
@@ -261,9 +351,26 @@ def run_command_line(flags):
 
 # The order in which --list and the result files show a run's settings (the key does not
 # depend on it); settings an experiment adds that are not named here come last.
-SETTINGS_ORDER = ("experiment", "part", "model", "sparsity", "method", "init", "seed", "epochs", "lr",
-                  "batch_size", "scoring_batch_size", "scoring_composition", "scoring_drawn_by",
-                  "labels", "train_images", "data", "device", "format")
+SETTINGS_ORDER = (
+    "experiment",
+    "part",
+    "model",
+    "sparsity",
+    "method",
+    "init",
+    "seed",
+    "epochs",
+    "lr",
+    "batch_size",
+    "scoring_batch_size",
+    "scoring_composition",
+    "scoring_drawn_by",
+    "labels",
+    "train_images",
+    "data",
+    "device",
+    "format",
+)
 
 
 def run_settings(args, dataset, experiment, **settings):
@@ -272,12 +379,22 @@ def run_settings(args, dataset, experiment, **settings):
     is named by its description (which says how many training images there are), so the same
     grid on other data is another grid."""
     batch_size = cli.PAPER_SETUP[dataset.name]["batch_size"]
-    every_run = {"experiment": experiment, "method": "snip", "init": "vs-h", "batch_size": batch_size,
-                 # the scoring batch as train_once draws it by default, like snip_min.py: a random
-                 # batch of batch_size from the seed's own scoring stream
-                 "scoring_batch_size": batch_size, "scoring_composition": "random",
-                 "scoring_drawn_by": "snip_min.py", "labels": "true", "train_images": "all",
-                 "data": dataset.description, "device": args.device, "format": RUN_FORMAT}
+    every_run = {
+        "experiment": experiment,
+        "method": "snip",
+        "init": "vs-h",
+        "batch_size": batch_size,
+        # the scoring batch as train_once draws it by default, like snip_min.py: a random
+        # batch of batch_size from the seed's own scoring stream
+        "scoring_batch_size": batch_size,
+        "scoring_composition": "random",
+        "scoring_drawn_by": "snip_min.py",
+        "labels": "true",
+        "train_images": "all",
+        "data": dataset.description,
+        "device": args.device,
+        "format": RUN_FORMAT,
+    }
     merged = {**every_run, **settings}
     order = [field for field in SETTINGS_ORDER if field in merged]
     return {field: merged[field] for field in order + [f for f in merged if f not in order]}
@@ -321,8 +438,11 @@ def read_run_file(path, run):
             contents = json.loads(f.read().decode())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         return None, f"not a whole JSON file ({' '.join(str(error).split())})"
-    if not (isinstance(contents, dict) and isinstance(contents.get("settings"), dict)
-            and isinstance(contents.get("result"), dict)):
+    if not (
+        isinstance(contents, dict)
+        and isinstance(contents.get("settings"), dict)
+        and isinstance(contents.get("result"), dict)
+    ):
         return None, "not a result file (no settings and result in it)"
     if canonical_json(contents["settings"]) != canonical_json(run.settings):
         return None, "a foreign file: its settings are not the settings its name stands for"
@@ -331,9 +451,18 @@ def read_run_file(path, run):
 
 def write_run_file(path, run, result, seconds):
     """The run's settings, its result and where and how long it ran, written atomically."""
-    write_json(path, {"key": run.key, "settings": run.settings, "result": result,
-                      "seconds": round(seconds, 3), "host": socket.gethostname(), "pid": os.getpid(),
-                      "blas_threads": {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}})
+    write_json(
+        path,
+        {
+            "key": run.key,
+            "settings": run.settings,
+            "result": result,
+            "seconds": round(seconds, 3),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "blas_threads": {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES},
+        },
+    )
 
 
 def chosen_runs(runs, task):
@@ -374,7 +503,7 @@ def run_grid(args, argv, script, runs, perform, describe, collect):
         status = run_workers(args, argv, script)
     else:
         status = train_runs(args, runs, chosen_runs(runs, args.task), perform, describe)
-    if status != 0 or args.task is not None:        # a task collects nothing: others are running
+    if status != 0 or args.task is not None:  # a task collects nothing: others are running
         return status
     return collect_grid(args.out, runs, collect)
 
@@ -403,15 +532,22 @@ def list_grid(out, runs, shown):
     try:
         for run in shown:
             settings = " ".join(f"{f}={setting_text(run.settings.get(f))}" for f in varying)
-            print(f"{run.index:>{width}}  {statuses[run.index]:<7}  {run.key}  {settings}", flush=True)
-    except BrokenPipeError:            # `--list | head` has read enough: stop printing, quietly
+            print(
+                f"{run.index:>{width}}  {statuses[run.index]:<7}  {run.key}  {settings}", flush=True
+            )
+    except BrokenPipeError:  # `--list | head` has read enough: stop printing, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if runs:
-        print("every run: " + " ".join(f"{f}={setting_text(runs[0].settings[f])}" for f in shared),
-              file=sys.stderr)
+        print(
+            "every run: " + " ".join(f"{f}={setting_text(runs[0].settings[f])}" for f in shared),
+            file=sys.stderr,
+        )
     done = sum(status == "done" for status in statuses.values())
-    print(f"{len(shown)} runs listed, {done} done (the grid has {len(runs)}: indices 0 to "
-          f"{len(runs) - 1}, result files in {os.path.join(out, 'runs')})", file=sys.stderr)
+    print(
+        f"{len(shown)} runs listed, {done} done (the grid has {len(runs)}: indices 0 to "
+        f"{len(runs) - 1}, result files in {os.path.join(out, 'runs')})",
+        file=sys.stderr,
+    )
 
 
 def stop_on_sigterm(signum, frame):
@@ -447,9 +583,12 @@ def train_runs(args, runs, chosen, perform, describe):
             trained += 1
             print(f"[{run.index}] {describe(run.settings, result)}", flush=True)
     except KeyboardInterrupt:
-        print(f"interrupted in run {run.index} ({run.key}), which is lost; the finished runs ({trained} "
-              f"trained now, {skipped} before) are kept in {os.path.join(args.out, 'runs')}: the same "
-              f"command continues", file=sys.stderr)
+        print(
+            f"interrupted in run {run.index} ({run.key}), which is lost; the finished runs ({trained} "
+            f"trained now, {skipped} before) are kept in {os.path.join(args.out, 'runs')}: the same "
+            f"command continues",
+            file=sys.stderr,
+        )
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
@@ -474,7 +613,15 @@ def run_workers(args, argv, script):
     try:
         for j in range(jobs):
             # the last --task and --jobs on a command line win: the worker's share, one process
-            command = [sys.executable, script, *argv, "--task", f"{k + n * j}/{n * jobs}", "--jobs", "1"]
+            command = [
+                sys.executable,
+                script,
+                *argv,
+                "--task",
+                f"{k + n * j}/{n * jobs}",
+                "--jobs",
+                "1",
+            ]
             workers.append(subprocess.Popen(command, env=environment))
         statuses = [worker.wait() for worker in workers]
     except KeyboardInterrupt:
@@ -487,12 +634,17 @@ def run_workers(args, argv, script):
             except subprocess.TimeoutExpired:
                 worker.terminate()
                 worker.wait()
-        print("interrupted: the finished runs are kept; the same command continues", file=sys.stderr)
+        print(
+            "interrupted: the finished runs are kept; the same command continues", file=sys.stderr
+        )
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-    failed = [f"worker {j} (--task {k + n * j}/{n * jobs}) exited with status {status}"
-              for j, status in enumerate(statuses) if status != 0]
+    failed = [
+        f"worker {j} (--task {k + n * j}/{n * jobs}) exited with status {status}"
+        for j, status in enumerate(statuses)
+        if status != 0
+    ]
     if failed:
         print("; ".join(failed), file=sys.stderr)
         return 130 if all(status in (130, -signal.SIGINT) for status in statuses if status) else 1
@@ -509,12 +661,18 @@ def collect_grid(out, runs, collect):
             found.append((run, contents["result"]))
         else:
             missing.append(run)
-            print(f"missing run {run.index}: {run.key}" + (f" ({run.path(out)}: {problem})" if problem else ""),
-                  file=sys.stderr)
+            print(
+                f"missing run {run.index}: {run.key}"
+                + (f" ({run.path(out)}: {problem})" if problem else ""),
+                file=sys.stderr,
+            )
     if found:
         collect(found)
     if missing:
-        print(f"{len(missing)} of {len(runs)} runs missing (the outputs hold the other {len(found)}): "
-              f"run the grid's command again without --collect, then --collect", file=sys.stderr)
+        print(
+            f"{len(missing)} of {len(runs)} runs missing (the outputs hold the other {len(found)}): "
+            f"run the grid's command again without --collect, then --collect",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -33,40 +33,54 @@ SPARSITY = {"lenet5": 0.99, "vgg-d": 0.95}
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(MODELS))
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per criterion (the median is kept)")
-    parser.add_argument("--rounds", type=int, default=100, help="rounds of synflow and iterative-snip")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed calls per criterion (the median is kept)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=100, help="rounds of synflow and iterative-snip"
+    )
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--out", default=os.path.join("results", "sanity_checks"))
     args = parser.parse_args(argv)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(args.threads)     # before NumPy starts its thread pool
+        os.environ[name] = str(args.threads)  # before NumPy starts its thread pool
     import numpy
 
     import data
     import models
     import snip_min as sm
     from extensions import cli, criteria
+
     sm.use_device(args.device)
     rows = []
     for name in args.models:
         dataset = models.MODELS[name].dataset
         batch = cli.PAPER_SETUP[dataset]["batch_size"]
         rng = numpy.random.default_rng(0)
-        images = sm.xp.asarray(rng.standard_normal((batch,) + models.INPUT_SHAPE[dataset]), dtype=sm.xp.float32)
+        images = sm.xp.asarray(
+            rng.standard_normal((batch,) + models.INPUT_SHAPE[dataset]), dtype=sm.xp.float32
+        )
         labels = sm.xp.asarray(rng.integers(0, models.NUM_CLASSES[dataset], batch))
         model = models.build(name, dataset)
         sm.initialise(model, "vs-h", numpy.random.default_rng(1))
         initial = {p.name: p.value for p in sm.parameters_of(model)}
         for method in criteria.METHODS:
             seconds = []
-            for call in range(args.repeats + 1):                 # the first call is not timed
+            for call in range(args.repeats + 1):  # the first call is not timed
                 for p in sm.parameters_of(model):
                     p.value, p.mask, p.grad = initial[p.name], None, None
                 sm.synchronise()
                 started = time.perf_counter()
-                criteria.prune(method, model, images, labels, SPARSITY[name], rng=numpy.random.default_rng(2),
-                               rounds=args.rounds if call else 1)        # one round warms up as well
+                criteria.prune(
+                    method,
+                    model,
+                    images,
+                    labels,
+                    SPARSITY[name],
+                    rng=numpy.random.default_rng(2),
+                    rounds=args.rounds if call else 1,
+                )  # one round warms up as well
                 sm.synchronise()
                 if call:
                     seconds.append(time.perf_counter() - started)
@@ -74,24 +88,42 @@ def main(argv=None):
             rows.append({"model": name, "method": method, "seconds": median, "calls": len(seconds)})
             print(f"{MODELS[name]:>14} {method:>15}: {median:8.3f} s", flush=True)
     for row in rows:
-        snip = next(r["seconds"] for r in rows if r["model"] == row["model"] and r["method"] == "snip")
+        snip = next(
+            r["seconds"] for r in rows if r["model"] == row["model"] and r["method"] == "snip"
+        )
         row["times_snip"] = row["seconds"] / snip
-    where = (f"{args.device}, {args.threads} BLAS thread(s); batch of random images: 100 for LeNet-5-Caffe "
-             f"(99%), 128 for VGG-D (95%); {args.rounds} rounds for the iterative criteria; median of "
-             f"{args.repeats} calls")
-    lines = ["| criterion | " + " | ".join(f"{MODELS[m]} (s)" for m in args.models) + " | "
-             + " | ".join(f"{MODELS[m]} (× SNIP)" for m in args.models) + " |",
-             "|---|" + "---|" * (2 * len(args.models))]
+    where = (
+        f"{args.device}, {args.threads} BLAS thread(s); batch of random images: 100 for LeNet-5-Caffe "
+        f"(99%), 128 for VGG-D (95%); {args.rounds} rounds for the iterative criteria; median of "
+        f"{args.repeats} calls"
+    )
+    lines = [
+        "| criterion | "
+        + " | ".join(f"{MODELS[m]} (s)" for m in args.models)
+        + " | "
+        + " | ".join(f"{MODELS[m]} (× SNIP)" for m in args.models)
+        + " |",
+        "|---|" + "---|" * (2 * len(args.models)),
+    ]
     for method in criteria.METHODS:
-        cells = [next(r for r in rows if r["model"] == m and r["method"] == method) for m in args.models]
-        lines.append(f"| {method} | " + " | ".join(f"{c['seconds']:.3f}" for c in cells) + " | "
-                     + " | ".join(f"{c['times_snip']:.2f}" for c in cells) + " |")
+        cells = [
+            next(r for r in rows if r["model"] == m and r["method"] == method) for m in args.models
+        ]
+        lines.append(
+            f"| {method} | "
+            + " | ".join(f"{c['seconds']:.3f}" for c in cells)
+            + " | "
+            + " | ".join(f"{c['times_snip']:.2f}" for c in cells)
+            + " |"
+        )
     text = "\n".join(lines) + f"\n\nScoring and pruning once: {where}.\n"
     print(text)
     os.makedirs(args.out, exist_ok=True)
     data.write_file_atomically(os.path.join(args.out, "costs.md"), text.encode())
-    data.write_file_atomically(os.path.join(args.out, "costs.json"),
-                               (json.dumps({"setting": where, "rows": rows}, indent=2) + "\n").encode())
+    data.write_file_atomically(
+        os.path.join(args.out, "costs.json"),
+        (json.dumps({"setting": where, "rows": rows}, indent=2) + "\n").encode(),
+    )
     return 0
 
 

@@ -47,17 +47,27 @@ COMPOSITIONS = ("random", "one class")
 # so each worker's 13 or 14 LeNet-300-100 runs of 100 epochs and 6 LeNet-5-Caffe runs of 36
 # take about 53 minutes (100 epochs is also snip_min.py's 22,000 iterations for LeNet-300-100).
 SETTINGS = {
-    "ours": {"sparsity": {"lenet300": 0.98, "lenet5": 0.99},       # the paper's Table 1 levels
-             "batch_sizes": [1, 10, 100, 1000], "compositions": ["random", "one class"],
-             "epochs": {"lenet300": 30, "lenet5": 5}, "seeds": 3,
-             "lr": {"lenet300": 0.1, "lenet5": 0.1}, "out": "data_and_init"},
-    "paper": {"sparsity": {"lenet300": 0.9, "lenet5": 0.9},        # Table 3 and Figure 3
-              "batch_sizes": [1, 10, 100, 1000, 10000], "compositions": ["random"],
-              "epochs": {"lenet300": 100, "lenet5": 36}, "seeds": 3,
-              # the paper's 0.1 for LeNet-300-100; LeNet-5-Caffe at 90% diverges within its
-              # first epoch from 0.03 up (its convolutions have no ReLU), so 0.01 as in
-              # experiment A
-              "lr": {"lenet300": 0.1, "lenet5": 0.01}, "out": "data_and_init_paper"},
+    "ours": {
+        "sparsity": {"lenet300": 0.98, "lenet5": 0.99},  # the paper's Table 1 levels
+        "batch_sizes": [1, 10, 100, 1000],
+        "compositions": ["random", "one class"],
+        "epochs": {"lenet300": 30, "lenet5": 5},
+        "seeds": 3,
+        "lr": {"lenet300": 0.1, "lenet5": 0.1},
+        "out": "data_and_init",
+    },
+    "paper": {
+        "sparsity": {"lenet300": 0.9, "lenet5": 0.9},  # Table 3 and Figure 3
+        "batch_sizes": [1, 10, 100, 1000, 10000],
+        "compositions": ["random"],
+        "epochs": {"lenet300": 100, "lenet5": 36},
+        "seeds": 3,
+        # the paper's 0.1 for LeNet-300-100; LeNet-5-Caffe at 90% diverges within its
+        # first epoch from 0.03 up (its convolutions have no ReLU), so 0.01 as in
+        # experiment A
+        "lr": {"lenet300": 0.1, "lenet5": 0.01},
+        "out": "data_and_init_paper",
+    },
 }
 
 # The paper's figures (test error %, 90% sparsity, the full MNIST): Table 3 gives VS-H and
@@ -70,7 +80,11 @@ def scoring_index(labels, size, composition, seed):
     """Positions of a scoring batch in the training split: `size` images drawn at random from
     all classes, or all from one class (class seed % 10)."""
     rng = numpy.random.default_rng(10_000 + seed)
-    pool = numpy.arange(len(labels)) if composition == "random" else numpy.flatnonzero(labels == seed % 10)
+    pool = (
+        numpy.arange(len(labels))
+        if composition == "random"
+        else numpy.flatnonzero(labels == seed % 10)
+    )
     return rng.choice(pool, size=size, replace=False)
 
 
@@ -78,26 +92,57 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = common.argument_parser(__doc__)
     common.add_common_arguments(
-        parser, None, epochs=None, seeds=None,
+        parser,
+        None,
+        epochs=None,
+        seeds=None,
         out_help="folder for CSV/JSON/PNG, and runs/ for the result file of each run (default: "
-                 "results/data_and_init, results/data_and_init_paper with --setting paper)")
-    parser.add_argument("--setting", choices=sorted(SETTINGS), default="ours",
-                        help="ours: 98%% / 99%% sparsity, scoring batches of 1 to 1,000 images of "
-                             "all classes or one, 30 / 5 epochs; paper: the paper's 90%% for both "
-                             "parts, random scoring batches of 1 to 10,000 images, 100 / 36 epochs")
-    parser.add_argument("--protocol", choices=sorted(common.protocol.PROTOCOLS), default="ours",
-                        help="ours (VS-H, momentum 0.9, step decay) or the authors' code's (lecun for "
-                             "the batch half, two draws, momentum 0, a constant learning rate)")
-    parser.add_argument("--part", choices=("batch", "init", "both"), default="both",
-                        help="the scoring-batch half, the initialisation half, or both")
-    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
-                        help="the networks of the initialisation half (the batch half is LeNet-300-100's)")
-    parser.add_argument("--batch-sizes", nargs="+", type=flags.positive_int, default=None,
-                        help="scoring batch sizes (default: the setting's)")
-    parser.add_argument("--compositions", nargs="+", choices=COMPOSITIONS, default=None,
-                        help="scoring batches drawn from all classes (random) or from one class "
-                             "(default: the setting's; 'one class' needs each batch size to be at "
-                             "most the images of one class)")
+        "results/data_and_init, results/data_and_init_paper with --setting paper)",
+    )
+    parser.add_argument(
+        "--setting",
+        choices=sorted(SETTINGS),
+        default="ours",
+        help="ours: 98%% / 99%% sparsity, scoring batches of 1 to 1,000 images of "
+        "all classes or one, 30 / 5 epochs; paper: the paper's 90%% for both "
+        "parts, random scoring batches of 1 to 10,000 images, 100 / 36 epochs",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=sorted(common.protocol.PROTOCOLS),
+        default="ours",
+        help="ours (VS-H, momentum 0.9, step decay) or the authors' code's (lecun for "
+        "the batch half, two draws, momentum 0, a constant learning rate)",
+    )
+    parser.add_argument(
+        "--part",
+        choices=("batch", "init", "both"),
+        default="both",
+        help="the scoring-batch half, the initialisation half, or both",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["lenet300", "lenet5"],
+        choices=sorted(TITLES),
+        help="the networks of the initialisation half (the batch half is LeNet-300-100's)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        nargs="+",
+        type=flags.positive_int,
+        default=None,
+        help="scoring batch sizes (default: the setting's)",
+    )
+    parser.add_argument(
+        "--compositions",
+        nargs="+",
+        choices=COMPOSITIONS,
+        default=None,
+        help="scoring batches drawn from all classes (random) or from one class "
+        "(default: the setting's; 'one class' needs each batch size to be at "
+        "most the images of one class)",
+    )
     args = common.parse_arguments(parser, argv)
     setting = SETTINGS[args.setting]
     suffix = "" if args.protocol == "ours" else f"_{args.protocol}"
@@ -109,9 +154,15 @@ def main(argv=None):
     if "one class" in args.compositions and args.part != "init":
         check_one_class_batches(parser, dataset, args)
     runs = common.make_grid(grid_points(args, dataset))
-    return common.run_grid(args, argv, os.path.abspath(__file__), runs,
-                           perform=lambda settings: perform(dataset, settings), describe=describe,
-                           collect=lambda found: collect(found, dataset.description, args))
+    return common.run_grid(
+        args,
+        argv,
+        os.path.abspath(__file__),
+        runs,
+        perform=lambda settings: perform(dataset, settings),
+        describe=describe,
+        collect=lambda found: collect(found, dataset.description, args),
+    )
 
 
 def epochs_of(args, model):
@@ -128,20 +179,37 @@ def grid_points(args, dataset):
             for composition in args.compositions:
                 for size in args.batch_sizes:
                     settings = common.run_settings(
-                        args, dataset, "data_and_init", part="batch", model=model,
-                        sparsity=setting["sparsity"][model], seed=seed, epochs=epochs_of(args, model),
-                        lr=setting["lr"][model], scoring_batch_size=size, scoring_composition=composition,
-                        scoring_drawn_by="data_and_init.py",     # scoring_index, not snip_min.py's draw
-                        **protocol_settings(args.protocol))
+                        args,
+                        dataset,
+                        "data_and_init",
+                        part="batch",
+                        model=model,
+                        sparsity=setting["sparsity"][model],
+                        seed=seed,
+                        epochs=epochs_of(args, model),
+                        lr=setting["lr"][model],
+                        scoring_batch_size=size,
+                        scoring_composition=composition,
+                        scoring_drawn_by="data_and_init.py",  # scoring_index, not snip_min.py's draw
+                        **protocol_settings(args.protocol),
+                    )
                     points.append((f"batch-{size}-{composition}-seed{seed}", settings))
     if args.part in ("init", "both"):
         for model in args.models:
             for init in INITIALISATIONS:
                 for seed in range(args.seeds):
                     settings = common.run_settings(
-                        args, dataset, "data_and_init", part="init", model=model,
-                        sparsity=setting["sparsity"][model], seed=seed, epochs=epochs_of(args, model),
-                        lr=setting["lr"][model], **{**protocol_settings(args.protocol), "init": init})
+                        args,
+                        dataset,
+                        "data_and_init",
+                        part="init",
+                        model=model,
+                        sparsity=setting["sparsity"][model],
+                        seed=seed,
+                        epochs=epochs_of(args, model),
+                        lr=setting["lr"][model],
+                        **{**protocol_settings(args.protocol), "init": init},
+                    )
                     points.append((f"init-{model}-{init}-seed{seed}", settings))
     return points
 
@@ -149,7 +217,11 @@ def grid_points(args, dataset):
 def protocol_settings(name):
     """What --protocol adds to a run's settings: nothing for ours (so that the committed runs
     keep their keys), the protocol and its initialisation for the authors'."""
-    return {} if name == "ours" else {"protocol": name, "init": common.protocol.PROTOCOLS[name]["init"]}
+    return (
+        {}
+        if name == "ours"
+        else {"protocol": name, "init": common.protocol.PROTOCOLS[name]["init"]}
+    )
 
 
 def check_one_class_batches(parser, dataset, args):
@@ -159,23 +231,44 @@ def check_one_class_batches(parser, dataset, args):
         train, _, _ = sm.split_dataset(dataset, 0.1, common.seed_streams(seed)[1])
         available = int((sm.to_host(train.labels) == seed % 10).sum())
         if largest > available:
-            parser.error(f"a one-class scoring batch of {largest:,} images: seed {seed}'s class "
-                         f"{seed % 10} has {available:,} in the training split (use smaller "
-                         f"--batch-sizes or --compositions random)")
+            parser.error(
+                f"a one-class scoring batch of {largest:,} images: seed {seed}'s class "
+                f"{seed % 10} has {available:,} in the training split (use smaller "
+                f"--batch-sizes or --compositions random)"
+            )
 
 
 def perform(dataset, s):
     """Train one run of the grid from its settings: its row of batch.csv or init.csv."""
     if s["part"] == "init":
-        return common.train_once(dataset, s["model"], s["sparsity"], s["seed"], s["epochs"], init=s["init"],
-                                 lr=s["lr"], batch_size=s["batch_size"], protocol_name=s.get("protocol", "ours"))
+        return common.train_once(
+            dataset,
+            s["model"],
+            s["sparsity"],
+            s["seed"],
+            s["epochs"],
+            init=s["init"],
+            lr=s["lr"],
+            batch_size=s["batch_size"],
+            protocol_name=s.get("protocol", "ours"),
+        )
     # the training split is the seed's, as in every run; the scoring batch comes from it
     splits = sm.split_dataset(dataset, 0.1, common.seed_streams(s["seed"])[1])
     labels = sm.to_host(splits[0].labels)
     index = scoring_index(labels, s["scoring_batch_size"], s["scoring_composition"], s["seed"])
-    result = common.train_once(dataset, s["model"], s["sparsity"], s["seed"], s["epochs"], init=s["init"],
-                               lr=s["lr"], batch_size=s["batch_size"], score_index=index, splits=splits,
-                               protocol_name=s.get("protocol", "ours"))
+    result = common.train_once(
+        dataset,
+        s["model"],
+        s["sparsity"],
+        s["seed"],
+        s["epochs"],
+        init=s["init"],
+        lr=s["lr"],
+        batch_size=s["batch_size"],
+        score_index=index,
+        splits=splits,
+        protocol_name=s.get("protocol", "ours"),
+    )
     result.update(batch_size=s["scoring_batch_size"], composition=s["scoring_composition"])
     return result
 
@@ -183,8 +276,10 @@ def perform(dataset, s):
 def describe(s, result):
     diverged = " (diverged)" if result["diverged"] else ""
     if s["part"] == "batch":
-        return (f"scoring batch {s['scoring_batch_size']:>5} {s['scoring_composition']:>9}, seed {s['seed']}: "
-                f"test error {result['test_error']:.2f}%{diverged}")
+        return (
+            f"scoring batch {s['scoring_batch_size']:>5} {s['scoring_composition']:>9}, seed {s['seed']}: "
+            f"test error {result['test_error']:.2f}%{diverged}"
+        )
     return f"{s['model']} {s['init']:>4} seed {s['seed']}: test error {result['test_error']:.2f}%{diverged}"
 
 
@@ -199,10 +294,26 @@ def collect(found, description, args):
     if batch_rows:
         common.write_csv(os.path.join(args.out, "batch.csv"), batch_rows)
         summary["batch"] = {
-            composition: [{"batch_size": size, **dict(zip(("mean", "std"), common.mean_and_spread(
-                [r["test_error"] for r in batch_rows if r["composition"] == composition and r["batch_size"] == size])))}
-                for size in args.batch_sizes]
-            for composition in args.compositions}
+            composition: [
+                {
+                    "batch_size": size,
+                    **dict(
+                        zip(
+                            ("mean", "std"),
+                            common.mean_and_spread(
+                                [
+                                    r["test_error"]
+                                    for r in batch_rows
+                                    if r["composition"] == composition and r["batch_size"] == size
+                                ]
+                            ),
+                        )
+                    ),
+                }
+                for size in args.batch_sizes
+            ]
+            for composition in args.compositions
+        }
         summary["batch_epochs"] = batch_rows[0]["epochs"]
         table = batch_table(summary, args.seeds)
         data.write_file_atomically(os.path.join(args.out, "batch_table.md"), table.encode())
@@ -211,9 +322,24 @@ def collect(found, description, args):
     if init_rows:
         common.write_csv(os.path.join(args.out, "init.csv"), init_rows)
         models = list(dict.fromkeys(r["model"] for r in init_rows))
-        summary["init"] = {model: {init: dict(zip(("mean", "std"), common.mean_and_spread(
-            [r["test_error"] for r in init_rows if r["model"] == model and r["init"] == init])))
-            for init in INITIALISATIONS} for model in models}
+        summary["init"] = {
+            model: {
+                init: dict(
+                    zip(
+                        ("mean", "std"),
+                        common.mean_and_spread(
+                            [
+                                r["test_error"]
+                                for r in init_rows
+                                if r["model"] == model and r["init"] == init
+                            ]
+                        ),
+                    )
+                )
+                for init in INITIALISATIONS
+            }
+            for model in models
+        }
         summary["init_epochs"] = {model: epochs_of(args, model) for model in models}
         table = init_table(summary, args.seeds)
         data.write_file_atomically(os.path.join(args.out, "init_table.md"), table.encode())
@@ -239,18 +365,26 @@ def init_table(summary, seeds):
         header.append(f"{TITLES[m]} ({100 * sparsity[m]:g}%)")
         header += ["paper"] if paper else []
     lines = ["| initialisation | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
-    names = {"rn": "RN (normal, std 0.1)", "tn": "TN (truncated normal, std 0.1)",
-             "vs-x": "VS-X (Glorot)", "vs-h": "VS-H (He)"}
+    names = {
+        "rn": "RN (normal, std 0.1)",
+        "tn": "TN (truncated normal, std 0.1)",
+        "vs-x": "VS-X (Glorot)",
+        "vs-h": "VS-H (He)",
+    }
     for init in INITIALISATIONS:
         cells = []
         for m in models:
-            cells.append(f"{summary['init'][m][init]['mean']:.2f} ± {summary['init'][m][init]['std']:.2f}")
+            cells.append(
+                f"{summary['init'][m][init]['mean']:.2f} ± {summary['init'][m][init]['std']:.2f}"
+            )
             cells += [paper_cell(m, init)] if paper else []
         lines.append(f"| {names[init]} | " + " | ".join(cells) + " |")
     epochs = ", ".join(f"{TITLES[m]} {e} epochs" for m, e in summary["init_epochs"].items())
     note = "; the paper's: its Table 3, on the full MNIST" if paper else ""
-    lines.append(f"\nTest error (%), mean ± std over {seeds} seeds; {summary['data']}; {epochs}"
-                 f"{protocol_note(summary)}{note}.")
+    lines.append(
+        f"\nTest error (%), mean ± std over {seeds} seeds; {summary['data']}; {epochs}"
+        f"{protocol_note(summary)}{note}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -258,20 +392,30 @@ def batch_table(summary, seeds):
     """Test error (%) mean +- std for each scoring batch size and composition; with --setting
     paper, the paper's Figure 3 in the next column."""
     compositions, paper = list(summary["batch"]), summary["setting"] == "paper"
-    header = [f"scoring batch drawn from {'all classes' if c == 'random' else 'one class'}" for c in compositions]
+    header = [
+        f"scoring batch drawn from {'all classes' if c == 'random' else 'one class'}"
+        for c in compositions
+    ]
     header += ["paper (Figure 3, all classes)"] if paper else []
-    lines = ["| scoring batch (images) | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    lines = [
+        "| scoring batch (images) | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(header),
+    ]
     for position, point in enumerate(summary["batch"][compositions[0]]):
         size = point["batch_size"]
-        cells = [f"{summary['batch'][c][position]['mean']:.2f} ± {summary['batch'][c][position]['std']:.2f}"
-                 for c in compositions]
+        cells = [
+            f"{summary['batch'][c][position]['mean']:.2f} ± {summary['batch'][c][position]['std']:.2f}"
+            for c in compositions
+        ]
         if paper:
             cells.append(f"{PAPER_FIGURE_3[size]:.2f}" if size in PAPER_FIGURE_3 else "")
         lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
     note = "; the paper's: read off its Figure 3, on the full MNIST" if paper else ""
-    lines.append(f"\nLeNet-300-100 at {100 * summary['sparsity']['lenet300']:g}%: test error (%), mean ± std "
-                 f"over {seeds} seeds; {summary['data']}; {summary['batch_epochs']} epochs"
-                 f"{protocol_note(summary)}{note}.")
+    lines.append(
+        f"\nLeNet-300-100 at {100 * summary['sparsity']['lenet300']:g}%: test error (%), mean ± std "
+        f"over {seeds} seeds; {summary['data']}; {summary['batch_epochs']} epochs"
+        f"{protocol_note(summary)}{note}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -291,19 +435,36 @@ def plot_batch(summary, seeds, out):
         points = summary["batch"].get(composition)
         if not points:
             continue
-        axes.errorbar([p["batch_size"] for p in points], [p["mean"] for p in points],
-                      yerr=[p["std"] for p in points], fmt=style, capsize=3,
-                      label=f"scoring batch drawn from {'all classes' if composition == 'random' else 'one class'}")
+        axes.errorbar(
+            [p["batch_size"] for p in points],
+            [p["mean"] for p in points],
+            yerr=[p["std"] for p in points],
+            fmt=style,
+            capsize=3,
+            label=f"scoring batch drawn from {'all classes' if composition == 'random' else 'one class'}",
+        )
     if summary["setting"] == "paper":
-        sizes = [p["batch_size"] for p in next(iter(summary["batch"].values())) if p["batch_size"] in PAPER_FIGURE_3]
-        axes.plot(sizes, [PAPER_FIGURE_3[s] for s in sizes], "kx:", label="the paper's Figure 3 (full MNIST)")
+        sizes = [
+            p["batch_size"]
+            for p in next(iter(summary["batch"].values()))
+            if p["batch_size"] in PAPER_FIGURE_3
+        ]
+        axes.plot(
+            sizes,
+            [PAPER_FIGURE_3[s] for s in sizes],
+            "kx:",
+            label="the paper's Figure 3 (full MNIST)",
+        )
     axes.set_xscale("log")
     axes.set_xlabel("scoring batch size (images)")
     axes.set_ylabel("test error (%)")
     protocol_name = " (the authors' protocol)" if summary.get("protocol") == "authors" else ""
-    axes.set_title(f"LeNet-300-100 at {100 * summary['sparsity']['lenet300']:g}%: the batch SNIP scores on"
-                   f"{protocol_name}\n{summary['data']}, {summary['batch_epochs']} epochs, mean ± std over "
-                   f"{seeds} seeds", fontsize=10)
+    axes.set_title(
+        f"LeNet-300-100 at {100 * summary['sparsity']['lenet300']:g}%: the batch SNIP scores on"
+        f"{protocol_name}\n{summary['data']}, {summary['batch_epochs']} epochs, mean ± std over "
+        f"{seeds} seeds",
+        fontsize=10,
+    )
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     common.save_figure(figure, os.path.join(out, "scoring_batch.png"))
@@ -323,8 +484,11 @@ def plot_init(summary, seeds, out):
         ax.set_xlabel("initialisation")
         ax.set_title(f"{TITLES[model]} at {100 * summary['sparsity'][model]:g}%", fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
-    figure.suptitle(f"SNIP under four initialisations (the paper's Table 3)\n{summary['data']}, "
-                    f"mean ± std over {seeds} seeds", fontsize=10)
+    figure.suptitle(
+        f"SNIP under four initialisations (the paper's Table 3)\n{summary['data']}, "
+        f"mean ± std over {seeds} seeds",
+        fontsize=10,
+    )
     figure.tight_layout()
     common.save_figure(figure, os.path.join(out, "initialisation.png"))
 

@@ -48,20 +48,42 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = common.argument_parser(__doc__)
     common.add_common_arguments(parser, "data_size", epochs=None, seeds=3)
-    parser.add_argument("--models", nargs="+", default=["lenet5", "lenet300"], choices=sorted(TITLES),
-                        help="the networks (dense and at the paper's sparsity)")
-    parser.add_argument("--sizes", nargs="+", type=flags.positive_int, default=SIZES,
-                        help="training set sizes: the first N of Fashion-MNIST's training images")
-    parser.add_argument("--iterations", type=flags.positive_int, default=None,
-                        help="training iterations per run (default: snip_min.py's for each network)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["lenet5", "lenet300"],
+        choices=sorted(TITLES),
+        help="the networks (dense and at the paper's sparsity)",
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=flags.positive_int,
+        default=SIZES,
+        help="training set sizes: the first N of Fashion-MNIST's training images",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=flags.positive_int,
+        default=None,
+        help="training iterations per run (default: snip_min.py's for each network)",
+    )
     args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("fashion-mnist", args.data_dir)
     if max(args.sizes) > len(dataset.train_labels):
-        parser.error(f"--sizes {max(args.sizes):,}: {dataset.description} has only {len(dataset.train_labels):,}")
+        parser.error(
+            f"--sizes {max(args.sizes):,}: {dataset.description} has only {len(dataset.train_labels):,}"
+        )
     runs = common.make_grid(grid_points(args, dataset))
-    return common.run_grid(args, argv, os.path.abspath(__file__), runs,
-                           perform=lambda settings: perform(args, settings), describe=describe,
-                           collect=lambda found: collect(found, dataset.description, args.out))
+    return common.run_grid(
+        args,
+        argv,
+        os.path.abspath(__file__),
+        runs,
+        perform=lambda settings: perform(args, settings),
+        describe=describe,
+        collect=lambda found: collect(found, dataset.description, args.out),
+    )
 
 
 def grid_points(args, dataset):
@@ -72,9 +94,17 @@ def grid_points(args, dataset):
             iterations = args.iterations or models.MODELS[model].iterations
             for sparsity in SPARSITIES[model]:
                 for size in args.sizes:
-                    settings = common.run_settings(args, dataset, "data_size", model=model, sparsity=sparsity,
-                                                   seed=seed, iterations=iterations,
-                                                   lr=learning_rate(model, sparsity), train_images=size)
+                    settings = common.run_settings(
+                        args,
+                        dataset,
+                        "data_size",
+                        model=model,
+                        sparsity=sparsity,
+                        seed=seed,
+                        iterations=iterations,
+                        lr=learning_rate(model, sparsity),
+                        train_images=size,
+                    )
                     points.append((f"{model}-{100 * sparsity:g}-{size}-seed{seed}", settings))
     return points
 
@@ -83,29 +113,65 @@ def command_line(args, s):
     """The snip_min.py flags of one run. At the network's own iterations, none: snip_min.py's
     schedule (x0.1 after 50% and 75%); shortened, --iterations N with a decay every quarter."""
     shortened = s["iterations"] != models.MODELS[s["model"]].iterations
-    schedule = ["--iterations", str(s["iterations"]), "--decay-every", str(max(1, s["iterations"] // 4))]
-    return ["--dataset", "fashion-mnist", "--model", s["model"], "--sparsity", str(s["sparsity"]),
-            "--seed", str(s["seed"]), "--lr", str(s["lr"]), "--train-images", str(s["train_images"]),
-            *(schedule if shortened else []), "--device", args.device,
-            *(["--data-dir", args.data_dir] if args.data_dir else [])]
+    schedule = [
+        "--iterations",
+        str(s["iterations"]),
+        "--decay-every",
+        str(max(1, s["iterations"] // 4)),
+    ]
+    return [
+        "--dataset",
+        "fashion-mnist",
+        "--model",
+        s["model"],
+        "--sparsity",
+        str(s["sparsity"]),
+        "--seed",
+        str(s["seed"]),
+        "--lr",
+        str(s["lr"]),
+        "--train-images",
+        str(s["train_images"]),
+        *(schedule if shortened else []),
+        "--device",
+        args.device,
+        *(["--data-dir", args.data_dir] if args.data_dir else []),
+    ]
 
 
 def perform(args, s):
     """Train one run with cli.run, as the command line does: its row of runs.csv."""
     out, diverged = common.run_command_line(command_line(args, s))
-    result = {"model": s["model"], "sparsity": s["sparsity"], "train_images": s["train_images"], "seed": s["seed"],
-              "lr": s["lr"], "iterations": s["iterations"], "diverged": diverged}
+    result = {
+        "model": s["model"],
+        "sparsity": s["sparsity"],
+        "train_images": s["train_images"],
+        "seed": s["seed"],
+        "lr": s["lr"],
+        "iterations": s["iterations"],
+        "diverged": diverged,
+    }
     if diverged:
         return {**result, "test_error": math.nan, "data": None, "params_kept": None}
-    return {**result, "test_error": out["test_error"], "data": out["data"], "params_kept": out["params_kept"]}
+    return {
+        **result,
+        "test_error": out["test_error"],
+        "data": out["data"],
+        "params_kept": out["params_kept"],
+    }
 
 
 def describe(s, result):
-    outcome = f"diverged ({result['diverged']})" if result["diverged"] else f"test error {result['test_error']:.2f}%"
+    outcome = (
+        f"diverged ({result['diverged']})"
+        if result["diverged"]
+        else f"test error {result['test_error']:.2f}%"
+    )
     return f"{s['model']} {100 * s['sparsity']:g}% on {s['train_images']:,} images, seed {s['seed']}: {outcome}"
 
 
 # --- collecting --------------------------------------------------------------------------------
+
 
 def collect(found, description, out):
     """runs.csv, summary.json, table.md and the figure from [(run, result)]."""
@@ -128,12 +194,22 @@ def summarise(rows, description):
         dense, pruned = SPARSITIES[model]
         entry = {"sparsity": pruned, "iterations": mine[0]["iterations"], "sizes": {}}
         for size in sorted({r["train_images"] for r in mine}):
-            by = {(r["sparsity"], r["seed"]): r["test_error"] for r in mine if r["train_images"] == size}
-            gaps = [by[(pruned, k)] - by[(dense, k)] for (s, k) in by if s == pruned and (dense, k) in by]
+            by = {
+                (r["sparsity"], r["seed"]): r["test_error"]
+                for r in mine
+                if r["train_images"] == size
+            }
+            gaps = [
+                by[(pruned, k)] - by[(dense, k)]
+                for (s, k) in by
+                if s == pruned and (dense, k) in by
+            ]
             entry["sizes"][str(size)] = {
                 "dense": common.mean_and_spread([e for (s, _), e in by.items() if s == dense]),
                 "pruned": common.mean_and_spread([e for (s, _), e in by.items() if s == pruned]),
-                "gap": common.mean_and_spread(gaps), "seeds": len(gaps)}
+                "gap": common.mean_and_spread(gaps),
+                "seeds": len(gaps),
+            }
         summary["models"][model] = entry
     return summary
 
@@ -141,15 +217,26 @@ def summarise(rows, description):
 def table(summary):
     def cell(values):
         mean, spread = values
-        return "—" if mean != mean else f"{mean:.2f}" + ("" if spread != spread else f" ± {spread:.2f}")
-    lines = [f"Test error (%) on Fashion-MNIST's 10,000 test images, trained on the first N of its "
-             f"training images (a tenth of them held out for validation), mean ± standard deviation "
-             f"over the seeds; the gap is pruned minus dense, seed by seed.", "",
-             "| network | training images | seeds | dense | pruned | gap (points) |", "|---|---|---|---|---|---|"]
+        return (
+            "—"
+            if mean != mean
+            else f"{mean:.2f}" + ("" if spread != spread else f" ± {spread:.2f}")
+        )
+
+    lines = [
+        f"Test error (%) on Fashion-MNIST's 10,000 test images, trained on the first N of its "
+        f"training images (a tenth of them held out for validation), mean ± standard deviation "
+        f"over the seeds; the gap is pruned minus dense, seed by seed.",
+        "",
+        "| network | training images | seeds | dense | pruned | gap (points) |",
+        "|---|---|---|---|---|---|",
+    ]
     for model, entry in summary["models"].items():
         for size, cells in entry["sizes"].items():
-            lines.append(f"| {TITLES[model]}, {100 * entry['sparsity']:g}% | {int(size):,} | {cells['seeds']} | "
-                         f"{cell(cells['dense'])} | {cell(cells['pruned'])} | {cell(cells['gap'])} |")
+            lines.append(
+                f"| {TITLES[model]}, {100 * entry['sparsity']:g}% | {int(size):,} | {cells['seeds']} | "
+                f"{cell(cells['dense'])} | {cell(cells['pruned'])} | {cell(cells['gap'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -157,18 +244,38 @@ def plot(summary, out):
     plt = common.pyplot()
     if plt is None:
         return
-    figure, axes = plt.subplots(1, len(summary["models"]), figsize=(5.2 * len(summary["models"]), 4.2),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(summary["models"]), figsize=(5.2 * len(summary["models"]), 4.2), squeeze=False
+    )
     for axis, (model, entry) in zip(axes[0], summary["models"].items()):
         sizes = list(entry["sizes"])
-        for key, label, style in (("dense", "dense", "s--"), ("pruned", f"{100 * entry['sparsity']:g}% (SNIP)", "o-")):
-            axis.errorbar([int(s) for s in sizes], [entry["sizes"][s][key][0] for s in sizes],
-                          yerr=[0 if entry["sizes"][s][key][1] != entry["sizes"][s][key][1] else
-                                entry["sizes"][s][key][1] for s in sizes], fmt=style, capsize=3, label=label)
+        for key, label, style in (
+            ("dense", "dense", "s--"),
+            ("pruned", f"{100 * entry['sparsity']:g}% (SNIP)", "o-"),
+        ):
+            axis.errorbar(
+                [int(s) for s in sizes],
+                [entry["sizes"][s][key][0] for s in sizes],
+                yerr=[
+                    0
+                    if entry["sizes"][s][key][1] != entry["sizes"][s][key][1]
+                    else entry["sizes"][s][key][1]
+                    for s in sizes
+                ],
+                fmt=style,
+                capsize=3,
+                label=label,
+            )
         for s in sizes:
             gap = entry["sizes"][s]["gap"][0]
-            axis.annotate(f"gap {gap:+.2f}", (int(s), entry["sizes"][s]["pruned"][0]),
-                          textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+            axis.annotate(
+                f"gap {gap:+.2f}",
+                (int(s), entry["sizes"][s]["pruned"][0]),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+                fontsize=8,
+            )
         axis.set_xscale("log")
         axis.set_xticks([int(s) for s in sizes], [f"{int(s):,}" for s in sizes])
         axis.set_xticks([], minor=True)
@@ -178,8 +285,11 @@ def plot(summary, out):
         axis.set_title(f"{TITLES[model]}, {entry['iterations']:,} iterations", fontsize=10)
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8)
-    figure.suptitle("More data, same iterations: the pruned network against the dense one, mean ± std "
-                    "over seeds", fontsize=9)
+    figure.suptitle(
+        "More data, same iterations: the pruned network against the dense one, mean ± std "
+        "over seeds",
+        fontsize=9,
+    )
     figure.tight_layout()
     common.save_figure(figure, os.path.join(out, "data_size.png"))
 

@@ -18,12 +18,12 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy                      # noqa: E402
+import numpy  # noqa: E402
 
 from extensions import pytorch_twin  # noqa: E402
-from extensions import criteria                   # noqa: E402
-import models                     # noqa: E402
-import snip_min as sm             # noqa: E402
+from extensions import criteria  # noqa: E402
+import models  # noqa: E402
+import snip_min as sm  # noqa: E402
 
 
 def central_difference(model, images, labels, params, directions):
@@ -35,8 +35,14 @@ def central_difference(model, images, labels, params, directions):
     for sign in (1, -1):
         for (p, v), w in zip(moving, start):
             p.value = w + sign * step * v
-        gradients.append([g.copy() for g in criteria.loss_gradients(model, images, labels, params,
-                                                                    criteria.GRASP_TEMPERATURE)])
+        gradients.append(
+            [
+                g.copy()
+                for g in criteria.loss_gradients(
+                    model, images, labels, params, criteria.GRASP_TEMPERATURE
+                )
+            ]
+        )
     for (p, _), w in zip(moving, start):
         p.value = w
     return [(a - b) / (2 * step) for a, b in zip(*gradients)]
@@ -44,15 +50,20 @@ def central_difference(model, images, labels, params, directions):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=["lenet300", "lenet5"])
+    parser.add_argument(
+        "--models", nargs="+", default=["lenet300", "lenet5"], choices=["lenet300", "lenet5"]
+    )
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--step", type=float, default=criteria.HESSIAN_STEP)
     args = parser.parse_args(argv)
     import torch
+
     torch.set_default_dtype(torch.float64)
     criteria.HESSIAN_STEP = args.step
-    print(f"step {args.step:g}: the largest error of w * (H g) over every weight, as a fraction of the largest")
+    print(
+        f"step {args.step:g}: the largest error of w * (H g) over every weight, as a fraction of the largest"
+    )
     for name in args.models:
         for seed in range(args.seeds):
             rng = numpy.random.default_rng(seed)
@@ -65,15 +76,22 @@ def main(argv=None):
             params = sm.prunable_parameters(model)
             for p in params:
                 p.mask = numpy.ones_like(p.value)
-            gradient = [g.copy() for g in criteria.loss_gradients(model, images, labels, params,
-                                                                  criteria.GRASP_TEMPERATURE)]
+            gradient = [
+                g.copy()
+                for g in criteria.loss_gradients(
+                    model, images, labels, params, criteria.GRASP_TEMPERATURE
+                )
+            ]
             directions = [g if p.kind == "weight" else None for p, g in zip(params, gradient)]
-            ours = criteria.hessian_vector_product(model, images, labels, params, directions, gradient=gradient)
+            ours = criteria.hessian_vector_product(
+                model, images, labels, params, directions, gradient=gradient
+            )
             central = central_difference(model, images, labels, params, directions)
             twin, links = pytorch_twin.to_torch(model, torch)
             twin.eval()
-            loss = torch.nn.functional.cross_entropy(twin(torch.as_tensor(images)) / criteria.GRASP_TEMPERATURE,
-                                                     torch.as_tensor(labels))
+            loss = torch.nn.functional.cross_entropy(
+                twin(torch.as_tensor(images)) / criteria.GRASP_TEMPERATURE, torch.as_tensor(labels)
+            )
             weights = [target for p, target, _ in links if p.kind == "weight"]
             g = torch.autograd.grad(loss, weights, create_graph=True)
             exact = iter(torch.autograd.grad(sum((gi.detach() * gi).sum() for gi in g), weights))
@@ -83,10 +101,17 @@ def main(argv=None):
                     continue
                 w, truth = layout(p.value).numpy(), next(exact).numpy()
                 scale = max(scale, numpy.abs(w * truth).max())
-                errors["one-sided"] = max(errors["one-sided"], numpy.abs(w * (layout(mine).numpy() - truth)).max())
-                errors["central"] = max(errors["central"], numpy.abs(w * (layout(plain).numpy() - truth)).max())
-            print(f"{name:>9} seed {seed}: one-sided (criteria.py) {errors['one-sided'] / scale:.1e}, "
-                  f"central {errors['central'] / scale:.1e}", flush=True)
+                errors["one-sided"] = max(
+                    errors["one-sided"], numpy.abs(w * (layout(mine).numpy() - truth)).max()
+                )
+                errors["central"] = max(
+                    errors["central"], numpy.abs(w * (layout(plain).numpy() - truth)).max()
+                )
+            print(
+                f"{name:>9} seed {seed}: one-sided (criteria.py) {errors['one-sided'] / scale:.1e}, "
+                f"central {errors['central'] / scale:.1e}",
+                flush=True,
+            )
     return 0
 
 

@@ -32,14 +32,29 @@ CHECKS = ["none", "shuffle", "reinit"]
 def main(argv=None):
     parser = common.argument_parser(__doc__)
     parser.add_argument("--data-dir", default=None, help="dataset folder, as for snip_min.py")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
+    parser.add_argument(
+        "--device", default="cpu", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)"
+    )
     parser.add_argument("--seeds", type=flags.positive_int, default=3, help="seeds 0, 1, ...")
-    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=["lenet300", "lenet5"],
-                        help="the networks, each at experiment F's two sparsities")
-    parser.add_argument("--methods", nargs="+", default=sanity_checks.METHODS, choices=sanity_checks.METHODS,
-                        help="the criteria")
-    parser.add_argument("--out", default=os.path.join("results", "initial_loss"),
-                        help="folder for losses.json and table.md")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["lenet300", "lenet5"],
+        choices=["lenet300", "lenet5"],
+        help="the networks, each at experiment F's two sparsities",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=sanity_checks.METHODS,
+        choices=sanity_checks.METHODS,
+        help="the criteria",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join("results", "initial_loss"),
+        help="folder for losses.json and table.md",
+    )
     args = parser.parse_args(argv)
     sm.use_device(args.device)
     dataset = data.load_dataset("mnist", args.data_dir)
@@ -47,13 +62,28 @@ def main(argv=None):
     for model, sparsity in [(m, s) for m in args.models for s in sanity_checks.SPARSITIES[m]]:
         for method in args.methods:
             for check in sanity_checks.checks_of(method, CHECKS):
-                losses = [first_loss(dataset, model, sparsity, method, check, seed) for seed in range(args.seeds)]
-                rows.append({"model": model, "sparsity": sparsity, "method": method, "check": check,
-                             "losses": losses})
-                print(f"{model} {100 * sparsity:g}% {method:>14} {check:>7}: "
-                      + " ".join(f"{loss:.3f}" for loss in losses), flush=True)
+                losses = [
+                    first_loss(dataset, model, sparsity, method, check, seed)
+                    for seed in range(args.seeds)
+                ]
+                rows.append(
+                    {
+                        "model": model,
+                        "sparsity": sparsity,
+                        "method": method,
+                        "check": check,
+                        "losses": losses,
+                    }
+                )
+                print(
+                    f"{model} {100 * sparsity:g}% {method:>14} {check:>7}: "
+                    + " ".join(f"{loss:.3f}" for loss in losses),
+                    flush=True,
+                )
     os.makedirs(args.out, exist_ok=True)
-    common.write_json(os.path.join(args.out, "losses.json"), {"data": dataset.description, "rows": rows})
+    common.write_json(
+        os.path.join(args.out, "losses.json"), {"data": dataset.description, "rows": rows}
+    )
     table = make_table(rows, args.seeds, dataset.description)
     data.write_file_atomically(os.path.join(args.out, "table.md"), table.encode())
     print(table)
@@ -64,26 +94,45 @@ def first_loss(dataset, model, sparsity, method, check, seed):
     """The loss of the first mini-batch of experiment F's run (model, sparsity, method, check,
     seed), before its first update: the run itself, stopped after one step."""
     losses = []
-    common.train_once(dataset, model, sparsity, seed, None, method=method,
-                      lr=sanity_checks.LEARNING_RATE.get(model, 0.1),
-                      sanity_check=None if check == "none" else check, iterations=1,
-                      on_step=lambda iteration, loss: losses.append(loss))
+    common.train_once(
+        dataset,
+        model,
+        sparsity,
+        seed,
+        None,
+        method=method,
+        lr=sanity_checks.LEARNING_RATE.get(model, 0.1),
+        sanity_check=None if check == "none" else check,
+        iterations=1,
+        on_step=lambda iteration, loss: losses.append(loss),
+    )
     return float(sm.to_host(losses[0]))
 
 
 def make_table(rows, seeds, description):
     """One row per network, sparsity and criterion; a column per check: mean ± std over seeds."""
-    lines = ["| network | criterion | " + " | ".join(CHECKS) + " |", "|---|---|" + "---|" * len(CHECKS)]
+    lines = [
+        "| network | criterion | " + " | ".join(CHECKS) + " |",
+        "|---|---|" + "---|" * len(CHECKS),
+    ]
     for (model, sparsity), group in group_by_panel(rows):
         for method in dict.fromkeys(r["method"] for r in group):
-            cells = {r["check"]: "{:.2f} ± {:.2f}".format(*common.mean_and_spread(r["losses"]))
-                     for r in group if r["method"] == method}
-            lines.append(f"| {sanity_checks.TITLES[model]} at {100 * sparsity:g}% | {sanity_checks.LABELS[method]} | "
-                         + " | ".join(cells.get(check, "") for check in CHECKS) + " |")
-    lines.append(f"\nThe cross-entropy of the first training mini-batch (100 images) at initialisation, before "
-                 f"any update, mean ± std over {seeds} seeds; ln 10 = {math.log(10):.3f} is that of uniform "
-                 f"outputs. {description}; each run pruned as experiment F's (VS-H, 100 rounds for the "
-                 f"iterative criteria).")
+            cells = {
+                r["check"]: "{:.2f} ± {:.2f}".format(*common.mean_and_spread(r["losses"]))
+                for r in group
+                if r["method"] == method
+            }
+            lines.append(
+                f"| {sanity_checks.TITLES[model]} at {100 * sparsity:g}% | {sanity_checks.LABELS[method]} | "
+                + " | ".join(cells.get(check, "") for check in CHECKS)
+                + " |"
+            )
+    lines.append(
+        f"\nThe cross-entropy of the first training mini-batch (100 images) at initialisation, before "
+        f"any update, mean ± std over {seeds} seeds; ln 10 = {math.log(10):.3f} is that of uniform "
+        f"outputs. {description}; each run pruned as experiment F's (VS-H, 100 rounds for the "
+        f"iterative criteria)."
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -32,7 +32,7 @@ def kept_per_pixel(dataset, train, index, sparsity, seed):
     sm.initialise(model, "vs-h", numpy.random.default_rng(seed))
     images, labels = train.batch(sm.xp.asarray(index))
     params = sm.snip(model, images, labels, sparsity)
-    first_layer = params[0]                                          # fc1.weight, (784, 300)
+    first_layer = params[0]  # fc1.weight, (784, 300)
     return sm.to_host(first_layer.mask).sum(axis=1).reshape(28, 28)
 
 
@@ -62,17 +62,25 @@ def main(argv=None):
     # Do the digits' shapes appear? Correlate each class's map with each class's mean image.
     pixels = sm.to_host(train.images)[..., 0].astype(numpy.float64)
     mean_images = numpy.stack([pixels[labels == d].mean(axis=0) for d in range(10)])
-    correlation = numpy.array([[numpy.corrcoef(maps[str(k)].ravel(), mean_images[j].ravel())[0, 1]
-                                for j in range(10)] for k in range(10)])
+    correlation = numpy.array(
+        [
+            [numpy.corrcoef(maps[str(k)].ravel(), mean_images[j].ravel())[0, 1] for j in range(10)]
+            for k in range(10)
+        ]
+    )
     own = numpy.diag(correlation)
     others = (correlation.sum(axis=1) - own) / 9
     summary = {
-        "data": dataset.description, "sparsity": args.sparsity, "images_per_batch": args.batch_size,
+        "data": dataset.description,
+        "sparsity": args.sparsity,
+        "images_per_batch": args.batch_size,
         "seed": args.seed,
         "kept_first_layer": {k: int(v.sum()) for k, v in maps.items()},
         "correlation_with_own_class_mean_image": own.round(3).tolist(),
         "mean_correlation_with_other_classes": others.round(3).tolist(),
-        "classes_most_similar_to_their_own_digit": int((correlation.argmax(axis=1) == numpy.arange(10)).sum()),
+        "classes_most_similar_to_their_own_digit": int(
+            (correlation.argmax(axis=1) == numpy.arange(10)).sum()
+        ),
         "maps_differ_between_classes": bool(len({m.tobytes() for m in maps.values()}) == len(maps)),
     }
     os.makedirs(args.out, exist_ok=True)
@@ -81,10 +89,14 @@ def main(argv=None):
     data.write_file_atomically(os.path.join(args.out, "maps.npz"), buffer.getvalue())
     common.write_json(os.path.join(args.out, "summary.json"), summary)
     print(f"kept first-layer connections per class: {summary['kept_first_layer']}")
-    print(f"correlation with the class's own mean image: {own.round(2).tolist()} "
-          f"(other classes on average: {others.round(2).tolist()})")
-    print(f"{summary['classes_most_similar_to_their_own_digit']} of 10 maps resemble their own "
-          f"digit more than any other")
+    print(
+        f"correlation with the class's own mean image: {own.round(2).tolist()} "
+        f"(other classes on average: {others.round(2).tolist()})"
+    )
+    print(
+        f"{summary['classes_most_similar_to_their_own_digit']} of 10 maps resemble their own "
+        f"digit more than any other"
+    )
     plot(maps, summary, args.out)
     return 0
 
@@ -107,9 +119,12 @@ def plot(maps, summary, out):
     axes[1, 5].axis("off")
     colorbar = figure.colorbar(image, ax=axes[1, 5], fraction=0.9, aspect=8)
     colorbar.set_label("kept connections per pixel\n(of 300)")
-    figure.suptitle(f"LeNet-300-100, first layer: connections kept by SNIP at "
-                    f"{100 * summary['sparsity']:g}% sparsity, scored on {summary['images_per_batch']} "
-                    f"images of one class\n{summary['data']}, seed {summary['seed']}", fontsize=11)
+    figure.suptitle(
+        f"LeNet-300-100, first layer: connections kept by SNIP at "
+        f"{100 * summary['sparsity']:g}% sparsity, scored on {summary['images_per_batch']} "
+        f"images of one class\n{summary['data']}, seed {summary['seed']}",
+        fontsize=11,
+    )
     common.save_figure(figure, os.path.join(out, "kept_connections.png"))
 
 

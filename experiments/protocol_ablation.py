@@ -61,8 +61,16 @@ MODEL_VARIANTS = {"lenet300": list(VARIANTS), "lenet5": ["ours", "authors"]}
 TEST_EVERY = 1000
 
 # The paper's test errors (%, full MNIST): Table 1, and Table 3 (VS-H) for 90%.
-PAPER = {("lenet300", 0.0): 1.7, ("lenet300", 0.9): 1.88, ("lenet300", 0.95): 1.6, ("lenet300", 0.98): 2.4,
-         ("lenet5", 0.0): 0.9, ("lenet5", 0.9): 0.85, ("lenet5", 0.98): 0.8, ("lenet5", 0.99): 1.1}
+PAPER = {
+    ("lenet300", 0.0): 1.7,
+    ("lenet300", 0.9): 1.88,
+    ("lenet300", 0.95): 1.6,
+    ("lenet300", 0.98): 2.4,
+    ("lenet5", 0.0): 0.9,
+    ("lenet5", 0.9): 0.85,
+    ("lenet5", 0.98): 0.8,
+    ("lenet5", 0.99): 1.1,
+}
 
 
 def learning_rate(model, sparsity, variant):
@@ -74,20 +82,45 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = common.argument_parser(__doc__)
     common.add_common_arguments(parser, "protocol_ablation", epochs=None, seeds=3)
-    parser.add_argument("--models", nargs="+", default=["lenet5", "lenet300"], choices=sorted(TITLES),
-                        help="the networks")
-    parser.add_argument("--sparsities", nargs="+", type=flags.sparsity_value, default=None,
-                        help="fractions pruned (default: 0, 90%% and two of the paper's for each network)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="the protocols and pieces (LeNet-5-Caffe runs ours and authors only)")
-    parser.add_argument("--iterations", type=flags.positive_int, default=None,
-                        help="training iterations per run (default: snip_min.py's for each network)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["lenet5", "lenet300"],
+        choices=sorted(TITLES),
+        help="the networks",
+    )
+    parser.add_argument(
+        "--sparsities",
+        nargs="+",
+        type=flags.sparsity_value,
+        default=None,
+        help="fractions pruned (default: 0, 90%% and two of the paper's for each network)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        help="the protocols and pieces (LeNet-5-Caffe runs ours and authors only)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=flags.positive_int,
+        default=None,
+        help="training iterations per run (default: snip_min.py's for each network)",
+    )
     args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("mnist", args.data_dir)
     runs = common.make_grid(grid_points(args, dataset))
-    return common.run_grid(args, argv, os.path.abspath(__file__), runs,
-                           perform=lambda settings: perform(args, settings), describe=describe,
-                           collect=lambda found: collect(found, dataset.description, args.out))
+    return common.run_grid(
+        args,
+        argv,
+        os.path.abspath(__file__),
+        runs,
+        perform=lambda settings: perform(args, settings),
+        describe=describe,
+        collect=lambda found: collect(found, dataset.description, args.out),
+    )
 
 
 def grid_points(args, dataset):
@@ -99,11 +132,19 @@ def grid_points(args, dataset):
             for sparsity in args.sparsities or SPARSITIES[model]:
                 for variant in [v for v in args.variants if v in MODEL_VARIANTS[model]]:
                     settings = common.run_settings(
-                        args, dataset, "protocol_ablation", model=model, sparsity=sparsity, variant=variant,
-                        flags=VARIANTS[variant], seed=seed, iterations=iterations,
+                        args,
+                        dataset,
+                        "protocol_ablation",
+                        model=model,
+                        sparsity=sparsity,
+                        variant=variant,
+                        flags=VARIANTS[variant],
+                        seed=seed,
+                        iterations=iterations,
                         lr=learning_rate(model, sparsity, variant),
-                        test_every=min(TEST_EVERY, max(1, iterations // 5)))   # >= 5 checkpoints
-                    del settings["init"]                 # the variant's flags say it
+                        test_every=min(TEST_EVERY, max(1, iterations // 5)),
+                    )  # >= 5 checkpoints
+                    del settings["init"]  # the variant's flags say it
                     points.append((f"{model}-{100 * sparsity:g}-{variant}-seed{seed}", settings))
     return points
 
@@ -112,28 +153,67 @@ def command_line(args, s):
     """The snip_min.py flags of one run. At the network's own iterations, none: snip_min.py's
     schedule (x0.1 after 50% and 75%); shortened, --iterations N with a decay every quarter."""
     shortened = s["iterations"] != models.MODELS[s["model"]].iterations
-    schedule = ["--iterations", str(s["iterations"]), "--decay-every", str(max(1, s["iterations"] // 4))]
-    return ["--model", s["model"], "--sparsity", str(s["sparsity"]), "--seed", str(s["seed"]),
-            "--lr", str(s["lr"]), *(schedule if shortened else []), "--test-every", str(s["test_every"]),
-            "--device", args.device, *(["--data-dir", args.data_dir] if args.data_dir else []),
-            "--no-download", *s["flags"]]
+    schedule = [
+        "--iterations",
+        str(s["iterations"]),
+        "--decay-every",
+        str(max(1, s["iterations"] // 4)),
+    ]
+    return [
+        "--model",
+        s["model"],
+        "--sparsity",
+        str(s["sparsity"]),
+        "--seed",
+        str(s["seed"]),
+        "--lr",
+        str(s["lr"]),
+        *(schedule if shortened else []),
+        "--test-every",
+        str(s["test_every"]),
+        "--device",
+        args.device,
+        *(["--data-dir", args.data_dir] if args.data_dir else []),
+        "--no-download",
+        *s["flags"],
+    ]
 
 
 def perform(args, s):
     """Train one run with cli.run, as the command line does: its row of runs.csv."""
     flags = command_line(args, s)
-    run_args = cli.parse_arguments(flags)            # what the variant's flags resolve to
-    result = {"model": s["model"], "sparsity": s["sparsity"], "variant": s["variant"], "seed": s["seed"],
-              "lr": s["lr"], "iterations": s["iterations"], "test_every": s["test_every"], "init": run_args.init,
-              "momentum": run_args.momentum, "two_draws": run_args.two_draws,
-              "constant_lr": run_args.constant_lr}
+    run_args = cli.parse_arguments(flags)  # what the variant's flags resolve to
+    result = {
+        "model": s["model"],
+        "sparsity": s["sparsity"],
+        "variant": s["variant"],
+        "seed": s["seed"],
+        "lr": s["lr"],
+        "iterations": s["iterations"],
+        "test_every": s["test_every"],
+        "init": run_args.init,
+        "momentum": run_args.momentum,
+        "two_draws": run_args.two_draws,
+        "constant_lr": run_args.constant_lr,
+    }
     out, diverged = common.run_command_line(flags)
     if diverged:
-        return {**result, "diverged": diverged, "test_error": math.nan, "best_of_last_five": math.nan,
-                "params_kept": None, "test_checkpoints": []}
-    return {**result, "diverged": None, "test_error": out["test_error"],
-            "best_of_last_five": out["best_of_last_five"], "params_kept": out["params_kept"],
-            "test_checkpoints": out["test_checkpoints"]}
+        return {
+            **result,
+            "diverged": diverged,
+            "test_error": math.nan,
+            "best_of_last_five": math.nan,
+            "params_kept": None,
+            "test_checkpoints": [],
+        }
+    return {
+        **result,
+        "diverged": None,
+        "test_error": out["test_error"],
+        "best_of_last_five": out["best_of_last_five"],
+        "params_kept": out["params_kept"],
+        "test_checkpoints": out["test_checkpoints"],
+    }
 
 
 def describe(s, result):
@@ -146,11 +226,14 @@ def describe(s, result):
 
 # --- collecting --------------------------------------------------------------------------------
 
+
 def collect(found, description, out):
     """runs.csv, summary.json, table.md and the figure from [(run, result)]."""
     rows = [result for _, result in found]
-    common.write_csv(os.path.join(out, "runs.csv"),
-                     [{k: v for k, v in row.items() if k != "test_checkpoints"} for row in rows])
+    common.write_csv(
+        os.path.join(out, "runs.csv"),
+        [{k: v for k, v in row.items() if k != "test_checkpoints"} for row in rows],
+    )
     summary = summarise(rows, description)
     common.write_json(os.path.join(out, "summary.json"), summary)
     data.write_file_atomically(os.path.join(out, "table.md"), (table(summary) + "\n").encode())
@@ -167,21 +250,34 @@ def summarise(rows, description):
     for (model, sparsity, variant), group in groups.items():
         final = common.mean_and_spread([r["test_error"] for r in group])
         best = common.mean_and_spread([r["best_of_last_five"] for r in group])
-        cells.append({"model": model, "sparsity": sparsity, "variant": variant, "lr": group[0]["lr"],
-                      "iterations": group[0]["iterations"], "final": final, "best_of_last_five": best,
-                      "seeds": sorted(r["seed"] for r in group),
-                      "diverged": sum(bool(r["diverged"]) for r in group),
-                      "paper": PAPER.get((model, sparsity))})
+        cells.append(
+            {
+                "model": model,
+                "sparsity": sparsity,
+                "variant": variant,
+                "lr": group[0]["lr"],
+                "iterations": group[0]["iterations"],
+                "final": final,
+                "best_of_last_five": best,
+                "seeds": sorted(r["seed"] for r in group),
+                "diverged": sum(bool(r["diverged"]) for r in group),
+                "paper": PAPER.get((model, sparsity)),
+            }
+        )
     return {"data": description, "test_every": rows[0]["test_every"], "cells": cells}
 
 
 def format_cell(cell):
     """'1.23 ± 0.04 (1.10 ± 0.03)': the final test error, and the best of the last five."""
+
     def pair(values):
         mean, spread = values
         if mean != mean:
             return "—"
-        return f"{mean:.2f}" + (f" ± {spread:.2f}" if len(cell["seeds"]) - cell["diverged"] > 1 else "")
+        return f"{mean:.2f}" + (
+            f" ± {spread:.2f}" if len(cell["seeds"]) - cell["diverged"] > 1 else ""
+        )
+
     text = f"{pair(cell['final'])} ({pair(cell['best_of_last_five'])})"
     if cell["diverged"]:
         text += f", {cell['diverged']} of {len(cell['seeds'])} diverged"
@@ -190,29 +286,41 @@ def format_cell(cell):
 
 def table(summary):
     """The markdown table: one row per network and sparsity, one column per variant."""
-    lines = [f"Test error (%) on MNIST ({summary['data']}): the final one, and in brackets the best "
-             f"of the last five checkpoints taken every {summary['test_every']:,} iterations (the "
-             f"authors' figure); mean ± standard deviation over the seeds. The paper's figure is for "
-             f"the full training set.", ""]
+    lines = [
+        f"Test error (%) on MNIST ({summary['data']}): the final one, and in brackets the best "
+        f"of the last five checkpoints taken every {summary['test_every']:,} iterations (the "
+        f"authors' figure); mean ± standard deviation over the seeds. The paper's figure is for "
+        f"the full training set.",
+        "",
+    ]
     for model, title in TITLES.items():
         cells = [c for c in summary["cells"] if c["model"] == model]
         if not cells:
             continue
         variants = [v for v in VARIANTS if any(c["variant"] == v for c in cells)]
         seeds = max(len(c["seeds"]) for c in cells)
-        lines += [f"**{title}**, {cells[0]['iterations']:,} iterations, {seeds} seed(s)", "",
-                  "| sparsity | " + " | ".join(variants) + " | paper |",
-                  "|---" * (len(variants) + 2) + "|"]
+        lines += [
+            f"**{title}**, {cells[0]['iterations']:,} iterations, {seeds} seed(s)",
+            "",
+            "| sparsity | " + " | ".join(variants) + " | paper |",
+            "|---" * (len(variants) + 2) + "|",
+        ]
         for sparsity in sorted({c["sparsity"] for c in cells}):
             row = {c["variant"]: c for c in cells if c["sparsity"] == sparsity}
             texts = []
             for v in variants:
                 cell = row.get(v)
-                texts.append("" if cell is None else format_cell(cell) +
-                             (f" at lr {cell['lr']:g}" if cell["lr"] != 0.1 else ""))
+                texts.append(
+                    ""
+                    if cell is None
+                    else format_cell(cell) + (f" at lr {cell['lr']:g}" if cell["lr"] != 0.1 else "")
+                )
             paper = PAPER.get((model, sparsity))
-            lines.append(f"| {100 * sparsity:g}% | " + " | ".join(texts) +
-                         f" | {'' if paper is None else f'{paper:g}'} |")
+            lines.append(
+                f"| {100 * sparsity:g}% | "
+                + " | ".join(texts)
+                + f" | {'' if paper is None else f'{paper:g}'} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -222,8 +330,9 @@ def plot(summary, out):
     if plt is None:
         return
     models_present = [m for m in TITLES if any(c["model"] == m for c in summary["cells"])]
-    figure, axes = plt.subplots(1, len(models_present), figsize=(6.2 * len(models_present), 4.4),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(models_present), figsize=(6.2 * len(models_present), 4.4), squeeze=False
+    )
     for axis, model in zip(axes[0], models_present):
         cells = [c for c in summary["cells"] if c["model"] == model]
         sparsities = sorted({c["sparsity"] for c in cells})
@@ -232,19 +341,35 @@ def plot(summary, out):
         for j, variant in enumerate(variants):
             x, y, err, best = [], [], [], []
             for i, sparsity in enumerate(sparsities):
-                cell = next((c for c in cells if c["variant"] == variant and c["sparsity"] == sparsity), None)
+                cell = next(
+                    (c for c in cells if c["variant"] == variant and c["sparsity"] == sparsity),
+                    None,
+                )
                 if cell is None or cell["final"][0] != cell["final"][0]:
                     continue
                 x.append(i + (j - len(variants) / 2) * width)
                 y.append(cell["final"][0])
                 err.append(0 if cell["final"][1] != cell["final"][1] else cell["final"][1])
                 best.append(cell["best_of_last_five"][0])
-            axis.bar(x, y, width, yerr=err, capsize=2, label=variant,
-                     color=f"C{list(VARIANTS).index(variant)}")          # one colour per variant everywhere
+            axis.bar(
+                x,
+                y,
+                width,
+                yerr=err,
+                capsize=2,
+                label=variant,
+                color=f"C{list(VARIANTS).index(variant)}",
+            )  # one colour per variant everywhere
             axis.plot(x, best, "_", color="black", markersize=8)
         paper_x = [i + (len(variants) / 2) * width for i in range(len(sparsities))]
-        axis.bar(paper_x, [PAPER.get((model, s), 0) for s in sparsities], width, color="lightgrey",
-                 edgecolor="black", label="paper (full MNIST)")
+        axis.bar(
+            paper_x,
+            [PAPER.get((model, s), 0) for s in sparsities],
+            width,
+            color="lightgrey",
+            edgecolor="black",
+            label="paper (full MNIST)",
+        )
         axis.set_xticks(range(len(sparsities)), [f"{100 * s:g}%" for s in sparsities])
         axis.set_xlabel("sparsity")
         axis.set_ylabel("test error (%)")
@@ -252,8 +377,11 @@ def plot(summary, out):
         axis.grid(True, axis="y", alpha=0.3)
     for axis in axes[0]:
         axis.legend(fontsize=7, ncol=2)
-    figure.suptitle(f"Our defaults against the authors' protocol ({summary['data']}): final test error, "
-                    f"mean ± std over seeds; black ticks: best of the last five checkpoints", fontsize=9)
+    figure.suptitle(
+        f"Our defaults against the authors' protocol ({summary['data']}): final test error, "
+        f"mean ± std over seeds; black ticks: best of the last five checkpoints",
+        fontsize=9,
+    )
     figure.tight_layout()
     common.save_figure(figure, os.path.join(out, "protocol_ablation.png"))
 

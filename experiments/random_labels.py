@@ -41,24 +41,33 @@ def one_run(dataset, s):
     count = min(s["train_images"], len(train))
     images, labels = sm.to_host(train.images)[:count], sm.to_host(train.labels)[:count].copy()
     if s["labels"] == "random":
-        numpy.random.default_rng(99 + s["seed"]).shuffle(labels)     # the same images, labels permuted
+        numpy.random.default_rng(99 + s["seed"]).shuffle(labels)  # the same images, labels permuted
     subset = sm.DeviceSplit(images, labels, dataset.mean, dataset.std)
     losses, window = [], []
 
     def on_step(iteration, loss):
-        window.append((iteration, loss))          # a device scalar: read once per window
+        window.append((iteration, loss))  # a device scalar: read once per window
         if len(window) == s["window"]:
             flush()
 
     def flush():
-        mean, = sm.host_values(sum(loss for _, loss in window) / len(window))
+        (mean,) = sm.host_values(sum(loss for _, loss in window) / len(window))
         losses.append((window[-1][0], mean))
         window.clear()
 
-    result = common.train_once(dataset, s["model"], s["sparsity"], s["seed"], s["epochs"], lr=s["lr"],
-                               init=s["init"], batch_size=s["batch_size"],
-                               splits=(subset, validation, test), on_step=on_step)
-    if window:                                   # the last, shorter window
+    result = common.train_once(
+        dataset,
+        s["model"],
+        s["sparsity"],
+        s["seed"],
+        s["epochs"],
+        lr=s["lr"],
+        init=s["init"],
+        batch_size=s["batch_size"],
+        splits=(subset, validation, test),
+        on_step=on_step,
+    )
+    if window:  # the last, shorter window
         flush()
     return {**result, "run": run_name(s), "losses": losses}
 
@@ -71,17 +80,35 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = common.argument_parser(__doc__)
     common.add_common_arguments(parser, "random_labels", epochs=None, seeds=1)
-    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
-                        help="the networks, each dense and pruned")
-    parser.add_argument("--train-images", type=flags.positive_int, default=2000, help="training images per run")
-    parser.add_argument("--window", type=flags.positive_int, default=20, help="iterations averaged per recorded loss")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["lenet300", "lenet5"],
+        choices=sorted(TITLES),
+        help="the networks, each dense and pruned",
+    )
+    parser.add_argument(
+        "--train-images", type=flags.positive_int, default=2000, help="training images per run"
+    )
+    parser.add_argument(
+        "--window",
+        type=flags.positive_int,
+        default=20,
+        help="iterations averaged per recorded loss",
+    )
     parser.add_argument("--seed", type=flags.seed_value, default=0, help="the seed of every run")
     args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("mnist", args.data_dir)
     runs = common.make_grid(grid_points(args, dataset))
-    return common.run_grid(args, argv, os.path.abspath(__file__), runs,
-                           perform=lambda settings: one_run(dataset, settings), describe=describe,
-                           collect=lambda found: collect(found, dataset.description, args))
+    return common.run_grid(
+        args,
+        argv,
+        os.path.abspath(__file__),
+        runs,
+        perform=lambda settings: one_run(dataset, settings),
+        describe=describe,
+        collect=lambda found: collect(found, dataset.description, args),
+    )
 
 
 def grid_points(args, dataset):
@@ -92,19 +119,34 @@ def grid_points(args, dataset):
         for pruned in (False, True):
             sparsity = SPARSITY[model] if pruned else 0.0
             for labels_kind in ("true", "random"):
-                settings = common.run_settings(args, dataset, "random_labels", model=model, sparsity=sparsity,
-                                               seed=args.seed, epochs=epochs, lr=LEARNING_RATE[model],
-                                               labels=labels_kind, train_images=args.train_images,
-                                               window=args.window)
-                points.append((f"{model}-{'pruned' if pruned else 'dense'}-{labels_kind}-labels-seed{args.seed}",
-                               settings))
+                settings = common.run_settings(
+                    args,
+                    dataset,
+                    "random_labels",
+                    model=model,
+                    sparsity=sparsity,
+                    seed=args.seed,
+                    epochs=epochs,
+                    lr=LEARNING_RATE[model],
+                    labels=labels_kind,
+                    train_images=args.train_images,
+                    window=args.window,
+                )
+                points.append(
+                    (
+                        f"{model}-{'pruned' if pruned else 'dense'}-{labels_kind}-labels-seed{args.seed}",
+                        settings,
+                    )
+                )
     return points
 
 
 def describe(s, result):
     losses = result["losses"]
-    return (f"{s['model']} {result['run']}: training loss {losses[0][1]:.3f} -> {losses[-1][1]:.3f} "
-            f"over {losses[-1][0]:,} iterations{' (diverged)' if result['diverged'] else ''}")
+    return (
+        f"{s['model']} {result['run']}: training loss {losses[0][1]:.3f} -> {losses[-1][1]:.3f} "
+        f"over {losses[-1][0]:,} iterations{' (diverged)' if result['diverged'] else ''}"
+    )
 
 
 def collect(found, description, args):
@@ -112,11 +154,22 @@ def collect(found, description, args):
     rows, summary = [], {"data": description, "train_images": args.train_images, "runs": []}
     for run, result in found:
         s, losses = run.settings, result["losses"]
-        rows += [{"model": s["model"], "run": result["run"], "iteration": i, "loss": loss} for i, loss in losses]
-        summary["runs"].append({"model": s["model"], "run": result["run"], "sparsity": s["sparsity"],
-                                "epochs": s["epochs"], "lr": s["lr"],
-                                "final_loss": losses[-1][1] if losses else None,
-                                "params_kept": result["params_kept"], "diverged": result["diverged"]})
+        rows += [
+            {"model": s["model"], "run": result["run"], "iteration": i, "loss": loss}
+            for i, loss in losses
+        ]
+        summary["runs"].append(
+            {
+                "model": s["model"],
+                "run": result["run"],
+                "sparsity": s["sparsity"],
+                "epochs": s["epochs"],
+                "lr": s["lr"],
+                "final_loss": losses[-1][1] if losses else None,
+                "params_kept": result["params_kept"],
+                "diverged": result["diverged"],
+            }
+        )
     if rows:
         common.write_csv(os.path.join(args.out, "losses.csv"), rows)
     common.write_json(os.path.join(args.out, "summary.json"), summary)
@@ -127,22 +180,33 @@ def plot(rows, summary, out):
     plt = common.pyplot()
     if plt is None:
         return
-    styles = {"dense, true labels": ("C0", "-"), "dense, random labels": ("C0", "--"),
-              "pruned, true labels": ("C3", "-"), "pruned, random labels": ("C3", "--")}
+    styles = {
+        "dense, true labels": ("C0", "-"),
+        "dense, random labels": ("C0", "--"),
+        "pruned, true labels": ("C3", "-"),
+        "pruned, random labels": ("C3", "--"),
+    }
     for model in dict.fromkeys(r["model"] for r in rows):
         figure, axes = plt.subplots(figsize=(6.4, 4.2))
         for run, (colour, line) in styles.items():
-            points = [(r["iteration"], r["loss"]) for r in rows if r["model"] == model and r["run"] == run]
+            points = [
+                (r["iteration"], r["loss"]) for r in rows if r["model"] == model and r["run"] == run
+            ]
             if points:
                 info = next(s for s in summary["runs"] if s["model"] == model and s["run"] == run)
-                label = run if info["sparsity"] == 0 else f"{run} (SNIP {100 * info['sparsity']:g}%)"
+                label = (
+                    run if info["sparsity"] == 0 else f"{run} (SNIP {100 * info['sparsity']:g}%)"
+                )
                 axes.plot(*zip(*points), color=colour, linestyle=line, label=label)
         axes.set_yscale("log")
         axes.set_xlabel("iteration (mini-batches of 100)")
         axes.set_ylabel("training loss (cross-entropy, nats)")
         epochs = next(s["epochs"] for s in summary["runs"] if s["model"] == model)
-        axes.set_title(f"{TITLES[model]}: fitting true and random labels\n{summary['data']}, "
-                       f"{summary['train_images']:,} of them used, {epochs} epochs", fontsize=10)
+        axes.set_title(
+            f"{TITLES[model]}: fitting true and random labels\n{summary['data']}, "
+            f"{summary['train_images']:,} of them used, {epochs} epochs",
+            fontsize=10,
+        )
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=8)
         common.save_figure(figure, os.path.join(out, f"random_labels-{model}.png"))

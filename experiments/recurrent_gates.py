@@ -32,7 +32,7 @@ def gate_fractions(masks, prefix, gates, hidden):
     connection (input or recurrent, any gate) of one recurrent layer's masks."""
     fractions, incoming = {}, numpy.zeros(hidden, dtype=bool)
     for matrix in MATRICES:
-        mask = masks[f"{prefix}.{matrix}"].reshape(-1, len(gates), hidden)       # (rows, gates, H)
+        mask = masks[f"{prefix}.{matrix}"].reshape(-1, len(gates), hidden)  # (rows, gates, H)
         fractions[matrix] = {gate: float(mask[:, k].mean()) for k, gate in enumerate(gates)}
         incoming |= mask.any(axis=(0, 1))
     return fractions, int(incoming.sum())
@@ -54,37 +54,61 @@ def read_run(folder):
     with numpy.load(os.path.join(folder, "masks.npz"), allow_pickle=False) as archive:
         masks = {name: archive[name] for name in archive.files}
     fractions, with_input = gate_fractions(masks, prefix, GATES[family], layer.hidden)
-    return {"run": os.path.basename(folder), "model": results["model"], "sparsity": results["sparsity"],
-            "method": results.get("method", "snip"), "seed": results["seed"], "hidden": layer.hidden,
-            "kept_fraction": fractions, "units_with_input": with_input,
-            "alive_units": results.get("alive_units", {}).get(prefix, {}).get("alive"),
-            "test_error": results["test_error"]}
+    return {
+        "run": os.path.basename(folder),
+        "model": results["model"],
+        "sparsity": results["sparsity"],
+        "method": results.get("method", "snip"),
+        "seed": results["seed"],
+        "hidden": layer.hidden,
+        "kept_fraction": fractions,
+        "units_with_input": with_input,
+        "alive_units": results.get("alive_units", {}).get(prefix, {}).get("alive"),
+        "test_error": results["test_error"],
+    }
 
 
 def main(argv=None):
     parser = common.argument_parser(__doc__)
-    parser.add_argument("--runs", default=os.path.join("results", "recurrent"),
-                        help="a folder of snip_min.py run folders (each with results.json and masks.npz)")
-    parser.add_argument("--out", default=None, help="where gates.json and the figures go (default: --runs)")
+    parser.add_argument(
+        "--runs",
+        default=os.path.join("results", "recurrent"),
+        help="a folder of snip_min.py run folders (each with results.json and masks.npz)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="where gates.json and the figures go (default: --runs)"
+    )
     args = parser.parse_args(argv)
     out = args.out or args.runs
-    runs = [run for name in sorted(os.listdir(args.runs))
-            if os.path.isdir(os.path.join(args.runs, name)) and (run := read_run(os.path.join(args.runs, name)))]
+    runs = [
+        run
+        for name in sorted(os.listdir(args.runs))
+        if os.path.isdir(os.path.join(args.runs, name))
+        and (run := read_run(os.path.join(args.runs, name)))
+    ]
     if not runs:
-        print(f"recurrent_gates.py: error: no pruned recurrent run under {args.runs}", file=sys.stderr)
+        print(
+            f"recurrent_gates.py: error: no pruned recurrent run under {args.runs}", file=sys.stderr
+        )
         return 1
     for run in runs:
-        kept = ", ".join(f"{matrix.split('_')[0]} " + " ".join(f"{g}:{100 * v:.1f}%" for g, v in gates.items())
-                         for matrix, gates in run["kept_fraction"].items())
-        print(f"{run['run']}: {kept}; units with an input {run['units_with_input']}/{run['hidden']}, "
-              f"alive {run['alive_units']}/{run['hidden']}")
+        kept = ", ".join(
+            f"{matrix.split('_')[0]} " + " ".join(f"{g}:{100 * v:.1f}%" for g, v in gates.items())
+            for matrix, gates in run["kept_fraction"].items()
+        )
+        print(
+            f"{run['run']}: {kept}; units with an input {run['units_with_input']}/{run['hidden']}, "
+            f"alive {run['alive_units']}/{run['hidden']}"
+        )
     common.write_json(os.path.join(out, "gates.json"), runs)
     plot(runs, out)
     return 0
 
 
 def mean_fractions(runs, matrix, gates):
-    return [float(numpy.mean([run["kept_fraction"][matrix][gate] for run in runs])) for gate in gates]
+    return [
+        float(numpy.mean([run["kept_fraction"][matrix][gate] for run in runs])) for gate in gates
+    ]
 
 
 def plot(runs, out):
@@ -103,20 +127,35 @@ def plot(runs, out):
             group = [run for run in chosen if run["method"] == method]
             for k, matrix in enumerate(MATRICES):
                 offset = (2 * m + k - (2 * len(methods) - 1) / 2) * width
-                colour = ("tab:blue", "lightskyblue") if method == "snip" else ("tab:orange", "navajowhite")
-                axes.bar(position + offset, [100 * v for v in mean_fractions(group, matrix, gates)], width,
-                         label=f"{'SNIP' if method == 'snip' else 'random'}, "
-                               f"{'input-to-hidden' if k == 0 else 'hidden-to-hidden'}",
-                         color=colour[k], hatch="//" if method == "random" else None, edgecolor="grey")
+                colour = (
+                    ("tab:blue", "lightskyblue")
+                    if method == "snip"
+                    else ("tab:orange", "navajowhite")
+                )
+                axes.bar(
+                    position + offset,
+                    [100 * v for v in mean_fractions(group, matrix, gates)],
+                    width,
+                    label=f"{'SNIP' if method == 'snip' else 'random'}, "
+                    f"{'input-to-hidden' if k == 0 else 'hidden-to-hidden'}",
+                    color=colour[k],
+                    hatch="//" if method == "random" else None,
+                    edgecolor="grey",
+                )
             hidden = group[0]["hidden"]
-            lines.append(f"{'SNIP' if method == 'snip' else 'random'}: units with an input "
-                         f"{numpy.mean([r['units_with_input'] for r in group]):.0f}/{hidden}, alive "
-                         f"{numpy.mean([r['alive_units'] for r in group]):.0f}/{hidden}")
+            lines.append(
+                f"{'SNIP' if method == 'snip' else 'random'}: units with an input "
+                f"{numpy.mean([r['units_with_input'] for r in group]):.0f}/{hidden}, alive "
+                f"{numpy.mean([r['alive_units'] for r in group]):.0f}/{hidden}"
+            )
         axes.set_xticks(position, [f"gate {gate}" for gate in gates])
         axes.set_ylabel("weights kept (%)")
         seeds = len({run["seed"] for run in chosen})
-        axes.set_title(f"{model} at {100 * sparsity:g}% sparsity: where the kept weights are "
-                       f"(mean of {seeds} seed{'s' if seeds != 1 else ''})\n" + "; ".join(lines), fontsize=9)
+        axes.set_title(
+            f"{model} at {100 * sparsity:g}% sparsity: where the kept weights are "
+            f"(mean of {seeds} seed{'s' if seeds != 1 else ''})\n" + "; ".join(lines),
+            fontsize=9,
+        )
         axes.grid(True, axis="y", alpha=0.3)
         axes.legend(fontsize=8)
         common.save_figure(figure, os.path.join(out, f"gates-{model}-{100 * sparsity:g}.png"))

@@ -34,37 +34,76 @@ import common
 from common import criteria, data, flags, models, sanity, sm
 
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe", "lstm-s": "LSTM-s"}
-SPARSITIES = {"lenet300": [0.98, 0.9], "lenet5": [0.99, 0.9], "lstm-s": [0.95]}   # the paper's first
+SPARSITIES = {"lenet300": [0.98, 0.9], "lenet5": [0.99, 0.9], "lstm-s": [0.95]}  # the paper's first
 METHODS = ["snip", "iterative-snip", "grasp", "synflow", "magnitude", "random"]
 CHECKS = ["none", *sanity.CHECKS]
-LEARNING_RATE = {"lenet5": 0.01}                 # otherwise 0.1, snip_min.py's default
-LABELS = {"snip": "SNIP", "iterative-snip": "iterative SNIP", "grasp": "GraSP", "synflow": "SynFlow",
-          "magnitude": "magnitude", "random": "random"}
+LEARNING_RATE = {"lenet5": 0.01}  # otherwise 0.1, snip_min.py's default
+LABELS = {
+    "snip": "SNIP",
+    "iterative-snip": "iterative SNIP",
+    "grasp": "GraSP",
+    "synflow": "SynFlow",
+    "magnitude": "magnitude",
+    "random": "random",
+}
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = common.argument_parser(__doc__)
     common.add_common_arguments(parser, "sanity_checks", epochs=None, seeds=3)
-    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
-                        help="the networks (lstm-s: at 95%%, 10,000 iterations)")
-    parser.add_argument("--sparsities", nargs="+", type=flags.sparsity_value, default=None,
-                        help="fractions pruned (default: the paper's for each network, and 90%%)")
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS,
-                        help="the criteria (random: as it is only, the floor)")
-    parser.add_argument("--checks", nargs="+", default=CHECKS, choices=CHECKS,
-                        help="the sanity checks, and none (corrupt-data only for the criteria that "
-                             "read data)")
-    parser.add_argument("--iterations", type=flags.positive_int, default=None,
-                        help="training iterations per run (default: snip_min.py's for each network)")
-    parser.add_argument("--rounds", type=flags.positive_int, default=100,
-                        help="rounds of the iterative criteria (synflow, iterative-snip)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["lenet300", "lenet5"],
+        choices=sorted(TITLES),
+        help="the networks (lstm-s: at 95%%, 10,000 iterations)",
+    )
+    parser.add_argument(
+        "--sparsities",
+        nargs="+",
+        type=flags.sparsity_value,
+        default=None,
+        help="fractions pruned (default: the paper's for each network, and 90%%)",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=METHODS,
+        choices=METHODS,
+        help="the criteria (random: as it is only, the floor)",
+    )
+    parser.add_argument(
+        "--checks",
+        nargs="+",
+        default=CHECKS,
+        choices=CHECKS,
+        help="the sanity checks, and none (corrupt-data only for the criteria that read data)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=flags.positive_int,
+        default=None,
+        help="training iterations per run (default: snip_min.py's for each network)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=flags.positive_int,
+        default=100,
+        help="rounds of the iterative criteria (synflow, iterative-snip)",
+    )
     args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("mnist", args.data_dir)
     runs = common.make_grid(grid_points(args, dataset))
-    return common.run_grid(args, argv, os.path.abspath(__file__), runs,
-                           perform=lambda settings: perform(dataset, settings), describe=describe,
-                           collect=lambda found: collect(found, dataset.description, args.out))
+    return common.run_grid(
+        args,
+        argv,
+        os.path.abspath(__file__),
+        runs,
+        perform=lambda settings: perform(dataset, settings),
+        describe=describe,
+        collect=lambda found: collect(found, dataset.description, args.out),
+    )
 
 
 def checks_of(method, checks):
@@ -88,31 +127,57 @@ def grid_points(args, dataset):
                     for check in checks_of(method, args.checks):
                         extra = {"rounds": args.rounds} if method in criteria.ITERATIVE else {}
                         if check == "invert":
-                            extra["ties"] = "random"        # sanity.py breaks inverted ties at random
+                            extra["ties"] = "random"  # sanity.py breaks inverted ties at random
                         settings = common.run_settings(
-                            args, dataset, "sanity_checks", model=model, sparsity=sparsity, method=method,
-                            sanity_check=check, **extra, seed=seed, iterations=iterations, lr=lr)
-                        points.append((f"{model}-{100 * sparsity:g}-{method}-{check}-seed{seed}", settings))
+                            args,
+                            dataset,
+                            "sanity_checks",
+                            model=model,
+                            sparsity=sparsity,
+                            method=method,
+                            sanity_check=check,
+                            **extra,
+                            seed=seed,
+                            iterations=iterations,
+                            lr=lr,
+                        )
+                        points.append(
+                            (f"{model}-{100 * sparsity:g}-{method}-{check}-seed{seed}", settings)
+                        )
     return points
 
 
 def perform(dataset, s):
     """Train one run from its settings: its row of runs.csv."""
     check = None if s["sanity_check"] == "none" else s["sanity_check"]
-    result = common.train_once(dataset, s["model"], s["sparsity"], s["seed"], None, method=s["method"],
-                               lr=s["lr"], batch_size=s["batch_size"], sanity_check=check,
-                               rounds=s.get("rounds", 100), iterations=s["iterations"], details=True)
+    result = common.train_once(
+        dataset,
+        s["model"],
+        s["sparsity"],
+        s["seed"],
+        None,
+        method=s["method"],
+        lr=s["lr"],
+        batch_size=s["batch_size"],
+        sanity_check=check,
+        rounds=s.get("rounds", 100),
+        iterations=s["iterations"],
+        details=True,
+    )
     result.update(sanity_check=s["sanity_check"], iterations=s["iterations"], epochs=None)
     return result
 
 
 def describe(s, result):
     error = "diverged" if result["diverged"] else f"test error {result['test_error']:.2f}%"
-    return (f"{s['model']} {100 * s['sparsity']:g}% {s['method']:>14} {s['sanity_check']:>12} "
-            f"seed {s['seed']}: {error}")
+    return (
+        f"{s['model']} {100 * s['sparsity']:g}% {s['method']:>14} {s['sanity_check']:>12} "
+        f"seed {s['seed']}: {error}"
+    )
 
 
 # --- collecting --------------------------------------------------------------------------------
+
 
 def settings_of(found):
     """[(model, sparsity)] in the grid's order, and the criteria and checks present."""
@@ -127,9 +192,14 @@ def summarise(found):
     and each cell's mean kept share per parameter (the layer densities)."""
     summary = {}
     for run, r in found:
-        cell = (summary.setdefault(r["model"], {}).setdefault(str(r["sparsity"]), {})
-                .setdefault(r["method"], {}).setdefault(r["sanity_check"], {"errors": [], "diverged": 0,
-                                                                             "disconnected": 0, "kept": []}))
+        cell = (
+            summary.setdefault(r["model"], {})
+            .setdefault(str(r["sparsity"]), {})
+            .setdefault(r["method"], {})
+            .setdefault(
+                r["sanity_check"], {"errors": [], "diverged": 0, "disconnected": 0, "kept": []}
+            )
+        )
         cell["errors"].append(r["test_error"])
         cell["diverged"] += bool(r["diverged"])
         cell["disconnected"] += disconnected(r)
@@ -140,9 +210,16 @@ def summarise(found):
                 for check, cell in method.items():
                     mean, std = common.mean_and_spread(cell["errors"])
                     names = list(cell["kept"][0])
-                    method[check] = {"mean": mean, "std": std, "runs": len(cell["errors"]),
-                                     "diverged": cell["diverged"], "disconnected": cell["disconnected"],
-                                     "kept": {n: sum(k[n] for k in cell["kept"]) / len(cell["kept"]) for n in names}}
+                    method[check] = {
+                        "mean": mean,
+                        "std": std,
+                        "runs": len(cell["errors"]),
+                        "diverged": cell["diverged"],
+                        "disconnected": cell["disconnected"],
+                        "kept": {
+                            n: sum(k[n] for k in cell["kept"]) / len(cell["kept"]) for n in names
+                        },
+                    }
     return summary
 
 
@@ -155,9 +232,13 @@ def table(summary, found, description):
         cells = summary[model][str(sparsity)]
         lr = next(r["lr"] for _, r in found if r["model"] == model and r["sparsity"] == sparsity)
         seeds = run_counts(cells)[-1]
-        lines += [f"### {TITLES[model]} at {100 * sparsity:g}% ({iterations[model]:,} iterations, lr {lr:g}; "
-                  f"{seeds} seed{'s' if seeds != 1 else ''})", "",
-                  "| criterion | " + " | ".join(checks) + " |", "|---|" + "---|" * len(checks)]
+        lines += [
+            f"### {TITLES[model]} at {100 * sparsity:g}% ({iterations[model]:,} iterations, lr {lr:g}; "
+            f"{seeds} seed{'s' if seeds != 1 else ''})",
+            "",
+            "| criterion | " + " | ".join(checks) + " |",
+            "|---|" + "---|" * len(checks),
+        ]
         for method in methods:
             row = []
             for check in checks:
@@ -165,11 +246,13 @@ def table(summary, found, description):
                 row.append("–" if cell is None else format_cell(cell, seeds))
             lines.append(f"| {LABELS[method]} | " + " | ".join(row) + " |")
         lines.append("")
-    lines.append(f"Test error (%), mean ± std over the seeds in each heading, or over the runs a cell "
-                 f"names (a single run: ± 0.00); "
-                 f"{description}. none: the criterion as it is; "
-                 f"– : not run (random takes no check; the data-free criteria, no corrupt-data); "
-                 f"disconnected: the mask left some layer without a weight.")
+    lines.append(
+        f"Test error (%), mean ± std over the seeds in each heading, or over the runs a cell "
+        f"names (a single run: ± 0.00); "
+        f"{description}. none: the criterion as it is; "
+        f"– : not run (random takes no check; the data-free criteria, no corrupt-data); "
+        f"disconnected: the mask left some layer without a weight."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -194,9 +277,14 @@ def format_cell(cell, seeds):
     diverged or were disconnected."""
     every_run_diverged = all_diverged(cell)
     text = "diverged" if every_run_diverged else f"{cell['mean']:.2f} ± {cell['std']:.2f}"
-    notes = [f"{cell['runs']} run{'s' if cell['runs'] != 1 else ''}"] if cell["runs"] < seeds else []
-    notes += [f"{cell[key]} of {cell['runs']} {key}" for key in ("diverged", "disconnected")
-              if cell[key] and not (key == "diverged" and every_run_diverged)]
+    notes = (
+        [f"{cell['runs']} run{'s' if cell['runs'] != 1 else ''}"] if cell["runs"] < seeds else []
+    )
+    notes += [
+        f"{cell[key]} of {cell['runs']} {key}"
+        for key in ("diverged", "disconnected")
+        if cell[key] and not (key == "diverged" and every_run_diverged)
+    ]
     return text + (f" ({', '.join(notes)})" if notes else "")
 
 
@@ -204,8 +292,23 @@ def csv_rows(found):
     """One row per run: its settings and result, each parameter's kept count and alive units."""
     rows = []
     for run, r in found:
-        row = {key: r[key] for key in ("model", "sparsity", "method", "sanity_check", "seed", "iterations",
-                                       "lr", "params_kept", "test_error", "val_error", "train_loss", "diverged")}
+        row = {
+            key: r[key]
+            for key in (
+                "model",
+                "sparsity",
+                "method",
+                "sanity_check",
+                "seed",
+                "iterations",
+                "lr",
+                "params_kept",
+                "test_error",
+                "val_error",
+                "train_loss",
+                "diverged",
+            )
+        }
         row.update({f"kept {name}": kept for name, kept in r["per_layer"].items()})
         row.update({f"alive {name}": alive for name, (alive, _) in r["alive_units"].items()})
         rows.append(row)
@@ -217,7 +320,9 @@ def collect(found, description, out):
     summary = summarise(found)
     rows = csv_rows(found)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    common.write_csv(os.path.join(out, "runs.csv"), [{key: row.get(key, "") for key in columns} for row in rows])
+    common.write_csv(
+        os.path.join(out, "runs.csv"), [{key: row.get(key, "") for key in columns} for row in rows]
+    )
     common.write_json(os.path.join(out, "summary.json"), {"data": description, "error": summary})
     text = table(summary, found, description)
     data.write_file_atomically(os.path.join(out, "table.md"), text.encode())
@@ -235,8 +340,13 @@ def plot_errors(summary, found, description, out):
     panels, methods, checks = settings_of(found)
     criteria_shown = [m for m in methods if m != "random"]
     figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
-    colours = {"none": "#222222", "shuffle": "#4c72b0", "reinit": "#55a868", "invert": "#c44e52",
-               "corrupt-data": "#dd8452"}
+    colours = {
+        "none": "#222222",
+        "shuffle": "#4c72b0",
+        "reinit": "#55a868",
+        "invert": "#c44e52",
+        "corrupt-data": "#dd8452",
+    }
     width = 0.8 / len(checks)
     for ax, (model, sparsity) in zip(axes[0], panels):
         cells = summary[model][str(sparsity)]
@@ -245,28 +355,47 @@ def plot_errors(summary, found, description, out):
             for i, method in enumerate(criteria_shown):
                 cell = cells.get(method, {}).get(check)
                 x = i + (k - (len(checks) - 1) / 2) * width
-                if cell is not None and all_diverged(cell):                   # no bar: say why
-                    ax.text(x, 0.02, "diverged", transform=ax.get_xaxis_transform(), rotation=90,
-                            fontsize=6, ha="center", va="bottom", color=colours[check])
+                if cell is not None and all_diverged(cell):  # no bar: say why
+                    ax.text(
+                        x,
+                        0.02,
+                        "diverged",
+                        transform=ax.get_xaxis_transform(),
+                        rotation=90,
+                        fontsize=6,
+                        ha="center",
+                        va="bottom",
+                        color=colours[check],
+                    )
                 elif cell is not None:
                     xs.append(x)
                     means.append(cell["mean"])
                     stds.append(cell["std"])
             ax.bar(xs, means, width, yerr=stds, capsize=2, color=colours[check], label=check)
         if "random" in cells:
-            ax.axhline(cells["random"]["none"]["mean"], color="#888888", linestyle="--", label="random (the floor)")
+            ax.axhline(
+                cells["random"]["none"]["mean"],
+                color="#888888",
+                linestyle="--",
+                label="random (the floor)",
+            )
         ax.set_xticks(range(len(criteria_shown)))
         ax.set_xticklabels([LABELS[m] for m in criteria_shown], rotation=30, ha="right")
         ax.set_yscale("log")
         ax.set_ylabel("test error (%), log scale")
         runs = run_counts(cells)
         seeds = f"{runs[0]}–{runs[-1]}" if len(runs) > 1 else f"{runs[0]}"
-        ax.set_title(f"{TITLES[model]} at {100 * sparsity:g}% ({seeds} seed{'s' if seeds != '1' else ''})",
-                     fontsize=10)
+        ax.set_title(
+            f"{TITLES[model]} at {100 * sparsity:g}% ({seeds} seed{'s' if seeds != '1' else ''})",
+            fontsize=10,
+        )
         ax.grid(True, axis="y", which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    figure.suptitle(f"The sanity checks of pruning at initialisation: {description}, mean ± std over "
-                    f"the seeds in each title", fontsize=10)
+    figure.suptitle(
+        f"The sanity checks of pruning at initialisation: {description}, mean ± std over "
+        f"the seeds in each title",
+        fontsize=10,
+    )
     figure.tight_layout()
     common.save_figure(figure, os.path.join(out, "sanity_checks.png"))
 
@@ -290,7 +419,12 @@ def plot_densities(summary, found, out):
             if "none" not in cells.get(method, {}):
                 continue
             kept = cells[method]["none"]["kept"]
-            ax.plot(range(len(names)), [100 * kept[n] / totals[n] for n in names], "o-", label=LABELS[method])
+            ax.plot(
+                range(len(names)),
+                [100 * kept[n] / totals[n] for n in names],
+                "o-",
+                label=LABELS[method],
+            )
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=30, ha="right")
         ax.set_yscale("log")

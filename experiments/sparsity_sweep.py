@@ -23,28 +23,53 @@ from common import data, flags
 
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
-DEFAULT_EPOCHS = {"lenet300": 30, "lenet5": 5}     # about 15 s and 45 s a run on two CPU cores
+DEFAULT_EPOCHS = {"lenet300": 30, "lenet5": 5}  # about 15 s and 45 s a run on two CPU cores
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = common.argument_parser(__doc__)
     common.add_common_arguments(parser, "sparsity_sweep", epochs=None, seeds=2)
-    parser.add_argument("--models", nargs="+", default=["lenet300", "lenet5"], choices=sorted(TITLES),
-                        help="the networks to prune")
-    parser.add_argument("--sparsities", nargs="+", type=flags.sparsity_value, default=SPARSITIES,
-                        help="fractions of the parameters to prune")
-    parser.add_argument("--methods", nargs="+", default=["snip", "random"], choices=("snip", "random"),
-                        help="SNIP, and the random-pruning baseline")
-    parser.add_argument("--lr", type=flags.positive_float, default=None,
-                        help="learning rate (default: 0.1, and 0.01 for LeNet-5-Caffe, whose "
-                             "dense network diverges from 0.02 up, in PyTorch too)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["lenet300", "lenet5"],
+        choices=sorted(TITLES),
+        help="the networks to prune",
+    )
+    parser.add_argument(
+        "--sparsities",
+        nargs="+",
+        type=flags.sparsity_value,
+        default=SPARSITIES,
+        help="fractions of the parameters to prune",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["snip", "random"],
+        choices=("snip", "random"),
+        help="SNIP, and the random-pruning baseline",
+    )
+    parser.add_argument(
+        "--lr",
+        type=flags.positive_float,
+        default=None,
+        help="learning rate (default: 0.1, and 0.01 for LeNet-5-Caffe, whose "
+        "dense network diverges from 0.02 up, in PyTorch too)",
+    )
     args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("mnist", args.data_dir)
     runs = common.make_grid(grid_points(args, dataset))
-    return common.run_grid(args, argv, os.path.abspath(__file__), runs,
-                           perform=lambda settings: perform(dataset, settings), describe=describe,
-                           collect=lambda found: collect(found, dataset.description, args.out))
+    return common.run_grid(
+        args,
+        argv,
+        os.path.abspath(__file__),
+        runs,
+        perform=lambda settings: perform(dataset, settings),
+        describe=describe,
+        collect=lambda found: collect(found, dataset.description, args.out),
+    )
 
 
 def grid_points(args, dataset):
@@ -56,22 +81,41 @@ def grid_points(args, dataset):
         for sparsity in args.sparsities:
             for method in args.methods:
                 for seed in range(args.seeds):
-                    settings = common.run_settings(args, dataset, "sparsity_sweep", model=model,
-                                                   sparsity=sparsity, method=method, seed=seed,
-                                                   epochs=epochs, lr=lr)
+                    settings = common.run_settings(
+                        args,
+                        dataset,
+                        "sparsity_sweep",
+                        model=model,
+                        sparsity=sparsity,
+                        method=method,
+                        seed=seed,
+                        epochs=epochs,
+                        lr=lr,
+                    )
                     points.append((f"{model}-{100 * sparsity:g}-{method}-seed{seed}", settings))
     return points
 
 
 def perform(dataset, s):
     """Train one run of the grid from its settings; its row of sweep.csv."""
-    return common.train_once(dataset, s["model"], s["sparsity"], s["seed"], s["epochs"], method=s["method"],
-                             init=s["init"], lr=s["lr"], batch_size=s["batch_size"])
+    return common.train_once(
+        dataset,
+        s["model"],
+        s["sparsity"],
+        s["seed"],
+        s["epochs"],
+        method=s["method"],
+        init=s["init"],
+        lr=s["lr"],
+        batch_size=s["batch_size"],
+    )
 
 
 def describe(s, result):
-    return (f"{s['model']} sparsity {s['sparsity']:g} {s['method']} seed {s['seed']}: test error "
-            f"{result['test_error']:.2f}%{' (diverged)' if result['diverged'] else ''}")
+    return (
+        f"{s['model']} sparsity {s['sparsity']:g} {s['method']} seed {s['seed']}: test error "
+        f"{result['test_error']:.2f}%{' (diverged)' if result['diverged'] else ''}"
+    )
 
 
 def collect(found, description, out):
@@ -87,17 +131,23 @@ def summarise(rows, description):
     """{model: {method: [{sparsity, mean, std, runs}]}} plus what the data was."""
     summary = {"data": description, "models": {}}
     for row in rows:
-        model = summary["models"].setdefault(row["model"], {"epochs": row["epochs"], "lr": row["lr"],
-                                                            "methods": {}})
+        model = summary["models"].setdefault(
+            row["model"], {"epochs": row["epochs"], "lr": row["lr"], "methods": {}}
+        )
         points = model["methods"].setdefault(row["method"], {})
         points.setdefault(row["sparsity"], []).append(row["test_error"])
     for model in summary["models"].values():
         for method, points in model["methods"].items():
             model["methods"][method] = [
-                {"sparsity": s, "mean": common.mean_and_spread(errors)[0],
-                 "std": common.mean_and_spread(errors)[1], "runs": len(errors),
-                 "diverged": sum(e != e for e in errors)}
-                for s, errors in sorted(points.items())]
+                {
+                    "sparsity": s,
+                    "mean": common.mean_and_spread(errors)[0],
+                    "std": common.mean_and_spread(errors)[1],
+                    "runs": len(errors),
+                    "diverged": sum(e != e for e in errors),
+                }
+                for s, errors in sorted(points.items())
+            ]
     return summary
 
 
@@ -112,16 +162,25 @@ def plot(summary, out):
             if not points:
                 continue
             x = [100 * p["sparsity"] for p in points]
-            axes.errorbar(range(len(x)), [p["mean"] for p in points], yerr=[p["std"] for p in points],
-                          fmt=style, capsize=3, label="SNIP" if method == "snip" else "random pruning")
+            axes.errorbar(
+                range(len(x)),
+                [p["mean"] for p in points],
+                yerr=[p["std"] for p in points],
+                fmt=style,
+                capsize=3,
+                label="SNIP" if method == "snip" else "random pruning",
+            )
             axes.set_xticks(range(len(x)), [f"{v:g}" for v in x])
         runs = max(p["runs"] for points in model["methods"].values() for p in points)
         if any(p["mean"] > 0 for points in model["methods"].values() for p in points):
-            axes.set_yscale("log")                       # (not when every run diverged)
+            axes.set_yscale("log")  # (not when every run diverged)
         axes.set_xlabel("sparsity (% of parameters pruned)")
         axes.set_ylabel("test error (%)")
-        axes.set_title(f"{TITLES[name]}: test error against sparsity\n{summary['data']}, "
-                       f"{model['epochs']} epochs, mean ± std over {runs} seeds", fontsize=10)
+        axes.set_title(
+            f"{TITLES[name]}: test error against sparsity\n{summary['data']}, "
+            f"{model['epochs']} epochs, mean ± std over {runs} seeds",
+            fontsize=10,
+        )
         axes.grid(True, which="both", alpha=0.3)
         axes.legend()
         common.save_figure(figure, os.path.join(out, f"sweep-{name}.png"))

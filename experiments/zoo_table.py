@@ -20,19 +20,41 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import data                       # noqa: E402
-import models                     # noqa: E402
-import snip_min as sm             # noqa: E402
+import data  # noqa: E402
+import models  # noqa: E402
+import snip_min as sm  # noqa: E402
 
 # The sparsity each model was pruned to in the paper's Tables 1, 2 and 4 and the student
 # reproduction's Table I.
 PAPER_SPARSITY = {
-    "lenet300": 0.98, "lenet5": 0.99, "alexnet-s": 0.90, "alexnet-b": 0.90, "vgg-c": 0.95,
-    "vgg-d": 0.95, "vgg-like": 0.97, "resnet18": 0.95, "resnet34": 0.95, "squeezenet": 0.95,
-    "squeezenet-bypass": 0.95, "googlenet": 0.95, "googlenet-full": 0.95, "densenet121": 0.95,
-    "densenet169": 0.95, "densenet201": 0.95, "densenet264": 0.95, "wrn-16-8": 0.95,
-    "wrn-16-10": 0.95, "wrn-22-8": 0.95, "lstm-s": 0.95, "lstm-b": 0.95, "gru-s": 0.95, "gru-b": 0.95,
-    "lstm-s-pixels": 0.95, "lstm-b-pixels": 0.95, "gru-s-pixels": 0.95, "gru-b-pixels": 0.95,
+    "lenet300": 0.98,
+    "lenet5": 0.99,
+    "alexnet-s": 0.90,
+    "alexnet-b": 0.90,
+    "vgg-c": 0.95,
+    "vgg-d": 0.95,
+    "vgg-like": 0.97,
+    "resnet18": 0.95,
+    "resnet34": 0.95,
+    "squeezenet": 0.95,
+    "squeezenet-bypass": 0.95,
+    "googlenet": 0.95,
+    "googlenet-full": 0.95,
+    "densenet121": 0.95,
+    "densenet169": 0.95,
+    "densenet201": 0.95,
+    "densenet264": 0.95,
+    "wrn-16-8": 0.95,
+    "wrn-16-10": 0.95,
+    "wrn-22-8": 0.95,
+    "lstm-s": 0.95,
+    "lstm-b": 0.95,
+    "gru-s": 0.95,
+    "gru-b": 0.95,
+    "lstm-s-pixels": 0.95,
+    "lstm-b-pixels": 0.95,
+    "gru-s-pixels": 0.95,
+    "gru-b-pixels": 0.95,
 }
 PUBLISHED_ERRORS = {
     ("lenet300", "mnist"): "2.4% (paper, 54,000 training images)",
@@ -62,7 +84,7 @@ def augmented_as_the_authors(result):
     true (theirs) or false (none)."""
     theirs = data.AUTHORS_AUGMENTATION[result["dataset"]]
     recorded = result.get("augment", theirs is not None)
-    if isinstance(recorded, bool):                                   # an older file
+    if isinstance(recorded, bool):  # an older file
         return recorded == (theirs is not None)
     return recorded == (None if theirs is None else theirs._asdict())
 
@@ -75,8 +97,11 @@ def measured_runs(folder):
     for path in sorted(glob.glob(os.path.join(folder, "**", "results.json"), recursive=True)):
         with open(path) as f:
             result = json.load(f)
-        if (result.get("method", "snip") != "snip" or result.get("compact")
-                or not augmented_as_the_authors(result)):
+        if (
+            result.get("method", "snip") != "snip"
+            or result.get("compact")
+            or not augmented_as_the_authors(result)
+        ):
             continue
         runs.setdefault((result["model"], result["dataset"], result["sparsity"]), []).append(result)
     return runs
@@ -91,37 +116,53 @@ def table_rows(results_folder=None, why_missing="not trained here"):
             before, after = counts(name, dataset, sparsity)
             found = runs.get((name, dataset, sparsity), [])
             errors = [r["test_error"] for r in found]
-            rows.append({
-                "model": name, "title": info.title, "dataset": dataset, "sparsity": sparsity,
-                "params_before": before, "params_after": after,
-                "test_errors": errors, "seeds": [r["seed"] for r in found],
-                "data": found[0]["data"] if found else None,
-                "published": PUBLISHED_ERRORS.get((name, dataset)),
-                "note": "" if found else why_missing,
-            })
+            rows.append(
+                {
+                    "model": name,
+                    "title": info.title,
+                    "dataset": dataset,
+                    "sparsity": sparsity,
+                    "params_before": before,
+                    "params_after": after,
+                    "test_errors": errors,
+                    "seeds": [r["seed"] for r in found],
+                    "data": found[0]["data"] if found else None,
+                    "published": PUBLISHED_ERRORS.get((name, dataset)),
+                    "note": "" if found else why_missing,
+                }
+            )
     return rows
 
 
 def markdown(rows):
-    lines = ["| model | dataset | sparsity | parameters before → after | test error (ours) | published |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| model | dataset | sparsity | parameters before → after | test error (ours) | published |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r["test_errors"]:
             mean = sum(r["test_errors"]) / len(r["test_errors"])
-            ours = (" / ".join(f"{e:.2f}" for e in r["test_errors"]) + "%"
-                    + (f" (mean {mean:.2f}%)" if len(r["test_errors"]) > 1 else "") + f", {r['data']}")
+            ours = (
+                " / ".join(f"{e:.2f}" for e in r["test_errors"])
+                + "%"
+                + (f" (mean {mean:.2f}%)" if len(r["test_errors"]) > 1 else "")
+                + f", {r['data']}"
+            )
         else:
             ours = r["note"]
-        lines.append(f"| {r['title']} | {r['dataset']} | {100 * r['sparsity']:g}% | "
-                     f"{r['params_before']:,} → {r['params_after']:,} | {ours} | {r['published'] or ''} |")
+        lines.append(
+            f"| {r['title']} | {r['dataset']} | {100 * r['sparsity']:g}% | "
+            f"{r['params_before']:,} → {r['params_after']:,} | {ours} | {r['published'] or ''} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=None, help="folder searched for results.json files")
-    parser.add_argument("--why-missing", default="not trained here",
-                        help="what a row without a measurement says")
+    parser.add_argument(
+        "--why-missing", default="not trained here", help="what a row without a measurement says"
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     rows = table_rows(args.results, args.why_missing)

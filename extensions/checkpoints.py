@@ -35,7 +35,7 @@ import snip_min as sm
 from snip_min import Diverged, Interrupted, TrainingState, UsageError, parameters_of, to_host
 
 CHECKPOINT_FILE = "checkpoint.npz"
-CHECKPOINT_VERSION = 2     # 2: an augmented epoch's moves are drawn, and saved, with its shuffle
+CHECKPOINT_VERSION = 2  # 2: an augmented epoch's moves are drawn, and saved, with its shuffle
 
 
 class CheckpointError(Exception):
@@ -46,16 +46,23 @@ class CheckpointError(Exception):
 # What cli.run calls
 # ------------------------------------------------------------------------------------------
 
+
 def restore(contents, model, args, training_images, log):
     """Put a checkpoint read by cli.resume_settings into a freshly built `model`: (gated Params, the
     seconds SNIP took in the saved run, the TrainingState to continue from)."""
     gated = sm.prunable_parameters(model, args.prune)
     restore_checkpoint(contents, model, gated)
     state = training_state(contents["state"], contents["order"], contents["moves"])
-    if state.order is not None and (len(state.order) != training_images or state.order.max() >= training_images):
-        raise UsageError(f"the checkpoint was made with {len(state.order):,} training images, but "
-                         f"this data gives {training_images:,}: resume with the run's own --data-dir")
-    log(f"resuming from {os.path.join(args.resume, CHECKPOINT_FILE)} at iteration {state.iteration:,}")
+    if state.order is not None and (
+        len(state.order) != training_images or state.order.max() >= training_images
+    ):
+        raise UsageError(
+            f"the checkpoint was made with {len(state.order):,} training images, but "
+            f"this data gives {training_images:,}: resume with the run's own --data-dir"
+        )
+    log(
+        f"resuming from {os.path.join(args.resume, CHECKPOINT_FILE)} at iteration {state.iteration:,}"
+    )
     return gated, contents["snip_seconds"], state
 
 
@@ -77,12 +84,20 @@ class Saver:
     resumed: the checkpoint read by cli.resume_settings, or None.
     """
 
-    def __init__(self, folder, model, gated, optimiser, args, snip_seconds, compaction=None, resumed=None):
+    def __init__(
+        self, folder, model, gated, optimiser, args, snip_seconds, compaction=None, resumed=None
+    ):
         self.folder, self.model, self.gated, self.optimiser = folder, model, gated, optimiser
         self.args, self.snip_seconds, self.compaction = args, snip_seconds, compaction
-        self.last = ({} if resumed is None else                          # the checkpoint resumed from
-                     {"path": os.path.join(args.resume, CHECKPOINT_FILE),
-                      "iteration": resumed["state"]["iteration"]})
+        self.last = (
+            {}
+            if resumed is None
+            # the checkpoint resumed from
+            else {
+                "path": os.path.join(args.resume, CHECKPOINT_FILE),
+                "iteration": resumed["state"]["iteration"],
+            }
+        )
 
     def full_shapes(self):
         """Write the trained values into `model` (expanding a compact network) and return the
@@ -95,17 +110,20 @@ class Saver:
 
     def __call__(self, state):
         velocities = self.full_shapes()
-        if not all(sm.host_values(*(sm.xp.isfinite(p.value).all() for p in parameters_of(self.model)))):
+        if not all(
+            sm.host_values(*(sm.xp.isfinite(p.value).all() for p in parameters_of(self.model)))
+        ):
             raise Diverged(f"the weights became non-finite by iteration {state.iteration:,}")
-        path = write_checkpoint(self.folder, self.model, self.gated, velocities, state, self.args,
-                                self.snip_seconds)
+        path = write_checkpoint(
+            self.folder, self.model, self.gated, velocities, state, self.args, self.snip_seconds
+        )
         self.last.update(path=path, iteration=state.iteration)
 
     def finish(self, state):
         """After training: the final checkpoint with --checkpoint-every (for later continuing),
         and in any case the trained values in `model`'s full shapes."""
         if self.args.checkpoint_every:
-            self(state)                     # (a checkpoint writes them back itself)
+            self(state)  # (a checkpoint writes them back itself)
         else:
             self.full_shapes()
 
@@ -116,12 +134,17 @@ class Saver:
         try:
             yield
         except Diverged as error:
-            where = (f"the last good checkpoint is {self.last['path']} (iteration {self.last['iteration']:,})"
-                     if self.last else "no checkpoint was saved (see --checkpoint-every)")
+            where = (
+                f"the last good checkpoint is {self.last['path']} (iteration {self.last['iteration']:,})"
+                if self.last
+                else "no checkpoint was saved (see --checkpoint-every)"
+            )
             raise Diverged(f"{error}; {where}") from None
         except Interrupted as error:
-            raise Interrupted(f"{error}; checkpoint saved in {self.last['path']}: continue with "
-                              f"--resume {self.folder}") from None
+            raise Interrupted(
+                f"{error}; checkpoint saved in {self.last['path']}: continue with "
+                f"--resume {self.folder}"
+            ) from None
 
 
 class stop_on_signals:
@@ -137,10 +160,12 @@ class stop_on_signals:
 
     def handle(self, signum, frame):
         sm.request_stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)    # the next Ctrl-C is immediate
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next Ctrl-C is immediate
         # os.write, not print: a handler that prints while the progress bar is printing
         # would make Python's stderr raise a reentrant-call error
-        os.write(2, b"stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)\n")
+        os.write(
+            2, b"stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)\n"
+        )
 
     def __exit__(self, *exc):
         for number, handler in self.previous.items():
@@ -150,6 +175,7 @@ class stop_on_signals:
 # ------------------------------------------------------------------------------------------
 # The file: one .npz (no pickle) with every array, and the run's state as JSON bytes
 # ------------------------------------------------------------------------------------------
+
 
 def write_checkpoint(folder, model, gated, velocities, state, args, snip_seconds):
     """Save parameters (batch-norm statistics included), masks, momentum buffers
@@ -162,8 +188,12 @@ def write_checkpoint(folder, model, gated, velocities, state, args, snip_seconds
         arrays["order"] = state.order
     if state.moves is not None:
         arrays["moves"] = state.moves
-    settings = {"version": CHECKPOINT_VERSION, "args": dict(vars(args)),
-                "state": state_record(state), "snip_seconds": snip_seconds}
+    settings = {
+        "version": CHECKPOINT_VERSION,
+        "args": dict(vars(args)),
+        "state": state_record(state),
+        "snip_seconds": snip_seconds,
+    }
     arrays["settings"] = numpy.frombuffer(json.dumps(settings).encode(), dtype=numpy.uint8)
     buffer = io.BytesIO()
     numpy.savez(buffer, **arrays)
@@ -171,15 +201,24 @@ def write_checkpoint(folder, model, gated, velocities, state, args, snip_seconds
     data.write_file_atomically(path, buffer.getvalue())
     return path
 
+
 def state_record(state):
     """A TrainingState as JSON-able values (the shuffle order and the moves travel separately,
     as arrays)."""
-    return {"iteration": state.iteration, "epoch": state.epoch, "position": state.position,
-            "epoch_loss": float(state.epoch_loss), "epoch_correct": int(state.epoch_correct),
-            "epoch_images": state.epoch_images, "epoch_seconds": state.epoch_seconds,
-            "history": state.history, "train_seconds": state.train_seconds,
-            "images_trained": state.images_trained, "test_checkpoints": state.test_checkpoints,
-            "rng": state.rng.bit_generator.state}
+    return {
+        "iteration": state.iteration,
+        "epoch": state.epoch,
+        "position": state.position,
+        "epoch_loss": float(state.epoch_loss),
+        "epoch_correct": int(state.epoch_correct),
+        "epoch_images": state.epoch_images,
+        "epoch_seconds": state.epoch_seconds,
+        "history": state.history,
+        "train_seconds": state.train_seconds,
+        "images_trained": state.images_trained,
+        "test_checkpoints": state.test_checkpoints,
+        "rng": state.rng.bit_generator.state,
+    }
 
 
 def training_state(record, order, moves=None):
@@ -187,38 +226,58 @@ def training_state(record, order, moves=None):
     rng = numpy.random.default_rng()
     rng.bit_generator.state = record["rng"]
     state = TrainingState(rng)
-    for key in ("iteration", "epoch", "position", "epoch_loss", "epoch_correct", "epoch_images",
-                "epoch_seconds", "history", "train_seconds", "images_trained"):
+    for key in (
+        "iteration",
+        "epoch",
+        "position",
+        "epoch_loss",
+        "epoch_correct",
+        "epoch_images",
+        "epoch_seconds",
+        "history",
+        "train_seconds",
+        "images_trained",
+    ):
         setattr(state, key, record[key])
-    state.test_checkpoints = record.get("test_checkpoints", [])     # (none before --test-every existed)
+    state.test_checkpoints = record.get(
+        "test_checkpoints", []
+    )  # (none before --test-every existed)
     state.order, state.moves = order, moves
     return state
-
 
 
 def read_checkpoint(path):
     """The contents of a checkpoint, checked: CheckpointError if it is missing or damaged."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"no checkpoint at {path}: --resume takes the folder a run saved "
-                              f"its checkpoint.npz in")
+        raise CheckpointError(
+            f"no checkpoint at {path}: --resume takes the folder a run saved its checkpoint.npz in"
+        )
     try:
         with numpy.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         settings = json.loads(arrays.pop("settings").tobytes().decode())
         if not isinstance(settings, dict) or settings.get("version") != CHECKPOINT_VERSION:
             raise ValueError(f"not a version {CHECKPOINT_VERSION} checkpoint")
-        contents = {"args": settings["args"], "state": settings["state"],
-                    "snip_seconds": float(settings["snip_seconds"]), "order": arrays.pop("order", None),
-                    "moves": arrays.pop("moves", None)}
+        contents = {
+            "args": settings["args"],
+            "state": settings["state"],
+            "snip_seconds": float(settings["snip_seconds"]),
+            "order": arrays.pop("order", None),
+            "moves": arrays.pop("moves", None),
+        }
         for part in ("param", "mask", "velocity"):
-            contents[part] = {name.split("/", 1)[1]: array for name, array in arrays.items()
-                              if name.startswith(part + "/")}
+            contents[part] = {
+                name.split("/", 1)[1]: array
+                for name, array in arrays.items()
+                if name.startswith(part + "/")
+            }
         check_saved_settings(contents)
         return contents
-    except Exception as error:     # a damaged file can fail in many ways (zip, npy header, JSON ...)
+    except Exception as error:  # a damaged file can fail in many ways (zip, npy header, JSON ...)
         reason = " ".join(str(error).split()) or type(error).__name__
-        raise CheckpointError(f"{path} is not a usable checkpoint ({reason}); resume from another "
-                              f"or start again") from None
+        raise CheckpointError(
+            f"{path} is not a usable checkpoint ({reason}); resume from another or start again"
+        ) from None
 
 
 def check_saved_settings(contents):
@@ -232,15 +291,19 @@ def check_saved_settings(contents):
     whole = ("iteration", "epoch", "position", "epoch_correct", "epoch_images", "images_trained")
     if not all(type(state.get(key)) is int and state[key] >= 0 for key in whole):
         raise ValueError("its training state is incomplete")
-    if not all(isinstance(state.get(key), (int, float)) for key in
-               ("epoch_loss", "epoch_seconds", "train_seconds")) or not isinstance(state.get("history"), list):
+    if not all(
+        isinstance(state.get(key), (int, float))
+        for key in ("epoch_loss", "epoch_seconds", "train_seconds")
+    ) or not isinstance(state.get("history"), list):
         raise ValueError("its training state is incomplete")
     generator = numpy.random.default_rng()
-    generator.bit_generator.state = state.get("rng")            # ValueError/TypeError if damaged
+    generator.bit_generator.state = state.get("rng")  # ValueError/TypeError if damaged
     if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
         raise ValueError("its shuffle order is not a vector of indices")
     moves = contents["moves"]
-    if moves is not None and (order is None or moves.shape != (3, len(order)) or moves.dtype.kind not in "iu"):
+    if moves is not None and (
+        order is None or moves.shape != (3, len(order)) or moves.dtype.kind not in "iu"
+    ):
         raise ValueError("its augmentation moves do not match its shuffle order")
 
 
@@ -250,12 +313,20 @@ def restore_checkpoint(contents, model, gated):
     for p in parameters_of(model):
         saved = contents["param"].get(p.name)
         if saved is None or saved.shape != p.shape:
-            raise CheckpointError(f"the checkpoint does not fit model {model!r}: {p.name} is "
-                                  f"{'missing' if saved is None else saved.shape}, expected {p.shape}")
-        velocity = contents["velocity"].get(p.name) if p.learned else saved   # statistics have none
-        if saved.dtype != numpy.float32 or velocity is None or velocity.shape != p.shape \
-                or velocity.dtype != numpy.float32:
-            raise CheckpointError(f"the checkpoint's {p.name} or its momentum is missing or not float32")
+            raise CheckpointError(
+                f"the checkpoint does not fit model {model!r}: {p.name} is "
+                f"{'missing' if saved is None else saved.shape}, expected {p.shape}"
+            )
+        velocity = contents["velocity"].get(p.name) if p.learned else saved  # statistics have none
+        if (
+            saved.dtype != numpy.float32
+            or velocity is None
+            or velocity.shape != p.shape
+            or velocity.dtype != numpy.float32
+        ):
+            raise CheckpointError(
+                f"the checkpoint's {p.name} or its momentum is missing or not float32"
+            )
         p.value = sm.xp.asarray(saved)
     for p in gated:
         mask = contents["mask"].get(p.name)

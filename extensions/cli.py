@@ -29,7 +29,7 @@ from extensions import checkpoints, compaction, criteria, flags, protocol, sanit
 # iterations; the total is not stated for MNIST: 100k covers three decays).
 PAPER_SETUP = {
     "mnist": {"batch_size": 100, "iterations": 100_000, "decay_every": 25_000},
-    "fashion-mnist": {"batch_size": 100, "iterations": 100_000, "decay_every": 25_000},   # as MNIST
+    "fashion-mnist": {"batch_size": 100, "iterations": 100_000, "decay_every": 25_000},  # as MNIST
     "cifar10": {"batch_size": 128, "iterations": 150_000, "decay_every": 30_000},
     "tiny-imagenet": {"batch_size": 128, "iterations": 150_000, "decay_every": 30_000},
 }
@@ -37,13 +37,13 @@ PAPER_SETUP = {
 
 def run(args, log=print):
     """Everything the command does, from data to test error. Returns the results dict."""
-    saved = resume_settings(args) if args.resume else None      # --resume: the run's own settings
+    saved = resume_settings(args) if args.resume else None  # --resume: the run's own settings
     set_up_device_and_folders(args)
-    dataset_name = args.dataset = args.dataset or models.MODELS[args.model].dataset    # resolved
-    model = models.build(args.model, dataset_name)          # checks the pair before any download
+    dataset_name = args.dataset = args.dataset or models.MODELS[args.model].dataset  # resolved
+    model = models.build(args.model, dataset_name)  # checks the pair before any download
     if args.compact:
-        compaction.chain_of(model)                          # sm.UsageError unless it can be compacted exactly
-    augment = augmentation(args, dataset_name)              # likewise
+        compaction.chain_of(model)  # sm.UsageError unless it can be compacted exactly
+    augment = augmentation(args, dataset_name)  # likewise
     dataset = data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
     if args.train_images:
         dataset = data.first_training_images(dataset, args.train_images)
@@ -52,29 +52,35 @@ def run(args, log=print):
     init_rng, split_rng, score_rng, shuffle_rng = sm.seed_streams(args.seed)
     train, validation, test = sm.split_dataset(dataset, args.val_fraction, split_rng)
     train.augment = augment
-    args.batch_size = batch_size                 # resolved, for the checkpoint and error messages
+    args.batch_size = batch_size  # resolved, for the checkpoint and error messages
     if len(train) < batch_size:
-        raise sm.UsageError(f"--batch-size {batch_size} is larger than the {len(train):,} "
-                         f"training images left after the validation split")
+        raise sm.UsageError(
+            f"--batch-size {batch_size} is larger than the {len(train):,} "
+            f"training images left after the validation split"
+        )
     augmented = "" if augment is None else f"; augmented: {augment.describe()}"
-    log(f"data: {dataset.description}; {len(train):,} for training, {len(validation):,} for "
-        f"validation, {len(test):,} for testing{augmented}")
+    log(
+        f"data: {dataset.description}; {len(train):,} for training, {len(validation):,} for "
+        f"validation, {len(test):,} for testing{augmented}"
+    )
 
     # Algorithm 1: initialise, score one mini-batch, keep the top kappa, train with c fixed.
     sm.initialise(model, args.init, init_rng)
     if saved is None:
-        if args.two_draws:                          # the authors' scoring copy: biases drawn too
+        if args.two_draws:  # the authors' scoring copy: biases drawn too
             protocol.draw_scoring_biases(model, args.init, init_rng)
-        images, labels = train.batch(sm.xp.asarray(score_rng.choice(len(train), size=batch_size, replace=False)))
+        images, labels = train.batch(
+            sm.xp.asarray(score_rng.choice(len(train), size=batch_size, replace=False))
+        )
         gated, snip_seconds = prune(model, images, labels, args, score_rng, log)
-        if args.two_draws:                          # ... and a fresh copy is trained under the mask
+        if args.two_draws:  # ... and a fresh copy is trained under the mask
             protocol.draw_training_copy(model, gated, args.init, args.seed, log)
         state = sm.TrainingState(shuffle_rng)
-    else:                                        # the saved run's mask, weights and position
+    else:  # the saved run's mask, weights and position
         gated, snip_seconds, state = checkpoints.restore(saved, model, args, len(train), log)
     rows = sm.pruning_table(model, batch_norm=models.MODELS[args.model].counts_batch_norm)
     input_shape = models.INPUT_SHAPE[dataset_name]
-    alive = compaction.alive_summary(model, input_shape)    # the units left an input and an output
+    alive = compaction.alive_summary(model, input_shape)  # the units left an input and an output
     log(sm.format_pruning_table(rows, alive))
 
     # --compact trains the smaller dense network the mask leaves (compaction.py), the same
@@ -83,42 +89,86 @@ def run(args, log=print):
     if args.compact:
         compact = compaction.compact(model, input_shape)
         network = compact.network
-        log(f"compact: trains the network SNIP kept, {compaction.multiply_adds(model, input_shape):,} -> "
-            f"{compaction.multiply_adds(network, input_shape):,} multiply-adds per image (dense shapes)")
+        log(
+            f"compact: trains the network SNIP kept, {compaction.multiply_adds(model, input_shape):,} -> "
+            f"{compaction.multiply_adds(network, input_shape):,} multiply-adds per image (dense shapes)"
+        )
     iterations, boundaries = training_schedule(args, dataset_name, -(-len(train) // batch_size))
     optimiser = sm.SGD(sm.parameters_of(network), args.momentum, args.weight_decay)
     if saved is not None:
         checkpoints.restore_velocities(saved, optimiser, compact)
-    saver = checkpoints.Saver(args.out or f"snip-min-{args.model}-seed{args.seed}", model, gated, optimiser,
-                              args, snip_seconds, compact, resumed=saved)
+    saver = checkpoints.Saver(
+        args.out or f"snip-min-{args.model}-seed{args.seed}",
+        model,
+        gated,
+        optimiser,
+        args,
+        snip_seconds,
+        compact,
+        resumed=saved,
+    )
     with checkpoints.stop_on_signals(), saver.naming_failures():
-        sm.fit(network, optimiser, train, validation, state, iterations=iterations, batch_size=batch_size,
-            base_lr=args.lr, boundaries=boundaries, log=log, checkpoint=saver,
-            checkpoint_every=args.checkpoint_every, clip_norm=args.clip_norm,
-            on_step=protocol.test_checkpoints(network, test, state, args.test_every))
-    saver.finish(state)                  # the trained values into `model` (and, if asked, a checkpoint)
+        sm.fit(
+            network,
+            optimiser,
+            train,
+            validation,
+            state,
+            iterations=iterations,
+            batch_size=batch_size,
+            base_lr=args.lr,
+            boundaries=boundaries,
+            log=log,
+            checkpoint=saver,
+            checkpoint_every=args.checkpoint_every,
+            clip_norm=args.clip_norm,
+            on_step=protocol.test_checkpoints(network, test, state, args.test_every),
+        )
+    saver.finish(state)  # the trained values into `model` (and, if asked, a checkpoint)
 
     test_loss, test_error = sm.evaluate(model, test)
-    log(f"test error: {test_error:.2f}% (loss {test_loss:.4f}) - {args.model} at sparsity "
-        f"{args.sparsity:g}, {dataset.description}")
+    log(
+        f"test error: {test_error:.2f}% (loss {test_loss:.4f}) - {args.model} at sparsity "
+        f"{args.sparsity:g}, {dataset.description}"
+    )
 
     results = {
-        "model": args.model, "dataset": dataset_name, "data": dataset.description,
-        "sparsity": args.sparsity, "method": args.method, "sanity_check": args.sanity_check,
+        "model": args.model,
+        "dataset": dataset_name,
+        "data": dataset.description,
+        "sparsity": args.sparsity,
+        "method": args.method,
+        "sanity_check": args.sanity_check,
         "rounds": args.rounds if args.method in criteria.ITERATIVE else None,
-        "prune": args.prune, "init": args.init, "seed": args.seed,
-        "device": args.device, "params_total": sum(r[1] for r in rows), "params_kept": sum(r[2] for r in rows),
+        "prune": args.prune,
+        "init": args.init,
+        "seed": args.seed,
+        "device": args.device,
+        "params_total": sum(r[1] for r in rows),
+        "params_kept": sum(r[2] for r in rows),
         "per_layer": [{"name": name, "total": total, "kept": kept} for name, total, kept in rows],
-        "alive_units": {name: {"alive": a, "total": t} for name, (a, t) in alive.items() if name != "input"},
-        "input_read": {"read": alive["input"][0], "total": alive["input"][1]}, "compact": args.compact,
-        "test_error": test_error, "test_loss": test_loss, "val_error": state.history[-1].get("val_error"),
-        "epochs": len(state.history), "iterations": iterations, "batch_size": batch_size,
-        "lr": args.lr, "lr_boundaries": boundaries, "momentum": args.momentum,
-        "weight_decay": args.weight_decay, "clip_norm": args.clip_norm,
+        "alive_units": {
+            name: {"alive": a, "total": t} for name, (a, t) in alive.items() if name != "input"
+        },
+        "input_read": {"read": alive["input"][0], "total": alive["input"][1]},
+        "compact": args.compact,
+        "test_error": test_error,
+        "test_loss": test_loss,
+        "val_error": state.history[-1].get("val_error"),
+        "epochs": len(state.history),
+        "iterations": iterations,
+        "batch_size": batch_size,
+        "lr": args.lr,
+        "lr_boundaries": boundaries,
+        "momentum": args.momentum,
+        "weight_decay": args.weight_decay,
+        "clip_norm": args.clip_norm,
         "augment": augment._asdict() if augment is not None else None,
-        "snip_seconds": snip_seconds, "train_seconds": state.train_seconds,
+        "snip_seconds": snip_seconds,
+        "train_seconds": state.train_seconds,
         "train_images_per_second": state.images_trained / max(state.train_seconds, 1e-9),
-        "history": state.history, **protocol.results(args, state, test_error, log),
+        "history": state.history,
+        **protocol.results(args, state, test_error, log),
     }
     if args.out:
         save_results(args.out, results, gated)
@@ -132,9 +182,13 @@ def resume_settings(args):
     has refused every other flag next to --resume)."""
     contents = checkpoints.read_checkpoint(os.path.join(args.resume, checkpoints.CHECKPOINT_FILE))
     defaults = vars(parse_arguments([]))
-    given = {key: getattr(args, key) for key in RESUMABLE_FLAGS if getattr(args, key) not in (None, False)}
+    given = {
+        key: getattr(args, key)
+        for key in RESUMABLE_FLAGS
+        if getattr(args, key) not in (None, False)
+    }
     vars(args).update({**defaults, **contents["args"], **given})
-    args.out = given.get("out") or args.resume          # where the checkpoint is now, not where it was
+    args.out = given.get("out") or args.resume  # where the checkpoint is now, not where it was
     return contents
 
 
@@ -150,16 +204,36 @@ def prune(model, images, labels, args, rng, log):
     started = time.perf_counter()
     report = {}
     if args.sanity_check is not None:
-        gated = sanity.prune(args.sanity_check, args.method, model, images, labels, sparsity=args.sparsity,
-                             seed=args.seed, init=args.init, prune=args.prune, rng=rng, rounds=args.rounds,
-                             classes=models.NUM_CLASSES[args.dataset], report=report)
+        gated = sanity.prune(
+            args.sanity_check,
+            args.method,
+            model,
+            images,
+            labels,
+            sparsity=args.sparsity,
+            seed=args.seed,
+            init=args.init,
+            prune=args.prune,
+            rng=rng,
+            rounds=args.rounds,
+            classes=models.NUM_CLASSES[args.dataset],
+            report=report,
+        )
     elif args.method == "snip":
         gated = sm.snip(model, images, labels, args.sparsity, args.prune, report)
     elif args.method == "random":
         gated = sm.random_pruning(model, args.sparsity, rng, args.prune, report)
     else:
-        gated = criteria.prune(args.method, model, images, labels, args.sparsity, args.prune,
-                               rounds=args.rounds, report=report)
+        gated = criteria.prune(
+            args.method,
+            model,
+            images,
+            labels,
+            args.sparsity,
+            args.prune,
+            rounds=args.rounds,
+            report=report,
+        )
     sm.synchronise()
     seconds = time.perf_counter() - started
     if args.method == "random":
@@ -169,8 +243,10 @@ def prune(model, images, labels, args, rng, log):
     else:
         reads = f", scored on {len(labels)} images in {seconds:.2f} s"
     check = "" if args.sanity_check is None else f", sanity check: {args.sanity_check}"
-    log(f"{criteria.DESCRIPTIONS[args.method]}: {args.model}, sparsity {args.sparsity:g}{reads}, "
-        f"{args.init} initialisation, gates on {args.prune}{check}")
+    log(
+        f"{criteria.DESCRIPTIONS[args.method]}: {args.model}, sparsity {args.sparsity:g}{reads}, "
+        f"{args.init} initialisation, gates on {args.prune}{check}"
+    )
     check_masks(gated, report, args)
     return gated, seconds
 
@@ -179,15 +255,20 @@ def check_masks(gated, report, args):
     """Say when SNIP's choice is degenerate: kappa beyond the non-zero scores (reported), or
     a layer left without a single connection (a warning; an error with --strict)."""
     if report["nonzero_scores"] < report["kappa"] < report["m"]:
-        print(f"note: only {report['nonzero_scores']:,} connections score above zero; the "
-              f"other {report['kappa'] - report['nonzero_scores']:,} of the kappa = {report['kappa']:,} kept "
-              f"were chosen among zero scores by position (lowest index first)", file=sys.stderr)
+        print(
+            f"note: only {report['nonzero_scores']:,} connections score above zero; the "
+            f"other {report['kappa'] - report['nonzero_scores']:,} of the kappa = {report['kappa']:,} kept "
+            f"were chosen among zero scores by position (lowest index first)",
+            file=sys.stderr,
+        )
     weights = [p for p in gated if p.kind == "weight"]
-    any_kept = sm.host_values(*(p.mask.any() for p in weights))               # one wait for the device
+    any_kept = sm.host_values(*(p.mask.any() for p in weights))  # one wait for the device
     empty = [p.name for p, kept in zip(weights, any_kept) if not kept]
     if empty:
-        message = (f"at sparsity {args.sparsity:g} the mask keeps no connection in {', '.join(empty)}: the "
-                   f"network is disconnected and cannot learn; lower --sparsity")
+        message = (
+            f"at sparsity {args.sparsity:g} the mask keeps no connection in {', '.join(empty)}: the "
+            f"network is disconnected and cannot learn; lower --sparsity"
+        )
         if args.strict:
             raise sm.UsageError(message)
         print(f"warning: {message}", file=sys.stderr)
@@ -215,9 +296,11 @@ def augmentation(args, dataset_name):
         return authors
     height, width = models.INPUT_SHAPE[dataset_name][:2]
     if args.translate >= min(height, width):
-        raise sm.UsageError(f"--translate {args.translate}: a move must be smaller than the images "
-                         f"({height}x{width} pixels on {dataset_name})")
-    flip = authors is not None and authors.flip      # where the authors flip: never digits
+        raise sm.UsageError(
+            f"--translate {args.translate}: a move must be smaller than the images "
+            f"({height}x{width} pixels on {dataset_name})"
+        )
+    flip = authors is not None and authors.flip  # where the authors flip: never digits
     if not flip and args.translate == 0:
         return None
     return data.Augmentation(flip=flip, max_shift=args.translate)
@@ -228,13 +311,15 @@ def save_results(folder, results, gated):
     masks = io.BytesIO()
     numpy.savez_compressed(masks, **{p.name: sm.to_host(p.mask).astype(bool) for p in gated})
     data.write_file_atomically(os.path.join(folder, "masks.npz"), masks.getvalue())
-    data.write_file_atomically(os.path.join(folder, "results.json"), json.dumps(results, indent=2).encode())
+    data.write_file_atomically(
+        os.path.join(folder, "results.json"), json.dumps(results, indent=2).encode()
+    )
 
 
 def set_up_device_and_folders(args):
     """Choose the device, and check the folders to read from and write to before any work
     (fail now, not after hours of training)."""
-    if args.device is not None:              # else: stay on the backend already chosen
+    if args.device is not None:  # else: stay on the backend already chosen
         sm.use_device(args.device)
     args.device = sm.current_device()
     for folder, flag in ((args.data_dir, "--data-dir"), (args.out, "--out")):
@@ -244,7 +329,9 @@ def set_up_device_and_folders(args):
         try:
             os.makedirs(args.out, exist_ok=True)
         except OSError as error:
-            raise sm.UsageError(f"--out {args.out}: cannot create the folder ({error.strerror})") from None
+            raise sm.UsageError(
+                f"--out {args.out}: cannot create the folder ({error.strerror})"
+            ) from None
         if not os.access(args.out, os.W_OK):
             raise sm.UsageError(f"--out {args.out}: the folder is not writable")
 
@@ -252,112 +339,236 @@ def set_up_device_and_folders(args):
 # --- the flags (their types: flags.py), and one line for every failure ----------------------
 
 # The flags a resumed run may be given anew: where it reads data, runs and writes, not what it computes.
-RESUMABLE_FLAGS = ("data_dir", "device", "out", "checkpoint_every", "no_download", "debug", "resume")
+RESUMABLE_FLAGS = (
+    "data_dir",
+    "device",
+    "out",
+    "checkpoint_every",
+    "no_download",
+    "debug",
+    "resume",
+)
 
 
 def parse_arguments(argv=None):
     parser = flags.OneLineParser(
         prog="snip_min.py",
         description="Prune a network once at initialisation with SNIP, train it, report its test error.",
-        formatter_class=flags.HelpFormatter)
-    parser.add_argument("--model", default="lenet5", choices=sorted(models.MODELS),
-                        help="architecture (see models.py)")
-    parser.add_argument("--dataset", default=None, choices=sorted(data.LOADERS),
-                        help="dataset; default: the model's own")
-    parser.add_argument("--sparsity", type=flags.sparsity_value, default=0.9,
-                        help="fraction of prunable parameters to remove, in [0, 1)")
-    parser.add_argument("--prune", default="weights+biases", choices=sm.PRUNE_CHOICES,
-                        help="which parameters get gates: conv/linear weights and biases (the "
-                             "authors' convention) or weights only")
-    parser.add_argument("--method", default="snip", choices=criteria.METHODS,
-                        help="how connections are chosen: SNIP's connection sensitivity, at random "
-                             "(the baseline SNIP must beat: the same number, uniformly over the whole "
-                             "network), or a baseline of criteria.py: magnitude, synflow, grasp, "
-                             "iterative-snip")
-    parser.add_argument("--rounds", type=flags.positive_int, default=100,
-                        help="rounds of the iterative methods (synflow, iterative-snip)")
-    parser.add_argument("--sanity-check", default=None, choices=sanity.CHECKS,
-                        help="alter the method's mask before training (sanity.py): shuffle each "
-                             "layer's kept positions, reinit the kept weights, invert the ranking, or "
-                             "corrupt-data (score on random labels)")
-    parser.add_argument("--init", default=None, choices=sm.INITIALISATIONS,
-                        help="initialisation: variance scaling Glorot (vs-x) or He (vs-h), "
-                             "random normal (rn) or truncated normal (tn), std 0.1, or LeCun's "
-                             "truncated variance scaling (lecun: the authors' code's default) "
-                             "(default: vs-h; lecun with --protocol authors)")
-    parser.add_argument("--device", default=None, choices=("cpu", "gpu"),
-                        help="cpu (the default) runs on NumPy, gpu on CuPy")
-    parser.add_argument("--data-dir", default=None,
-                        help="dataset folder (MNIST in DATA_DIR/mnist/, CIFAR-10 in DATA_DIR/cifar10/, "
-                             "Tiny-ImageNet in DATA_DIR/tiny-imagenet/); missing files are downloaded "
-                             f"there; default: {data.default_data_dir()}")
-    parser.add_argument("--epochs", type=flags.positive_int, default=None,
-                        help="train this many epochs, the learning rate x0.1 after 50%% and 75%% of "
-                             "them (default on MNIST: the model's iterations, 22,000 for lenet300 "
-                             "and 12,000 for lenet5, with the same decays)")
-    parser.add_argument("--iterations", type=flags.positive_int, default=None,
-                        help="train this many iterations, the learning rate x0.1 every --decay-every")
-    parser.add_argument("--decay-every", type=flags.positive_int, default=None,
-                        help="iterations between learning-rate decays with --iterations (default: "
-                             "the paper's, 25,000 on MNIST, 30,000 otherwise)")
-    parser.add_argument("--paper-schedule", action="store_true",
-                        help="the paper's schedule: 100,000 iterations on MNIST, 150,000 otherwise, "
-                             "learning rate x0.1 every 25,000 / 30,000 (the default off MNIST)")
-    parser.add_argument("--batch-size", type=flags.positive_int, default=None,
-                        help="mini-batch for training and for SNIP's one scoring batch (default: "
-                             "the paper's, 100 on MNIST, 128 otherwise)")
-    parser.add_argument("--no-augment", action="store_true",
-                        help="no random flips and translations on CIFAR-10 / Tiny-ImageNet "
-                             "(not with --translate)")
-    parser.add_argument("--translate", type=flags.non_negative_int, default=None, metavar="PIXELS",
-                        help="move each training image by up to PIXELS pixels each way, at random "
-                             "(default: 4, with random flips, on CIFAR-10 / Tiny-ImageNet, as the "
-                             "authors did; none on MNIST, as in the paper; on MNIST this adds moves "
-                             "only, never flips, and 0 adds nothing)")
-    parser.add_argument("--lr", type=flags.positive_float, default=0.1, help="initial learning rate")
-    parser.add_argument("--momentum", type=flags.fraction_value, default=None,
-                        help="SGD momentum (default: 0.9; 0 with --protocol authors)")
-    parser.add_argument("--weight-decay", type=flags.non_negative_float, default=5e-4,
-                        help="L2 weight decay on conv/linear weights and biases")
-    parser.add_argument("--clip-norm", type=flags.positive_float, default=None, metavar="NORM",
-                        help="scale the gradients down when their global norm exceeds NORM "
-                             "(default: no clipping)")
-    parser.add_argument("--val-fraction", type=flags.fraction_value, default=0.1,
-                        help="fraction of the training set held out for validation")
-    parser.add_argument("--train-images", type=flags.positive_int, default=None, metavar="N",
-                        help="train on the first N training images only (the validation split drawn "
-                             "from them; default: all)")
-    parser.add_argument("--seed", type=flags.seed_value, default=0,
-                        help="seeds initialisation, data split, scoring batch and shuffling")
-    parser.add_argument("--out", default=None,
-                        help="folder for results.json, masks.npz and checkpoint.npz (written atomically)")
-    parser.add_argument("--checkpoint-every", type=flags.positive_int, default=None,
-                        help="save a checkpoint every N iterations (and at the end) in --out, or in "
-                             "snip-min-MODEL-seedSEED/ without it; Ctrl-C always saves one")
-    parser.add_argument("--resume", default=None, metavar="DIR",
-                        help="continue the run whose checkpoint.npz is in DIR, with its settings "
-                             "(--data-dir, --device, --out, --checkpoint-every may be given anew)")
-    parser.add_argument("--compact", action="store_true",
-                        help="train the smaller dense network the mask leaves (dead units removed: "
-                             "the same function and training, faster); for chains of linear, "
-                             "convolution, pooling, ReLU and flatten layers (the LeNets)")
-    parser.add_argument("--strict", action="store_true",
-                        help="refuse a mask that leaves a layer without any connection, instead of warning")
-    parser.add_argument("--no-download", action="store_true",
-                        help="fail instead of downloading a missing dataset")
+        formatter_class=flags.HelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        default="lenet5",
+        choices=sorted(models.MODELS),
+        help="architecture (see models.py)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        choices=sorted(data.LOADERS),
+        help="dataset; default: the model's own",
+    )
+    parser.add_argument(
+        "--sparsity",
+        type=flags.sparsity_value,
+        default=0.9,
+        help="fraction of prunable parameters to remove, in [0, 1)",
+    )
+    parser.add_argument(
+        "--prune",
+        default="weights+biases",
+        choices=sm.PRUNE_CHOICES,
+        help="which parameters get gates: conv/linear weights and biases (the "
+        "authors' convention) or weights only",
+    )
+    parser.add_argument(
+        "--method",
+        default="snip",
+        choices=criteria.METHODS,
+        help="how connections are chosen: SNIP's connection sensitivity, at random "
+        "(the baseline SNIP must beat: the same number, uniformly over the whole "
+        "network), or a baseline of criteria.py: magnitude, synflow, grasp, "
+        "iterative-snip",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=flags.positive_int,
+        default=100,
+        help="rounds of the iterative methods (synflow, iterative-snip)",
+    )
+    parser.add_argument(
+        "--sanity-check",
+        default=None,
+        choices=sanity.CHECKS,
+        help="alter the method's mask before training (sanity.py): shuffle each "
+        "layer's kept positions, reinit the kept weights, invert the ranking, or "
+        "corrupt-data (score on random labels)",
+    )
+    parser.add_argument(
+        "--init",
+        default=None,
+        choices=sm.INITIALISATIONS,
+        help="initialisation: variance scaling Glorot (vs-x) or He (vs-h), "
+        "random normal (rn) or truncated normal (tn), std 0.1, or LeCun's "
+        "truncated variance scaling (lecun: the authors' code's default) "
+        "(default: vs-h; lecun with --protocol authors)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        choices=("cpu", "gpu"),
+        help="cpu (the default) runs on NumPy, gpu on CuPy",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="dataset folder (MNIST in DATA_DIR/mnist/, CIFAR-10 in DATA_DIR/cifar10/, "
+        "Tiny-ImageNet in DATA_DIR/tiny-imagenet/); missing files are downloaded "
+        f"there; default: {data.default_data_dir()}",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=flags.positive_int,
+        default=None,
+        help="train this many epochs, the learning rate x0.1 after 50%% and 75%% of "
+        "them (default on MNIST: the model's iterations, 22,000 for lenet300 "
+        "and 12,000 for lenet5, with the same decays)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=flags.positive_int,
+        default=None,
+        help="train this many iterations, the learning rate x0.1 every --decay-every",
+    )
+    parser.add_argument(
+        "--decay-every",
+        type=flags.positive_int,
+        default=None,
+        help="iterations between learning-rate decays with --iterations (default: "
+        "the paper's, 25,000 on MNIST, 30,000 otherwise)",
+    )
+    parser.add_argument(
+        "--paper-schedule",
+        action="store_true",
+        help="the paper's schedule: 100,000 iterations on MNIST, 150,000 otherwise, "
+        "learning rate x0.1 every 25,000 / 30,000 (the default off MNIST)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=flags.positive_int,
+        default=None,
+        help="mini-batch for training and for SNIP's one scoring batch (default: "
+        "the paper's, 100 on MNIST, 128 otherwise)",
+    )
+    parser.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="no random flips and translations on CIFAR-10 / Tiny-ImageNet (not with --translate)",
+    )
+    parser.add_argument(
+        "--translate",
+        type=flags.non_negative_int,
+        default=None,
+        metavar="PIXELS",
+        help="move each training image by up to PIXELS pixels each way, at random "
+        "(default: 4, with random flips, on CIFAR-10 / Tiny-ImageNet, as the "
+        "authors did; none on MNIST, as in the paper; on MNIST this adds moves "
+        "only, never flips, and 0 adds nothing)",
+    )
+    parser.add_argument(
+        "--lr", type=flags.positive_float, default=0.1, help="initial learning rate"
+    )
+    parser.add_argument(
+        "--momentum",
+        type=flags.fraction_value,
+        default=None,
+        help="SGD momentum (default: 0.9; 0 with --protocol authors)",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=flags.non_negative_float,
+        default=5e-4,
+        help="L2 weight decay on conv/linear weights and biases",
+    )
+    parser.add_argument(
+        "--clip-norm",
+        type=flags.positive_float,
+        default=None,
+        metavar="NORM",
+        help="scale the gradients down when their global norm exceeds NORM (default: no clipping)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=flags.fraction_value,
+        default=0.1,
+        help="fraction of the training set held out for validation",
+    )
+    parser.add_argument(
+        "--train-images",
+        type=flags.positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N training images only (the validation split drawn "
+        "from them; default: all)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=flags.seed_value,
+        default=0,
+        help="seeds initialisation, data split, scoring batch and shuffling",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for results.json, masks.npz and checkpoint.npz (written atomically)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=flags.positive_int,
+        default=None,
+        help="save a checkpoint every N iterations (and at the end) in --out, or in "
+        "snip-min-MODEL-seedSEED/ without it; Ctrl-C always saves one",
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the run whose checkpoint.npz is in DIR, with its settings "
+        "(--data-dir, --device, --out, --checkpoint-every may be given anew)",
+    )
+    parser.add_argument(
+        "--compact",
+        action="store_true",
+        help="train the smaller dense network the mask leaves (dead units removed: "
+        "the same function and training, faster); for chains of linear, "
+        "convolution, pooling, ReLU and flatten layers (the LeNets)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a mask that leaves a layer without any connection, instead of warning",
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="fail instead of downloading a missing dataset"
+    )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    protocol.add_arguments(parser)                 # --protocol and its pieces
+    protocol.add_arguments(parser)  # --protocol and its pieces
     args = parser.parse_args(argv)
     if args.resume:
         # Which flags were typed, even at their default value: parse again into a namespace
         # already holding a marker for every option, where argparse leaves the marker alone.
         marker = object()
         typed = parser.parse_args(argv, argparse.Namespace(**{key: marker for key in vars(args)}))
-        refused = ["--" + key.replace("_", "-") for key, value in vars(typed).items()
-                   if value is not marker and key not in RESUMABLE_FLAGS]
+        refused = [
+            "--" + key.replace("_", "-")
+            for key, value in vars(typed).items()
+            if value is not marker and key not in RESUMABLE_FLAGS
+        ]
         if refused:
-            parser.error(f"--resume continues a run with its own settings; {', '.join(refused)} cannot "
-                         f"be given with it (only --data-dir, --device, --out, --checkpoint-every)")
+            parser.error(
+                f"--resume continues a run with its own settings; {', '.join(refused)} cannot "
+                f"be given with it (only --data-dir, --device, --out, --checkpoint-every)"
+            )
     if sum([args.epochs is not None, args.iterations is not None, args.paper_schedule]) > 1:
         parser.error("choose one of --epochs, --iterations and --paper-schedule")
     if args.decay_every is not None and args.iterations is None:
@@ -371,7 +582,7 @@ def parse_arguments(argv=None):
 def main(argv=None):
     args = parse_arguments(argv)
     try:
-        with numpy.errstate(over="ignore", invalid="ignore"):   # divergence is reported below
+        with numpy.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
             run(args)
     except Exception as error:
         if args.debug:
@@ -379,7 +590,7 @@ def main(argv=None):
         status, message = explain(error, args)
         print(f"snip_min.py: {'' if status == 130 else 'error: '}{message}", file=sys.stderr)
         return status
-    except KeyboardInterrupt:                                  # a second Ctrl-C: stop at once
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
         if args.debug:
             raise
         print("snip_min.py: interrupted at once (no new checkpoint saved)", file=sys.stderr)
@@ -396,15 +607,20 @@ def explain(error, args):
         return 1, f"training diverged: {error}; try a smaller --lr"
     if isinstance(error, sm.Interrupted):
         return 130, f"interrupted: {error}"
-    if isinstance(error, MemoryError):                         # CuPy's OutOfMemoryError is one too
+    if isinstance(error, MemoryError):  # CuPy's OutOfMemoryError is one too
         device, batch = args.device or "cpu", args.batch_size
         if not batch:
             return 1, f"out of memory on the {device}: try a smaller --batch-size"
-        return 1, (f"out of memory on the {device} with --batch-size {batch}: try a smaller batch, "
-                   f"e.g. --batch-size {max(1, batch // 2)}")
+        return 1, (
+            f"out of memory on the {device} with --batch-size {batch}: try a smaller batch, "
+            f"e.g. --batch-size {max(1, batch // 2)}"
+        )
     if isinstance(error, OSError):
         return 1, f"{error.strerror or error} ({error.filename})" if error.filename else str(error)
-    return 1, f"{type(error).__name__}: {' '.join(str(error).split())} (run again with --debug for details)"
+    return (
+        1,
+        f"{type(error).__name__}: {' '.join(str(error).split())} (run again with --debug for details)",
+    )
 
 
 if __name__ == "__main__":

@@ -30,11 +30,30 @@ import numpy
 
 import snip_min as sm
 from extensions.recurrent import GRU, LSTM, AsSequence
-from snip_min import Conv2D, Flatten, Layer, Linear, MaxPool2D, ReLU, Sequential, UsageError, to_host
-from extensions.zoo_layers import AvgPool2D, BatchNorm, Concat, GlobalAvgPool, Identity, Residual, ZeroChannels
+from snip_min import (
+    Conv2D,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2D,
+    ReLU,
+    Sequential,
+    UsageError,
+    to_host,
+)
+from extensions.zoo_layers import (
+    AvgPool2D,
+    BatchNorm,
+    Concat,
+    GlobalAvgPool,
+    Identity,
+    Residual,
+    ZeroChannels,
+)
 
 
 # The one layer compaction adds: a compact network reads only the entries still needed.
+
 
 class Gather(Layer):
     """y = x[..., indices]: only the listed entries of the last axis (the features of a flat
@@ -49,17 +68,17 @@ class Gather(Layer):
 
     def __init__(self, indices):
         self.host_indices = numpy.asarray(indices, dtype=numpy.int64)
-        self.indices = sm.xp.asarray(self.host_indices)                    # (K,), on the device
+        self.indices = sm.xp.asarray(self.host_indices)  # (K,), on the device
 
     def forward(self, x, train):
         self.cache = x.shape
-        return x[..., self.indices]                                         # (N, ..., K)
+        return x[..., self.indices]  # (N, ..., K)
 
-    def backward(self, dout):                                               # (N, ..., K)
+    def backward(self, dout):  # (N, ..., K)
         shape = self.take_cache()
         # forward: y[..., k] = x[..., indices[k]], and each entry of x is read at most once,
         # so dL/dx[..., indices[k]] = dL/dy[..., k], and 0 for the entries not gathered
-        dx = sm.xp.zeros(shape, dtype=dout.dtype)                           # (N, ..., D)
+        dx = sm.xp.zeros(shape, dtype=dout.dtype)  # (N, ..., D)
         dx[..., self.indices] = dout
         return dx
 
@@ -102,6 +121,7 @@ class Gather(Layer):
 # layers' follow their units through the steps); a new layer adds its own there.
 # ======================================================================================
 
+
 def kept(p):
     """The gates of Param p as a 0/1 float32 array shaped like p (all ones if p is ungated)."""
     if p.mask is None:
@@ -122,6 +142,7 @@ class LivenessRule(NamedTuple):
     return. units: the layer's outputs are units (reported by alive_units). A rule that
     needs something from its forward walk in its backward walk keeps it in walk.memo.
     """
+
     signal: Callable
     read: Callable
     units: bool = False
@@ -139,12 +160,12 @@ class Liveness:
 
     def __init__(self, model, input_shape, transitive=True):
         self.transitive = transitive
-        self.memo = {}              # id(layer) -> what its signal rule leaves for its read rule
-        self.at_output = {}         # id(layer) -> [signal, read] at its output
+        self.memo = {}  # id(layer) -> what its signal rule leaves for its read rule
+        self.at_output = {}  # id(layer) -> [signal, read] at its output
         self.unit_layers = []
         signal = sm.xp.ones((1,) + tuple(input_shape), dtype=sm.xp.float32)  # the input has signal
-        scores = self.signal(model, signal)                                  # (1, classes)
-        self.input_read = self.read(model, sm.xp.ones_like(scores))          # the scores are read
+        scores = self.signal(model, signal)  # (1, classes)
+        self.input_read = self.read(model, sm.xp.ones_like(scores))  # the scores are read
 
     def signal(self, layer, signal_in):
         """Walk `layer` forward: the signal indicator at its output."""
@@ -169,7 +190,7 @@ class Liveness:
         """bool (units,) on the device: the units (last axis) of `layer`'s output that have
         signal and are read at the same position (local: at any positions)."""
         signal, read = (each.reshape(-1, each.shape[-1]) for each in self.at_output[id(layer)])
-        if not self.transitive:                                             # (positions, units)
+        if not self.transitive:  # (positions, units)
             return (signal.max(axis=0) > 0) & (read.max(axis=0) > 0)
         return (signal * read).max(axis=0) > 0
 
@@ -177,17 +198,20 @@ class Liveness:
 def rule_for(layer):
     rule = LIVENESS_RULES.get(type(layer))
     if rule is None:
-        raise UsageError(f"cannot tell which units are alive through a {type(layer).__name__} "
-                         f"layer: it has no entry in LIVENESS_RULES")
+        raise UsageError(
+            f"cannot tell which units are alive through a {type(layer).__name__} "
+            f"layer: it has no entry in LIVENESS_RULES"
+        )
     return rule
 
 
 # --- the rules, one per layer type ----------------------------------------------------------
 
+
 def linear_signal(walk, layer, signal):
     # forward y = x W + b with the gates as W and b: feature j has signal when a kept
     # W[i, j] meets an input i with signal, or b[j] is kept
-    y = walk.given(signal) @ kept(layer.weight)                             # (1, D_out)
+    y = walk.given(signal) @ kept(layer.weight)  # (1, D_out)
     if layer.bias is not None:
         y = y + kept(layer.bias)
     return y
@@ -195,14 +219,20 @@ def linear_signal(walk, layer, signal):
 
 def linear_read(walk, layer, read):
     # backward dL/dx = dL/dy W^T: input i is read when a kept W[i, j] leads to a read j
-    return walk.given(read) @ kept(layer.weight).T                          # (1, D_in)
+    return walk.given(read) @ kept(layer.weight).T  # (1, D_in)
 
 
 def gate_convolution(layer):
     """A Conv2D shaped like `layer` whose weight and bias are `layer`'s gates."""
     kernel_h, kernel_w, channels, filters = layer.weight.shape
-    copy = Conv2D(channels, filters, (kernel_h, kernel_w), layer.stride, layer.padding,
-                     bias=layer.bias is not None)
+    copy = Conv2D(
+        channels,
+        filters,
+        (kernel_h, kernel_w),
+        layer.stride,
+        layer.padding,
+        bias=layer.bias is not None,
+    )
     copy.weight.value = kept(layer.weight)
     if layer.bias is not None:
         copy.bias.value = kept(layer.bias)
@@ -214,13 +244,13 @@ def conv_signal(walk, layer, signal):
     # when a kept tap of W[..., f] meets an input pixel with signal, or b[f] is kept (zero
     # padding is a constant 0: no signal)
     copy = walk.memo[id(layer)] = gate_convolution(layer)
-    return copy.forward(walk.given(signal), train=False)                    # (1, OH, OW, F)
+    return copy.forward(walk.given(signal), train=False)  # (1, OH, OW, F)
 
 
 def conv_read(walk, layer, read):
     # backward dL/dx = col2im(dL/dy W^T): a pixel is read when a kept tap carries it to a
     # read output position (the copy's backward needs its forward's cache, made above)
-    return walk.memo.pop(id(layer)).backward(walk.given(read))              # (1, H, W, C)
+    return walk.memo.pop(id(layer)).backward(walk.given(read))  # (1, H, W, C)
 
 
 def pool_signal(walk, layer, signal):
@@ -238,11 +268,11 @@ def window_read(walk, layer, read):
 
 
 def same_signal(walk, layer, signal):
-    return signal                     # ReLU, Identity: y is x, or 0 where x is 0
+    return signal  # ReLU, Identity: y is x, or 0 where x is 0
 
 
 def same_read(walk, layer, read):
-    return read                       # ReLU, BatchNorm, Identity: y depends on x (or may)
+    return read  # ReLU, BatchNorm, Identity: y depends on x (or may)
 
 
 def every_channel_signal(walk, layer, signal):
@@ -253,16 +283,16 @@ def every_channel_signal(walk, layer, signal):
 
 def flatten_signal(walk, layer, signal):
     walk.memo[id(layer)] = signal.shape
-    return signal.reshape(signal.shape[0], -1)                              # (1, H*W*C)
+    return signal.reshape(signal.shape[0], -1)  # (1, H*W*C)
 
 
 def flatten_read(walk, layer, read):
-    return read.reshape(walk.memo.pop(id(layer)))                           # (1, H, W, C)
+    return read.reshape(walk.memo.pop(id(layer)))  # (1, H, W, C)
 
 
 def global_pool_signal(walk, layer, signal):
     walk.memo[id(layer)] = signal.shape
-    return signal.max(axis=(1, 2))                                          # (1, C)
+    return signal.max(axis=(1, 2))  # (1, C)
 
 
 def global_pool_read(walk, layer, read):
@@ -272,11 +302,11 @@ def global_pool_read(walk, layer, read):
 
 def zero_channels_signal(walk, layer, signal):
     walk.memo[id(layer)] = signal.shape[-1]
-    return ZeroChannels(layer.extra).forward(signal, train=False)        # the zeros: no signal
+    return ZeroChannels(layer.extra).forward(signal, train=False)  # the zeros: no signal
 
 
 def zero_channels_read(walk, layer, read):
-    return read[..., :walk.memo.pop(id(layer))]
+    return read[..., : walk.memo.pop(id(layer))]
 
 
 def gather_signal(walk, layer, signal):
@@ -314,7 +344,7 @@ def residual_read(walk, layer, read):
 
 def concat_signal(walk, layer, signal):
     outputs = [walk.signal(branch, signal) for branch in layer.children]
-    walk.memo[id(layer)] = [out.shape[-1] for out in outputs]               # channels per branch
+    walk.memo[id(layer)] = [out.shape[-1] for out in outputs]  # channels per branch
     return sm.xp.concatenate(outputs, axis=-1)
 
 
@@ -322,14 +352,14 @@ def concat_read(walk, layer, read):
     # each branch reads x for its own channels of y; x is read when some branch reads it
     read_in, start = 0, 0
     for branch, size in zip(layer.children, walk.memo.pop(id(layer))):
-        read_in = read_in + walk.read(branch, read[..., start:start + size])
+        read_in = read_in + walk.read(branch, read[..., start : start + size])
         start += size
     return read_in
 
 
 def as_sequence_signal(walk, layer, signal):
     walk.memo[id(layer)] = signal.shape
-    return AsSequence(layer.pixels).forward(signal, train=False)            # (1, T, D)
+    return AsSequence(layer.pixels).forward(signal, train=False)  # (1, T, D)
 
 
 def recurrent_signal(walk, layer, signal):
@@ -342,15 +372,19 @@ def recurrent_signal(walk, layer, signal):
     steps, hidden = signal.shape[1], layer.hidden
     walk.memo[id(layer)] = signal.shape
     candidate = slice(2 * hidden, 3 * hidden)
-    features = walk.given(signal.max(axis=1))                               # (1, D): signal at some step
+    features = walk.given(signal.max(axis=1))  # (1, D): signal at some step
     direct = features @ kept(layer.input_weight)[:, candidate] + kept(layer.bias)[candidate]
     if isinstance(layer, GRU):
-        direct = direct + kept(layer.recurrent_bias)                        # inside the reset: still signal
-    recurrent = kept(layer.recurrent_weight)[:, candidate]                  # (H, H)
-    units = indicator(direct)                                               # (1, H), after one step
+        direct = direct + kept(layer.recurrent_bias)  # inside the reset: still signal
+    recurrent = kept(layer.recurrent_weight)[:, candidate]  # (H, H)
+    units = indicator(direct)  # (1, H), after one step
     for _ in range(steps - 1 if walk.transitive else 1):
         units = indicator(direct + walk.given(units) @ recurrent)
-    return sm.xp.broadcast_to(units[:, None, :], (1, steps, hidden)) if layer.return_sequences else units
+    return (
+        sm.xp.broadcast_to(units[:, None, :], (1, steps, hidden))
+        if layer.return_sequences
+        else units
+    )
 
 
 def recurrent_read(walk, layer, read):
@@ -358,17 +392,22 @@ def recurrent_read(walk, layer, read):
     # h_{t-1} is read through a kept recurrent weight into ANY gate of a read unit (each
     # gate changes that unit), and an input feature through a kept input weight likewise:
     # followed back for T steps
-    shape = walk.memo.pop(id(layer))                                        # (1, T, D)
+    shape = walk.memo.pop(id(layer))  # (1, T, D)
     steps, gates, hidden = shape[1], len(layer.GATES), layer.hidden
-    into_any_gate = [kept(p).reshape(-1, gates, hidden).max(axis=1)         # (rows, H): into some gate of j
-                     for p in (layer.input_weight, layer.recurrent_weight)]
-    units = read.max(axis=1) if layer.return_sequences else read            # (1, H)
+    into_any_gate = [
+        kept(p).reshape(-1, gates, hidden).max(axis=1)  # (rows, H): into some gate of j
+        for p in (layer.input_weight, layer.recurrent_weight)
+    ]
+    units = read.max(axis=1) if layer.return_sequences else read  # (1, H)
     for _ in range(steps - 1 if walk.transitive else 1):
         units = indicator(units + walk.given(units) @ into_any_gate[1].T)
     # a unit read only through the recurrence is read too: record the closure at the output
-    walk.at_output[id(layer)][1] = (sm.xp.broadcast_to(units[:, None, :], (1, steps, hidden))
-                                    if layer.return_sequences else units)
-    features = walk.given(units) @ into_any_gate[0].T                       # (1, D)
+    walk.at_output[id(layer)][1] = (
+        sm.xp.broadcast_to(units[:, None, :], (1, steps, hidden))
+        if layer.return_sequences
+        else units
+    )
+    features = walk.given(units) @ into_any_gate[0].T  # (1, D)
     return sm.xp.broadcast_to(features[:, None, :], shape)
 
 
@@ -395,6 +434,7 @@ LIVENESS_RULES = {
 
 # --- what the rest of the program asks ------------------------------------------------------
 
+
 def layer_name(layer):
     """The name prefix of a layer's Params: 'fc1' for fc1.weight and fc1.bias."""
     return layer.params[0].name.rsplit(".", 1)[0]
@@ -405,7 +445,7 @@ def host_vectors(vectors):
     copy (of all of them concatenated), not one per array."""
     if not vectors:
         return []
-    flat = to_host(sm.xp.concatenate([v.reshape(-1) for v in vectors]))   # the one copy
+    flat = to_host(sm.xp.concatenate([v.reshape(-1) for v in vectors]))  # the one copy
     ends = numpy.cumsum([v.size for v in vectors])
     return [part.reshape(v.shape) for part, v in zip(numpy.split(flat, ends[:-1]), vectors)]
 
@@ -432,8 +472,10 @@ def alive_units(model, input_shape, transitive=True):
 def alive_summary(model, input_shape, transitive=True):
     """{'input': (entries read, entries), 'conv1': (alive, units), ...}: alive_units as
     counts, for the pruning table and results.json."""
-    return {name: (int(flags.sum()), int(flags.size))
-            for name, flags in alive_units(model, input_shape, transitive).items()}
+    return {
+        name: (int(flags.sum()), int(flags.size))
+        for name, flags in alive_units(model, input_shape, transitive).items()
+    }
 
 
 def format_alive_summary(summary):
@@ -441,9 +483,12 @@ def format_alive_summary(summary):
     input entries read: 304 of 784
     alive units (an input and an output): fc1 198/300, fc2 80/100, fc3 10/10"""
     read, total = summary["input"]
-    units = ", ".join(f"{name} {alive:,}/{count:,}" for name, (alive, count) in summary.items()
-                      if name != "input")
-    return f"input entries read: {read:,} of {total:,}\nalive units (an input and an output): {units}"
+    units = ", ".join(
+        f"{name} {alive:,}/{count:,}" for name, (alive, count) in summary.items() if name != "input"
+    )
+    return (
+        f"input entries read: {read:,} of {total:,}\nalive units (an input and an output): {units}"
+    )
 
 
 # ======================================================================================
@@ -491,14 +536,19 @@ def chain_of(model):
         if type(child) is Sequential:
             layers += chain_of(child)
         elif type(child) is BatchNorm:
-            raise UsageError(f"cannot compact a network with batch norm ({layer_name(child)}): its "
-                             f"shift makes a channel without inputs a learned constant")
+            raise UsageError(
+                f"cannot compact a network with batch norm ({layer_name(child)}): its "
+                f"shift makes a channel without inputs a learned constant"
+            )
         elif type(child) in (Residual, Concat):
-            raise UsageError(f"cannot compact a network with {type(child).__name__} blocks: it is "
-                             f"not a chain")
+            raise UsageError(
+                f"cannot compact a network with {type(child).__name__} blocks: it is not a chain"
+            )
         elif type(child) not in CHAIN_LAYERS:
-            raise UsageError(f"cannot compact a network with {type(child).__name__} layers: "
-                             f"only chains of Linear, Conv2D, MaxPool2D, AvgPool2D, ReLU and Flatten")
+            raise UsageError(
+                f"cannot compact a network with {type(child).__name__} layers: "
+                f"only chains of Linear, Conv2D, MaxPool2D, AvgPool2D, ReLU and Flatten"
+            )
         else:
             layers.append(child)
     return layers
@@ -519,7 +569,10 @@ class Compaction:
     def compacted(self, arrays):
         """{name: array shaped like the full Param} -> {name: its surviving entries, shaped
         like the compact Param}: values, or momentum buffers read from a checkpoint."""
-        return {name: sm.xp.ascontiguousarray(array[self.parts[name][2]]) for name, array in arrays.items()}
+        return {
+            name: sm.xp.ascontiguousarray(array[self.parts[name][2]])
+            for name, array in arrays.items()
+        }
 
     def expanded(self, arrays):
         """{name: array shaped like the compact Param} -> {name: array shaped like the full
@@ -555,26 +608,37 @@ def compact(model, input_shape):
     with_weights = [i for i, layer in enumerate(layers) if type(layer) in (Linear, Conv2D)]
     if not with_weights:
         raise UsageError("cannot compact a network without a Linear or Conv2D layer")
-    last = with_weights[-1]                  # its outputs are the class scores: all are kept
+    last = with_weights[-1]  # its outputs are the class scores: all are kept
     walk = Liveness(model, input_shape)
     channels = walk.input_read.shape[-1]
     # The alive entries along the last axis at every place compaction cuts: the input's
     # channels, the units of every layer with weights, the features after every Flatten
     # that a layer with weights follows.
-    cuts = [i for i, layer in enumerate(layers)
-            if i in with_weights[:-1] or (type(layer) is Flatten and i < last)]
-    host = host_vectors([walk.input_read.reshape(-1, channels).max(axis=0) > 0]
-                        + [walk.alive(layers[i]) for i in cuts])
+    cuts = [
+        i
+        for i, layer in enumerate(layers)
+        if i in with_weights[:-1] or (type(layer) is Flatten and i < last)
+    ]
+    host = host_vectors(
+        [walk.input_read.reshape(-1, channels).max(axis=0) > 0]
+        + [walk.alive(layers[i]) for i in cuts]
+    )
     alive_at = dict(zip(cuts, host[1:]))
-    kept_entries = numpy.flatnonzero(host[0])     # of the current activation's last axis, full layout
+    kept_entries = numpy.flatnonzero(host[0])  # of the current activation's last axis, full layout
     compact_layers = [] if kept_entries.size == channels else [Gather(kept_entries)]
     parts, shape = {}, (1,) + tuple(input_shape)
     for i, layer in enumerate(layers):
         if i in with_weights:
-            units = numpy.arange(layer.weight.shape[-1]) if i == last else numpy.flatnonzero(alive_at[i])
+            units = (
+                numpy.arange(layer.weight.shape[-1])
+                if i == last
+                else numpy.flatnonzero(alive_at[i])
+            )
             if units.size == 0 or kept_entries.size == 0:
-                raise UsageError(f"cannot compact: {layer_name(layer)} has no alive unit or reads no "
-                                 f"alive input, the network is disconnected")
+                raise UsageError(
+                    f"cannot compact: {layer_name(layer)} has no alive unit or reads no "
+                    f"alive input, the network is disconnected"
+                )
             compact_layers.append(smaller(layer, kept_entries, units, parts))
             kept_entries = units
         elif type(layer) is Flatten:
@@ -583,9 +647,12 @@ def compact(model, input_shape):
                 gather, kept_entries = flattened_entries(shape, kept_entries, alive_at[i])
                 compact_layers += gather
         else:
-            compact_layers.append(type(layer)(layer.kernel, layer.stride, layer.padding)
-                                  if type(layer) in (MaxPool2D, AvgPool2D) else ReLU())
-        shape = walk.at_output[id(layer)][0].shape            # layer's output, full layout
+            compact_layers.append(
+                type(layer)(layer.kernel, layer.stride, layer.padding)
+                if type(layer) in (MaxPool2D, AvgPool2D)
+                else ReLU()
+            )
+        shape = walk.at_output[id(layer)][0].shape  # layer's output, full layout
     return Compaction(model, Sequential(*compact_layers), parts)
 
 
@@ -597,7 +664,7 @@ def flattened_entries(shape, channels, alive):
     compact Flatten lays out (h, w, k) for the k-th kept channel: index (h*W + w)*K + k.
     """
     full_channels = shape[-1]
-    features = numpy.flatnonzero(alive)                                     # full indices
+    features = numpy.flatnonzero(alive)  # full indices
     rank = numpy.full(full_channels, -1)
     rank[channels] = numpy.arange(channels.size)
     assert (rank[features % full_channels] >= 0).all(), "an alive feature of a removed channel"
@@ -610,14 +677,25 @@ def smaller(layer, rows, units, parts):
     """A Linear or Conv2D like `layer` with only input entries `rows` and output units
     `units` (host index vectors); records (full Param, compact Param, index) in parts."""
     bias = layer.bias is not None
-    r, u = sm.xp.asarray(rows), sm.xp.asarray(units)                         # to the device
+    r, u = sm.xp.asarray(rows), sm.xp.asarray(units)  # to the device
     if type(layer) is Linear:
         copy = Linear(rows.size, units.size, bias)
-        weight_index = (r[:, None], u[None, :])                             # W[rows][:, units]
+        weight_index = (r[:, None], u[None, :])  # W[rows][:, units]
     else:
-        copy = Conv2D(rows.size, units.size, (layer.kernel_h, layer.kernel_w), layer.stride,
-                         layer.padding, bias)
-        weight_index = (slice(None), slice(None), r[:, None], u[None, :])   # W[:, :, rows][..., units]
+        copy = Conv2D(
+            rows.size,
+            units.size,
+            (layer.kernel_h, layer.kernel_w),
+            layer.stride,
+            layer.padding,
+            bias,
+        )
+        weight_index = (
+            slice(None),
+            slice(None),
+            r[:, None],
+            u[None, :],
+        )  # W[:, :, rows][..., units]
     copy.needs_input_gradient = layer.needs_input_gradient
     for full, small, index in zip(layer.params, copy.params, (weight_index, (u,))):
         small.name = full.name
@@ -633,5 +711,8 @@ def multiply_adds(network, input_shape):
     layers are not counted. Linear: D_in * D_out, Conv2D: OH * OW * KH * KW * C * F. The
     output sizes come from a liveness walk, so the network needs no values."""
     walk = Liveness(network, input_shape)
-    return sum(math.prod(walk.at_output[id(layer)][0].shape[1:-1]) * layer.weight.size
-               for layer in walk.unit_layers if isinstance(layer, (Linear, Conv2D)))
+    return sum(
+        math.prod(walk.at_output[id(layer)][0].shape[1:-1]) * layer.weight.size
+        for layer in walk.unit_layers
+        if isinstance(layer, (Linear, Conv2D))
+    )

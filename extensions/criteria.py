@@ -36,9 +36,9 @@ import snip_min as sm
 
 METHODS = ("snip", "random", "magnitude", "synflow", "grasp", "iterative-snip")
 ITERATIVE = ("synflow", "iterative-snip")
-DATA_FREE = ("random", "magnitude", "synflow")     # they read no images
-GRASP_TEMPERATURE = 200.0       # the authors' code divides the logits by 200 before the loss
-HESSIAN_STEP = 1e-8             # H v's difference step, relative: |step * v| = 1e-8 |w|
+DATA_FREE = ("random", "magnitude", "synflow")  # they read no images
+GRASP_TEMPERATURE = 200.0  # the authors' code divides the logits by 200 before the loss
+HESSIAN_STEP = 1e-8  # H v's difference step, relative: |step * v| = 1e-8 |w|
 
 # For the log line of a run: what the method is.
 DESCRIPTIONS = {
@@ -51,8 +51,19 @@ DESCRIPTIONS = {
 }
 
 
-def prune(method, model, images, labels, sparsity, prune="weights+biases", rng=None, rounds=100,
-          invert=False, ties=None, report=None):
+def prune(
+    method,
+    model,
+    images,
+    labels,
+    sparsity,
+    prune="weights+biases",
+    rng=None,
+    rounds=100,
+    invert=False,
+    ties=None,
+    report=None,
+):
     """Gate and prune `model` once, at initialisation, as `method` scores it; returns the gated
     Params, whose values are their initial values where kept and exactly 0 elsewhere.
 
@@ -66,15 +77,18 @@ def prune(method, model, images, labels, sparsity, prune="weights+biases", rng=N
     if method not in METHODS:
         raise sm.UsageError(f"unknown --method {method!r} (choose from {', '.join(METHODS)})")
     if method == "snip" and not invert and ties is None:
-        return sm.snip(model, images, labels, sparsity, prune, report)         # Algorithm 1 itself
+        return sm.snip(model, images, labels, sparsity, prune, report)  # Algorithm 1 itself
     if method == "random" and not invert and ties is None:
         return sm.random_pruning(model, sparsity, rng, prune, report)
     params = sm.prunable_parameters(model, prune)
     m = sum(p.size for p in params)
     kappa = sm.kappa_for(sparsity, m)
     if method in ITERATIVE:
-        score = (lambda: synflow_scores(model, params, images.shape[1:])) if method == "synflow" else (
-            lambda: sm.connection_sensitivity(model, images, labels, params))
+        score = (
+            (lambda: synflow_scores(model, params, images.shape[1:]))
+            if method == "synflow"
+            else (lambda: sm.connection_sensitivity(model, images, labels, params))
+        )
         masks, scores = iterate(params, score, sparsity, rounds, invert, ties)
     else:
         scores = one_shot_scores(method, model, images, labels, params, rng)
@@ -82,10 +96,10 @@ def prune(method, model, images, labels, sparsity, prune="weights+biases", rng=N
     sm.apply_masks(params, masks)
     if report is not None:
         if invert:
-            lowest_ties, = sm.host_values(sm.xp.count_nonzero(scores == scores.min()))
+            (lowest_ties,) = sm.host_values(sm.xp.count_nonzero(scores == scores.min()))
             report.update(m=m, kappa=kappa, nonzero_scores=m, lowest_ties=int(lowest_ties))
         else:
-            above_zero, = sm.host_values(sm.xp.count_nonzero(scores > 0))
+            (above_zero,) = sm.host_values(sm.xp.count_nonzero(scores > 0))
             report.update(m=m, kappa=kappa, nonzero_scores=int(above_zero))
     return params
 
@@ -97,11 +111,11 @@ def one_shot_scores(method, model, images, labels, params, rng):
     if method == "grasp":
         return sm.xp.concatenate([s.ravel() for s in grasp_scores(model, images, labels, params)])
     if method == "snip":
-        magnitudes = sm.connection_sensitivity(model, images, labels, params)   # |w * dL/dw|
+        magnitudes = sm.connection_sensitivity(model, images, labels, params)  # |w * dL/dw|
     elif method == "random":
         magnitudes = sm.random_scores(params, rng)
     else:
-        magnitudes = [p.value for p in params]                                  # |w|
+        magnitudes = [p.value for p in params]  # |w|
     return sm.normalised_scores(magnitudes)
 
 
@@ -112,7 +126,7 @@ def select(scores, kappa, invert=False, alive=None, ties=None):
     scores are looked at in an order it draws, on the host."""
     chosen = -scores if invert else scores
     if alive is not None:
-        chosen = sm.xp.where(alive, chosen, -sm.xp.inf)         # a pruned entry is never chosen again
+        chosen = sm.xp.where(alive, chosen, -sm.xp.inf)  # a pruned entry is never chosen again
     if ties is None:
         return sm.top_k_mask(chosen, kappa)
     order = sm.xp.asarray(ties.permutation(chosen.size))
@@ -133,20 +147,27 @@ def iterate(params, score, sparsity, rounds, invert=False, ties=None):
     masks = sm.masks_of(keep, initial)
     for r in range(1, rounds + 1):
         # kept after round r: a fraction (1 - sparsity)^(r / R), exactly kappa after the last
-        kappa = sm.kappa_for(sparsity, m) if r == rounds else int(round((1 - sparsity) ** (r / rounds) * m))
+        kappa = (
+            sm.kappa_for(sparsity, m)
+            if r == rounds
+            else int(round((1 - sparsity) ** (r / rounds) * m))
+        )
         for p, w, mask in zip(params, initial, masks):
-            p.value = w * mask                                      # the network pruned so far
+            p.value = w * mask  # the network pruned so far
         scores = sm.normalised_scores(score())
         alive, keep = keep, select(scores, kappa, invert, alive=keep, ties=ties)
         masks = sm.masks_of(keep, initial)
     for p, w in zip(params, initial):
         p.value = w
-    return masks, sm.xp.where(alive, scores, sm.xp.inf if invert else 0)     # not among them: not counted
+    return masks, sm.xp.where(
+        alive, scores, sm.xp.inf if invert else 0
+    )  # not among them: not counted
 
 
 # ------------------------------------------------------------------------------------------
 # SynFlow: the synaptic flow through a network with |w|, and no data
 # ------------------------------------------------------------------------------------------
+
 
 def synflow_scores(model, params, input_shape):
     """|w * dR/dw| with every Param made positive and an input of ones, in float64.
@@ -163,10 +184,12 @@ def synflow_scores(model, params, input_shape):
     out), keeps a deep network's products of many |w| from overflowing.
     Returns one array per gated Param; the Params get back their values and dtypes.
     """
-    with dense_float64(model, params, sm.xp.abs):                  # |w|; the pruned ones stay 0
-        outputs = model.forward(sm.xp.ones((1,) + tuple(input_shape), dtype=sm.xp.float64), train=False)
-        model.backward(sm.xp.ones_like(outputs))                   # dR/d(output) = 1 for R = sum
-        return [p.value * p.grad for p in params]                  # |w| * dR/d|w|, all >= 0
+    with dense_float64(model, params, sm.xp.abs):  # |w|; the pruned ones stay 0
+        outputs = model.forward(
+            sm.xp.ones((1,) + tuple(input_shape), dtype=sm.xp.float64), train=False
+        )
+        model.backward(sm.xp.ones_like(outputs))  # dR/d(output) = 1 for R = sum
+        return [p.value * p.grad for p in params]  # |w| * dR/d|w|, all >= 0
 
 
 @contextlib.contextmanager
@@ -190,11 +213,12 @@ def dense_float64(model, params, transform=None):
 # GraSP: -w * (H g), with H g as a directional derivative of the gradient
 # ------------------------------------------------------------------------------------------
 
+
 def loss_gradients(model, images, labels, params, temperature):
     """dL/d(w * c) of every Param in `params` (c = 1), L the cross-entropy of logits / T."""
     logits = model.forward(images, train=False)
     _, dlogits = sm.softmax_cross_entropy(logits / temperature, labels)
-    model.backward(dlogits / temperature)            # d(logits / T)/d(logits) = 1 / T
+    model.backward(dlogits / temperature)  # d(logits / T)/d(logits) = 1 / T
     return [p.grad for p in params]
 
 
@@ -211,8 +235,9 @@ def difference_step(values, directions):
     return sm.xp.where(v > 0, HESSIAN_STEP * sm.xp.where(w > 0, w, 1) / sm.xp.where(v > 0, v, 1), 1)
 
 
-def hessian_vector_product(model, images, labels, params, directions, temperature=GRASP_TEMPERATURE,
-                           gradient=None):
+def hessian_vector_product(
+    model, images, labels, params, directions, temperature=GRASP_TEMPERATURE, gradient=None
+):
     """H v: the Hessian of the loss over `params` times `directions` v, one array per Param
     (a direction of None: that Param does not move, and counts as 0 in v). gradient: the
     loss gradient g at the current values, if already computed.
@@ -249,7 +274,7 @@ def hessian_vector_product(model, images, labels, params, directions, temperatur
     start = [p.value for p, _ in moving]
     step = difference_step(start, [v for _, v in moving])
     at = {}
-    for t in (1, -1, 2, -2):                              # g(t h) for t = 1, -1, 2, -2
+    for t in (1, -1, 2, -2):  # g(t h) for t = 1, -1, 2, -2
         for (p, v), w in zip(moving, start):
             p.value = w + (t * step) * v
         at[t] = [g.copy() for g in loss_gradients(model, images, labels, params, temperature)]
@@ -257,7 +282,7 @@ def hessian_vector_product(model, images, labels, params, directions, temperatur
         p.value = w
     products = []
     for g, plus, minus, plus2, minus2 in zip(gradient, at[1], at[-1], at[2], at[-2]):
-        bend_plus = sm.xp.abs(plus2 - 2 * plus + g)                # O(h^2) where t > 0 is smooth
+        bend_plus = sm.xp.abs(plus2 - 2 * plus + g)  # O(h^2) where t > 0 is smooth
         bend_minus = sm.xp.abs(minus2 - 2 * minus + g)
         forward = (4 * plus - plus2 - 3 * g) / (2 * step)
         backward = (3 * g - 4 * minus + minus2) / (2 * step)
@@ -284,4 +309,6 @@ def grasp_scores(model, images, labels, params):
         gradient = [g.copy() for g in loss_gradients(model, x, labels, params, GRASP_TEMPERATURE)]
         directions = [g if p.kind == "weight" else None for p, g in zip(params, gradient)]
         hg = hessian_vector_product(model, x, labels, params, directions, gradient=gradient)
-        return [p.value * h if p.kind == "weight" else sm.xp.zeros_like(h) for p, h in zip(params, hg)]
+        return [
+            p.value * h if p.kind == "weight" else sm.xp.zeros_like(h) for p, h in zip(params, hg)
+        ]

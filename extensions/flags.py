@@ -14,6 +14,7 @@ import math
 
 def checked_number(convert, accept, requirement):
     """An argparse type: convert(text) must succeed and accept(value) hold, else one clear line."""
+
     def parse(text):
         try:
             value = convert(text)
@@ -22,15 +23,22 @@ def checked_number(convert, accept, requirement):
         if value is None or not accept(value):
             raise argparse.ArgumentTypeError(f"{requirement}, got {text!r}")
         return value
+
     return parse
 
 
-sparsity_value = checked_number(float, lambda v: 0.0 <= v < 1.0, "sparsity must be a number in [0, 1)")
+sparsity_value = checked_number(
+    float, lambda v: 0.0 <= v < 1.0, "sparsity must be a number in [0, 1)"
+)
 fraction_value = checked_number(float, lambda v: 0.0 <= v < 1.0, "expected a number in [0, 1)")
 positive_int = checked_number(int, lambda v: v >= 1, "expected a positive integer")
 non_negative_int = checked_number(int, lambda v: v >= 0, "expected an integer >= 0")
-positive_float = checked_number(float, lambda v: v > 0 and math.isfinite(v), "expected a positive number")
-non_negative_float = checked_number(float, lambda v: v >= 0 and math.isfinite(v), "expected a number >= 0")
+positive_float = checked_number(
+    float, lambda v: v > 0 and math.isfinite(v), "expected a positive number"
+)
+non_negative_float = checked_number(
+    float, lambda v: v >= 0 and math.isfinite(v), "expected a number >= 0"
+)
 seed_value = checked_number(int, lambda v: 0 <= v < 2**63, "the seed must be an integer >= 0")
 
 

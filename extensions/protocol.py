@@ -47,36 +47,67 @@ from extensions import sanity
 import snip_min as sm
 
 PROTOCOLS = {
-    "ours": {"init": "vs-h", "two_draws": False, "momentum": 0.9, "constant_lr": False, "test_every": 0},
-    "authors": {"init": "lecun", "two_draws": True, "momentum": 0.0, "constant_lr": True, "test_every": 1000},
+    "ours": {
+        "init": "vs-h",
+        "two_draws": False,
+        "momentum": 0.9,
+        "constant_lr": False,
+        "test_every": 0,
+    },
+    "authors": {
+        "init": "lecun",
+        "two_draws": True,
+        "momentum": 0.0,
+        "constant_lr": True,
+        "test_every": 1000,
+    },
 }
-LAST_CHECKPOINTS = 5        # the authors report the best test error among the last five checkpoints
+LAST_CHECKPOINTS = 5  # the authors report the best test error among the last five checkpoints
 
 
 def add_arguments(parser):
     """--protocol and the pieces of it that snip_min.py has no other flag for, in a group of their own."""
     parser = parser.add_argument_group("the authors' protocol (protocol.py)")
-    parser.add_argument("--protocol", default="ours", choices=sorted(PROTOCOLS),
-                        help="the defaults of --init, --two-draws, --momentum, --constant-lr and "
-                             "--test-every: ours (vs-h, one draw, momentum 0.9, step decay, no test "
-                             "checkpoints) or the authors' code's (lecun, two draws, momentum 0, constant "
-                             "learning rate, test error every 1,000 iterations); a flag given beside it "
-                             "wins (protocol.py)")
-    parser.add_argument("--two-draws", action=argparse.BooleanOptionalAction, default=None,
-                        help="score on one initialisation (biases drawn like the weights) and train a "
-                             "fresh one (biases 0) under its mask, as the authors' code does (default: "
-                             "off; on with --protocol authors)")
-    parser.add_argument("--constant-lr", action=argparse.BooleanOptionalAction, default=None,
-                        help="keep the learning rate at --lr throughout: no decays, whatever --decay-every "
-                             "says (default: off; on with --protocol authors)")
-    parser.add_argument("--test-every", type=flags.non_negative_int, default=None, metavar="N",
-                        help="measure the test error every N iterations and report, beside the final "
-                             "one, the best of the last five, the authors' figure (default: 0, never; "
-                             "1,000 with --protocol authors)")
+    parser.add_argument(
+        "--protocol",
+        default="ours",
+        choices=sorted(PROTOCOLS),
+        help="the defaults of --init, --two-draws, --momentum, --constant-lr and "
+        "--test-every: ours (vs-h, one draw, momentum 0.9, step decay, no test "
+        "checkpoints) or the authors' code's (lecun, two draws, momentum 0, constant "
+        "learning rate, test error every 1,000 iterations); a flag given beside it "
+        "wins (protocol.py)",
+    )
+    parser.add_argument(
+        "--two-draws",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score on one initialisation (biases drawn like the weights) and train a "
+        "fresh one (biases 0) under its mask, as the authors' code does (default: "
+        "off; on with --protocol authors)",
+    )
+    parser.add_argument(
+        "--constant-lr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the learning rate at --lr throughout: no decays, whatever --decay-every "
+        "says (default: off; on with --protocol authors)",
+    )
+    parser.add_argument(
+        "--test-every",
+        type=flags.non_negative_int,
+        default=None,
+        metavar="N",
+        help="measure the test error every N iterations and report, beside the final "
+        "one, the best of the last five, the authors' figure (default: 0, never; "
+        "1,000 with --protocol authors)",
+    )
 
 
-REINIT_WITH_TWO_DRAWS = ("--two-draws already trains a fresh initialisation under the mask; --sanity-check "
-                         "reinit would draw a third: leave one out")
+REINIT_WITH_TWO_DRAWS = (
+    "--two-draws already trains a fresh initialisation under the mask; --sanity-check "
+    "reinit would draw a third: leave one out"
+)
 
 
 def resolve(args, parser):
@@ -89,6 +120,7 @@ def resolve(args, parser):
 
 
 # --- two draws: score on one copy of the parameters, train another --------------------------------
+
 
 def training_copy_stream(seed):
     """The random stream of the training copy of --two-draws: child 5 of the seed's SeedSequence
@@ -110,11 +142,14 @@ def draw_training_copy(model, gated, init, seed, log):
     """The authors' training copy: every parameter of `model` drawn afresh (biases 0) from
     training_copy_stream(seed), under the masks of `gated` (pruned entries exactly 0)."""
     sanity.reinitialise(model, gated, init, training_copy_stream(seed))
-    log(f"two draws: the mask found on the scoring copy is applied to a fresh {init} draw with zero "
-        f"biases, which is trained")
+    log(
+        f"two draws: the mask found on the scoring copy is applied to a fresh {init} draw with zero "
+        f"biases, which is trained"
+    )
 
 
 # --- the authors' figure: the best test error among the last five checkpoints -----------------------
+
 
 class TestCheckpoints:
     """fit's on_step callback for --test-every N: every N iterations, the test error of the
@@ -143,13 +178,20 @@ def best_of_last(checkpoints, count=LAST_CHECKPOINTS):
 
 def results(args, state, test_error, log):
     """The fields protocol.py adds to results.json, and the authors' figure in the log."""
-    fields = {"protocol": args.protocol, "two_draws": args.two_draws, "constant_lr": args.constant_lr,
-              "test_every": args.test_every, "train_images": args.train_images}
+    fields = {
+        "protocol": args.protocol,
+        "two_draws": args.two_draws,
+        "constant_lr": args.constant_lr,
+        "test_every": args.test_every,
+        "train_images": args.train_images,
+    }
     if args.test_every:
         checkpoints = state.test_checkpoints
         fields.update(test_checkpoints=checkpoints, best_of_last_five=best_of_last(checkpoints))
         if checkpoints:
             first = checkpoints[-LAST_CHECKPOINTS:][0][0]
-            log(f"the authors' figure: best test error of the checkpoints at iterations {first:,}-"
-                f"{checkpoints[-1][0]:,}: {fields['best_of_last_five']:.2f}% (final: {test_error:.2f}%)")
+            log(
+                f"the authors' figure: best test error of the checkpoints at iterations {first:,}-"
+                f"{checkpoints[-1][0]:,}: {fields['best_of_last_five']:.2f}% (final: {test_error:.2f}%)"
+            )
     return fields

@@ -27,10 +27,10 @@ def to_torch(layer, torch):
     nn = torch.nn
     links = []
 
-    def layout_conv(array):            # (KH, KW, C, F) -> (F, C, KH, KW)
+    def layout_conv(array):  # (KH, KW, C, F) -> (F, C, KH, KW)
         return torch.as_tensor(sm.to_host(array)).permute(3, 2, 0, 1).contiguous()
 
-    def layout_linear(array):          # (D_in, D_out) -> (D_out, D_in)
+    def layout_linear(array):  # (D_in, D_out) -> (D_out, D_in)
         return torch.as_tensor(sm.to_host(array)).T.contiguous()
 
     def layout_vector(array):
@@ -47,9 +47,10 @@ def to_torch(layer, torch):
             super().__init__()
             self.padding, self.kernel, self.stride, self.value = padding, kernel, stride, value
 
-        def forward(self, x):                                  # x: (N, C, H, W)
-            top, bottom, left, right = sm.padding_amounts(self.padding, x.shape[2], x.shape[3],
-                                                          self.kernel[0], self.kernel[1], self.stride)
+        def forward(self, x):  # x: (N, C, H, W)
+            top, bottom, left, right = sm.padding_amounts(
+                self.padding, x.shape[2], x.shape[3], self.kernel[0], self.kernel[1], self.stride
+            )
             if not (top or bottom or left or right):
                 return x
             return torch.nn.functional.pad(x, (left, right, top, bottom), value=self.value)
@@ -73,9 +74,13 @@ def to_torch(layer, torch):
             self.kernel, self.stride = kernel, stride
 
         def forward(self, x):
-            total = nn.functional.avg_pool2d(self.pad(x), self.kernel, self.stride) * self.kernel ** 2
-            real = nn.functional.avg_pool2d(self.pad(torch.ones_like(x[:1, :1])), self.kernel,
-                                            self.stride) * self.kernel ** 2
+            total = nn.functional.avg_pool2d(self.pad(x), self.kernel, self.stride) * self.kernel**2
+            real = (
+                nn.functional.avg_pool2d(
+                    self.pad(torch.ones_like(x[:1, :1])), self.kernel, self.stride
+                )
+                * self.kernel**2
+            )
             return total / real
 
     class GlobalAvgPool(nn.Module):
@@ -111,7 +116,7 @@ def to_torch(layer, torch):
             super().__init__()
             self.pixels = pixels
 
-        def forward(self, x):                  # the chain hands it (N, C, H, W): -> (N, T, D)
+        def forward(self, x):  # the chain hands it (N, C, H, W): -> (N, T, D)
             steps = x.shape[2] * x.shape[3] if self.pixels else x.shape[2]
             return x.permute(0, 2, 3, 1).reshape(x.shape[0], steps, -1)
 
@@ -136,14 +141,16 @@ def to_torch(layer, torch):
         copy(each.recurrent_weight, rnn.weight_hh_l0, layout_linear)
         copy(each.bias, rnn.bias_ih_l0, layout_vector)
         if isinstance(each, recurrent.LSTM):
-            with torch.no_grad():                      # the second bias holds the constant
+            with torch.no_grad():  # the second bias holds the constant
                 rnn.bias_hh_l0.zero_()
-                rnn.bias_hh_l0[hidden:2 * hidden] = each.forget_bias
-            rnn.bias_hh_l0.requires_grad_(False)       # ... and is not trained
+                rnn.bias_hh_l0[hidden : 2 * hidden] = each.forget_bias
+            rnn.bias_hh_l0.requires_grad_(False)  # ... and is not trained
         else:
-            def candidate_only(array):                 # b_hn (H,) -> PyTorch's bias_hh [0, 0, b_hn]
+
+            def candidate_only(array):  # b_hn (H,) -> PyTorch's bias_hh [0, 0, b_hn]
                 vector = layout_vector(array)
                 return torch.cat([vector.new_zeros(2 * hidden), vector])
+
             copy(each.recurrent_bias, rnn.bias_hh_l0, candidate_only)
         return [LastHidden(rnn)]
 

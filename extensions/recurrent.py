@@ -32,6 +32,7 @@ from snip_min import Layer, Param, sum_rows
 # array is one contiguous (N, ...) block.
 # --------------------------------------------------------------------------------------
 
+
 def sigmoid_in_place(x):
     """x <- sigmoid(x) = 1 / (1 + e^-x), written as tanh(x / 2) / 2 + 1/2: the same function,
     no exp can overflow for a large negative x, and no temporary array is made (x may be a
@@ -63,7 +64,9 @@ def recurrent_param(role, shape, kind, labels, hidden):
     'recurrent_weight', 'bias', 'recurrent_bias') tells it apart from the layer's other
     Params of the same kind in its name (lstm1.recurrent_weight); parts lists its gates'
     blocks (see gate_blocks), so that a table can show each gate on its own row."""
-    return Param(role, shape, kind, role=role, parts=gate_blocks(labels, hidden, matrix=len(shape) == 2))
+    return Param(
+        role, shape, kind, role=role, parts=gate_blocks(labels, hidden, matrix=len(shape) == 2)
+    )
 
 
 def gradients_from_above(dout, return_sequences):
@@ -109,98 +112,110 @@ class LSTM(Layer):
     """
 
     GATES = ("i", "f", "g", "o")
-    needs_input_gradient = True    # False for a network's first computing layer: its input is data
+    needs_input_gradient = True  # False for a network's first computing layer: its input is data
 
     def __init__(self, d_in, hidden, return_sequences=False, forget_bias=1.0):
         self.hidden, self.return_sequences, self.forget_bias = hidden, return_sequences, forget_bias
-        self.input_weight = recurrent_param("input_weight", (d_in, 4 * hidden), "weight", self.GATES, hidden)
-        self.recurrent_weight = recurrent_param("recurrent_weight", (hidden, 4 * hidden), "weight",
-                                                self.GATES, hidden)
+        self.input_weight = recurrent_param(
+            "input_weight", (d_in, 4 * hidden), "weight", self.GATES, hidden
+        )
+        self.recurrent_weight = recurrent_param(
+            "recurrent_weight", (hidden, 4 * hidden), "weight", self.GATES, hidden
+        )
         self.bias = recurrent_param("bias", (4 * hidden,), "bias", self.GATES, hidden)
         self.params = [self.input_weight, self.recurrent_weight, self.bias]
         self.h0 = self.c0 = None
         self.h0_grad = self.c0_grad = None
 
-    def forward(self, x, train):                                           # x: (N, T, D)
+    def forward(self, x, train):  # x: (N, T, D)
         n, steps, _ = x.shape
         size = self.hidden
-        w = self.input_weight.gated()                                      # (D, 4H), w * c
-        u = self.recurrent_weight.gated()                                  # (H, 4H)
-        x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)            # (T*N, D), step 1's rows first
-        inputs = (x_by_time @ w).reshape(steps, n, 4 * size)               # (T, N, 4H), x_t W for every t
+        w = self.input_weight.gated()  # (D, 4H), w * c
+        u = self.recurrent_weight.gated()  # (H, 4H)
+        x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)  # (T*N, D), step 1's rows first
+        inputs = (x_by_time @ w).reshape(steps, n, 4 * size)  # (T, N, 4H), x_t W for every t
         inputs += self.bias.gated()
-        inputs[:, :, size:2 * size] += self.forget_bias
-        gates = sm.xp.empty_like(inputs)                                      # (T, N, 4H): i, f, g, o of each step
-        cells = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)              # (T+1, N, H): c_0 ... c_T
-        cell_tanh = sm.xp.empty((steps, n, size), dtype=x.dtype)              # (T, N, H): tanh(c_1) ... tanh(c_T)
-        hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)            # (T+1, N, H): h_0 ... h_T
+        inputs[:, :, size : 2 * size] += self.forget_bias
+        gates = sm.xp.empty_like(inputs)  # (T, N, 4H): i, f, g, o of each step
+        cells = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, H): c_0 ... c_T
+        cell_tanh = sm.xp.empty(
+            (steps, n, size), dtype=x.dtype
+        )  # (T, N, H): tanh(c_1) ... tanh(c_T)
+        hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, H): h_0 ... h_T
         cells[0] = 0 if self.c0 is None else self.c0
         hiddens[0] = 0 if self.h0 is None else self.h0
         # sigmoid_in_place's identity, sigmoid(z) = tanh(z / 2) / 2 + 1/2, with a scale and an
         # offset per column, so that one tanh gives all four gates:
         # gate = scale * tanh(scale * z) + offset, with scale 1/2 and offset 1/2 in the
         # columns of i, f and o, and scale 1, offset 0 in those of g (tanh itself)
-        scale, offset = sm.xp.full(4 * size, 0.5, dtype=x.dtype), sm.xp.full(4 * size, 0.5, dtype=x.dtype)
-        scale[2 * size:3 * size], offset[2 * size:3 * size] = 1.0, 0.0     # (4H,) each
-        for t in range(steps):        # arrays are indexed from 0: gates[t] belongs to step t+1
-            z = hiddens[t] @ u                                             # (N, 4H)
-            z += inputs[t]                                                 # z_t = x_t W + h_{t-1} U + b
-            gate = gates[t]                                                # (N, 4H), a view, filled here
+        scale, offset = (
+            sm.xp.full(4 * size, 0.5, dtype=x.dtype),
+            sm.xp.full(4 * size, 0.5, dtype=x.dtype),
+        )
+        scale[2 * size : 3 * size], offset[2 * size : 3 * size] = 1.0, 0.0  # (4H,) each
+        for t in range(steps):  # arrays are indexed from 0: gates[t] belongs to step t+1
+            z = hiddens[t] @ u  # (N, 4H)
+            z += inputs[t]  # z_t = x_t W + h_{t-1} U + b
+            gate = gates[t]  # (N, 4H), a view, filled here
             z *= scale
             sm.xp.tanh(z, out=gate)
             gate *= scale
-            gate += offset                                                 # i, f, o = sigmoid(z), g = tanh(z)
-            i, f, g, o = (gate[:, k * size:(k + 1) * size] for k in range(4))   # views, (N, H) each
-            sm.xp.multiply(f, cells[t], out=cells[t + 1])                     # c_t = f_t * c_{t-1}
-            cells[t + 1] += i * g                                          #       + i_t * g_t
+            gate += offset  # i, f, o = sigmoid(z), g = tanh(z)
+            i, f, g, o = (
+                gate[:, k * size : (k + 1) * size] for k in range(4)
+            )  # views, (N, H) each
+            sm.xp.multiply(f, cells[t], out=cells[t + 1])  # c_t = f_t * c_{t-1}
+            cells[t + 1] += i * g  #       + i_t * g_t
             sm.xp.tanh(cells[t + 1], out=cell_tanh[t])
-            sm.xp.multiply(o, cell_tanh[t], out=hiddens[t + 1])               # h_t = o_t * tanh(c_t)
+            sm.xp.multiply(o, cell_tanh[t], out=hiddens[t + 1])  # h_t = o_t * tanh(c_t)
         self.cache = (x_by_time, x.shape, w, u, gates, cells, cell_tanh, hiddens)
         if self.return_sequences:
-            return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))    # (N, T, H)
-        return hiddens[steps]                                              # (N, H)
+            return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, H)
+        return hiddens[steps]  # (N, H)
 
-    def backward(self, dout):                      # dout: (N, H), or (N, T, H) with return_sequences
+    def backward(self, dout):  # dout: (N, H), or (N, T, H) with return_sequences
         x_by_time, x_shape, w, u, gates, cells, cell_tanh, hiddens = self.take_cache()
         steps, n, size = cell_tanh.shape
-        dz = sm.xp.empty_like(gates)                                          # (T, N, 4H): dL/dz_t of each step
+        dz = sm.xp.empty_like(gates)  # (T, N, 4H): dL/dz_t of each step
         from_above, dh_next = gradients_from_above(dout, self.return_sequences)
-        dc_next = sm.xp.zeros((n, size), dtype=dout.dtype)                    # (N, H): c_T feeds only h_T
+        dc_next = sm.xp.zeros((n, size), dtype=dout.dtype)  # (N, H): c_T feeds only h_T
         for t in reversed(range(steps)):
             # h_t feeds the loss (with return_sequences) and the next step: dL/dh_t is the sum
-            dh = dh_next + from_above[t] if from_above is not None else dh_next      # (N, H)
+            dh = dh_next + from_above[t] if from_above is not None else dh_next  # (N, H)
             gate = gates[t]
-            i, f, g, o = (gate[:, k * size:(k + 1) * size] for k in range(4))
+            i, f, g, o = (gate[:, k * size : (k + 1) * size] for k in range(4))
             # in the forward pass this was h_t = o_t * tanh(c_t), so now dL/do_t = dL/dh_t * tanh(c_t),
             # and dL/dc_t = (what step t+1 sent back) + dL/dh_t * o_t * (1 - tanh(c_t)^2)
-            do = dh * cell_tanh[t]                                         # (N, H)
-            dc = dc_next + dh * o * (1 - cell_tanh[t] * cell_tanh[t])      # (N, H)
+            do = dh * cell_tanh[t]  # (N, H)
+            dc = dc_next + dh * o * (1 - cell_tanh[t] * cell_tanh[t])  # (N, H)
             # forward: c_t = f_t * c_{t-1} + i_t * g_t, so
             # dL/di_t = dL/dc_t * g_t, dL/df_t = dL/dc_t * c_{t-1}, dL/dg_t = dL/dc_t * i_t
-            di, df, dg = dc * g, dc * cells[t], dc * i                     # (N, H) each
+            di, df, dg = dc * g, dc * cells[t], dc * i  # (N, H) each
             # forward: i, f, o = sigmoid(z), g = tanh(z), and sigmoid' = s (1 - s), tanh' = 1 - tanh^2
-            d = dz[t]                                                      # (N, 4H), a view, filled here
+            d = dz[t]  # (N, 4H), a view, filled here
             d[:, :size] = di * i * (1 - i)
-            d[:, size:2 * size] = df * f * (1 - f)       # the constant forget_bias changes nothing here
-            d[:, 2 * size:3 * size] = dg * (1 - g * g)
-            d[:, 3 * size:] = do * o * (1 - o)
+            d[:, size : 2 * size] = (
+                df * f * (1 - f)
+            )  # the constant forget_bias changes nothing here
+            d[:, 2 * size : 3 * size] = dg * (1 - g * g)
+            d[:, 3 * size :] = do * o * (1 - o)
             # forward: z_t = x_t W + h_{t-1} U + b, so dL/dh_{t-1} = dL/dz_t U^T,
             # and c_t = f_t * c_{t-1} + ... gives dL/dc_{t-1} = dL/dc_t * f_t
-            dh_next = d @ u.T                                              # (N, H)
-            dc_next = dc * f                                               # (N, H)
-        self.h0_grad, self.c0_grad = dh_next, dc_next                      # dL/dh_0, dL/dc_0: (N, H) each
+            dh_next = d @ u.T  # (N, H)
+            dc_next = dc * f  # (N, H)
+        self.h0_grad, self.c0_grad = dh_next, dc_next  # dL/dh_0, dL/dc_0: (N, H) each
         # forward: z_t = x_t W + h_{t-1} U + b at every t with the same W, U, b, so
         # dL/dW = sum_t x_t^T dL/dz_t, dL/dU = sum_t h_{t-1}^T dL/dz_t, dL/db = sum_t sum_n dL/dz_t:
         # each sum over t and n is one product of the stacked steps
-        dz_rows = dz.reshape(steps * n, 4 * size)                          # (T*N, 4H)
-        self.input_weight.grad = x_by_time.T @ dz_rows                     # (D, 4H)
-        self.recurrent_weight.grad = hiddens[:-1].reshape(steps * n, size).T @ dz_rows   # (H, 4H)
-        self.bias.grad = sum_rows(dz_rows)                              # (4H,)
+        dz_rows = dz.reshape(steps * n, 4 * size)  # (T*N, 4H)
+        self.input_weight.grad = x_by_time.T @ dz_rows  # (D, 4H)
+        self.recurrent_weight.grad = hiddens[:-1].reshape(steps * n, size).T @ dz_rows  # (H, 4H)
+        self.bias.grad = sum_rows(dz_rows)  # (4H,)
         if not self.needs_input_gradient:
             return None
         # and dL/dx_t = dL/dz_t W^T, every step at once
-        dx_by_time = (dz_rows @ w.T).reshape(steps, n, -1)                 # (T, N, D)
-        return sm.xp.ascontiguousarray(dx_by_time.transpose(1, 0, 2))         # (N, T, D)
+        dx_by_time = (dz_rows @ w.T).reshape(steps, n, -1)  # (T, N, D)
+        return sm.xp.ascontiguousarray(dx_by_time.transpose(1, 0, 2))  # (N, T, D)
 
 
 class GRU(Layer):
@@ -230,101 +245,108 @@ class GRU(Layer):
     """
 
     GATES = ("r", "z", "n")
-    needs_input_gradient = True    # False for a network's first computing layer: its input is data
+    needs_input_gradient = True  # False for a network's first computing layer: its input is data
 
     def __init__(self, d_in, hidden, return_sequences=False):
         self.hidden, self.return_sequences = hidden, return_sequences
-        self.input_weight = recurrent_param("input_weight", (d_in, 3 * hidden), "weight", self.GATES, hidden)
-        self.recurrent_weight = recurrent_param("recurrent_weight", (hidden, 3 * hidden), "weight",
-                                                self.GATES, hidden)
+        self.input_weight = recurrent_param(
+            "input_weight", (d_in, 3 * hidden), "weight", self.GATES, hidden
+        )
+        self.recurrent_weight = recurrent_param(
+            "recurrent_weight", (hidden, 3 * hidden), "weight", self.GATES, hidden
+        )
         self.bias = recurrent_param("bias", (3 * hidden,), "bias", self.GATES, hidden)
         self.recurrent_bias = recurrent_param("recurrent_bias", (hidden,), "bias", ("n",), hidden)
         self.params = [self.input_weight, self.recurrent_weight, self.bias, self.recurrent_bias]
         self.h0 = None
         self.h0_grad = None
 
-    def forward(self, x, train):                                           # x: (N, T, D)
+    def forward(self, x, train):  # x: (N, T, D)
         n, steps, _ = x.shape
         size = self.hidden
-        w = self.input_weight.gated()                                      # (D, 3H), w * c
-        u = self.recurrent_weight.gated()                                  # (H, 3H)
-        recurrent_bias = self.recurrent_bias.gated()                       # (H,)
-        x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)            # (T*N, D), step 1's rows first
-        inputs = (x_by_time @ w).reshape(steps, n, 3 * size)               # (T, N, 3H): a_t for every t
+        w = self.input_weight.gated()  # (D, 3H), w * c
+        u = self.recurrent_weight.gated()  # (H, 3H)
+        recurrent_bias = self.recurrent_bias.gated()  # (H,)
+        x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)  # (T*N, D), step 1's rows first
+        inputs = (x_by_time @ w).reshape(steps, n, 3 * size)  # (T, N, 3H): a_t for every t
         inputs += self.bias.gated()
-        gates = sm.xp.empty_like(inputs)                                      # (T, N, 3H): r, z, n of each step
-        candidate_recurrent = sm.xp.empty((steps, n, size), dtype=x.dtype)    # (T, N, H): s_t[n] of each step
-        hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)            # (T+1, N, H): h_0 ... h_T
+        gates = sm.xp.empty_like(inputs)  # (T, N, 3H): r, z, n of each step
+        candidate_recurrent = sm.xp.empty(
+            (steps, n, size), dtype=x.dtype
+        )  # (T, N, H): s_t[n] of each step
+        hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, H): h_0 ... h_T
         hiddens[0] = 0 if self.h0 is None else self.h0
-        for t in range(steps):        # arrays are indexed from 0: gates[t] belongs to step t+1
-            s = hiddens[t] @ u                                             # (N, 3H)
-            gate = gates[t]                                                # (N, 3H), a view, filled here
-            both = gate[:, :2 * size]                                      # (N, 2H): r and z
-            sm.xp.add(inputs[t][:, :2 * size], s[:, :2 * size], out=both)
-            sigmoid_in_place(both)                                         # r, z = sigmoid(a + s)
-            r, z = gate[:, :size], gate[:, size:2 * size]                  # views, (N, H) each
-            sm.xp.add(s[:, 2 * size:], recurrent_bias, out=candidate_recurrent[t])     # s_t[n]
-            candidate = gate[:, 2 * size:]                                 # n_t, (N, H), a view
+        for t in range(steps):  # arrays are indexed from 0: gates[t] belongs to step t+1
+            s = hiddens[t] @ u  # (N, 3H)
+            gate = gates[t]  # (N, 3H), a view, filled here
+            both = gate[:, : 2 * size]  # (N, 2H): r and z
+            sm.xp.add(inputs[t][:, : 2 * size], s[:, : 2 * size], out=both)
+            sigmoid_in_place(both)  # r, z = sigmoid(a + s)
+            r, z = gate[:, :size], gate[:, size : 2 * size]  # views, (N, H) each
+            sm.xp.add(s[:, 2 * size :], recurrent_bias, out=candidate_recurrent[t])  # s_t[n]
+            candidate = gate[:, 2 * size :]  # n_t, (N, H), a view
             sm.xp.multiply(r, candidate_recurrent[t], out=candidate)
-            candidate += inputs[t][:, 2 * size:]
-            sm.xp.tanh(candidate, out=candidate)                              # n = tanh(a[n] + r * s[n])
+            candidate += inputs[t][:, 2 * size :]
+            sm.xp.tanh(candidate, out=candidate)  # n = tanh(a[n] + r * s[n])
             h = hiddens[t + 1]
             sm.xp.subtract(hiddens[t], candidate, out=h)
             h *= z
-            h += candidate                                                 # h_t = n + z (h_{t-1} - n) = (1 - z) n + z h_{t-1}
+            h += candidate  # h_t = n + z (h_{t-1} - n) = (1 - z) n + z h_{t-1}
         self.cache = (x_by_time, w, u, gates, candidate_recurrent, hiddens)
         if self.return_sequences:
-            return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))    # (N, T, H)
-        return hiddens[steps]                                              # (N, H)
+            return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, H)
+        return hiddens[steps]  # (N, H)
 
-    def backward(self, dout):                      # dout: (N, H), or (N, T, H) with return_sequences
+    def backward(self, dout):  # dout: (N, H), or (N, T, H) with return_sequences
         x_by_time, w, u, gates, candidate_recurrent, hiddens = self.take_cache()
         steps, n, size = candidate_recurrent.shape
-        d_recurrent = sm.xp.empty_like(gates)                                 # (T, N, 3H): dL/ds_t of each step
-        d_candidate = sm.xp.empty_like(candidate_recurrent)                   # (T, N, H): dL/da_t[n] of each step
+        d_recurrent = sm.xp.empty_like(gates)  # (T, N, 3H): dL/ds_t of each step
+        d_candidate = sm.xp.empty_like(candidate_recurrent)  # (T, N, H): dL/da_t[n] of each step
         from_above, dh_next = gradients_from_above(dout, self.return_sequences)
         for t in reversed(range(steps)):
             # h_t feeds the loss (with return_sequences) and the next step: dL/dh_t is the sum
-            dh = dh_next + from_above[t] if from_above is not None else dh_next      # (N, H)
+            dh = dh_next + from_above[t] if from_above is not None else dh_next  # (N, H)
             gate = gates[t]
-            r, z, candidate = gate[:, :size], gate[:, size:2 * size], gate[:, 2 * size:]
-            h_previous = hiddens[t]                                        # h_{t-1}, (N, H)
+            r, z, candidate = gate[:, :size], gate[:, size : 2 * size], gate[:, 2 * size :]
+            h_previous = hiddens[t]  # h_{t-1}, (N, H)
             # in the forward pass this was h_t = (1 - z_t) * n_t + z_t * h_{t-1}, so now
             # dL/dn_t = dL/dh_t * (1 - z_t), dL/dz_t = dL/dh_t * (h_{t-1} - n_t), and h_{t-1}
             # gets dL/dh_t * z_t directly (added below)
-            dn = dh * (1 - z)                                              # (N, H)
-            dz = dh * (h_previous - candidate)                             # (N, H)
+            dn = dh * (1 - z)  # (N, H)
+            dz = dh * (h_previous - candidate)  # (N, H)
             # forward: n_t = tanh(a_t[n] + r_t * s_t[n]), so dL/da_t[n] = dL/dn_t * (1 - n_t^2),
             # dL/dr_t = dL/da_t[n] * s_t[n] and dL/ds_t[n] = dL/da_t[n] * r_t
             d_candidate[t] = dn * (1 - candidate * candidate)
-            dr = d_candidate[t] * candidate_recurrent[t]                   # (N, H)
-            d = d_recurrent[t]                                             # (N, 3H), a view, filled here
-            d[:, 2 * size:] = d_candidate[t] * r
+            dr = d_candidate[t] * candidate_recurrent[t]  # (N, H)
+            d = d_recurrent[t]  # (N, 3H), a view, filled here
+            d[:, 2 * size :] = d_candidate[t] * r
             # forward: r_t = sigmoid(a_t[r] + s_t[r]), z_t likewise, and sigmoid' = s (1 - s):
             # dL/ds_t[r] = dL/dr_t * r_t (1 - r_t) (the same as dL/da_t[r]), likewise for z
             d[:, :size] = dr * r * (1 - r)
-            d[:, size:2 * size] = dz * z * (1 - z)
+            d[:, size : 2 * size] = dz * z * (1 - z)
             # forward: s_t = h_{t-1} U + ..., and h_t = ... + z_t * h_{t-1}, so
             # dL/dh_{t-1} = dL/ds_t U^T + dL/dh_t * z_t
-            dh_next = d @ u.T + dh * z                                     # (N, H)
-        self.h0_grad = dh_next                                             # dL/dh_0, (N, H)
+            dh_next = d @ u.T + dh * z  # (N, H)
+        self.h0_grad = dh_next  # dL/dh_0, (N, H)
         # forward: a_t = x_t W + b and s_t = h_{t-1} U + [0, 0, b_hn] at every t with the same
         # W, b, U, b_hn: their gradients are sums over t and n, one product each
-        recurrent_rows = d_recurrent.reshape(steps * n, 3 * size)          # (T*N, 3H): dL/ds_t
-        self.recurrent_weight.grad = hiddens[:-1].reshape(steps * n, size).T @ recurrent_rows   # (H, 3H)
-        self.recurrent_bias.grad = sum_rows(recurrent_rows[:, 2 * size:])                    # (H,)
+        recurrent_rows = d_recurrent.reshape(steps * n, 3 * size)  # (T*N, 3H): dL/ds_t
+        self.recurrent_weight.grad = (
+            hiddens[:-1].reshape(steps * n, size).T @ recurrent_rows
+        )  # (H, 3H)
+        self.recurrent_bias.grad = sum_rows(recurrent_rows[:, 2 * size :])  # (H,)
         # the input halves: a_t[r], a_t[z] enter exactly where s_t[r], s_t[z] do (their sum),
         # while a_t[n] enters outside the reset, with dL/da_t[n] found above. dL/ds_t is no
         # longer needed, so its candidate columns take dL/da_t[n] in place (no copy)
-        d_recurrent[:, :, 2 * size:] = d_candidate                         # now dL/da_t of each step
-        input_rows = recurrent_rows                                        # (T*N, 3H), the same array
-        self.input_weight.grad = x_by_time.T @ input_rows                  # (D, 3H)
-        self.bias.grad = sum_rows(input_rows)                           # (3H,)
+        d_recurrent[:, :, 2 * size :] = d_candidate  # now dL/da_t of each step
+        input_rows = recurrent_rows  # (T*N, 3H), the same array
+        self.input_weight.grad = x_by_time.T @ input_rows  # (D, 3H)
+        self.bias.grad = sum_rows(input_rows)  # (3H,)
         if not self.needs_input_gradient:
             return None
         # and dL/dx_t = dL/da_t W^T, every step at once
-        dx_by_time = (input_rows @ w.T).reshape(steps, n, -1)              # (T, N, D)
-        return sm.xp.ascontiguousarray(dx_by_time.transpose(1, 0, 2))         # (N, T, D)
+        dx_by_time = (input_rows @ w.T).reshape(steps, n, -1)  # (T, N, D)
+        return sm.xp.ascontiguousarray(dx_by_time.transpose(1, 0, 2))  # (N, T, D)
 
 
 class AsSequence(Layer):

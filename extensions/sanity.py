@@ -43,8 +43,22 @@ def check_stream(seed):
     return numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(5)[4])
 
 
-def prune(check, method, model, images, labels, *, sparsity, seed, classes, prune="weights+biases",
-          init="vs-h", rng=None, rounds=100, report=None):
+def prune(
+    check,
+    method,
+    model,
+    images,
+    labels,
+    *,
+    sparsity,
+    seed,
+    classes,
+    prune="weights+biases",
+    init="vs-h",
+    rng=None,
+    rounds=100,
+    report=None,
+):
     """Gate and prune `model` with `method` (see criteria.prune; rng is its own, for random)
     under the sanity check `check`. seed: the run's (for check_stream), classes: how many
     labels the data has (for corrupt-data), init: the initialisation (for reinit). Returns
@@ -52,19 +66,35 @@ def prune(check, method, model, images, labels, *, sparsity, seed, classes, prun
     if check not in CHECKS:
         raise sm.UsageError(f"unknown --sanity-check {check!r} (choose from {', '.join(CHECKS)})")
     stream = check_stream(seed)
-    if check == "corrupt-data":     # labels uniform over the classes, drawn on the host
+    if check == "corrupt-data":  # labels uniform over the classes, drawn on the host
         labels = sm.xp.asarray(stream.integers(0, classes, size=len(labels)))
         if method in criteria.DATA_FREE:
-            print(f"note: --sanity-check corrupt-data leaves {method}'s mask as it is: it reads no data",
-                  file=sys.stderr)
+            print(
+                f"note: --sanity-check corrupt-data leaves {method}'s mask as it is: it reads no data",
+                file=sys.stderr,
+            )
     initial = [p.value for p in sm.prunable_parameters(model, prune)]
     inverted = check == "invert"
-    gated = criteria.prune(method, model, images, labels, sparsity, prune, rng, rounds, invert=inverted,
-                           ties=stream if inverted else None, report=report)
+    gated = criteria.prune(
+        method,
+        model,
+        images,
+        labels,
+        sparsity,
+        prune,
+        rng,
+        rounds,
+        invert=inverted,
+        ties=stream if inverted else None,
+        report=report,
+    )
     if inverted and report is not None and report["lowest_ties"] > 1:
         tied, kappa = report["lowest_ties"], report["kappa"]
-        print(f"note: inverted, {tied:,} connections share the lowest score; {min(tied, kappa):,} of the "
-              f"kappa = {kappa:,} kept were drawn among them at random", file=sys.stderr)
+        print(
+            f"note: inverted, {tied:,} connections share the lowest score; {min(tied, kappa):,} of the "
+            f"kappa = {kappa:,} kept were drawn among them at random",
+            file=sys.stderr,
+        )
     if check == "shuffle":
         shuffle(gated, initial, stream)
     elif check == "reinit":
@@ -80,8 +110,8 @@ def shuffle(gated, initial, rng):
     for p, w in zip(gated, initial):
         mask = p.mask.copy()
         for _, index in p.parts or [(None, ...)]:
-            block = mask[index]                                         # a view
-            order = sm.xp.asarray(rng.permutation(block.size))          # drawn on the host
+            block = mask[index]  # a view
+            order = sm.xp.asarray(rng.permutation(block.size))  # drawn on the host
             block[...] = block.reshape(-1)[order].reshape(block.shape)
         p.mask = mask
         p.value = w * mask

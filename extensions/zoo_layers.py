@@ -46,16 +46,17 @@ class BatchNorm(Layer):
     def forward(self, x, train):
         axes = tuple(range(x.ndim - 1))
         if train:
-            mean, var = x.mean(axis=axes), x.var(axis=axes)                 # (C,)
+            mean, var = x.mean(axis=axes), x.var(axis=axes)  # (C,)
             count = x.size // x.shape[-1]
             m = self.momentum
             self.running_mean.value = (1 - m) * self.running_mean.value + m * mean
-            self.running_var.value = ((1 - m) * self.running_var.value
-                                      + m * var * (count / max(count - 1, 1)))
+            self.running_var.value = (1 - m) * self.running_var.value + m * var * (
+                count / max(count - 1, 1)
+            )
         else:
             mean, var = self.running_mean.value, self.running_var.value
-        inv_std = 1.0 / sm.xp.sqrt(var + self.eps)                             # (C,)
-        x_hat = x - mean                                                    # (N, ..., C)
+        inv_std = 1.0 / sm.xp.sqrt(var + self.eps)  # (C,)
+        x_hat = x - mean  # (N, ..., C)
         x_hat *= inv_std
         y = x_hat * self.scale.value
         y += self.shift.value
@@ -66,8 +67,8 @@ class BatchNorm(Layer):
         x_hat, inv_std, train = self.take_cache()
         axes = tuple(range(dout.ndim - 1))
         # forward: y = scale * x_hat + shift
-        self.scale.grad = (dout * x_hat).sum(axis=axes)                     # sum of dL/dy * x_hat
-        self.shift.grad = dout.sum(axis=axes)                               # sum of dL/dy
+        self.scale.grad = (dout * x_hat).sum(axis=axes)  # sum of dL/dy * x_hat
+        self.shift.grad = dout.sum(axis=axes)  # sum of dL/dy
         if not train:
             # mu and var are constants: x_hat = (x - mu) * inv_std is affine in x
             return dout * (self.scale.value * inv_std)
@@ -99,7 +100,7 @@ class AvgPool2D(Layer):
         x_pad = pad_image(x, pads)
         out_h = (x_pad.shape[1] - self.kernel) // self.stride + 1
         out_w = (x_pad.shape[2] - self.kernel) // self.stride + 1
-        real = pad_image(sm.xp.ones((1, h, w, 1), dtype=x.dtype), pads)     # 1 on real pixels
+        real = pad_image(sm.xp.ones((1, h, w, 1), dtype=x.dtype), pads)  # 1 on real pixels
         total, count = 0, 0
         for i in range(self.kernel):
             for j in range(self.kernel):
@@ -113,9 +114,11 @@ class AvgPool2D(Layer):
         # receives dL/dy / count
         x_shape, x_pad_shape, (top, _, left, _), count = self.take_cache()
         share = dout / count
-        dx_pad = col2im(lambda i, j: share, x_pad_shape, self.kernel, self.kernel, self.stride, dout.dtype)
+        dx_pad = col2im(
+            lambda i, j: share, x_pad_shape, self.kernel, self.kernel, self.stride, dout.dtype
+        )
         _, h, w, _ = x_shape
-        return dx_pad[:, top:top + h, left:left + w, :]
+        return dx_pad[:, top : top + h, left : left + w, :]
 
 
 class GlobalAvgPool(Layer):
@@ -161,7 +164,7 @@ class ZeroChannels(Layer):
 
     def backward(self, dout):
         # the zeros do not depend on x: only the first C channels carry a gradient back
-        return dout[..., :self.take_cache()]
+        return dout[..., : self.take_cache()]
 
 
 class Residual(Layer):
@@ -190,13 +193,13 @@ class Concat(Layer):
 
     def forward(self, x, train):
         outputs = [branch.forward(x, train) for branch in self.children]
-        self.cache = [out.shape[-1] for out in outputs]                     # channels per branch
+        self.cache = [out.shape[-1] for out in outputs]  # channels per branch
         return sm.xp.concatenate(outputs, axis=-1)
 
     def backward(self, dout):
         # each branch gets its own channels of dL/dy; x feeds every branch, so sum
         dx, start = 0, 0
         for branch, size in zip(self.children, self.take_cache()):
-            dx = dx + branch.backward(dout[..., start:start + size])
+            dx = dx + branch.backward(dout[..., start : start + size])
             start += size
         return dx

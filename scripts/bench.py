@@ -43,35 +43,58 @@ sys.path.insert(0, ROOT)
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", default="lenet5", help="any model in models.py")
-    parser.add_argument("--dataset", default=None, help="input shape and classes; default: the model's")
-    parser.add_argument("--data-dir", default=None,
-                        help="score and train on the first batch of this dataset's training images "
-                             "(DIR/mnist/*.gz, as snip_min.py --data-dir; nothing is downloaded) "
-                             "instead of random ones, so that the masks, and with --compact the "
-                             "units left alive, are those of real data (default: random images)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="default: 100 for MNIST models, 128 otherwise")
+    parser.add_argument(
+        "--dataset", default=None, help="input shape and classes; default: the model's"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="score and train on the first batch of this dataset's training images "
+        "(DIR/mnist/*.gz, as snip_min.py --data-dir; nothing is downloaded) "
+        "instead of random ones, so that the masks, and with --compact the "
+        "units left alive, are those of real data (default: random images)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default: 100 for MNIST models, 128 otherwise"
+    )
     parser.add_argument("--sparsity", type=float, default=0.99)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both libraries")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats of each measurement")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="training steps per repeat; default: enough for about a second")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps per repeat; default: enough for about a second",
+    )
     parser.add_argument("--no-torch", action="store_true", help="measure snip-min only")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--profile", action="store_true",
-                        help="time snip-min's training step layer by layer instead, and "
-                             "PyTorch's with its own profiler")
-    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)   # internal
-    parser.add_argument("--compact", action="store_true",
-                        help="also time the training step and inference of the compacted network "
-                             "(snip_min.py --compact: the smaller dense network the mask leaves)")
-    parser.add_argument("--worker", default=None, choices=("snip-min", "snip-min-compact", "torch"),
-                        help=argparse.SUPPRESS)                                    # internal
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="time snip-min's training step layer by layer instead, and "
+        "PyTorch's with its own profiler",
+    )
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal
+    parser.add_argument(
+        "--compact",
+        action="store_true",
+        help="also time the training step and inference of the compacted network "
+        "(snip_min.py --compact: the smaller dense network the mask leaves)",
+    )
+    parser.add_argument(
+        "--worker",
+        default=None,
+        choices=("snip-min", "snip-min-compact", "torch"),
+        help=argparse.SUPPRESS,
+    )  # internal
     return parser.parse_args(argv)
 
 
@@ -84,11 +107,13 @@ def set_threads(threads):
 # The work, in snip-min
 # ---------------------------------------------------------------------------------------
 
+
 def real_batch(dataset_name, data_dir, batch_size, notice=lambda line: None):
     """(images, labels, description): the first batch_size training images of dataset_name in
     data_dir, standardised as snip_min.py does, and their labels, as host arrays; the
     dataset's notes go to notice. data.DataError if they are not there."""
     import data
+
     dataset = data.load_dataset(dataset_name, data_dir, download=False, notice=notice)
     if len(dataset.train_labels) < batch_size:
         raise data.DataError(f"{dataset.description} has fewer than {batch_size:,} training images")
@@ -111,9 +136,9 @@ class SnipMinWork:
         shape, classes = models.INPUT_SHAPE[self.dataset], models.NUM_CLASSES[self.dataset]
         rng = numpy.random.default_rng(0)
         sm.initialise(self.model, "vs-h", rng)
-        if args.data_dir:     # the first batch of the real training images, standardised
+        if args.data_dir:  # the first batch of the real training images, standardised
             images, labels, _ = real_batch(self.dataset, args.data_dir, args.batch_size)
-        else:                 # random images: as fast to compute with, but SNIP keeps other connections
+        else:  # random images: as fast to compute with, but SNIP keeps other connections
             images = rng.standard_normal((args.batch_size,) + shape)
             labels = rng.integers(0, classes, args.batch_size)
         self.images = sm.xp.asarray(images, dtype=sm.xp.float32)
@@ -125,10 +150,13 @@ class SnipMinWork:
         self.multiply_adds = None
         if compact:
             from extensions import compaction
+
             self.name = "snip-min, compacted"
             self.network = compaction.compact(self.model, shape).network
-            self.multiply_adds = [compaction.multiply_adds(self.model, shape),
-                                  compaction.multiply_adds(self.network, shape)]
+            self.multiply_adds = [
+                compaction.multiply_adds(self.model, shape),
+                compaction.multiply_adds(self.network, shape),
+            ]
         self.optimiser = sm.SGD(sm.parameters_of(self.network))
 
     def synchronise(self):
@@ -142,7 +170,9 @@ class SnipMinWork:
         # sensitivities, global top-k, masks
         for p in self.gated:
             p.value = self.dense[p.name].copy()
-        sensitivities = self.sm.connection_sensitivity(self.model, self.images, self.labels, self.gated)
+        sensitivities = self.sm.connection_sensitivity(
+            self.model, self.images, self.labels, self.gated
+        )
         masks = self.sm.snip_masks(sensitivities, self.args.sparsity)
         self.sm.apply_masks(self.gated, masks)
 
@@ -154,6 +184,7 @@ class SnipMinWork:
 # The same work, in PyTorch (the network converted by extensions/pytorch_twin.py)
 # ---------------------------------------------------------------------------------------
 
+
 class TorchWork:
     """The same three operations in PyTorch: masked SGD step, SNIP scoring, inference."""
 
@@ -161,6 +192,7 @@ class TorchWork:
 
     def __init__(self, args, snip_min_work, sm, torch):
         from extensions import pytorch_twin
+
         self.torch, self.args = torch, args
         self.device = torch.device("cuda" if args.device == "gpu" else "cpu")
         self.model, links = pytorch_twin.to_torch(snip_min_work.model, torch)
@@ -168,12 +200,18 @@ class TorchWork:
         self.images = torch.as_tensor(sm.to_host(snip_min_work.images)).to(self.device)
         self.labels = torch.as_tensor(sm.to_host(snip_min_work.labels)).to(self.device)
         # the snip-min masks, in PyTorch's layout (None: not gated), and the dense weights
-        self.masked = [(target, layout(p.mask).to(self.device) if p.mask is not None else None)
-                       for p, target, layout in links]
-        self.dense = [layout(snip_min_work.dense[p.name]).to(self.device)
-                      for p, _, layout in links if p.mask is not None]
-        self.optimiser = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9,
-                                         weight_decay=5e-4)
+        self.masked = [
+            (target, layout(p.mask).to(self.device) if p.mask is not None else None)
+            for p, target, layout in links
+        ]
+        self.dense = [
+            layout(snip_min_work.dense[p.name]).to(self.device)
+            for p, _, layout in links
+            if p.mask is not None
+        ]
+        self.optimiser = torch.optim.SGD(
+            self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4
+        )
 
     def synchronise(self):
         if self.device.type == "cuda":
@@ -188,7 +226,7 @@ class TorchWork:
         with torch.no_grad():
             for q, mask in self.masked:
                 if mask is not None:
-                    q.grad.mul_(mask)                 # dL/dw = c * dL/d(w * c)
+                    q.grad.mul_(mask)  # dL/dw = c * dL/d(w * c)
         self.optimiser.step()
 
     def snip(self):
@@ -196,11 +234,13 @@ class TorchWork:
         self.model.eval()
         gated = [(q, mask) for q, mask in self.masked if mask is not None]
         gates = [torch.ones_like(q, requires_grad=True) for q, _ in gated]
-        originals = [dense.clone() for dense in self.dense]             # the dense initialisation
+        originals = [dense.clone() for dense in self.dense]  # the dense initialisation
         # run the network on w * c by swapping the parameters for gated tensors
         params = dict(self.model.named_parameters())
         names = {id(q): name for name, q in params.items()}
-        replaced = {names[id(q)]: original * c for (q, _), original, c in zip(gated, originals, gates)}
+        replaced = {
+            names[id(q)]: original * c for (q, _), original, c in zip(gated, originals, gates)
+        }
         logits = torch.func.functional_call(self.model, {**params, **replaced}, (self.images,))
         loss = torch.nn.functional.cross_entropy(logits, self.labels)
         grads = torch.autograd.grad(loss, gates)
@@ -211,7 +251,7 @@ class TorchWork:
         keep[torch.topk(scores, kappa, sorted=False).indices] = 1.0
         masks, start = [], 0
         for q, _ in gated:
-            masks.append(keep[start:start + q.numel()].view_as(q))
+            masks.append(keep[start : start + q.numel()].view_as(q))
             start += q.numel()
         return masks
 
@@ -224,6 +264,7 @@ class TorchWork:
 # ---------------------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------------------
+
 
 def seconds_per_call(work, operation, calls):
     work.synchronise()
@@ -275,16 +316,29 @@ class Worker:
     wait on their stdin, idle."""
 
     def __init__(self, library, args):
-        command = [sys.executable, os.path.abspath(__file__), "--worker", library] + forwarded_flags(args)
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            library,
+        ] + forwarded_flags(args)
         self.library = library
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         ready = self.answer()
-        self.name, self.version, self.multiply_adds = ready["name"], ready["version"], ready["multiply_adds"]
+        self.name, self.version, self.multiply_adds = (
+            ready["name"],
+            ready["version"],
+            ready["multiply_adds"],
+        )
 
     def answer(self):
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the {self.library} worker stopped (exit status {self.process.wait()})")
+            raise RuntimeError(
+                f"the {self.library} worker stopped (exit status {self.process.wait()})"
+            )
         reply = json.loads(line)
         if "error" in reply:
             raise WorkerError(reply["error"], reply.get("usage"))
@@ -306,8 +360,18 @@ class Worker:
 
 def forwarded_flags(args):
     """The flags that make a worker build the same work as every other worker."""
-    flags = ["--model", args.model, "--batch-size", str(args.batch_size), "--sparsity", str(args.sparsity),
-             "--threads", str(args.threads), "--device", args.device]
+    flags = [
+        "--model",
+        args.model,
+        "--batch-size",
+        str(args.batch_size),
+        "--sparsity",
+        str(args.sparsity),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+    ]
     flags += ["--dataset", args.dataset] if args.dataset else []
     return flags + (["--data-dir", args.data_dir] if args.data_dir else [])
 
@@ -319,27 +383,47 @@ def serve(args):
 
     import models
     import snip_min as sm
+
     try:
         sm.use_device(args.device)
         work = SnipMinWork(args, sm, models, numpy, compact=args.worker == "snip-min-compact")
         if args.worker == "torch":
             import torch
+
             torch.set_num_threads(args.threads)
             if args.device == "gpu" and not torch.cuda.is_available():
                 raise RuntimeError("PyTorch has no CUDA device")
-            work = TorchWork(args, work, sm, torch)     # the snip-min work is only its template
-    except Exception as error:                          # the parent reports it and goes on
-        print(json.dumps({"error": f"{args.worker} worker: {type(error).__name__}: {error}",
-                          "usage": str(error) if isinstance(error, sm.UsageError) else None}), flush=True)
+            work = TorchWork(args, work, sm, torch)  # the snip-min work is only its template
+    except Exception as error:  # the parent reports it and goes on
+        print(
+            json.dumps(
+                {
+                    "error": f"{args.worker} worker: {type(error).__name__}: {error}",
+                    "usage": str(error) if isinstance(error, sm.UsageError) else None,
+                }
+            ),
+            flush=True,
+        )
         return 0
     version = __import__("torch").__version__ if args.worker == "torch" else None
-    print(json.dumps({"name": work.name, "version": version,
-                      "multiply_adds": getattr(work, "multiply_adds", None)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "name": work.name,
+                "version": version,
+                "multiply_adds": getattr(work, "multiply_adds", None),
+            }
+        ),
+        flush=True,
+    )
     for line in sys.stdin:
         command = json.loads(line)
         if command["op"] == "time":
-            reply = {"seconds": seconds_per_call(work, operation_of(work, command["operation"]),
-                                                 command["calls"])}
+            reply = {
+                "seconds": seconds_per_call(
+                    work, operation_of(work, command["operation"]), command["calls"]
+                )
+            }
         elif command["op"] == "torch-profile":
             reply = torch_profile(work, args)
         else:
@@ -357,7 +441,9 @@ def measure_speed(workers, args):
         for name in OPERATIONS:
             worker.seconds(name, 2)
     steps = args.steps
-    if steps is None:       # a second of the fastest worker's training steps per repeat (probed warm), 2 to 1,000
+    if (
+        steps is None
+    ):  # a second of the fastest worker's training steps per repeat (probed warm), 2 to 1,000
         probe = min(worker.seconds("train", 3) for worker in workers)
         steps = max(2, min(1000, int(1.0 / max(probe, 1e-6))))
     timings = {worker.name: {name: [] for name in OPERATIONS} for worker in workers}
@@ -365,24 +451,43 @@ def measure_speed(workers, args):
         for name in OPERATIONS:
             for worker in workers:
                 time.sleep(SETTLE_SECONDS if args.device == "cpu" else 0.0)
-                timings[worker.name][name].append(worker.seconds(name, calls_per_repeat(name, steps)))
+                timings[worker.name][name].append(
+                    worker.seconds(name, calls_per_repeat(name, steps))
+                )
     batch = args.batch_size
 
     def figures(t):
-        return {"train_images_per_second": [batch / x for x in t["train"]], "snip_seconds": t["snip"],
-                "infer_images_per_second": [batch / x for x in t["infer"]]}
+        return {
+            "train_images_per_second": [batch / x for x in t["train"]],
+            "snip_seconds": t["snip"],
+            "infer_images_per_second": [batch / x for x in t["infer"]],
+        }
+
     per_library = {name: figures(t) for name, t in timings.items()}
-    results = {name: {key: summary(values) for key, values in f.items()} for name, f in per_library.items()}
-    ratios = {(a, b): {key: summary([x / y for x, y in zip(per_library[a][key], per_library[b][key])])
-                       for key in per_library[a]}
-              for a in per_library for b in per_library if a != b}
+    results = {
+        name: {key: summary(values) for key, values in f.items()} for name, f in per_library.items()
+    }
+    ratios = {
+        (a, b): {
+            key: summary([x / y for x, y in zip(per_library[a][key], per_library[b][key])])
+            for key in per_library[a]
+        }
+        for a in per_library
+        for b in per_library
+        if a != b
+    }
     return results, ratios, steps
 
 
 def peak_memory(framework, args):
     """Run a fresh process that builds the work and reports how much a few training steps
     raise its peak memory: peak resident memory on the CPU, the allocator's peak on a GPU."""
-    command = [sys.executable, os.path.abspath(__file__), "--memory-probe", framework] + forwarded_flags(args)
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--memory-probe",
+        framework,
+    ] + forwarded_flags(args)
     # A fixed mmap threshold makes glibc give every large array its own mapping, returned to
     # the system when freed (its default threshold grows to 32 MiB and keeps freed arrays in
     # the heap), so resident memory follows the bytes both libraries really hold.
@@ -416,23 +521,26 @@ def memory_probe(args):
 
     import models
     import snip_min as sm
+
     sm.use_device(args.device)
     work = SnipMinWork(args, sm, models, numpy)
     if args.memory_probe == "torch":
         import torch
+
         torch.set_num_threads(args.threads)
         work = TorchWork(args, work, sm, torch)
     gpu = args.device == "gpu"
-    work.train_step()                   # first step: lazily created buffers and thread pools
+    work.train_step()  # first step: lazily created buffers and thread pools
     if args.memory_probe == "snip-min":
-        sm.forget_caches(work.model)        # start from parameters only, as PyTorch does
+        sm.forget_caches(work.model)  # start from parameters only, as PyTorch does
     work.synchronise()
     if gpu and args.memory_probe == "torch":
         import torch
+
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     elif gpu:
-        hook = CupyPeakHook(sm.xp)      # counts CuPy's allocations from here on
+        hook = CupyPeakHook(sm.xp)  # counts CuPy's allocations from here on
         hook.__enter__()
         before = 0
     else:
@@ -443,6 +551,7 @@ def memory_probe(args):
     work.synchronise()
     if gpu and args.memory_probe == "torch":
         import torch
+
         peak = torch.cuda.max_memory_allocated() - before
     elif gpu:
         peak = hook.peak - before
@@ -493,6 +602,7 @@ class CupyPeakHook:
 # Profile: where snip-min's training step spends its time
 # ---------------------------------------------------------------------------------------
 
+
 def layer_labels(model, sm):
     """A label for every computing layer (no containers), in forward order: the name of its
     parameters (conv1, fc2) or its type and position (MaxPool2D 3)."""
@@ -527,10 +637,11 @@ def profile(work, args):
             work.synchronise()
             spent[key] = spent.get(key, 0.0) + time.perf_counter() - started
             return result
+
         return wrapper
 
     steps = args.steps or 20
-    seconds_per_call(work, work.train_step, 3)                      # warm-up
+    seconds_per_call(work, work.train_step, 3)  # warm-up
     whole = [seconds_per_call(work, work.train_step, steps) for _ in range(args.repeats)]
     for layer, label in labels.items():
         layer.forward = timed((label, "forward"), layer.forward)
@@ -544,19 +655,34 @@ def profile(work, args):
             spent.clear()
             seconds_per_call(work, work.train_step, steps)
             rounds.append({key: seconds / steps for key, seconds in spent.items()})
-    finally:                                   # take the probes off again
+    finally:  # take the probes off again
         for layer in labels:
             del layer.forward, layer.backward
         sm.softmax_cross_entropy = loss_function
         del work.optimiser.step
     rows = []
     for label in list(labels.values()) + ["loss", "SGD update"]:
-        rows.append({"part": label, **{
-            pass_: summary([r[(label, pass_)] for r in rounds])["median"]
-            for pass_ in ("forward", "backward") if (label, pass_) in rounds[0]}})
-    return {"model": args.model, "batch_size": args.batch_size, "sparsity": args.sparsity,
-            "device": args.device, "threads": args.threads, "repeats": args.repeats,
-            "steps_per_repeat": steps, "step_seconds": summary(whole)["median"], "parts": rows}
+        rows.append(
+            {
+                "part": label,
+                **{
+                    pass_: summary([r[(label, pass_)] for r in rounds])["median"]
+                    for pass_ in ("forward", "backward")
+                    if (label, pass_) in rounds[0]
+                },
+            }
+        )
+    return {
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "sparsity": args.sparsity,
+        "device": args.device,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "steps_per_repeat": steps,
+        "step_seconds": summary(whole)["median"],
+        "parts": rows,
+    }
 
 
 def torch_profile(work, args, rows=8):
@@ -564,33 +690,44 @@ def torch_profile(work, args, rows=8):
     time (their own time, without what they call), milliseconds per step."""
     torch = work.torch
     from torch.profiler import ProfilerActivity
+
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "gpu" else [])
     steps = args.steps or 20
-    seconds_per_call(work, work.train_step, 3)                      # warm-up
+    seconds_per_call(work, work.train_step, 3)  # warm-up
     with torch.profiler.profile(activities=activities) as recording:
         seconds_per_call(work, work.train_step, steps)
     key = "self_device_time_total" if args.device == "gpu" else "self_cpu_time_total"
     operators = sorted(recording.key_averages(), key=lambda event: -getattr(event, key))
-    return {"steps": steps, "operators": [
-        {"operator": event.key, "milliseconds_per_step": getattr(event, key) / 1e3 / steps}
-        for event in operators[:rows]]}
+    return {
+        "steps": steps,
+        "operators": [
+            {"operator": event.key, "milliseconds_per_step": getattr(event, key) / 1e3 / steps}
+            for event in operators[:rows]
+        ],
+    }
 
 
 def print_profile(report):
-    print(f"{report['model']}, batch {report['batch_size']}, sparsity {report['sparsity']:g}, "
-          f"{report['device']}, {report['threads']} threads: milliseconds per training step, "
-          f"median of {report['repeats']} repeats of {report['steps_per_repeat']} steps")
+    print(
+        f"{report['model']}, batch {report['batch_size']}, sparsity {report['sparsity']:g}, "
+        f"{report['device']}, {report['threads']} threads: milliseconds per training step, "
+        f"median of {report['repeats']} repeats of {report['steps_per_repeat']} steps"
+    )
     print(f"{'':<16} {'forward':>9} {'backward':>9} {'share':>7}")
     probed = sum(row.get("forward", 0) + row.get("backward", 0) for row in report["parts"])
     for row in report["parts"]:
         both = row.get("forward", 0) + row.get("backward", 0)
-        cells = [f"{row[p] * 1e3:9.2f}" if p in row else f"{'':>9}" for p in ("forward", "backward")]
+        cells = [
+            f"{row[p] * 1e3:9.2f}" if p in row else f"{'':>9}" for p in ("forward", "backward")
+        ]
         print(f"{row['part']:<16} {cells[0]} {cells[1]} {both / probed:7.1%}")
     print(f"{'sum of the parts':<16} {probed * 1e3:19.2f}")
     print(f"{'whole step':<16} {report['step_seconds'] * 1e3:19.2f}   (timed without the probes)")
     if "torch" in report:
-        print(f"PyTorch's profiler on the same step, the operators taking most time "
-              f"(milliseconds per step, {report['torch']['steps']} steps):")
+        print(
+            f"PyTorch's profiler on the same step, the operators taking most time "
+            f"(milliseconds per step, {report['torch']['steps']} steps):"
+        )
         for row in report["torch"]["operators"]:
             print(f"  {row['operator']:<48} {row['milliseconds_per_step']:8.2f}")
 
@@ -599,6 +736,7 @@ def print_profile(report):
 # Report
 # ---------------------------------------------------------------------------------------
 
+
 def main(argv=None):
     args = parse_arguments(argv)
     set_threads(args.threads)
@@ -606,14 +744,18 @@ def main(argv=None):
 
     import models
     import snip_min as sm
+
     try:
         sm.use_device(args.device)
     except sm.UsageError as error:
         print(f"bench.py: error: {error}", file=sys.stderr)
         return 2
     if args.model not in models.MODELS:
-        print(f"bench.py: error: unknown model {args.model!r} (choose from "
-              f"{', '.join(sorted(models.MODELS))})", file=sys.stderr)
+        print(
+            f"bench.py: error: unknown model {args.model!r} (choose from "
+            f"{', '.join(sorted(models.MODELS))})",
+            file=sys.stderr,
+        )
         return 2
     info = models.MODELS[args.model]
     dataset = args.dataset or info.dataset
@@ -624,8 +766,9 @@ def main(argv=None):
         return 0
     if args.worker:
         return serve(args)
-    if args.compact:        # refused before any worker is built, as snip_min.py refuses it
+    if args.compact:  # refused before any worker is built, as snip_min.py refuses it
         from extensions import compaction
+
         try:
             compaction.chain_of(models.build(args.model, dataset))
         except sm.UsageError as error:
@@ -634,16 +777,21 @@ def main(argv=None):
     data_description = "random images"
     if args.data_dir:
         import data
+
         try:
-            data_description = (f"the first {args.batch_size:,} images of "
-                                + real_batch(dataset, args.data_dir, args.batch_size, data.print_to_stderr)[2])
+            data_description = (
+                f"the first {args.batch_size:,} images of "
+                + real_batch(dataset, args.data_dir, args.batch_size, data.print_to_stderr)[2]
+            )
         except data.DataError as error:
             print(f"bench.py: error: {error}", file=sys.stderr)
             return 2
 
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     if args.profile:
-        report = profile(SnipMinWork(args, sm, models, numpy), args)   # snip-min alone in this process
+        report = profile(
+            SnipMinWork(args, sm, models, numpy), args
+        )  # snip-min alone in this process
         if with_torch:
             torch_worker = start_worker("torch", args)
             if torch_worker is not None:
@@ -655,7 +803,11 @@ def main(argv=None):
             print_profile(report)
         return 0
 
-    libraries = ["snip-min"] + (["torch"] if with_torch else []) + (["snip-min-compact"] if args.compact else [])
+    libraries = (
+        ["snip-min"]
+        + (["torch"] if with_torch else [])
+        + (["snip-min-compact"] if args.compact else [])
+    )
     workers = []
     try:
         for library in libraries:
@@ -683,14 +835,23 @@ def main(argv=None):
 
     ours = speed["snip-min"]
     report = {
-        "model": args.model, "dataset": dataset, "data": data_description, "batch_size": args.batch_size,
-        "sparsity": args.sparsity, "device": args.device, "threads": args.threads,
-        "repeats": args.repeats, "steps_per_repeat": steps,
+        "model": args.model,
+        "dataset": dataset,
+        "data": data_description,
+        "batch_size": args.batch_size,
+        "sparsity": args.sparsity,
+        "device": args.device,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "steps_per_repeat": steps,
         "method": "each library in its own worker process, timed in turn; ratios are the median "
-                  "(min, max) of the pairwise ratios of the repeats",
-        "versions": {"python": platform.python_version(), "numpy": numpy.__version__,
-                     "cupy": sm.xp.__version__ if args.device == "gpu" else None,
-                     "torch": torch_version},
+        "(min, max) of the pairwise ratios of the repeats",
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": numpy.__version__,
+            "cupy": sm.xp.__version__ if args.device == "gpu" else None,
+            "torch": torch_version,
+        },
         "machine": platform.processor() or platform.machine(),
         "train_images_per_second": ours["train_images_per_second"]["median"],
         "snip_seconds": ours["snip_seconds"]["median"],
@@ -713,10 +874,14 @@ def main(argv=None):
             report["ratios"]["peak_memory_bytes"] = memory["snip-min"] / memory["PyTorch"]
     if args.compact:
         compacted = speed["snip-min, compacted"]
-        report["compact"] = {key: compacted[key]["median"] for key in ("train_images_per_second",
-                                                                       "infer_images_per_second")}
+        report["compact"] = {
+            key: compacted[key]["median"]
+            for key in ("train_images_per_second", "infer_images_per_second")
+        }
         report["compact"]["spread"] = compacted
-        full, smaller = next(worker.multiply_adds for worker in workers if worker.library == "snip-min-compact")
+        full, smaller = next(
+            worker.multiply_adds for worker in workers if worker.library == "snip-min-compact"
+        )
         report["compact"]["multiply_adds"] = {"full": full, "compact": smaller}
         report["compact"]["over_masked"] = ratios[("snip-min, compacted", "snip-min")]
         if torch_version:
@@ -740,12 +905,16 @@ def start_worker(library, args, required=False):
 
 
 def print_table(report):
-    print(f"{report['model']} ({report['dataset']}, {report['data']}), batch {report['batch_size']}, sparsity "
-          f"{report['sparsity']:g}, {report['device']}, {report['threads']} threads; "
-          f"median (min-max) of {report['repeats']} repeats")
-    rows = [("training step (images/s)", "train_images_per_second", "{:,.0f}", "higher is better"),
-            ("SNIP scoring, one batch (s)", "snip_seconds", "{:.4f}", "lower is better"),
-            ("inference (images/s)", "infer_images_per_second", "{:,.0f}", "higher is better")]
+    print(
+        f"{report['model']} ({report['dataset']}, {report['data']}), batch {report['batch_size']}, sparsity "
+        f"{report['sparsity']:g}, {report['device']}, {report['threads']} threads; "
+        f"median (min-max) of {report['repeats']} repeats"
+    )
+    rows = [
+        ("training step (images/s)", "train_images_per_second", "{:,.0f}", "higher is better"),
+        ("SNIP scoring, one batch (s)", "snip_seconds", "{:.4f}", "lower is better"),
+        ("inference (images/s)", "infer_images_per_second", "{:,.0f}", "higher is better"),
+    ]
     has_torch = "torch" in report
     header = f"{'':<30} {'snip-min':>26}"
     if has_torch:
@@ -754,33 +923,46 @@ def print_table(report):
 
     def cell(s, fmt):
         return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
+
     for label, key, fmt, better in rows:
         line = f"{label:<30} {cell(report['spread'][key], fmt):>26}"
         if has_torch:
-            line += (f" {cell(report['torch']['spread'][key], fmt):>26}"
-                     f" {cell(report['ratio_spread'][key], '{:.2f}'):>18} ({better})")
+            line += (
+                f" {cell(report['torch']['spread'][key], fmt):>26}"
+                f" {cell(report['ratio_spread'][key], '{:.2f}'):>18} ({better})"
+            )
         print(line)
     if report["peak_memory_bytes"] is not None:
         line = f"{'peak memory of a step (MiB)':<30} {report['peak_memory_bytes'] / 2**20:>26,.1f}"
         if has_torch and report["torch"]["peak_memory_bytes"]:
-            line += (f" {report['torch']['peak_memory_bytes'] / 2**20:>26,.1f}"
-                     f" {report['ratios']['peak_memory_bytes']:>18.2f} (lower is better)")
+            line += (
+                f" {report['torch']['peak_memory_bytes'] / 2**20:>26,.1f}"
+                f" {report['ratios']['peak_memory_bytes']:>18.2f} (lower is better)"
+            )
         print(line)
     if "compact" in report:
         compact = report["compact"]
         adds = compact["multiply_adds"]
-        print(f"compacted: {adds['compact']:,} multiply-adds per example in the layers with weights, "
-              f"against {adds['full']:,} ({adds['full'] / adds['compact']:.2f}x fewer)")
-        for label, key in (("compacted: training (images/s)", "train_images_per_second"),
-                           ("compacted: inference (images/s)", "infer_images_per_second")):
-            line = (f"{label:<30} {cell(compact['spread'][key], '{:,.0f}'):>26}   "
-                    f"{cell(compact['over_masked'][key], '{:.2f}')} x the masked network")
+        print(
+            f"compacted: {adds['compact']:,} multiply-adds per example in the layers with weights, "
+            f"against {adds['full']:,} ({adds['full'] / adds['compact']:.2f}x fewer)"
+        )
+        for label, key in (
+            ("compacted: training (images/s)", "train_images_per_second"),
+            ("compacted: inference (images/s)", "infer_images_per_second"),
+        ):
+            line = (
+                f"{label:<30} {cell(compact['spread'][key], '{:,.0f}'):>26}   "
+                f"{cell(compact['over_masked'][key], '{:.2f}')} x the masked network"
+            )
             if "over_torch" in compact:
                 line += f", {cell(compact['over_torch'][key], '{:.2f}')} x PyTorch's"
             print(line)
     if has_torch or "compact" in report:
-        print("each network in its own process, timed in turn; a ratio is the median (min-max) of "
-              "the repeats' pairwise ratios")
+        print(
+            "each network in its own process, timed in turn; a ratio is the median (min-max) of "
+            "the repeats' pairwise ratios"
+        )
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
     print(f"{versions}; {report['machine']}")
 

@@ -21,8 +21,11 @@ import helpers
 import snip_min as sm
 
 settings.register_profile(
-    "default", deadline=None, max_examples=30,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    "default",
+    deadline=None,
+    max_examples=30,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
@@ -30,8 +33,12 @@ DEVICES = ("cpu", "strict", "gpu")
 
 
 def pytest_addoption(parser):
-    parser.addoption("--device", default=os.environ.get("SNIP_MIN_DEVICE", "cpu"), choices=DEVICES,
-                     help="backend for the whole suite (snip-min): cpu, strict (the CuPy stand-in) or gpu")
+    parser.addoption(
+        "--device",
+        default=os.environ.get("SNIP_MIN_DEVICE", "cpu"),
+        choices=DEVICES,
+        help="backend for the whole suite (snip-min): cpu, strict (the CuPy stand-in) or gpu",
+    )
 
 
 def pytest_configure(config):
@@ -64,8 +71,9 @@ def stays_on_the_chosen_backend(request):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     switches = getattr(config, "backend_switches", [])
     if switches:
-        terminalreporter.write_line(f"{len(switches)} test(s) switched the backend: {', '.join(switches)}",
-                                    red=True)
+        terminalreporter.write_line(
+            f"{len(switches)} test(s) switched the backend: {', '.join(switches)}", red=True
+        )
 
 
 @pytest.fixture
@@ -78,9 +86,15 @@ def stand_in(backend):
     if backend == "strict":
         yield sm.xp.strict
         return
+
     def cupy_modules():
-        return {name: module for name, module in sys.modules.items() if name == "cupy" or name.startswith("cupy.")}
-    saved_path, saved_modules = list(sys.path), cupy_modules()        # a real CuPy, if one was imported
+        return {
+            name: module
+            for name, module in sys.modules.items()
+            if name == "cupy" or name.startswith("cupy.")
+        }
+
+    saved_path, saved_modules = list(sys.path), cupy_modules()  # a real CuPy, if one was imported
     for name in saved_modules:
         del sys.modules[name]
     sys.path.insert(0, helpers.STAND_IN)
@@ -92,7 +106,7 @@ def stand_in(backend):
         sm.use_device("cpu")
         sys.path[:] = saved_path
         for name in cupy_modules():
-            del sys.modules[name]         # a later `import cupy` finds what it found before
+            del sys.modules[name]  # a later `import cupy` finds what it found before
         sys.modules.update(saved_modules)
 
 
@@ -124,7 +138,7 @@ def write_tiny_mnist(folder, n_train=300, n_test=100, seed=0):
         images = rng.integers(0, 60, (n, 28, 28)).astype(numpy.uint8)
         for k in range(10):
             row, col = 4 + 7 * (k // 4), 3 + 7 * (k % 4)
-            images[labels == k, row:row + 3, col:col + 3] = 250
+            images[labels == k, row : row + 3, col : col + 3] = 250
         return images, labels.astype(numpy.uint8)
 
     mnist = os.path.join(folder, "mnist")
@@ -145,6 +159,7 @@ def tiny_mnist(tmp_path_factory):
 def tiny_cifar(tmp_path_factory):
     """The data folder of a small generated CIFAR-10 in the official binary layout."""
     import data
+
     folder = tmp_path_factory.mktemp("cifar")
     data.write_synthetic_dataset("cifar10", folder, train_count=60, test_count=20, seed=0)
     return str(folder)

@@ -13,11 +13,12 @@ from hypothesis import assume
 import snip_min as sm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAND_IN = os.path.join(ROOT, "tests", "strict_cupy")     # holds the stand-in package `cupy`
-USING_STAND_IN = False                                   # set by use_stand_in (--device strict)
+STAND_IN = os.path.join(ROOT, "tests", "strict_cupy")  # holds the stand-in package `cupy`
+USING_STAND_IN = False  # set by use_stand_in (--device strict)
 
 
 # --- the backend, here and in subprocesses --------------------------------------------------
+
 
 def use_stand_in():
     """Make `import cupy` find the strict stand-in, here and in every child process."""
@@ -37,7 +38,9 @@ def child_environment(**extra):
     the stand-in comes first on PYTHONPATH, so that the child's `--device gpu` imports it."""
     environment = dict(os.environ, **extra)
     if USING_STAND_IN:
-        paths = [STAND_IN, ROOT] + ([environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else [])
+        paths = [STAND_IN, ROOT] + (
+            [environment["PYTHONPATH"]] if environment.get("PYTHONPATH") else []
+        )
         environment["PYTHONPATH"] = os.pathsep.join(paths)
     return environment
 
@@ -51,13 +54,21 @@ def run_python(arguments, *, timeout=600, env=None, **options):
     with tempfile.TemporaryDirectory() as folder:
         report = os.path.join(folder, "report.json")
         environment = child_environment(**(env or {}), SNIP_MIN_STRICT_REPORT=report)
-        result = subprocess.run([sys.executable, *map(str, arguments)], env=environment,
-                                capture_output=True, text=True, timeout=timeout, **options)
+        result = subprocess.run(
+            [sys.executable, *map(str, arguments)],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **options,
+        )
         on_gpu = any(a == "--device" and b == "gpu" for a, b in zip(arguments, arguments[1:]))
         if USING_STAND_IN and on_gpu and result.returncode == 0:
             assert os.path.exists(report), f"{arguments}: the child did not run on the stand-in"
             with open(report) as f:
-                assert json.load(f)["stand_in"], f"{arguments}: the child did not run on the stand-in"
+                assert json.load(f)["stand_in"], (
+                    f"{arguments}: the child did not run on the stand-in"
+                )
     return result
 
 
@@ -116,8 +127,11 @@ def smooth_along_every_entry(f, x, eps=1e-6, tolerance=1e-4):
     centre = float(f())
     plus, minus = nudged_values(f, x, eps)
     forward, backward = (plus - centre) / eps, (centre - minus) / eps
-    largest = max(1e-8, float(numpy.abs(forward).max(initial=0.0)),
-                  float(numpy.abs(backward).max(initial=0.0)))
+    largest = max(
+        1e-8,
+        float(numpy.abs(forward).max(initial=0.0)),
+        float(numpy.abs(backward).max(initial=0.0)),
+    )
     return float(numpy.abs(forward - backward).max(initial=0.0)) <= tolerance * largest
 
 
@@ -147,11 +161,15 @@ def check_layer_gradients(layer, x, rng, train=True, tolerance=1e-6):
     analytic = {"x": dx}
     analytic.update({f"{i}:{p.name}": p.grad for i, p in enumerate(learned)})
     numeric = {"x": numerical_gradient(loss, x)}
-    numeric.update({f"{i}:{p.name}": numerical_gradient(loss, p.value) for i, p in enumerate(learned)})
+    numeric.update(
+        {f"{i}:{p.name}": numerical_gradient(loss, p.value) for i, p in enumerate(learned)}
+    )
     largest = max(float(numpy.abs(sm.to_host(g)).max(initial=0.0)) for g in analytic.values())
     inputs = {"x": x, **{f"{i}:{p.name}": p.value for i, p in enumerate(learned)}}
     for name in analytic:
-        assert_close_unless_kink(analytic[name], numeric[name], loss, inputs[name], largest, tolerance, name)
+        assert_close_unless_kink(
+            analytic[name], numeric[name], loss, inputs[name], largest, tolerance, name
+        )
 
 
 def assert_close_unless_kink(analytic, numeric, f, x, scale, tolerance, name):

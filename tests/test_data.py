@@ -28,13 +28,15 @@ import data
 from data import DataError, load_dataset, read_idx, standardise, write_idx
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-REAL_MNIST_FOLDER = Path(os.environ.get("SNIP_MIN_REAL_MNIST",
-                                        REPOSITORY.parent / "shared" / "data" / "mnist"))
+REAL_MNIST_FOLDER = Path(
+    os.environ.get("SNIP_MIN_REAL_MNIST", REPOSITORY.parent / "shared" / "data" / "mnist")
+)
 
 
 # ----------------------------------------------------------------------------------------
 # Helpers: hand-written IDX bytes and a tiny MNIST folder
 # ----------------------------------------------------------------------------------------
+
 
 def idx_bytes(shape, payload, type_code=0x08):
     """IDX bytes written by hand: two zero bytes, type code, ndim, big-endian dims, payload."""
@@ -48,7 +50,9 @@ def md5_of(path):
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
-def make_mnist_folder(folder, train_images, train_labels, test_images, test_labels, compressed=True):
+def make_mnist_folder(
+    folder, train_images, train_labels, test_images, test_labels, compressed=True
+):
     """Write the four MNIST files into folder (a path ending in /mnist)."""
     suffix = ".gz" if compressed else ""
     write_idx(folder / f"train-images-idx3-ubyte{suffix}", train_images)
@@ -71,9 +75,12 @@ def random_mnist_arrays(train_count=50, test_count=20, seed=0):
 # read_idx and write_idx
 # ----------------------------------------------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None)
-@given(array=arrays(np.uint8, array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=6)),
-       compressed=st.booleans())
+@given(
+    array=arrays(np.uint8, array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=6)),
+    compressed=st.booleans(),
+)
 def test_read_idx_inverts_write_idx(tmp_path_factory, array, compressed):
     path = tmp_path_factory.mktemp("round_trip") / ("array.idx.gz" if compressed else "array.idx")
     write_idx(path, array)
@@ -90,7 +97,10 @@ def test_write_idx_writes_the_documented_bytes(tmp_path):
     expected = bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 1, 2, 3, 4, 5])
     assert (tmp_path / "raw.idx").read_bytes() == expected
     assert gzip.decompress((tmp_path / "compressed.idx.gz").read_bytes()) == expected
-    assert sorted(os.listdir(tmp_path)) == ["compressed.idx.gz", "raw.idx"]  # no temporary files left
+    assert sorted(os.listdir(tmp_path)) == [
+        "compressed.idx.gz",
+        "raw.idx",
+    ]  # no temporary files left
 
 
 def test_read_idx_reads_hand_written_files(tmp_path):
@@ -112,10 +122,13 @@ def test_write_idx_rejects_non_uint8_arrays(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("claimed_shape, reason", [
-    ((4_000_000_000, 28, 28), "more than"),   # rejected from the header alone
-    ((2_000_000_000,), "truncated"),          # plausible size: found out while reading in chunks
-])
+@pytest.mark.parametrize(
+    "claimed_shape, reason",
+    [
+        ((4_000_000_000, 28, 28), "more than"),  # rejected from the header alone
+        ((2_000_000_000,), "truncated"),  # plausible size: found out while reading in chunks
+    ],
+)
 def test_huge_header_fails_fast_without_allocating(tmp_path, claimed_shape, reason):
     path = tmp_path / "huge.idx"
     path.write_bytes(idx_bytes(claimed_shape, bytes(100)))
@@ -127,7 +140,7 @@ def test_huge_header_fails_fast_without_allocating(tmp_path, claimed_shape, reas
         _, peak_bytes = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak_bytes < 16 * 2**20             # neither the claimed size nor a chunk of it was allocated
+    assert peak_bytes < 16 * 2**20  # neither the claimed size nor a chunk of it was allocated
 
 
 def bad_file_cases():
@@ -173,9 +186,15 @@ def test_read_idx_of_missing_file_raises_data_error(tmp_path):
 
 
 @settings(max_examples=150, deadline=None)
-@given(compressed=st.booleans(), edit=st.sampled_from(["flip", "truncate", "insert"]),
-       position=st.integers(min_value=0), value=st.integers(min_value=0, max_value=255))
-def test_mutated_file_gives_uint8_array_or_data_error(tmp_path_factory, compressed, edit, position, value):
+@given(
+    compressed=st.booleans(),
+    edit=st.sampled_from(["flip", "truncate", "insert"]),
+    position=st.integers(min_value=0),
+    value=st.integers(min_value=0, max_value=255),
+)
+def test_mutated_file_gives_uint8_array_or_data_error(
+    tmp_path_factory, compressed, edit, position, value
+):
     contents = idx_bytes((2, 3, 4), range(24))
     if compressed:
         contents = gzip.compress(contents)
@@ -201,6 +220,7 @@ def test_mutated_file_gives_uint8_array_or_data_error(tmp_path_factory, compress
 # load_dataset on small generated MNIST folders
 # ----------------------------------------------------------------------------------------
 
+
 def test_load_dataset_returns_uint8_nhwc_and_training_statistics(tmp_path):
     train_images, train_labels, test_images, test_labels = random_mnist_arrays()
     make_mnist_folder(tmp_path / "mnist", train_images, train_labels, test_images, test_labels)
@@ -209,7 +229,7 @@ def test_load_dataset_returns_uint8_nhwc_and_training_statistics(tmp_path):
 
     assert dataset.name == "mnist"
     assert dataset.num_classes == 10
-    assert dataset.augment is None                                      # the paper does not augment MNIST
+    assert dataset.augment is None  # the paper does not augment MNIST
     assert dataset.description == "MNIST, 50 training images"
     assert dataset.train_images.shape == (50, 28, 28, 1)
     assert dataset.test_images.shape == (20, 28, 28, 1)
@@ -231,13 +251,20 @@ def test_load_dataset_returns_uint8_nhwc_and_training_statistics(tmp_path):
     assert abs(standardised_train.mean()) < 1e-5
     assert abs(standardised_train.std() - 1) < 1e-5
     expected_test = (test_images / 255.0 - train_scaled.mean()) / train_scaled.std()
-    np.testing.assert_allclose(standardise(dataset.test_images, dataset.mean, dataset.std)[..., 0],
-                               expected_test, atol=1e-5)
+    np.testing.assert_allclose(
+        standardise(dataset.test_images, dataset.mean, dataset.std)[..., 0],
+        expected_test,
+        atol=1e-5,
+    )
 
     # every generated file differs from the official one: one notice each
     assert len(notices) == 4
-    for file_name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                      "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    for file_name in (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ):
         matching = [line for line in notices if str(tmp_path / "mnist" / file_name) in line]
         assert len(matching) == 1 and "not the official MNIST file" in matching[0]
     assert "(50 images)" in notices[0] and "(20 labels)" in notices[3]
@@ -247,7 +274,7 @@ def test_test_images_use_training_statistics_computed_by_hand(tmp_path):
     # Half the training images are black (0), half white (255): mean 0.5, std 0.5 in [0, 1].
     train_images = np.zeros((1000, 28, 28), dtype=np.uint8)
     train_images[500:] = 255
-    test_images = np.full((3, 28, 28), 51, dtype=np.uint8)   # 51/255 = 0.2
+    test_images = np.full((3, 28, 28), 51, dtype=np.uint8)  # 51/255 = 0.2
     test_images[1] = 255
     test_images[2] = 0
     labels = (np.arange(1000) % 10).astype(np.uint8)
@@ -257,10 +284,13 @@ def test_test_images_use_training_statistics_computed_by_hand(tmp_path):
     assert dataset.description == "MNIST, 1,000 training images"
     np.testing.assert_array_equal(dataset.mean, [0.5])
     np.testing.assert_array_equal(dataset.std, [0.5])
-    assert set(np.unique(standardise(dataset.train_images, dataset.mean, dataset.std))) == {-1.0, 1.0}
+    assert set(np.unique(standardise(dataset.train_images, dataset.mean, dataset.std))) == {
+        -1.0,
+        1.0,
+    }
     test = standardise(dataset.test_images, dataset.mean, dataset.std)
     np.testing.assert_allclose(test[0], -0.6, atol=1e-6)  # (0.2 - 0.5) / 0.5
-    np.testing.assert_allclose(test[1], 1.0, atol=1e-6)   # (1.0 - 0.5) / 0.5
+    np.testing.assert_allclose(test[1], 1.0, atol=1e-6)  # (1.0 - 0.5) / 0.5
     np.testing.assert_allclose(test[2], -1.0, atol=1e-6)  # (0.0 - 0.5) / 0.5
 
 
@@ -274,15 +304,21 @@ def test_constant_training_images_cannot_be_standardised(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(images=arrays(np.uint8, st.tuples(st.integers(1, 600), st.integers(1, 3), st.integers(1, 3),
-                                         st.sampled_from([1, 3]))))
+@given(
+    images=arrays(
+        np.uint8,
+        st.tuples(
+            st.integers(1, 600), st.integers(1, 3), st.integers(1, 3), st.sampled_from([1, 3])
+        ),
+    )
+)
 def test_pixel_statistics_equal_float64_numpy_per_channel(images):
-    pixels = images.reshape(-1, images.shape[-1])                        # (pixels, C)
-    if (pixels.min(axis=0) == pixels.max(axis=0)).any():                 # a constant channel has no std
+    pixels = images.reshape(-1, images.shape[-1])  # (pixels, C)
+    if (pixels.min(axis=0) == pixels.max(axis=0)).any():  # a constant channel has no std
         with pytest.raises(DataError):
             data.pixel_statistics(images, source="generated")
         return
-    mean, std = data.pixel_statistics(images, source="generated")     # in chunks of 256 images
+    mean, std = data.pixel_statistics(images, source="generated")  # in chunks of 256 images
     scaled = images.astype(np.float64) / 255
     assert mean.dtype == np.float32 and mean.shape == (images.shape[-1],)
     np.testing.assert_allclose(mean, scaled.mean(axis=(0, 1, 2)), rtol=1e-6, atol=1e-7)
@@ -297,8 +333,18 @@ def test_uncompressed_files_are_accepted(tmp_path):
     assert notices == []  # official checksums are of the .gz files, so there is nothing to compare
 
 
-@pytest.mark.parametrize("problem", ["count mismatch", "label 10", "27x28 images", "flat images",
-                                     "2-D labels", "test count mismatch", "no images"])
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "count mismatch",
+        "label 10",
+        "27x28 images",
+        "flat images",
+        "2-D labels",
+        "test count mismatch",
+        "no images",
+    ],
+)
 def test_inconsistent_mnist_files_raise_data_error(tmp_path, problem):
     train_images, train_labels, test_images, test_labels = random_mnist_arrays()
     named_file = "train-images-idx3-ubyte.gz"
@@ -356,6 +402,7 @@ def test_default_data_dir_follows_environment(monkeypatch, tmp_path):
 # Missing files and downloading (file:// URLs only)
 # ----------------------------------------------------------------------------------------
 
+
 def test_missing_file_without_download_names_file_and_what_to_do(tmp_path):
     with pytest.raises(DataError) as error:
         load_dataset("mnist", tmp_path, download=False, notice=lambda line: None)
@@ -395,15 +442,22 @@ def test_download_tries_the_next_url_after_a_failure(tmp_path):
     (server / "file.bin").write_bytes(b"payload")
     missing_url = (server / "absent.bin").as_uri()
     destination = tmp_path / "file.bin"
-    data.download([missing_url, (server / "file.bin").as_uri()], str(destination),
-                  md5_of(server / "file.bin"), retries=1, notice=lambda line: None)
+    data.download(
+        [missing_url, (server / "file.bin").as_uri()],
+        str(destination),
+        md5_of(server / "file.bin"),
+        retries=1,
+        notice=lambda line: None,
+    )
     assert destination.read_bytes() == b"payload"
 
 
 def test_download_failing_everywhere_names_every_url(tmp_path):
     urls = [(tmp_path / "a.bin").as_uri(), (tmp_path / "b.bin").as_uri()]
     with pytest.raises(DataError) as error:
-        data.download(urls, str(tmp_path / "out.bin"), "0" * 32, retries=1, notice=lambda line: None)
+        data.download(
+            urls, str(tmp_path / "out.bin"), "0" * 32, retries=1, notice=lambda line: None
+        )
     for url in urls:
         assert url in str(error.value)
     assert "by hand" in str(error.value)
@@ -413,7 +467,9 @@ def test_download_failing_everywhere_names_every_url(tmp_path):
 def serve_mnist_from(monkeypatch, server_folder, md5_overrides=None):
     """Point MNIST's mirror list at a local folder; the official md5s become those of its files."""
     monkeypatch.setattr(data, "MNIST_MIRRORS", [server_folder.as_uri() + "/"])
-    files = {role: (name, md5_of(server_folder / name)) for role, (name, _) in data.MNIST_FILES.items()}
+    files = {
+        role: (name, md5_of(server_folder / name)) for role, (name, _) in data.MNIST_FILES.items()
+    }
     files.update(md5_overrides or {})
     monkeypatch.setattr(data, "MNIST_FILES", files)
 
@@ -435,7 +491,9 @@ def test_load_dataset_downloads_missing_files_into_data_dir(tmp_path, monkeypatc
 def test_load_dataset_with_wrong_checksum_caches_nothing(tmp_path, monkeypatch):
     server = tmp_path / "server"
     make_mnist_folder(server, *random_mnist_arrays())
-    serve_mnist_from(monkeypatch, server, {"train_images": ("train-images-idx3-ubyte.gz", "0" * 32)})
+    serve_mnist_from(
+        monkeypatch, server, {"train_images": ("train-images-idx3-ubyte.gz", "0" * 32)}
+    )
     with pytest.raises(DataError) as error:
         load_dataset("mnist", tmp_path / "cache", download=True, notice=lambda line: None)
     assert (server / "train-images-idx3-ubyte.gz").as_uri() in str(error.value)
@@ -446,6 +504,7 @@ def test_load_dataset_with_wrong_checksum_caches_nothing(tmp_path, monkeypatch):
 # Fashion-MNIST: MNIST's four files and format, its own checksums, statistics and name
 # ----------------------------------------------------------------------------------------
 
+
 def test_fashion_mnist_loads_from_its_own_folder_with_its_own_statistics(tmp_path):
     arrays = random_mnist_arrays(seed=5)
     make_mnist_folder(tmp_path / "fashion-mnist", *arrays)
@@ -453,13 +512,22 @@ def test_fashion_mnist_loads_from_its_own_folder_with_its_own_statistics(tmp_pat
     dataset = load_dataset("fashion-mnist", tmp_path, download=False, notice=notices.append)
     assert dataset.name == "fashion-mnist" and dataset.num_classes == 10 and dataset.augment is None
     assert dataset.description == "Fashion-MNIST, 50 training images"
-    assert dataset.train_images.shape == (50, 28, 28, 1) and dataset.test_images.shape == (20, 28, 28, 1)
+    assert dataset.train_images.shape == (50, 28, 28, 1) and dataset.test_images.shape == (
+        20,
+        28,
+        28,
+        1,
+    )
     np.testing.assert_array_equal(dataset.train_images[..., 0], arrays[0])
-    np.testing.assert_allclose(dataset.mean, [arrays[0].mean() / 255], rtol=1e-6)    # its own, not MNIST's
+    np.testing.assert_allclose(
+        dataset.mean, [arrays[0].mean() / 255], rtol=1e-6
+    )  # its own, not MNIST's
     np.testing.assert_allclose(dataset.std, [(arrays[0] / 255).std()], rtol=1e-5)
-    assert len(notices) == 4 and all("not the official Fashion-MNIST file" in line for line in notices)
+    assert len(notices) == 4 and all(
+        "not the official Fashion-MNIST file" in line for line in notices
+    )
     with pytest.raises(DataError, match="mnist"):
-        load_dataset("mnist", tmp_path, download=False)                   # MNIST's folder stays its own
+        load_dataset("mnist", tmp_path, download=False)  # MNIST's folder stays its own
 
 
 def test_a_recompressed_copy_with_the_official_counts_is_named_as_such(tmp_path, monkeypatch):
@@ -475,10 +543,14 @@ def test_fashion_mnist_downloads_with_its_checksums(tmp_path, monkeypatch):
     server = tmp_path / "server"
     make_mnist_folder(server, *random_mnist_arrays(seed=1))
     monkeypatch.setattr(data, "FASHION_MNIST_MIRRORS", [server.as_uri() + "/"])
-    official = {role: (name, md5_of(server / name)) for role, (name, _) in data.FASHION_MNIST_FILES.items()}
+    official = {
+        role: (name, md5_of(server / name)) for role, (name, _) in data.FASHION_MNIST_FILES.items()
+    }
     monkeypatch.setattr(data, "FASHION_MNIST_FILES", official)
     notices = []
-    dataset = load_dataset("fashion-mnist", tmp_path / "cache", download=True, notice=notices.append)
+    dataset = load_dataset(
+        "fashion-mnist", tmp_path / "cache", download=True, notice=notices.append
+    )
     assert dataset.train_images.shape == (50, 28, 28, 1)
     assert sorted(os.listdir(tmp_path / "cache" / "fashion-mnist")) == sorted(os.listdir(server))
     assert not [line for line in notices if "not the official" in line]
@@ -493,6 +565,7 @@ def test_fashion_mnist_downloads_with_its_checksums(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------------
 # Safe extraction: archives written here, with and without hostile entries
 # ----------------------------------------------------------------------------------------
+
 
 def tar_archive(path, entries):
     """Write a tar archive (gzip-compressed if path ends in .gz) from (TarInfo, bytes or None)."""
@@ -520,7 +593,7 @@ def zip_archive(path, entries):
 
 def zip_symlink(name, target):
     info = zipfile.ZipInfo(name)
-    info.external_attr = 0o120777 << 16   # Unix mode of a symbolic link
+    info.external_attr = 0o120777 << 16  # Unix mode of a symbolic link
     return info, target
 
 
@@ -533,16 +606,33 @@ def test_safe_extract_writes_tar_and_zip_contents(tmp_path):
         target = tmp_path / archive_name.replace(".", "_")
         target.mkdir()
         if archive_name.endswith(".zip"):
-            zip_archive(target / archive_name, [("top/", b""), ("top/sub/file.bin", b"\x00\x01\x02"),
-                                                ("./top/other.txt", b"hello")])
+            zip_archive(
+                target / archive_name,
+                [
+                    ("top/", b""),
+                    ("top/sub/file.bin", b"\x00\x01\x02"),
+                    ("./top/other.txt", b"hello"),
+                ],
+            )
         else:
-            tar_archive(target / archive_name, [(tar_entry("top", tarfile.DIRTYPE), None),
-                                                (tar_entry("top/sub/file.bin"), b"\x00\x01\x02"),
-                                                (tar_entry("./top/other.txt"), b"hello")])
+            tar_archive(
+                target / archive_name,
+                [
+                    (tar_entry("top", tarfile.DIRTYPE), None),
+                    (tar_entry("top/sub/file.bin"), b"\x00\x01\x02"),
+                    (tar_entry("./top/other.txt"), b"hello"),
+                ],
+            )
         data.safe_extract(target / archive_name, target, required_files=["top/sub/file.bin"])
         assert (target / "top" / "sub" / "file.bin").read_bytes() == b"\x00\x01\x02"
         assert (target / "top" / "other.txt").read_bytes() == b"hello"
-        assert every_path_under(target) == [archive_name, "top", "top/other.txt", "top/sub", "top/sub/file.bin"]
+        assert every_path_under(target) == [
+            archive_name,
+            "top",
+            "top/other.txt",
+            "top/sub",
+            "top/sub/file.bin",
+        ]
 
 
 UNSAFE_TAR_ENTRIES = {
@@ -564,7 +654,10 @@ def test_unsafe_tar_entry_is_refused_and_nothing_is_written(tmp_path, case):
     target.mkdir(parents=True)
     archive = target / "archive.tar.gz"
     info, contents = UNSAFE_TAR_ENTRIES[case]
-    tar_archive(archive, [(tar_entry("top/a.bin"), b"fine"), (info, contents), (tar_entry("top/z.bin"), b"fine")])
+    tar_archive(
+        archive,
+        [(tar_entry("top/a.bin"), b"fine"), (info, contents), (tar_entry("top/z.bin"), b"fine")],
+    )
     with pytest.raises(DataError) as error:
         data.safe_extract(archive, target)
     assert str(archive) in str(error.value) and repr(info.name) in str(error.value)
@@ -591,12 +684,16 @@ def test_unsafe_zip_entry_is_refused_and_nothing_is_written(tmp_path, case):
     with pytest.raises(DataError, match="refusing to extract") as error:
         data.safe_extract(archive, target)
     assert str(archive) in str(error.value)
-    assert every_path_under(tmp_path) == ["data", "data/tiny-imagenet", "data/tiny-imagenet/archive.zip"]
+    assert every_path_under(tmp_path) == [
+        "data",
+        "data/tiny-imagenet",
+        "data/tiny-imagenet/archive.zip",
+    ]
 
 
 def test_entry_claiming_more_than_4_gib_is_refused_before_reading(tmp_path):
     huge = tar_entry("top/huge.bin")
-    huge.size = 5 * 2**30                  # only the header is written: the claim alone is refused
+    huge.size = 5 * 2**30  # only the header is written: the claim alone is refused
     tar_archive(tmp_path / "huge.tar", [(huge, None)])
     with pytest.raises(DataError, match="claims 5,368,709,120 bytes"):
         data.safe_extract(tmp_path / "huge.tar", tmp_path)
@@ -607,14 +704,17 @@ def test_entry_claiming_more_than_4_gib_is_refused_before_reading(tmp_path):
 @pytest.mark.parametrize("kept_fraction", [0.3, 0.9])
 def test_truncated_archive_raises_data_error_naming_it(tmp_path, archive_name, kept_fraction):
     rng = np.random.default_rng(0)
-    entries = [(f"top/{number}.bin", rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()) for number in range(4)]
+    entries = [
+        (f"top/{number}.bin", rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+        for number in range(4)
+    ]
     archive = tmp_path / archive_name
     if archive_name.endswith(".zip"):
         zip_archive(archive, entries)
     else:
         tar_archive(archive, [(tar_entry(name), contents) for name, contents in entries])
     contents = archive.read_bytes()
-    archive.write_bytes(contents[:int(len(contents) * kept_fraction)])
+    archive.write_bytes(contents[: int(len(contents) * kept_fraction)])
     with pytest.raises(DataError) as error:
         data.safe_extract(archive, tmp_path)
     assert str(archive) in str(error.value) and "\n" not in str(error.value)
@@ -622,7 +722,9 @@ def test_truncated_archive_raises_data_error_naming_it(tmp_path, archive_name, k
 
 
 def test_interrupted_extraction_leaves_no_half_extracted_tree(tmp_path, monkeypatch):
-    tar_archive(tmp_path / "a.tar.gz", [(tar_entry(f"top/{number}.bin"), b"x") for number in range(5)])
+    tar_archive(
+        tmp_path / "a.tar.gz", [(tar_entry(f"top/{number}.bin"), b"x") for number in range(5)]
+    )
     copied = []
 
     def copy_then_interrupt(source, path):
@@ -632,6 +734,7 @@ def test_interrupted_extraction_leaves_no_half_extracted_tree(tmp_path, monkeypa
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as file:
             file.write(source.read())
+
     monkeypatch.setattr(data, "_copy_entry", copy_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         data.safe_extract(tmp_path / "a.tar.gz", tmp_path)
@@ -651,10 +754,21 @@ def test_missing_required_file_or_existing_folder_extracts_nothing(tmp_path):
 
 
 @settings(max_examples=80, deadline=None)
-@given(archive_name=st.sampled_from(["a.tar.gz", "a.tar", "a.zip"]),
-       edits=st.lists(st.tuples(st.sampled_from(["flip", "truncate", "insert"]), st.integers(min_value=0),
-                                st.integers(min_value=1, max_value=255)), min_size=1, max_size=3))
-def test_mutated_archive_extracts_cleanly_or_raises_data_error(tmp_path_factory, archive_name, edits):
+@given(
+    archive_name=st.sampled_from(["a.tar.gz", "a.tar", "a.zip"]),
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["flip", "truncate", "insert"]),
+            st.integers(min_value=0),
+            st.integers(min_value=1, max_value=255),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_mutated_archive_extracts_cleanly_or_raises_data_error(
+    tmp_path_factory, archive_name, edits
+):
     folder = tmp_path_factory.mktemp("mutated_archive")
     archive = folder / archive_name
     entries = [("top/a.bin", bytes(range(256)) * 3), ("top/sub/b.txt", b"hello " * 100)]
@@ -676,10 +790,13 @@ def test_mutated_archive_extracts_cleanly_or_raises_data_error(tmp_path_factory,
         data.safe_extract(archive, folder)
     except DataError as error:
         assert str(archive) in str(error) and "\n" not in str(error)
-        assert every_path_under(folder) == [archive_name]                 # nothing half-extracted
+        assert every_path_under(folder) == [archive_name]  # nothing half-extracted
     else:
         assert not [path for path in every_path_under(folder) if ".extracting" in path]
-        assert all(Path(folder, path).is_dir() or Path(folder, path).is_file() for path in every_path_under(folder))
+        assert all(
+            Path(folder, path).is_dir() or Path(folder, path).is_file()
+            for path in every_path_under(folder)
+        )
 
 
 # ----------------------------------------------------------------------------------------
@@ -692,8 +809,12 @@ CIFAR_FILE_NAMES = [f"data_batch_{number}.bin" for number in range(1, 6)] + ["te
 def random_cifar_arrays(train_count=23, test_count=7, seed=0):
     """(train_images, train_labels, test_images, test_labels): uint8 NHWC images, labels 0..9."""
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (train_count, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, train_count),
-            rng.integers(0, 256, (test_count, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, test_count))
+    return (
+        rng.integers(0, 256, (train_count, 32, 32, 3), dtype=np.uint8),
+        rng.integers(0, 10, train_count),
+        rng.integers(0, 256, (test_count, 32, 32, 3), dtype=np.uint8),
+        rng.integers(0, 10, test_count),
+    )
 
 
 def cifar_record_by_hand(label, seed):
@@ -713,16 +834,23 @@ def test_cifar_record_layout_written_by_hand_loads_as_nhwc(tmp_path):
     notices = []
     dataset = load_dataset("cifar10", tmp_path, download=False, notice=notices.append)
     assert dataset.train_images.shape == (5, 32, 32, 3) and dataset.train_images.dtype == np.uint8
-    assert dataset.train_labels.tolist() == [0, 1, 2, 3, 4] and dataset.train_labels.dtype == np.int64
+    assert (
+        dataset.train_labels.tolist() == [0, 1, 2, 3, 4] and dataset.train_labels.dtype == np.int64
+    )
     assert dataset.test_labels.tolist() == [5]
     red, green, blue = planes_of["data_batch_3.bin"]
-    y, x = 2, 5                                        # byte 32 * 2 + 5 = 69 of each plane
+    y, x = 2, 5  # byte 32 * 2 + 5 = 69 of each plane
     assert dataset.train_images[2, y, x].tolist() == [red[69], green[69], blue[69]]
     red, green, blue = planes_of["test_batch.bin"]
     assert dataset.test_images[0, 31, 0].tolist() == [red[992], green[992], blue[992]]
     # and write_cifar_batches writes exactly these bytes back
-    data.write_cifar_batches(tmp_path / "copy", dataset.train_images, dataset.train_labels,
-                             dataset.test_images, dataset.test_labels)
+    data.write_cifar_batches(
+        tmp_path / "copy",
+        dataset.train_images,
+        dataset.train_labels,
+        dataset.test_images,
+        dataset.test_labels,
+    )
     for file_name in CIFAR_FILE_NAMES:
         copy = tmp_path / "copy" / "cifar-10-batches-bin" / file_name
         assert copy.read_bytes() == (batches / file_name).read_bytes()
@@ -730,11 +858,13 @@ def test_cifar_record_layout_written_by_hand_loads_as_nhwc(tmp_path):
 
 def test_write_cifar_batches_round_trips_with_per_channel_statistics(tmp_path):
     train_images, train_labels, test_images, test_labels = random_cifar_arrays(train_count=23)
-    data.write_cifar_batches(tmp_path / "cifar10", train_images, train_labels, test_images, test_labels)
+    data.write_cifar_batches(
+        tmp_path / "cifar10", train_images, train_labels, test_images, test_labels
+    )
     batches = tmp_path / "cifar10" / "cifar-10-batches-bin"
-    assert sorted(os.listdir(batches)) == sorted(CIFAR_FILE_NAMES)           # no temporary files left
+    assert sorted(os.listdir(batches)) == sorted(CIFAR_FILE_NAMES)  # no temporary files left
     sizes = [(batches / name).stat().st_size // 3073 for name in CIFAR_FILE_NAMES]
-    assert sizes == [5, 5, 5, 4, 4, 7]                                       # 23 split as evenly as possible
+    assert sizes == [5, 5, 5, 4, 4, 7]  # 23 split as evenly as possible
 
     notices = []
     dataset = load_dataset("cifar10", tmp_path, download=False, notice=notices.append)
@@ -746,12 +876,18 @@ def test_write_cifar_batches_round_trips_with_per_channel_statistics(tmp_path):
     np.testing.assert_array_equal(dataset.test_images, test_images)
     np.testing.assert_array_equal(dataset.test_labels, test_labels)
     scaled = train_images / 255.0
-    assert dataset.mean.shape == (3,) and dataset.mean.dtype == np.float32 and dataset.std.dtype == np.float32
+    assert (
+        dataset.mean.shape == (3,)
+        and dataset.mean.dtype == np.float32
+        and dataset.std.dtype == np.float32
+    )
     np.testing.assert_allclose(dataset.mean, scaled.mean(axis=(0, 1, 2)), rtol=1e-6)
     np.testing.assert_allclose(dataset.std, scaled.std(axis=(0, 1, 2)), rtol=1e-6)
-    assert abs(standardise(dataset.train_images, dataset.mean, dataset.std)[..., 1].std() - 1) < 1e-5
+    assert (
+        abs(standardise(dataset.train_images, dataset.mean, dataset.std)[..., 1].std() - 1) < 1e-5
+    )
 
-    assert len(notices) == 6                      # one per file, none of them official
+    assert len(notices) == 6  # one per file, none of them official
     for name, count, line in zip(CIFAR_FILE_NAMES, sizes, notices):
         assert str(batches / name) in line and f"({count} images, not 10,000)" in line
 
@@ -773,7 +909,7 @@ def test_cifar_file_of_wrong_size_raises_data_error_naming_it(tmp_path, size):
 def test_cifar_label_10_raises_data_error_naming_the_file(tmp_path):
     batches = write_cifar_folder(tmp_path / "cifar10")
     contents = bytearray((batches / "test_batch.bin").read_bytes())
-    contents[3073 * 2] = 10                                   # the label byte of record 2
+    contents[3073 * 2] = 10  # the label byte of record 2
     (batches / "test_batch.bin").write_bytes(bytes(contents))
     with pytest.raises(DataError, match="label 10 in record 2") as error:
         load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
@@ -802,13 +938,18 @@ def make_cifar_archive(path, **counts):
 def test_cifar_archive_is_extracted_once_then_the_files_are_used(tmp_path):
     folder = tmp_path / "cifar10"
     folder.mkdir()
-    train_images, train_labels, test_images, test_labels = make_cifar_archive(folder / "cifar-10-binary.tar.gz")
+    train_images, train_labels, test_images, test_labels = make_cifar_archive(
+        folder / "cifar-10-binary.tar.gz"
+    )
     notices = []
     dataset = load_dataset("cifar10", tmp_path, download=False, notice=notices.append)
     np.testing.assert_array_equal(dataset.train_images, train_images)
     np.testing.assert_array_equal(dataset.test_labels, test_labels)
     assert "not the official archive" in notices[0] and notices[1].startswith("extracting ")
-    assert sorted(os.listdir(folder)) == ["cifar-10-batches-bin", "cifar-10-binary.tar.gz"]   # no temporary folder
+    assert sorted(os.listdir(folder)) == [
+        "cifar-10-batches-bin",
+        "cifar-10-binary.tar.gz",
+    ]  # no temporary folder
 
     (folder / "cifar-10-binary.tar.gz").write_bytes(b"damaged, but no longer needed")
     notices = []
@@ -851,7 +992,10 @@ def test_cifar_is_downloaded_checked_and_extracted(tmp_path, monkeypatch):
     dataset = load_dataset("cifar10", tmp_path / "cache", download=True, notice=notices.append)
     np.testing.assert_array_equal(dataset.train_images, arrays[0])
     assert notices[0].startswith("downloading file://") and notices[1].startswith("extracting ")
-    assert sorted(os.listdir(tmp_path / "cache" / "cifar10")) == ["cifar-10-batches-bin", "cifar-10-binary.tar.gz"]
+    assert sorted(os.listdir(tmp_path / "cache" / "cifar10")) == [
+        "cifar-10-batches-bin",
+        "cifar-10-binary.tar.gz",
+    ]
 
 
 def test_cifar_missing_without_download_names_archive_and_url(tmp_path):
@@ -863,13 +1007,18 @@ def test_cifar_missing_without_download_names_archive_and_url(tmp_path):
 
 
 @settings(max_examples=100, deadline=None)
-@given(edit=st.sampled_from(["random bytes", "flip", "truncate", "insert"]),
-       random_bytes=st.binary(max_size=3 * 3073 + 10), position=st.integers(min_value=0),
-       value=st.integers(min_value=0, max_value=255))
-def test_fuzzed_cifar_file_gives_data_error_or_valid_dataset(tmp_path_factory, edit, random_bytes, position, value):
+@given(
+    edit=st.sampled_from(["random bytes", "flip", "truncate", "insert"]),
+    random_bytes=st.binary(max_size=3 * 3073 + 10),
+    position=st.integers(min_value=0),
+    value=st.integers(min_value=0, max_value=255),
+)
+def test_fuzzed_cifar_file_gives_data_error_or_valid_dataset(
+    tmp_path_factory, edit, random_bytes, position, value
+):
     data_dir = tmp_path_factory.mktemp("fuzz")
     batches = write_cifar_folder(data_dir / "cifar10", train_count=10, test_count=2)
-    contents = bytearray((batches / "data_batch_1.bin").read_bytes())       # two records
+    contents = bytearray((batches / "data_batch_1.bin").read_bytes())  # two records
     position %= len(contents)
     if edit == "random bytes":
         contents = bytearray(random_bytes)
@@ -885,7 +1034,11 @@ def test_fuzzed_cifar_file_gives_data_error_or_valid_dataset(tmp_path_factory, e
     except DataError as error:
         assert str(batches / "data_batch_1.bin") in str(error)
     else:
-        assert dataset.train_images.dtype == np.uint8 and dataset.train_images.shape[1:] == (32, 32, 3)
+        assert dataset.train_images.dtype == np.uint8 and dataset.train_images.shape[1:] == (
+            32,
+            32,
+            3,
+        )
         assert len(dataset.train_images) == len(dataset.train_labels) == 8 + len(contents) // 3073
         assert 0 <= dataset.train_labels.min() and dataset.train_labels.max() <= 9
 
@@ -894,14 +1047,18 @@ def test_fuzzed_cifar_file_gives_data_error_or_valid_dataset(tmp_path_factory, e
 # Tiny-ImageNet: small zips in the official layout with real JPEG files (needs Pillow)
 # ----------------------------------------------------------------------------------------
 
-TINY_WNIDS = ["n03", "n01", "n02"]          # deliberately not sorted: class index follows sorted order
+TINY_WNIDS = ["n03", "n01", "n02"]  # deliberately not sorted: class index follows sorted order
 TINY_COLOURS = {"n01": (200, 30, 30), "n02": (30, 200, 30), "n03": (30, 30, 200)}
 
 
 def jpeg_bytes(colour=None, size=(64, 64), grey_level=None):
     """A solid-colour JPEG (or a greyscale one) encoded by Pillow."""
     Image = pytest.importorskip("PIL.Image")
-    image = Image.new("L", size, grey_level) if grey_level is not None else Image.new("RGB", size, colour)
+    image = (
+        Image.new("L", size, grey_level)
+        if grey_level is not None
+        else Image.new("RGB", size, colour)
+    )
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=95)
     return buffer.getvalue()
@@ -918,10 +1075,13 @@ def tiny_imagenet_entries(per_class=2, annotations=None, replace=None):
             entries[f"{root}train/{wnid}/images/{wnid}_{k}.JPEG"] = jpeg_bytes(TINY_COLOURS[wnid])
     val_wnids = ["n02", "n03", "n01", "n02"]
     for k, wnid in enumerate(val_wnids):
-        entries[f"{root}val/images/val_{k}.JPEG"] = (jpeg_bytes(grey_level=128) if k == 0
-                                                     else jpeg_bytes(TINY_COLOURS[wnid]))
+        entries[f"{root}val/images/val_{k}.JPEG"] = (
+            jpeg_bytes(grey_level=128) if k == 0 else jpeg_bytes(TINY_COLOURS[wnid])
+        )
     if annotations is None:
-        annotations = "".join(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63\n" for k, wnid in enumerate(val_wnids))
+        annotations = "".join(
+            f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63\n" for k, wnid in enumerate(val_wnids)
+        )
     entries[root + "val/val_annotations.txt"] = annotations.encode()
     entries[root + "test/images/test_0.JPEG"] = b"not even a JPEG: test/ is ignored"
     entries.update(replace or {})
@@ -945,22 +1105,31 @@ def test_tiny_imagenet_zip_loads_with_sorted_wnid_labels(tmp_path):
     assert dataset.train_images.shape == (6, 64, 64, 3) and dataset.train_images.dtype == np.uint8
     assert dataset.test_images.shape == (4, 64, 64, 3) and dataset.test_images.dtype == np.uint8
     assert dataset.train_labels.dtype == np.int64 and dataset.test_labels.dtype == np.int64
-    assert dataset.train_labels.tolist() == [0, 0, 1, 1, 2, 2]      # n01, n02, n03
-    assert dataset.test_labels.tolist() == [1, 2, 0, 1]             # n02, n03, n01, n02 from the annotations
+    assert dataset.train_labels.tolist() == [0, 0, 1, 1, 2, 2]  # n01, n02, n03
+    assert dataset.test_labels.tolist() == [1, 2, 0, 1]  # n02, n03, n01, n02 from the annotations
     for image, label in zip(dataset.train_images, dataset.train_labels):
         colour = TINY_COLOURS[sorted(TINY_WNIDS)[label]]
-        assert np.abs(image.astype(int) - colour).max() <= 8        # JPEG is lossy, but barely on flat colour
+        assert (
+            np.abs(image.astype(int) - colour).max() <= 8
+        )  # JPEG is lossy, but barely on flat colour
     grey = dataset.test_images[0].astype(int)
-    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()   # greyscale -> RGB
+    assert (grey[..., 0] == grey[..., 1]).all() and (
+        grey[..., 1] == grey[..., 2]
+    ).all()  # greyscale -> RGB
     assert np.abs(grey - 128).max() <= 2
-    np.testing.assert_allclose(dataset.mean, (dataset.train_images / 255.0).mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(
+        dataset.mean, (dataset.train_images / 255.0).mean(axis=(0, 1, 2)), rtol=1e-6
+    )
     assert dataset.mean.shape == (3,) and dataset.std.shape == (3,)
 
     assert "not the official archive" in notices[0] and notices[1].startswith("extracting ")
     assert notices[2].startswith("decoding 10 Tiny-ImageNet JPEG files")
-    assert "6 training and 4 validation images, not the official" in notices[3] and len(notices) == 4
-    assert sorted(os.listdir(folder)) == sorted(["tiny-imagenet-200", "tiny-imagenet-200.zip",
-                                                 *data.TINY_IMAGENET_CACHE_FILES.values()])
+    assert (
+        "6 training and 4 validation images, not the official" in notices[3] and len(notices) == 4
+    )
+    assert sorted(os.listdir(folder)) == sorted(
+        ["tiny-imagenet-200", "tiny-imagenet-200.zip", *data.TINY_IMAGENET_CACHE_FILES.values()]
+    )
 
 
 def test_tiny_imagenet_cache_is_reused_without_the_jpeg_files(tmp_path):
@@ -972,10 +1141,12 @@ def test_tiny_imagenet_cache_is_reused_without_the_jpeg_files(tmp_path):
     second = load_dataset("tiny-imagenet", tmp_path, download=False, notice=notices.append)
     for field in ("train_images", "train_labels", "test_images", "test_labels", "mean", "std"):
         np.testing.assert_array_equal(getattr(second, field), getattr(first, field))
-    assert len(notices) == 1 and "not the official" in notices[0]     # no extracting, no decoding
+    assert len(notices) == 1 and "not the official" in notices[0]  # no extracting, no decoding
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong dtype", "pickled objects", "npz"])
+@pytest.mark.parametrize(
+    "damage", ["garbage", "truncated", "wrong dtype", "pickled objects", "npz"]
+)
 def test_tiny_imagenet_damaged_cache_is_deleted_and_rebuilt(tmp_path, damage):
     folder = make_tiny_imagenet_zip(tmp_path)
     first = load_dataset("tiny-imagenet", tmp_path, download=False, notice=lambda line: None)
@@ -1001,10 +1172,13 @@ def test_tiny_imagenet_damaged_cache_is_deleted_and_rebuilt(tmp_path, damage):
 
 def test_tiny_imagenet_without_pillow_says_how_to_install_it(tmp_path, monkeypatch):
     (tmp_path / "tiny-imagenet").mkdir()
-    monkeypatch.setitem(sys.modules, "PIL", None)             # makes `from PIL import Image` fail
+    monkeypatch.setitem(sys.modules, "PIL", None)  # makes `from PIL import Image` fail
     with pytest.raises(DataError) as error:
         load_dataset("tiny-imagenet", tmp_path, download=False, notice=lambda line: None)
-    assert str(error.value) == "Tiny-ImageNet needs Pillow to decode its JPEG files: pip install pillow"
+    assert (
+        str(error.value)
+        == "Tiny-ImageNet needs Pillow to decode its JPEG files: pip install pillow"
+    )
 
 
 def test_tiny_imagenet_zip_with_parent_folder_entry_writes_nothing(tmp_path):
@@ -1013,7 +1187,11 @@ def test_tiny_imagenet_zip_with_parent_folder_entry_writes_nothing(tmp_path):
     zip_archive(folder / "tiny-imagenet-200.zip", tiny_imagenet_entries() + [("../x", b"evil")])
     with pytest.raises(DataError, match="'../x'"):
         load_dataset("tiny-imagenet", tmp_path / "data", download=False, notice=lambda line: None)
-    assert every_path_under(tmp_path) == ["data", "data/tiny-imagenet", "data/tiny-imagenet/tiny-imagenet-200.zip"]
+    assert every_path_under(tmp_path) == [
+        "data",
+        "data/tiny-imagenet",
+        "data/tiny-imagenet/tiny-imagenet-200.zip",
+    ]
 
 
 def test_tiny_imagenet_truncated_zip_raises_data_error(tmp_path):
@@ -1026,21 +1204,27 @@ def test_tiny_imagenet_truncated_zip_raises_data_error(tmp_path):
     assert os.listdir(folder) == ["tiny-imagenet-200.zip"]
 
 
-@pytest.mark.parametrize("problem, named_file", [
-    ("wrong size", "tiny-imagenet-200/train/n02/images/n02_1.JPEG"),
-    ("unreadable", "tiny-imagenet-200/val/images/val_2.JPEG"),
-    ("png named JPEG", "tiny-imagenet-200/train/n01/images/n01_0.JPEG"),
-    ("unknown wnid", "tiny-imagenet-200/val/val_annotations.txt"),
-    ("five fields", "tiny-imagenet-200/val/val_annotations.txt"),
-    ("path as file name", "tiny-imagenet-200/val/val_annotations.txt"),
-    ("missing val image", "tiny-imagenet-200/val/images/val_9.JPEG"),
-    ("bad wnid", "tiny-imagenet-200/wnids.txt"),
-    ("class without images", "tiny-imagenet-200/train/n03/images"),
-])
+@pytest.mark.parametrize(
+    "problem, named_file",
+    [
+        ("wrong size", "tiny-imagenet-200/train/n02/images/n02_1.JPEG"),
+        ("unreadable", "tiny-imagenet-200/val/images/val_2.JPEG"),
+        ("png named JPEG", "tiny-imagenet-200/train/n01/images/n01_0.JPEG"),
+        ("unknown wnid", "tiny-imagenet-200/val/val_annotations.txt"),
+        ("five fields", "tiny-imagenet-200/val/val_annotations.txt"),
+        ("path as file name", "tiny-imagenet-200/val/val_annotations.txt"),
+        ("missing val image", "tiny-imagenet-200/val/images/val_9.JPEG"),
+        ("bad wnid", "tiny-imagenet-200/wnids.txt"),
+        ("class without images", "tiny-imagenet-200/train/n03/images"),
+    ],
+)
 def test_tiny_imagenet_problem_raises_data_error_naming_the_file(tmp_path, problem, named_file):
     pytest.importorskip("PIL")
     root = "tiny-imagenet-200/"
-    good_lines = "".join(f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63\n" for k, wnid in enumerate(["n02", "n03", "n01", "n02"]))
+    good_lines = "".join(
+        f"val_{k}.JPEG\t{wnid}\t0\t0\t63\t63\n"
+        for k, wnid in enumerate(["n02", "n03", "n01", "n02"])
+    )
     replace, annotations = {}, None
     if problem == "wrong size":
         replace = {named_file: jpeg_bytes(TINY_COLOURS["n02"], size=(32, 64))}
@@ -1048,13 +1232,16 @@ def test_tiny_imagenet_problem_raises_data_error_naming_the_file(tmp_path, probl
         replace = {named_file: jpeg_bytes(TINY_COLOURS["n01"])[:200]}
     elif problem == "png named JPEG":
         from PIL import Image
+
         buffer = io.BytesIO()
         Image.new("RGB", (64, 64)).save(buffer, format="PNG")
         replace = {named_file: buffer.getvalue()}
     elif problem == "unknown wnid":
         annotations = good_lines.replace("val_2.JPEG\tn01", "val_2.JPEG\tn99")
     elif problem == "five fields":
-        annotations = good_lines.replace("val_1.JPEG\tn03\t0\t0\t63\t63", "val_1.JPEG\tn03\t0\t0\t63")
+        annotations = good_lines.replace(
+            "val_1.JPEG\tn03\t0\t0\t63\t63", "val_1.JPEG\tn03\t0\t0\t63"
+        )
     elif problem == "path as file name":
         annotations = good_lines.replace("val_3.JPEG", "../../wnids.txt")
     elif problem == "missing val image":
@@ -1074,7 +1261,9 @@ def test_tiny_imagenet_problem_raises_data_error_naming_the_file(tmp_path, probl
     with pytest.raises(DataError) as error:
         load_dataset("tiny-imagenet", tmp_path, download=False, notice=lambda line: None)
     assert str(folder / named_file) in str(error.value) and "\n" not in str(error.value)
-    assert not [name for name in os.listdir(folder) if name.startswith("decoded-")]   # nothing cached
+    assert not [
+        name for name in os.listdir(folder) if name.startswith("decoded-")
+    ]  # nothing cached
 
 
 @pytest.fixture(scope="module")
@@ -1090,17 +1279,27 @@ def extracted_tiny_imagenet(tmp_path_factory):
 
 
 @settings(max_examples=60, deadline=None)
-@given(edit=st.sampled_from(["flip", "truncate", "insert", "replace"]), position=st.integers(min_value=0),
-       text=st.text(max_size=12))
-def test_mutated_annotations_give_data_error_or_a_dataset(tmp_path_factory, extracted_tiny_imagenet,
-                                                          edit, position, text):
+@given(
+    edit=st.sampled_from(["flip", "truncate", "insert", "replace"]),
+    position=st.integers(min_value=0),
+    text=st.text(max_size=12),
+)
+def test_mutated_annotations_give_data_error_or_a_dataset(
+    tmp_path_factory, extracted_tiny_imagenet, edit, position, text
+):
     data_dir = tmp_path_factory.mktemp("mutated")
     shutil.copytree(extracted_tiny_imagenet, data_dir / "tiny-imagenet")
-    annotations_path = data_dir / "tiny-imagenet" / "tiny-imagenet-200" / "val" / "val_annotations.txt"
+    annotations_path = (
+        data_dir / "tiny-imagenet" / "tiny-imagenet-200" / "val" / "val_annotations.txt"
+    )
     annotations = annotations_path.read_text()
     position %= len(annotations)
     if edit == "flip":
-        annotations = annotations[:position] + chr(ord(annotations[position]) ^ 1) + annotations[position + 1:]
+        annotations = (
+            annotations[:position]
+            + chr(ord(annotations[position]) ^ 1)
+            + annotations[position + 1 :]
+        )
     elif edit == "truncate":
         annotations = annotations[:position]
     elif edit == "insert":
@@ -1113,13 +1312,16 @@ def test_mutated_annotations_give_data_error_or_a_dataset(tmp_path_factory, extr
     except DataError as error:
         assert "\n" not in str(error)
     else:
-        assert dataset.test_images.shape[1:] == (64, 64, 3) and len(dataset.test_images) == len(dataset.test_labels)
+        assert dataset.test_images.shape[1:] == (64, 64, 3) and len(dataset.test_images) == len(
+            dataset.test_labels
+        )
         assert set(dataset.test_labels.tolist()) <= {0, 1, 2}
 
 
 # ----------------------------------------------------------------------------------------
 # Augmentation: random flips and translations, checked against a pixel-by-pixel reference
 # ----------------------------------------------------------------------------------------
+
 
 def flip_and_translate_by_hand(images, flips, shifts_y, shifts_x):
     """The reference: a loop over every image and pixel."""
@@ -1136,8 +1338,11 @@ def flip_and_translate_by_hand(images, flips, shifts_y, shifts_x):
 
 
 @settings(max_examples=50, deadline=None)
-@given(shape=st.tuples(st.integers(0, 4), st.integers(1, 7), st.integers(1, 7), st.integers(1, 3)),
-       seed=st.integers(0, 2**32 - 1), max_shift=st.integers(0, 9))
+@given(
+    shape=st.tuples(st.integers(0, 4), st.integers(1, 7), st.integers(1, 7), st.integers(1, 3)),
+    seed=st.integers(0, 2**32 - 1),
+    max_shift=st.integers(0, 9),
+)
 def test_flip_and_translate_matches_pixel_by_pixel_reference(shape, seed, max_shift):
     rng = np.random.default_rng(seed)
     images = rng.standard_normal(shape).astype(np.float32)
@@ -1146,7 +1351,9 @@ def test_flip_and_translate_matches_pixel_by_pixel_reference(shape, seed, max_sh
     shifts_x = rng.integers(-max_shift, max_shift + 1, shape[0])
     result = data.flip_and_translate(images, flips, shifts_y, shifts_x)
     assert result.shape == images.shape and result.dtype == images.dtype
-    np.testing.assert_array_equal(result, flip_and_translate_by_hand(images, flips, shifts_y, shifts_x))
+    np.testing.assert_array_equal(
+        result, flip_and_translate_by_hand(images, flips, shifts_y, shifts_x)
+    )
 
 
 def test_no_shift_no_flip_is_identity_and_flip_reverses_columns():
@@ -1160,11 +1367,13 @@ def test_no_shift_no_flip_is_identity_and_flip_reverses_columns():
 
 
 def test_shift_moves_content_by_exactly_dy_dx_with_zeros_entering():
-    images = np.arange(1, 1 + 2 * 6 * 7 * 2, dtype=np.float64).reshape(2, 6, 7, 2)   # no zeros inside
+    images = np.arange(1, 1 + 2 * 6 * 7 * 2, dtype=np.float64).reshape(
+        2, 6, 7, 2
+    )  # no zeros inside
     result = data.flip_and_translate(images, [False, False], shifts_y=[2, -1], shifts_x=[-3, 1])
-    np.testing.assert_array_equal(result[0, 2:, :4], images[0, :4, 3:])   # down 2, left 3
+    np.testing.assert_array_equal(result[0, 2:, :4], images[0, :4, 3:])  # down 2, left 3
     assert (result[0, :2] == 0).all() and (result[0, :, 4:] == 0).all()
-    np.testing.assert_array_equal(result[1, :5, 1:], images[1, 1:, :6])   # up 1, right 1
+    np.testing.assert_array_equal(result[1, :5, 1:], images[1, 1:, :6])  # up 1, right 1
     assert (result[1, 5] == 0).all() and (result[1, :, 0] == 0).all()
 
 
@@ -1175,7 +1384,7 @@ def test_random_flip_and_translate_draws_every_shift_and_flips_about_half():
     images[:, 10, 10] = 1
     result = data.random_flip_and_translate(images, np.random.default_rng(0), max_shift=4)
     assert result.shape == images.shape and result.dtype == np.float32
-    assert (result.sum(axis=(1, 2, 3)) == 1).all()                     # the pixel never leaves the image
+    assert (result.sum(axis=(1, 2, 3)) == 1).all()  # the pixel never leaves the image
     _, rows, columns, _ = np.nonzero(result)
     flipped = columns > 15
     shifts_y = rows - 10
@@ -1194,7 +1403,7 @@ def test_random_flip_and_translate_same_seed_same_output_different_per_image():
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, other)
     distinct = {first[i].tobytes() for i in range(32)}
-    assert len(distinct) > 16                                          # copies of one image, transformed differently
+    assert len(distinct) > 16  # copies of one image, transformed differently
 
 
 def test_random_flip_without_shift_gives_each_image_or_its_mirror_image():
@@ -1202,7 +1411,7 @@ def test_random_flip_without_shift_gives_each_image_or_its_mirror_image():
     result = data.random_flip_and_translate(images, np.random.default_rng(5), max_shift=0)
     flipped = [np.array_equal(out, image[:, ::-1]) for out, image in zip(result, images)]
     unchanged = [np.array_equal(out, image) for out, image in zip(result, images)]
-    assert all(f != u for f, u in zip(flipped, unchanged))            # exactly one of the two, every time
+    assert all(f != u for f, u in zip(flipped, unchanged))  # exactly one of the two, every time
     assert 16 < sum(flipped) < 48
 
 
@@ -1210,33 +1419,48 @@ def test_without_flips_every_image_is_only_moved():
     # the bright pixel of the test above, now never mirrored: it stays within max_shift of (10, 10)
     images = np.zeros((1000, 32, 32, 1), dtype=np.float32)
     images[:, 10, 10] = 1
-    result = data.random_flip_and_translate(images, np.random.default_rng(0), max_shift=2, flip=False)
+    result = data.random_flip_and_translate(
+        images, np.random.default_rng(0), max_shift=2, flip=False
+    )
     assert (result.sum(axis=(1, 2, 3)) == 1).all()
     _, rows, columns, _ = np.nonzero(result)
     moves = set(zip((rows - 10).tolist(), (columns - 10).tolist()))
-    assert moves == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}     # every move, no mirror
+    assert moves == {
+        (dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+    }  # every move, no mirror
 
 
 def test_a_training_split_is_standardised_then_augmented_as_asked():
     import snip_min as sm
+
     rng = np.random.default_rng(4)
     images = rng.integers(0, 256, (20, 10, 10, 1)).astype(np.uint8)
     labels = rng.integers(0, 10, 20)
     index = sm.xp.asarray(np.array([3, 0, 7, 7, 12]))
-    moved = sm.DeviceSplit(images, labels, [0.3], [0.2], augment=data.Augmentation(flip=False, max_shift=1))
+    moved = sm.DeviceSplit(
+        images, labels, [0.3], [0.2], augment=data.Augmentation(flip=False, max_shift=1)
+    )
     plain = sm.DeviceSplit(images, labels, [0.3], [0.2])
-    assert plain.draw_moves(np.random.default_rng(9)) is None                       # not augmented
-    epoch_moves = moved.draw_moves(np.random.default_rng(9))                         # (3, 20): one per image
+    assert plain.draw_moves(np.random.default_rng(9)) is None  # not augmented
+    epoch_moves = moved.draw_moves(np.random.default_rng(9))  # (3, 20): one per image
     assert epoch_moves.shape == (3, 20)
-    np.testing.assert_array_equal(epoch_moves, data.draw_moves(np.random.default_rng(9), 20, 1, flip=False))
+    np.testing.assert_array_equal(
+        epoch_moves, data.draw_moves(np.random.default_rng(9), 20, 1, flip=False)
+    )
     assert not epoch_moves[0].any() and set(np.unique(epoch_moves[1:])) <= {-1, 0, 1}
     moves = sm.xp.asarray(epoch_moves[:, :5])
-    standardised, batch_labels = plain.batch(index, moves)                           # moves ignored
-    np.testing.assert_allclose(sm.to_host(standardised), (images[[3, 0, 7, 7, 12]] / 255 - 0.3) / 0.2, rtol=1e-5)
+    standardised, batch_labels = plain.batch(index, moves)  # moves ignored
+    np.testing.assert_allclose(
+        sm.to_host(standardised), (images[[3, 0, 7, 7, 12]] / 255 - 0.3) / 0.2, rtol=1e-5
+    )
     np.testing.assert_array_equal(sm.to_host(batch_labels), labels[[3, 0, 7, 7, 12]])
-    np.testing.assert_array_equal(sm.to_host(moved.batch(index)[0]), sm.to_host(standardised))   # no moves
+    np.testing.assert_array_equal(
+        sm.to_host(moved.batch(index)[0]), sm.to_host(standardised)
+    )  # no moves
     _, shifts_y, shifts_x = epoch_moves[:, :5]
-    expected = data.flip_and_translate(sm.to_host(standardised), np.zeros(5, dtype=bool), shifts_y, shifts_x)
+    expected = data.flip_and_translate(
+        sm.to_host(standardised), np.zeros(5, dtype=bool), shifts_y, shifts_x
+    )
     np.testing.assert_array_equal(sm.to_host(moved.batch(index, moves)[0]), expected)
 
 
@@ -1244,8 +1468,10 @@ def test_the_moves_drawn_for_an_epoch_are_the_moves_random_flip_and_translate_ma
     # random_flip_and_translate = draw_moves + flip_and_translate, from the same random stream
     images = np.random.default_rng(2).standard_normal((12, 9, 9, 3)).astype(np.float32)
     flips, shifts_y, shifts_x = data.draw_moves(np.random.default_rng(6), 12, max_shift=3)
-    np.testing.assert_array_equal(data.random_flip_and_translate(images, np.random.default_rng(6), 3),
-                                  data.flip_and_translate(images, flips, shifts_y, shifts_x))
+    np.testing.assert_array_equal(
+        data.random_flip_and_translate(images, np.random.default_rng(6), 3),
+        data.flip_and_translate(images, flips, shifts_y, shifts_x),
+    )
 
 
 def test_random_flip_and_translate_on_cupy_matches_numpy():
@@ -1257,26 +1483,36 @@ def test_random_flip_and_translate_on_cupy_matches_numpy():
     images = np.random.default_rng(0).standard_normal((16, 12, 12, 3)).astype(np.float32)
     on_device = data.random_flip_and_translate(cupy.asarray(images), np.random.default_rng(3))
     assert isinstance(on_device, cupy.ndarray) and on_device.dtype == cupy.float32
-    np.testing.assert_array_equal(cupy.asnumpy(on_device),
-                                  data.random_flip_and_translate(images, np.random.default_rng(3)))
+    np.testing.assert_array_equal(
+        cupy.asnumpy(on_device), data.random_flip_and_translate(images, np.random.default_rng(3))
+    )
 
 
 # ----------------------------------------------------------------------------------------
 # Synthetic datasets
 # ----------------------------------------------------------------------------------------
 
+
 def nearest_class_mean_accuracy(dataset):
     """Test accuracy of the simplest classifier: the class whose mean training image is nearest."""
-    train = standardise(dataset.train_images, dataset.mean, dataset.std).reshape(len(dataset.train_images), -1)
-    test = standardise(dataset.test_images, dataset.mean, dataset.std).reshape(len(dataset.test_images), -1)
+    train = standardise(dataset.train_images, dataset.mean, dataset.std).reshape(
+        len(dataset.train_images), -1
+    )
+    test = standardise(dataset.test_images, dataset.mean, dataset.std).reshape(
+        len(dataset.test_images), -1
+    )
     classes = np.unique(dataset.train_labels)
-    means = np.stack([train[dataset.train_labels == k].mean(axis=0) for k in classes])    # (classes, H*W*C)
-    distances = (means ** 2).sum(axis=1) - 2 * test @ means.T                              # (M, classes), less |test|^2
+    means = np.stack(
+        [train[dataset.train_labels == k].mean(axis=0) for k in classes]
+    )  # (classes, H*W*C)
+    distances = (means**2).sum(axis=1) - 2 * test @ means.T  # (M, classes), less |test|^2
     return (classes[distances.argmin(axis=1)] == dataset.test_labels).mean()
 
 
-@pytest.mark.parametrize("name, train_count, test_count", [
-    ("mnist", 200, 50), ("cifar10", 200, 50), ("tiny-imagenet", 400, 100)])
+@pytest.mark.parametrize(
+    "name, train_count, test_count",
+    [("mnist", 200, 50), ("cifar10", 200, 50), ("tiny-imagenet", 400, 100)],
+)
 def test_synthetic_dataset_loads_and_is_learnable(tmp_path, name, train_count, test_count):
     if name == "tiny-imagenet":
         pytest.importorskip("PIL")
@@ -1291,14 +1527,37 @@ def test_synthetic_dataset_loads_and_is_learnable(tmp_path, name, train_count, t
 
 
 def test_synthetic_cifar10_from_the_command_line_loads(tmp_path):
-    result = subprocess.run([sys.executable, str(REPOSITORY / "data.py"), "synthetic", "cifar10",
-                             "--data-dir", str(tmp_path), "--train", "50", "--test", "10", "--seed", "3"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPOSITORY / "data.py"),
+            "synthetic",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path),
+            "--train",
+            "50",
+            "--test",
+            "10",
+            "--seed",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / "cifar10") in result.stdout
-    assert f"python snip_min.py --model vgg-d --dataset cifar10 --data-dir {tmp_path}" in result.stdout
+    assert (
+        f"python snip_min.py --model vgg-d --dataset cifar10 --data-dir {tmp_path}" in result.stdout
+    )
     dataset = load_dataset("cifar10", tmp_path, download=False, notice=lambda line: None)
-    assert dataset.train_images.shape == (50, 32, 32, 3) and dataset.test_images.shape == (10, 32, 32, 3)
+    assert dataset.train_images.shape == (50, 32, 32, 3) and dataset.test_images.shape == (
+        10,
+        32,
+        32,
+        3,
+    )
 
 
 def test_synthetic_command_refuses_an_existing_folder_and_too_few_images(tmp_path, capsys):
@@ -1314,6 +1573,7 @@ def test_synthetic_command_refuses_an_existing_folder_and_too_few_images(tmp_pat
 # Command line
 # ----------------------------------------------------------------------------------------
 
+
 def test_command_line_summarises_dataset(tmp_path, capsys):
     make_mnist_folder(tmp_path / "mnist", *random_mnist_arrays())
     assert data.main(["mnist", "--data-dir", str(tmp_path)]) == 0
@@ -1323,9 +1583,19 @@ def test_command_line_summarises_dataset(tmp_path, capsys):
 
 
 def test_command_line_error_is_one_line_with_status_2(tmp_path):
-    result = subprocess.run([sys.executable, str(REPOSITORY / "data.py"), "mnist",
-                             "--data-dir", str(tmp_path), "--no-download"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPOSITORY / "data.py"),
+            "mnist",
+            "--data-dir",
+            str(tmp_path),
+            "--no-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1
@@ -1336,15 +1606,28 @@ def test_command_line_error_is_one_line_with_status_2(tmp_path):
 # The real MNIST subset (24,345 training images) beside the repository
 # ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.skipif(not REAL_MNIST_FOLDER.is_dir(), reason=f"no real MNIST in {REAL_MNIST_FOLDER}")
 def test_real_mnist_subset_loads_with_expected_counts():
     notices = []
     dataset = load_dataset("mnist", REAL_MNIST_FOLDER.parent, download=False, notice=notices.append)
-    assert dataset.train_images.shape == (24_345, 28, 28, 1) and dataset.train_images.dtype == np.uint8
+    assert (
+        dataset.train_images.shape == (24_345, 28, 28, 1) and dataset.train_images.dtype == np.uint8
+    )
     assert dataset.test_images.shape == (10_000, 28, 28, 1)
     assert dataset.description == "MNIST, 24,345 training images"
     assert np.bincount(dataset.train_labels, minlength=10).tolist() == [
-        2406, 2770, 2381, 2524, 2386, 2181, 2401, 2524, 2328, 2444]
+        2406,
+        2770,
+        2381,
+        2524,
+        2386,
+        2181,
+        2401,
+        2524,
+        2328,
+        2444,
+    ]
     standardised = standardise(dataset.train_images, dataset.mean, dataset.std)
     assert abs(standardised.mean()) < 1e-4 and abs(standardised.std() - 1) < 1e-4
     assert len(notices) == 2

@@ -33,9 +33,16 @@ def a_batch(model_name, rng, n):
     return images, sm.xp.asarray(rng.integers(0, classes, n))
 
 
-@pytest.mark.parametrize("model_name,sparsity,n", [("lenet5", 0.99, 100), ("lenet300", 0.98, 100),
-                                                   ("squeezenet-bypass", 0.95, 4), ("lstm-s", 0.95, 8),
-                                                   ("gru-s", 0.95, 8)])
+@pytest.mark.parametrize(
+    "model_name,sparsity,n",
+    [
+        ("lenet5", 0.99, 100),
+        ("lenet300", 0.98, 100),
+        ("squeezenet-bypass", 0.95, 4),
+        ("lstm-s", 0.95, 8),
+        ("gru-s", 0.95, 8),
+    ],
+)
 def test_a_training_step_never_waits_for_the_device(stand_in, model_name, sparsity, n):
     rng = numpy.random.default_rng(0)
     model = models.build(model_name)
@@ -43,7 +50,7 @@ def test_a_training_step_never_waits_for_the_device(stand_in, model_name, sparsi
     images, labels = a_batch(model_name, rng, n)
     sm.snip(model, images, labels, sparsity)
     optimiser = sm.SGD(sm.parameters_of(model))
-    sm.train_step(model, optimiser, images, labels, 0.1)          # the first step allocates buffers
+    sm.train_step(model, optimiser, images, labels, 0.1)  # the first step allocates buffers
     with stand_in.counting() as record:
         for _ in range(3):
             sm.train_step(model, optimiser, images, labels, 0.1)
@@ -67,6 +74,7 @@ def fit_events(monkeypatch, stand_in):
             result = real_step(*args, **kwargs)
         counted["steps"].append(record)
         return result
+
     monkeypatch.setattr(sm, "fit", fit)
     monkeypatch.setattr(sm, "train_step", train_step)
     return counted
@@ -81,46 +89,84 @@ class Terminal(io.StringIO):
 
 @pytest.mark.parametrize("model_name", ["lenet5", "lenet300"])
 @pytest.mark.parametrize("terminal", [False, True])
-def test_the_main_commands_training_loop_waits_at_most_once_in_ten_steps(stand_in, mnist_6700, monkeypatch,
-                                                                         tmp_path, model_name, terminal):
+def test_the_main_commands_training_loop_waits_at_most_once_in_ten_steps(
+    stand_in, mnist_6700, monkeypatch, tmp_path, model_name, terminal
+):
     if terminal:
         monkeypatch.setattr(sys, "stderr", Terminal())
     counted = fit_events(monkeypatch, stand_in)
-    iterations = 122                                                  # two epochs of 61 steps
-    args = cli.parse_arguments(["--model", model_name, "--sparsity", "0.99", "--data-dir", mnist_6700,
-                               "--iterations", str(iterations), "--out", str(tmp_path), "--device", "gpu"])
+    iterations = 122  # two epochs of 61 steps
+    args = cli.parse_arguments(
+        [
+            "--model",
+            model_name,
+            "--sparsity",
+            "0.99",
+            "--data-dir",
+            mnist_6700,
+            "--iterations",
+            str(iterations),
+            "--out",
+            str(tmp_path),
+            "--device",
+            "gpu",
+        ]
+    )
     cli.run(args, log=lambda line: None)
     steps, loop = counted["steps"], counted["fit"]
     assert len(steps) == iterations
-    assert all(step.syncs == 0 and step.transfers == 0 for step in steps), \
-        next(step.summary() for step in steps if step.syncs or step.transfers)
+    assert all(step.syncs == 0 and step.transfers == 0 for step in steps), next(
+        step.summary() for step in steps if step.syncs or step.transfers
+    )
     # the loop's own waits: one read every READ_EVERY steps, two per epoch (its sums, and validation)
     assert loop.syncs == iterations // sm.READ_EVERY + 2 * 2, loop.summary()
     assert loop.syncs / iterations <= 0.1, loop.summary()
-    assert loop.transfers == 2, loop.summary()          # the shuffle, once per epoch (MNIST: no moves)
+    assert loop.transfers == 2, loop.summary()  # the shuffle, once per epoch (MNIST: no moves)
     if terminal:
-        assert "epoch 2/2 [" in sys.stderr.getvalue()                 # the bar was drawn
+        assert "epoch 2/2 [" in sys.stderr.getvalue()  # the bar was drawn
 
 
 def test_the_bar_redraws_at_most_ten_times_a_second_but_always_for_a_new_epoch(monkeypatch):
-    clock = iter([10.0, 10.05, 10.06, 10.09, 10.2])                  # seconds, one per show
+    clock = iter([10.0, 10.05, 10.06, 10.09, 10.2])  # seconds, one per show
     monkeypatch.setattr(sm.time, "perf_counter", lambda: next(clock))
     stream = Terminal()
     bar = sm.Progress(stream)
-    for label, text in [("epoch 1/2", "a"), ("epoch 1/2", "b"), ("epoch 2/2", "c"), ("epoch 2/2", "d"),
-                        ("epoch 2/2", "e")]:
+    for label, text in [
+        ("epoch 1/2", "a"),
+        ("epoch 1/2", "b"),
+        ("epoch 2/2", "c"),
+        ("epoch 2/2", "d"),
+        ("epoch 2/2", "e"),
+    ]:
         bar.show(label, 20, 61, text)
     drawn = [text for text in "abcde" if f" {text}\x1b[K" in stream.getvalue()]
-    assert drawn == ["a", "c", "e"]          # b and d come under 0.1 s after a draw; c starts an epoch
-    assert sm.Progress(io.StringIO()).live is False                   # not a terminal: silent
+    assert drawn == ["a", "c", "e"]  # b and d come under 0.1 s after a draw; c starts an epoch
+    assert sm.Progress(io.StringIO()).live is False  # not a terminal: silent
 
 
-def test_test_checkpoints_add_one_wait_each_and_none_in_a_step(stand_in, mnist_6700, monkeypatch, tmp_path):
+def test_test_checkpoints_add_one_wait_each_and_none_in_a_step(
+    stand_in, mnist_6700, monkeypatch, tmp_path
+):
     counted = fit_events(monkeypatch, stand_in)
-    iterations, every = 122, 20                                       # checkpoints at 20, 40, ..., 120
-    args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", mnist_6700,
-                               "--iterations", str(iterations), "--test-every", str(every), "--out",
-                               str(tmp_path), "--device", "gpu"])
+    iterations, every = 122, 20  # checkpoints at 20, 40, ..., 120
+    args = cli.parse_arguments(
+        [
+            "--model",
+            "lenet300",
+            "--sparsity",
+            "0.98",
+            "--data-dir",
+            mnist_6700,
+            "--iterations",
+            str(iterations),
+            "--test-every",
+            str(every),
+            "--out",
+            str(tmp_path),
+            "--device",
+            "gpu",
+        ]
+    )
     results = cli.run(args, log=lambda line: None)
     assert len(results["test_checkpoints"]) == iterations // every == 6
     steps, loop = counted["steps"], counted["fit"]
@@ -135,8 +181,20 @@ def test_the_progress_bar_adds_no_wait(stand_in, mnist_6700, monkeypatch, tmp_pa
     for stream in (io.StringIO(), Terminal()):
         monkeypatch.setattr(sys, "stderr", stream)
         counted = fit_events(monkeypatch, stand_in)
-        args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.9", "--data-dir", mnist_6700,
-                                   "--iterations", "61", "--device", "gpu"])
+        args = cli.parse_arguments(
+            [
+                "--model",
+                "lenet300",
+                "--sparsity",
+                "0.9",
+                "--data-dir",
+                mnist_6700,
+                "--iterations",
+                "61",
+                "--device",
+                "gpu",
+            ]
+        )
         cli.run(args, log=lambda line: None)
         totals.append(counted["fit"].syncs)
     assert totals[0] == totals[1]
@@ -156,7 +214,10 @@ def test_snip_waits_once_whatever_the_size_of_the_network(stand_in, model_name, 
         sm.snip(model, images, labels, 0.95, report={})
     with stand_in.counting() as table:
         sm.pruning_table(model)
-    assert quiet.syncs == 0 and reported.syncs == 1 and table.syncs == 1, (quiet.summary(), reported.summary())
+    assert quiet.syncs == 0 and reported.syncs == 1 and table.syncs == 1, (
+        quiet.summary(),
+        reported.summary(),
+    )
     assert quiet.transfers == reported.transfers == table.transfers == 0
 
 
@@ -167,7 +228,7 @@ def test_an_evaluation_waits_once_however_many_batches(stand_in):
     images = rng.integers(0, 256, (2_500, 28, 28, 1)).astype(numpy.uint8)
     split = sm.DeviceSplit(images, rng.integers(0, 10, 2_500), [0.1], [0.3])
     with stand_in.counting() as record:
-        sm.evaluate(model, split, batch_size=1_000)                 # three batches
+        sm.evaluate(model, split, batch_size=1_000)  # three batches
     assert record.syncs == 1 and record.transfers == 0, record.summary()
 
 
@@ -175,13 +236,20 @@ def test_augmented_batches_never_wait_for_the_device(stand_in):
     # the epoch's moves are copied to the device once; each batch is then gathered there
     rng = numpy.random.default_rng(3)
     images = rng.integers(0, 256, (50, 12, 12, 3)).astype(numpy.uint8)
-    split = sm.DeviceSplit(images, rng.integers(0, 10, 50), [0.5] * 3, [0.2] * 3,
-                           augment=data.Augmentation(flip=True, max_shift=2))
+    split = sm.DeviceSplit(
+        images,
+        rng.integers(0, 10, 50),
+        [0.5] * 3,
+        [0.2] * 3,
+        augment=data.Augmentation(flip=True, max_shift=2),
+    )
     moves = sm.xp.asarray(split.draw_moves(rng))
     order = sm.xp.asarray(rng.permutation(50))
     with stand_in.counting() as record:
         for start in range(0, 50, 10):
-            batch, _ = split.batch(order[start:start + 10], moves[:, start:start + 10])
+            batch, _ = split.batch(order[start : start + 10], moves[:, start : start + 10])
     assert record.syncs == 0 and record.transfers == 0, record.summary()
-    expected = data.flip_and_translate(sm.to_host(split.batch(order[40:])[0]), *sm.to_host(moves[:, 40:]))
+    expected = data.flip_and_translate(
+        sm.to_host(split.batch(order[40:])[0]), *sm.to_host(moves[:, 40:])
+    )
     numpy.testing.assert_array_equal(sm.to_host(batch), expected)

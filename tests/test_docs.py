@@ -31,10 +31,12 @@ FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 INLINE_CODE = re.compile(r"(`+)(.+?)\1")
 # [text](target) or ![alt](target), target optionally in <...>, optionally with a "title"
-LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*(<[^>]*>|[^\s()]+)(?:\s+\"[^\"]*\")?\s*\)")
+LINK = re.compile(
+    r"(!?)\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*(<[^>]*>|[^\s()]+)(?:\s+\"[^\"]*\")?\s*\)"
+)
 REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)")
-EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")          # http:, https:, mailto:, ...
-LINE_ANCHOR = re.compile(r"^L\d+(-L\d+)?$")                   # GitHub's #L10-L20 on source files
+EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # http:, https:, mailto:, ...
+LINE_ANCHOR = re.compile(r"^L\d+(-L\d+)?$")  # GitHub's #L10-L20 on source files
 
 
 def prose_lines(markdown):
@@ -62,7 +64,9 @@ def prose_lines(markdown):
 def github_anchor(heading):
     """The anchor GitHub gives a heading: its text stripped and lowercased, every character
     that is not a letter, digit, space, hyphen or underscore removed, spaces made hyphens."""
-    text = re.sub(r"!?\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\([^)]*\)", r"\1", heading)   # links -> their text
+    text = re.sub(
+        r"!?\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\([^)]*\)", r"\1", heading
+    )  # links -> their text
     text = text.strip().lower()
     text = re.sub(r"[^\w\- ]", "", text)
     return text.replace(" ", "-")
@@ -130,7 +134,9 @@ def link_problems(page, root=ROOT):
             continue
         if fragment:
             if destination.suffix.lower() == ".md" and destination.is_file():
-                if urllib.parse.unquote(fragment) not in anchors(destination.read_text(encoding="utf-8")):
+                if urllib.parse.unquote(fragment) not in anchors(
+                    destination.read_text(encoding="utf-8")
+                ):
                     problems.append(f"{where}: no heading with anchor #{fragment}")
             elif not LINE_ANCHOR.match(fragment):
                 problems.append(f"{where}: an anchor in a file that is not Markdown")
@@ -138,6 +144,7 @@ def link_problems(page, root=ROOT):
 
 
 # -- the documentation itself --------------------------------------------------------------
+
 
 def test_the_pages_are_there():
     names = {page.relative_to(ROOT).as_posix() for page in PAGES}
@@ -158,11 +165,14 @@ def test_the_reading_guide_follows_the_banners_of_snip_min():
     """README's reading guide names the sections of snip_min.py in the order of its
     `# ====` banners, each by the start of its banner's title."""
     source = (ROOT / "snip_min.py").read_text(encoding="utf-8").splitlines()
-    banners = [(match.group(1), match.group(2)) for above, line in zip(source, source[1:])
-               if above.startswith("# ====") and (match := re.match(r"^# (\d+)\. (.+)$", line))]
+    banners = [
+        (match.group(1), match.group(2))
+        for above, line in zip(source, source[1:])
+        if above.startswith("# ====") and (match := re.match(r"^# (\d+)\. (.+)$", line))
+    ]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    guide = readme[readme.index("## Reading guide"):]
-    guide = guide[:guide.index("\n## ")] if "\n## " in guide else guide
+    guide = readme[readme.index("## Reading guide") :]
+    guide = guide[: guide.index("\n## ")] if "\n## " in guide else guide
     items = re.findall(r"^(\d+)\. \*\*(.+?)\*\*", guide, flags=re.MULTILINE)
     assert [number for number, _ in items] == [number for number, _ in banners]
     for (number, title), (_, banner) in zip(items, banners):
@@ -171,26 +181,38 @@ def test_the_reading_guide_follows_the_banners_of_snip_min():
 
 def test_every_docs_page_is_reachable_from_the_index():
     index = ROOT / "docs" / "README.md"
-    linked = {(index.parent / target.partition("#")[0]).resolve()
-              for _, _, target in links(index.read_text(encoding="utf-8"))}
-    missing = [page.name for page in PAGES if page.parent.name == "docs" and page != index
-               and page.resolve() not in linked]
+    linked = {
+        (index.parent / target.partition("#")[0]).resolve()
+        for _, _, target in links(index.read_text(encoding="utf-8"))
+    }
+    missing = [
+        page.name
+        for page in PAGES
+        if page.parent.name == "docs" and page != index and page.resolve() not in linked
+    ]
     assert missing == []
 
 
 # -- the checker ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("heading, anchor", [
-    ("Results", "results"),
-    ("How close, and why not closer", "how-close-and-why-not-closer"),
-    ("A. Sparsity: SNIP against random pruning", "a-sparsity-snip-against-random-pruning"),
-    ("Reading guide to `snip_min.py`", "reading-guide-to-snip_minpy"),
-    ("What a run writes: `results.json` and `masks.npz`", "what-a-run-writes-resultsjson-and-masksnpz"),
-    ("Learning rate of the dense LeNet-5-Caffe", "learning-rate-of-the-dense-lenet-5-caffe"),
-    ("  Spaces  inside ", "spaces--inside"),
-    ("See [the GPU page](gpu.md)", "see-the-gpu-page"),
-    ("κ and 3×3", "κ-and-33"),
-])
+
+@pytest.mark.parametrize(
+    "heading, anchor",
+    [
+        ("Results", "results"),
+        ("How close, and why not closer", "how-close-and-why-not-closer"),
+        ("A. Sparsity: SNIP against random pruning", "a-sparsity-snip-against-random-pruning"),
+        ("Reading guide to `snip_min.py`", "reading-guide-to-snip_minpy"),
+        (
+            "What a run writes: `results.json` and `masks.npz`",
+            "what-a-run-writes-resultsjson-and-masksnpz",
+        ),
+        ("Learning rate of the dense LeNet-5-Caffe", "learning-rate-of-the-dense-lenet-5-caffe"),
+        ("  Spaces  inside ", "spaces--inside"),
+        ("See [the GPU page](gpu.md)", "see-the-gpu-page"),
+        ("κ and 3×3", "κ-and-33"),
+    ],
+)
 def test_github_anchor_rule(heading, anchor):
     assert github_anchor(heading) == anchor
 
@@ -201,8 +223,10 @@ def test_duplicate_headings_get_numbered_anchors():
 
 
 def test_code_is_neither_heading_nor_link():
-    markdown = ("# Title\n\n```\n# not a heading\n[a](missing.md)\n```\n\n"
-                "    # an indented command\n    [b](missing.md)\n\n`[c](missing.md)` and [d](real.md)\n")
+    markdown = (
+        "# Title\n\n```\n# not a heading\n[a](missing.md)\n```\n\n"
+        "    # an indented command\n    [b](missing.md)\n\n`[c](missing.md)` and [d](real.md)\n"
+    )
     assert headings(markdown) == ["Title"]
     assert [target for _, _, target in links(markdown)] == ["real.md"]
 
@@ -224,21 +248,26 @@ def problems_of(site, body):
 
 
 def test_the_checker_accepts_good_links(site):
-    body = ("[here](#second-part) [there](docs/other.md#a-section-with-punctuation) "
-            "[page](docs/other.md) [folder](docs/) [web](https://example.org/#x) "
-            "![picture](picture.png)")
+    body = (
+        "[here](#second-part) [there](docs/other.md#a-section-with-punctuation) "
+        "[page](docs/other.md) [folder](docs/) [web](https://example.org/#x) "
+        "![picture](picture.png)"
+    )
     assert problems_of(site, body) == []
 
 
-@pytest.mark.parametrize("body, complaint", [
-    ("[gone](docs/missing.md)", "no such file"),
-    ("![gone](missing.png)", "no such file"),
-    ("![text](notes.txt)", "not a PNG or JPEG image"),
-    ("[bad](#no-such-heading)", "no heading with anchor #no-such-heading"),
-    ("[bad](docs/other.md#a-section)", "no heading with anchor #a-section"),
-    ("[outside](../elsewhere.md)", "leaves the repository"),
-    ("[anchor](notes.txt#part)", "an anchor in a file that is not Markdown"),
-])
+@pytest.mark.parametrize(
+    "body, complaint",
+    [
+        ("[gone](docs/missing.md)", "no such file"),
+        ("![gone](missing.png)", "no such file"),
+        ("![text](notes.txt)", "not a PNG or JPEG image"),
+        ("[bad](#no-such-heading)", "no heading with anchor #no-such-heading"),
+        ("[bad](docs/other.md#a-section)", "no heading with anchor #a-section"),
+        ("[outside](../elsewhere.md)", "leaves the repository"),
+        ("[anchor](notes.txt#part)", "an anchor in a file that is not Markdown"),
+    ],
+)
 def test_the_checker_finds_each_kind_of_breakage(site, body, complaint):
     problems = problems_of(site, body)
     assert len(problems) == 1 and problems[0].endswith(complaint), problems
@@ -258,12 +287,18 @@ def test_the_checker_finds_each_kind_of_breakage(site, body, complaint):
 
 # A page names snip_min.py's functions as `sm.name` or `snip_min.name`, and an extension's as
 # `criteria.name` or `extensions.criteria.name`.
-EXTENSIONS = sorted(path.stem for path in (ROOT / "extensions").glob("*.py") if path.stem != "__init__")
+EXTENSIONS = sorted(
+    path.stem for path in (ROOT / "extensions").glob("*.py") if path.stem != "__init__"
+)
 PROJECT_MODULES = sorted(path.stem for path in ROOT.glob("*.py")) + ["extensions"] + EXTENSIONS
 ALIASES = {"sm": "snip_min", **{name: f"extensions.{name}" for name in EXTENSIONS}}
 FILE_SUFFIXES = {"py", "md", "json", "npz", "csv", "png", "txt", "gz", "sh", "ini"}
 INLINE_SPAN = re.compile(r"(`+)(.+?)\1")
-QUALIFIED = re.compile(r"(?<![\w./-])(" + "|".join(PROJECT_MODULES + list(ALIASES)) + r")\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
+QUALIFIED = re.compile(
+    r"(?<![\w./-])("
+    + "|".join(PROJECT_MODULES + list(ALIASES))
+    + r")\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)"
+)
 IMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import\s+([\w, ]+)|import\s+([\w.]+))", re.MULTILINE)
 PYTHON_LOOKING = re.compile(r"^([A-Za-z_]\w*)(\(.*\))?$")
 CAMEL_CASE = re.compile(r"^[A-Z][a-z0-9]+[A-Z]\w*$|^[A-Z][a-z]+\d*[A-Z]?\w*$")
@@ -287,7 +322,7 @@ def python_words(paths):
     their strings (in a file that is not Python, every word)."""
     words = set()
     for path in paths:
-        if path.suffix != ".py":                      # a shell script: every word
+        if path.suffix != ".py":  # a shell script: every word
             words.update(re.findall(r"[A-Za-z_]\w*", path.read_text(encoding="utf-8")))
             continue
         with open(path, "rb") as file:
@@ -310,9 +345,16 @@ def defined_names(path):
         elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
             names.add(node.attr)
     for node in tree.body + [n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body]:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, (ast.AnnAssign, ast.AugAssign)) else []
-        names.update(t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name))
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, (ast.AnnAssign, ast.AugAssign))
+            else []
+        )
+        names.update(
+            t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name)
+        )
     return names
 
 
@@ -342,7 +384,7 @@ def stale_names(markdown, known_words):
         for module_name, chain in QUALIFIED.findall(text):
             attributes = chain.split(".")
             if attributes[0] in FILE_SUFFIXES:
-                continue                                # snip_min.py, results.json: files
+                continue  # snip_min.py, results.json: files
             if not resolves(module_name, attributes):
                 problems.append(f"{number}: {module_name}.{chain}")
         for source, names, plain in IMPORT.findall(text):
@@ -365,8 +407,13 @@ def stale_names(markdown, known_words):
 
 @pytest.fixture(scope="module")
 def known_words():
-    implementation = [*ROOT.glob("*.py"), *(ROOT / "extensions").glob("*.py"), *(ROOT / "experiments").glob("*.*"),
-                      *(ROOT / "scripts").glob("*"), *(ROOT / "tests").glob("test_*.py")]   # a page may name a test
+    implementation = [
+        *ROOT.glob("*.py"),
+        *(ROOT / "extensions").glob("*.py"),
+        *(ROOT / "experiments").glob("*.*"),
+        *(ROOT / "scripts").glob("*"),
+        *(ROOT / "tests").glob("test_*.py"),
+    ]  # a page may name a test
     return python_words(implementation)
 
 
@@ -378,15 +425,18 @@ def test_every_python_name_in_a_page_exists(page, known_words):
 def guide_names(readme):
     """{file: the names the reading guide gives for it}: for snip_min.py those of its numbered
     sections, for every other module those of its row in the guide's table."""
-    guide = readme[readme.index("## Reading guide"):]
-    guide = guide[:guide.index("\n## ")] if "\n## " in guide else guide
+    guide = readme[readme.index("## Reading guide") :]
+    guide = guide[: guide.index("\n## ")] if "\n## " in guide else guide
     names = {"snip_min.py": set()}
     for number, line in prose_lines(guide):
         spans = [match.group(2).strip() for match in INLINE_SPAN.finditer(line)]
         row = re.match(r"^\|\s*\[?`([\w/]+\.py)`", line)
         file = row.group(1) if row else None
-        identifiers = {word.group(1) for span in spans                  # (N, C, F: the shape legend)
-                       if (word := PYTHON_LOOKING.match(span)) and len(word.group(1)) > 1}
+        identifiers = {
+            word.group(1)
+            for span in spans  # (N, C, F: the shape legend)
+            if (word := PYTHON_LOOKING.match(span)) and len(word.group(1)) > 1
+        }
         if file:
             names.setdefault(file, set()).update(identifiers - {file.removesuffix(".py")})
         elif not line.startswith("|"):
@@ -397,27 +447,39 @@ def guide_names(readme):
 def test_the_reading_guide_names_what_each_file_defines():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     named = guide_names(readme)
-    assert len(named) >= 5, named                       # snip_min.py and the modules beside it
+    assert len(named) >= 5, named  # snip_min.py and the modules beside it
     for file, names in named.items():
         defined = defined_names(ROOT / file)
         missing = sorted(name for name in names if name not in defined)
-        assert missing == [], f"the reading guide names {missing} for {file}, which has no such name"
+        assert missing == [], (
+            f"the reading guide names {missing} for {file}, which has no such name"
+        )
 
 
 def test_defined_names_are_definitions_not_mentions(tmp_path):
     path = tmp_path / "module.py"
-    path.write_text("import os\nLIMIT = 3\n\n\ndef f(x):\n    return os.path.join(x, 'g')\n\n\n"
-                    "class C:\n    kind = 1\n\n    def m(self):\n        self.value = h(2)\n")
+    path.write_text(
+        "import os\nLIMIT = 3\n\n\ndef f(x):\n    return os.path.join(x, 'g')\n\n\n"
+        "class C:\n    kind = 1\n\n    def m(self):\n        self.value = h(2)\n"
+    )
     assert defined_names(path) == {"LIMIT", "f", "C", "kind", "m", "value"}
 
 
 def test_the_name_checker_finds_stale_names():
     known = {"connection_sensitivity", "BatchNorm"}
-    page = ("# Page\n\nIt calls `connection_sensitivity` and `sm.snip`, `BatchNorm`, `results.json`.\n\n"
-            "Stale: `alive_unit_count`, `sm.no_such_function`, `compaction.compact.nothing`, `OldLayer`,\n"
-            "`gone(model)`, `models.py` is a file.\n\n"
-            "    from snip_min import snip, vanished\n    import no_such_module\n")
+    page = (
+        "# Page\n\nIt calls `connection_sensitivity` and `sm.snip`, `BatchNorm`, `results.json`.\n\n"
+        "Stale: `alive_unit_count`, `sm.no_such_function`, `compaction.compact.nothing`, `OldLayer`,\n"
+        "`gone(model)`, `models.py` is a file.\n\n"
+        "    from snip_min import snip, vanished\n    import no_such_module\n"
+    )
     problems = stale_names(page, known)
     assert [problem.split(": ", 1)[1] for problem in problems] == [
-        "sm.no_such_function", "compaction.compact.nothing", "from snip_min import vanished",
-        "import no_such_module", "alive_unit_count", "OldLayer", "gone"]
+        "sm.no_such_function",
+        "compaction.compact.nothing",
+        "from snip_min import vanished",
+        "import no_such_module",
+        "alive_unit_count",
+        "OldLayer",
+        "gone",
+    ]

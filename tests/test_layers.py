@@ -14,8 +14,9 @@ import snip_min as sm
 from helpers import array, check_layer_gradients, initialised, numerical_gradient, relative_error
 
 seeds = st.integers(0, 2**32 - 1)
-paddings = st.one_of(st.sampled_from(["valid", "same"]), st.integers(0, 2),
-                     st.tuples(*[st.integers(0, 2)] * 4))
+paddings = st.one_of(
+    st.sampled_from(["valid", "same"]), st.integers(0, 2), st.tuples(*[st.integers(0, 2)] * 4)
+)
 
 
 def reference_convolution(x, w, b, stride, pads):
@@ -28,15 +29,23 @@ def reference_convolution(x, w, b, stride, pads):
     out_w = (x.shape[2] - kw) // stride + 1
     y = numpy.zeros((x.shape[0], out_h, out_w, f))
     for a, c in itertools.product(range(out_h), range(out_w)):
-        patch = x[:, a * stride:a * stride + kh, c * stride:c * stride + kw, :]     # (N, KH, KW, C)
+        patch = x[
+            :, a * stride : a * stride + kh, c * stride : c * stride + kw, :
+        ]  # (N, KH, KW, C)
         y[:, a, c, :] = numpy.tensordot(patch, w, axes=([1, 2, 3], [0, 1, 2])) + b
     return y
 
 
 # --- linear -----------------------------------------------------------------------------
 
-@given(seed=seeds, n=st.integers(1, 4), d_in=st.integers(1, 6), d_out=st.integers(1, 5),
-       bias=st.booleans())
+
+@given(
+    seed=seeds,
+    n=st.integers(1, 4),
+    d_in=st.integers(1, 6),
+    d_out=st.integers(1, 5),
+    bias=st.booleans(),
+)
 def test_linear_gradients_match_finite_differences(seed, n, d_in, d_out, bias):
     rng = numpy.random.default_rng(seed)
     layer = initialised(sm.Linear(d_in, d_out, bias=bias), rng)
@@ -45,9 +54,18 @@ def test_linear_gradients_match_finite_differences(seed, n, d_in, d_out, bias):
 
 # --- convolution ------------------------------------------------------------------------
 
-@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
-       c=st.integers(1, 3), kh=st.integers(1, 4), kw=st.integers(1, 4),
-       stride=st.integers(1, 3), padding=paddings)
+
+@given(
+    seed=seeds,
+    n=st.integers(1, 3),
+    h=st.integers(1, 7),
+    w=st.integers(1, 7),
+    c=st.integers(1, 3),
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=paddings,
+)
 def test_im2col_and_col2im_are_adjoint(seed, n, h, w, c, kh, kw, stride, padding):
     # <im2col(x), y> = <x, col2im(y)> for every x and y: col2im is im2col's transpose
     pads = sm.padding_amounts(padding, h, w, kh, kw, stride)
@@ -64,9 +82,18 @@ def test_im2col_and_col2im_are_adjoint(seed, n, h, w, c, kh, kw, stride, padding
     assert abs(left - right) <= 1e-10 * max(1.0, abs(left))
 
 
-@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
-       c=st.integers(1, 3), f=st.integers(1, 3), kh=st.integers(1, 4), kw=st.integers(1, 4),
-       stride=st.integers(1, 3), padding=paddings)
+@given(
+    seed=seeds,
+    n=st.integers(1, 3),
+    h=st.integers(1, 7),
+    w=st.integers(1, 7),
+    c=st.integers(1, 3),
+    f=st.integers(1, 3),
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=paddings,
+)
 def test_convolution_matches_textbook_loops(seed, n, h, w, c, f, kh, kw, stride, padding):
     pads = sm.padding_amounts(padding, h, w, kh, kw, stride)
     assume(h + pads[0] + pads[1] >= kh and w + pads[2] + pads[3] >= kw)
@@ -77,11 +104,22 @@ def test_convolution_matches_textbook_loops(seed, n, h, w, c, f, kh, kw, stride,
     assert relative_error(layer.forward(x, True), expected) < 1e-12
 
 
-@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 6), w=st.integers(1, 6),
-       c=st.integers(1, 3), f=st.integers(1, 3), kh=st.integers(1, 3), kw=st.integers(1, 3),
-       stride=st.integers(1, 3), padding=paddings, bias=st.booleans())
-def test_convolution_gradients_match_finite_differences(seed, n, h, w, c, f, kh, kw, stride,
-                                                        padding, bias):
+@given(
+    seed=seeds,
+    n=st.integers(1, 3),
+    h=st.integers(1, 6),
+    w=st.integers(1, 6),
+    c=st.integers(1, 3),
+    f=st.integers(1, 3),
+    kh=st.integers(1, 3),
+    kw=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    padding=paddings,
+    bias=st.booleans(),
+)
+def test_convolution_gradients_match_finite_differences(
+    seed, n, h, w, c, f, kh, kw, stride, padding, bias
+):
     pads = sm.padding_amounts(padding, h, w, kh, kw, stride)
     assume(h + pads[0] + pads[1] >= kh and w + pads[2] + pads[3] >= kw)
     rng = numpy.random.default_rng(seed)
@@ -89,24 +127,37 @@ def test_convolution_gradients_match_finite_differences(seed, n, h, w, c, f, kh,
     check_layer_gradients(layer, array(rng, (n, h, w, c)), rng)
 
 
-@pytest.mark.parametrize("size,kernel,stride", [(5, 3, 1), (6, 3, 2), (7, 3, 2), (8, 5, 3), (4, 1, 2)])
+@pytest.mark.parametrize(
+    "size,kernel,stride", [(5, 3, 1), (6, 3, 2), (7, 3, 2), (8, 5, 3), (4, 1, 2)]
+)
 def test_same_padding_gives_ceil_of_input_over_stride(size, kernel, stride):
-    layer = initialised(sm.Conv2D(2, 3, kernel, stride=stride, padding="same"), numpy.random.default_rng(0))
+    layer = initialised(
+        sm.Conv2D(2, 3, kernel, stride=stride, padding="same"), numpy.random.default_rng(0)
+    )
     y = layer.forward(sm.xp.ones((1, size, size, 2)), True)
     assert y.shape == (1, -(-size // stride), -(-size // stride), 3)
 
 
-@given(seed=seeds, n=st.integers(1, 3), h=st.integers(3, 6), c=st.integers(1, 3), f=st.integers(1, 3),
-       flatten_first=st.booleans())
-def test_skipping_the_input_gradient_leaves_every_parameter_gradient_unchanged(seed, n, h, c, f,
-                                                                               flatten_first):
+@given(
+    seed=seeds,
+    n=st.integers(1, 3),
+    h=st.integers(3, 6),
+    c=st.integers(1, 3),
+    f=st.integers(1, 3),
+    flatten_first=st.booleans(),
+)
+def test_skipping_the_input_gradient_leaves_every_parameter_gradient_unchanged(
+    seed, n, h, c, f, flatten_first
+):
     rng = numpy.random.default_rng(seed)
 
     def network():
         if flatten_first:
             return sm.Sequential(sm.Flatten(), sm.Linear(h * h * c, f), sm.ReLU(), sm.Linear(f, 2))
-        return sm.Sequential(sm.Conv2D(c, f, 3, padding="same"), sm.ReLU(), sm.Flatten(),
-                             sm.Linear(h * h * f, 2))
+        return sm.Sequential(
+            sm.Conv2D(c, f, 3, padding="same"), sm.ReLU(), sm.Flatten(), sm.Linear(h * h * f, 2)
+        )
+
     full, skipping = network(), sm.skip_input_gradient(network())
     initialised(full, numpy.random.default_rng(seed))
     initialised(skipping, numpy.random.default_rng(seed))
@@ -121,33 +172,41 @@ def test_skipping_the_input_gradient_leaves_every_parameter_gradient_unchanged(s
 
 # --- pooling ------------------------------------------------------------------------------
 
-@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
-       c=st.integers(1, 3), kernel=st.integers(1, 3), stride=st.integers(1, 3),
-       padding=st.sampled_from(["valid", "same", 1]))
+
+@given(
+    seed=seeds,
+    n=st.integers(1, 3),
+    h=st.integers(1, 7),
+    w=st.integers(1, 7),
+    c=st.integers(1, 3),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    padding=st.sampled_from(["valid", "same", 1]),
+)
 def test_max_pool_gradients_match_finite_differences(seed, n, h, w, c, kernel, stride, padding):
     pads = sm.padding_amounts(padding, h, w, kernel, kernel, stride)
     assume(h + pads[0] + pads[1] >= kernel and w + pads[2] + pads[3] >= kernel)
-    assume(max(pads) < kernel)     # every window must hold at least one real pixel
+    assume(max(pads) < kernel)  # every window must hold at least one real pixel
     rng = numpy.random.default_rng(seed)
     # distinct, well separated values: no ties, and a finite step never changes the winner
-    x = sm.xp.asarray(rng.permutation(n * h * w * c).reshape(n, h, w, c) * 0.01, dtype=sm.xp.float64)
+    x = sm.xp.asarray(
+        rng.permutation(n * h * w * c).reshape(n, h, w, c) * 0.01, dtype=sm.xp.float64
+    )
     check_layer_gradients(sm.MaxPool2D(kernel, stride, padding), x, rng)
 
 
 def test_max_pool_routes_each_gradient_to_the_window_maximum():
-    x = sm.xp.asarray([[1., 5., 2., 0.],
-                       [3., 4., 7., 7.],
-                       [9., 9., 1., 1.],
-                       [9., 8., 1., 1.]]).reshape(1, 4, 4, 1)
+    x = sm.xp.asarray(
+        [[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 7.0, 7.0], [9.0, 9.0, 1.0, 1.0], [9.0, 8.0, 1.0, 1.0]]
+    ).reshape(1, 4, 4, 1)
     pool = sm.MaxPool2D(2)
     y = pool.forward(x, True)
-    assert sm.to_host(y).ravel().tolist() == [5., 7., 9., 1.]
-    dx = sm.to_host(pool.backward(sm.xp.asarray([[10., 20.], [30., 40.]]).reshape(1, 2, 2, 1)))
+    assert sm.to_host(y).ravel().tolist() == [5.0, 7.0, 9.0, 1.0]
+    dx = sm.to_host(pool.backward(sm.xp.asarray([[10.0, 20.0], [30.0, 40.0]]).reshape(1, 2, 2, 1)))
     # one gradient per window, at its maximum; ties go to the first position in scan order
-    expected = numpy.array([[0, 10, 0, 0],
-                            [0, 0, 20, 0],
-                            [30, 0, 40, 0],
-                            [0, 0, 0, 0]], dtype=float)
+    expected = numpy.array(
+        [[0, 10, 0, 0], [0, 0, 20, 0], [30, 0, 40, 0], [0, 0, 0, 0]], dtype=float
+    )
     assert numpy.array_equal(dx.reshape(4, 4), expected)
 
 
@@ -157,19 +216,31 @@ def reference_max_pool_gradient(x_pad, dout, kernel, stride):
     dx = numpy.zeros(x_pad.shape)
     n, out_h, out_w, c = dout.shape
     for e, a, b, ch in numpy.ndindex(n, out_h, out_w, c):
-        window = x_pad[e, a * stride:a * stride + kernel, b * stride:b * stride + kernel, ch].ravel()
-        holders = numpy.flatnonzero(window == window.max())        # empty when the max is NaN
+        window = x_pad[
+            e, a * stride : a * stride + kernel, b * stride : b * stride + kernel, ch
+        ].ravel()
+        holders = numpy.flatnonzero(window == window.max())  # empty when the max is NaN
         if holders.size:
             i, j = divmod(int(holders[0]), kernel)
             dx[e, a * stride + i, b * stride + j, ch] += dout[e, a, b, ch]
     return dx
 
 
-@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 3),
-       kernel=st.integers(1, 3), stride=st.sampled_from([None, 1, 2]),
-       padding=st.sampled_from(["valid", "same", 1]), levels=st.sampled_from([3, 1000]), nan=st.booleans())
-def test_max_pool_backward_matches_the_definition_with_ties_and_nans(seed, n, h, w, c, kernel, stride,
-                                                                       padding, levels, nan):
+@given(
+    seed=seeds,
+    n=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    c=st.integers(1, 3),
+    kernel=st.integers(1, 3),
+    stride=st.sampled_from([None, 1, 2]),
+    padding=st.sampled_from(["valid", "same", 1]),
+    levels=st.sampled_from([3, 1000]),
+    nan=st.booleans(),
+)
+def test_max_pool_backward_matches_the_definition_with_ties_and_nans(
+    seed, n, h, w, c, kernel, stride, padding, levels, nan
+):
     # With 3 levels ties are common, with 1000 rare; stride None (= kernel) tiles the input
     pads = sm.padding_amounts(padding, h, w, kernel, kernel, stride or kernel)
     assume(h + pads[0] + pads[1] >= kernel and w + pads[2] + pads[3] >= kernel)
@@ -185,22 +256,29 @@ def test_max_pool_backward_matches_the_definition_with_ties_and_nans(seed, n, h,
     top, _, left, _ = pads
     dx = sm.to_host(pool.backward(sm.xp.asarray(dout)))
     # where windows overlap, a pixel's share arrives in another order: equal up to rounding
-    numpy.testing.assert_allclose(dx, expected[:, top:top + h, left:left + w], rtol=0, atol=1e-12)
+    numpy.testing.assert_allclose(
+        dx, expected[:, top : top + h, left : left + w], rtol=0, atol=1e-12
+    )
 
 
 def test_a_nan_window_does_not_hide_a_tie_elsewhere():
     # window 1 holds a NaN (no winner), window 2 a tie (two winners): the tie must still go
     # to its first position only
-    x = sm.xp.asarray([[numpy.nan, 0., 1., 1.],
-                       [0., 0., 0., 0.]]).reshape(1, 2, 4, 1)
+    x = sm.xp.asarray([[numpy.nan, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]).reshape(1, 2, 4, 1)
     pool = sm.MaxPool2D(2)
     y = pool.forward(x, True)
     dx = sm.to_host(pool.backward(sm.xp.ones_like(y))).reshape(2, 4)
     assert numpy.array_equal(dx, [[0, 0, 1, 0], [0, 0, 0, 0]])
 
 
-@given(seed=seeds, n=st.integers(1, 3), rows=st.integers(1, 4), columns=st.integers(1, 4),
-       c=st.integers(1, 3), k=st.integers(1, 3))
+@given(
+    seed=seeds,
+    n=st.integers(1, 3),
+    rows=st.integers(1, 4),
+    columns=st.integers(1, 4),
+    c=st.integers(1, 3),
+    k=st.integers(1, 3),
+)
 def test_col2im_of_windows_that_tile_the_input_is_adjoint_too(seed, n, rows, columns, c, k):
     # stride = kernel and the windows cover the image exactly: col2im writes instead of adding
     rng = numpy.random.default_rng(seed)
@@ -219,22 +297,25 @@ def test_overlapping_max_pool_sums_gradients_of_a_shared_maximum():
     x[0, 2, 2, 0] = 5.0
     pool = sm.MaxPool2D(3, stride=1)
     y = pool.forward(x, True)
-    assert sm.to_host(y).ravel().tolist() == [10., 10., 10., 10.]
+    assert sm.to_host(y).ravel().tolist() == [10.0, 10.0, 10.0, 10.0]
     dx = sm.to_host(pool.backward(sm.xp.ones((1, 2, 2, 1))))
     assert dx[0, 1, 1, 0] == 4.0 and dx.sum() == 4.0
 
 
 # --- elementwise and reshaping -------------------------------------------------------------
 
+
 @given(seed=seeds, shape=st.lists(st.integers(1, 4), min_size=1, max_size=4))
 def test_relu_gradients_match_finite_differences(seed, shape):
     rng = numpy.random.default_rng(seed)
     x = array(rng, shape)
-    assume(float(sm.xp.abs(x).min()) > 1e-3)     # away from the kink at 0
+    assume(float(sm.xp.abs(x).min()) > 1e-3)  # away from the kink at 0
     check_layer_gradients(sm.ReLU(), x, rng)
 
 
-@given(seed=seeds, n=st.integers(1, 3), h=st.integers(1, 4), w=st.integers(1, 4), c=st.integers(1, 4))
+@given(
+    seed=seeds, n=st.integers(1, 3), h=st.integers(1, 4), w=st.integers(1, 4), c=st.integers(1, 4)
+)
 def test_flatten_is_nhwc_order_and_its_backward_restores_the_shape(seed, n, h, w, c):
     rng = numpy.random.default_rng(seed)
     x = array(rng, (n, h, w, c))
@@ -247,7 +328,13 @@ def test_flatten_is_nhwc_order_and_its_backward_restores_the_shape(seed, n, h, w
 
 # --- loss --------------------------------------------------------------------------------
 
-@given(seed=seeds, n=st.integers(1, 5), classes=st.integers(2, 6), scale=st.sampled_from([0.1, 1.0, 10.0]))
+
+@given(
+    seed=seeds,
+    n=st.integers(1, 5),
+    classes=st.integers(2, 6),
+    scale=st.sampled_from([0.1, 1.0, 10.0]),
+)
 def test_cross_entropy_gradient_matches_finite_differences(seed, n, classes, scale):
     rng = numpy.random.default_rng(seed)
     logits = array(rng, (n, classes), scale=scale)
@@ -279,10 +366,16 @@ def test_cross_entropy_is_finite_for_huge_logits_and_ignores_a_shift():
     assert abs(float(shifted_loss) - float(loss)) < 1e-9
 
 
-@given(seed=seeds, n=st.integers(2, 5), budget_examples=st.integers(1, 4), padding=paddings,
-       stride=st.integers(1, 2))
-def test_a_convolution_in_groups_with_col_rebuilt_equals_the_whole_batch_with_col_kept(seed, n, budget_examples,
-                                                                       padding, stride):
+@given(
+    seed=seeds,
+    n=st.integers(2, 5),
+    budget_examples=st.integers(1, 4),
+    padding=paddings,
+    stride=st.integers(1, 2),
+)
+def test_a_convolution_in_groups_with_col_rebuilt_equals_the_whole_batch_with_col_kept(
+    seed, n, budget_examples, padding, stride
+):
     rng = numpy.random.default_rng(seed)
     whole, grouped = sm.Conv2D(2, 3, 3, stride, padding), sm.Conv2D(2, 3, 3, stride, padding)
     initialised(whole, numpy.random.default_rng(seed))
@@ -291,8 +384,8 @@ def test_a_convolution_in_groups_with_col_rebuilt_equals_the_whole_batch_with_co
     y_whole = whole.forward(x, True)
     previous = sm.IM2COL_BUDGET_BYTES, sm.KEEP_COL_BYTES
     out_h, out_w = y_whole.shape[1:3]
-    sm.IM2COL_BUDGET_BYTES = budget_examples * out_h * out_w * 3 * 3 * 2 * 8   # that many examples
-    sm.KEEP_COL_BYTES = 0                                                      # and rebuild col
+    sm.IM2COL_BUDGET_BYTES = budget_examples * out_h * out_w * 3 * 3 * 2 * 8  # that many examples
+    sm.KEEP_COL_BYTES = 0  # and rebuild col
     try:
         y_grouped = grouped.forward(x, True)
         assert grouped.group == min(budget_examples, n)
@@ -303,4 +396,4 @@ def test_a_convolution_in_groups_with_col_rebuilt_equals_the_whole_batch_with_co
     assert relative_error(y_grouped, y_whole) < 1e-12
     assert relative_error(dx_grouped, dx_whole) < 1e-12
     assert relative_error(grouped.weight.grad, whole.weight.grad) < 1e-12
-    check_layer_gradients(grouped, x, rng)   # budget restored: the check itself runs whole
+    check_layer_gradients(grouped, x, rng)  # budget restored: the check itself runs whole

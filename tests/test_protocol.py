@@ -26,31 +26,68 @@ def arguments(*flags):
 
 # --- the switch and its pieces ---------------------------------------------------------------------
 
+
 def test_each_protocol_sets_its_pieces():
     ours, authors = arguments(), arguments("--protocol", "authors")
-    assert (ours.init, ours.two_draws, ours.momentum, ours.constant_lr, ours.test_every) == \
-        ("vs-h", False, 0.9, False, 0)
-    assert (authors.init, authors.two_draws, authors.momentum, authors.constant_lr, authors.test_every) == \
-        ("lecun", True, 0.0, True, 1000)
+    assert (ours.init, ours.two_draws, ours.momentum, ours.constant_lr, ours.test_every) == (
+        "vs-h",
+        False,
+        0.9,
+        False,
+        0,
+    )
+    assert (
+        authors.init,
+        authors.two_draws,
+        authors.momentum,
+        authors.constant_lr,
+        authors.test_every,
+    ) == ("lecun", True, 0.0, True, 1000)
     assert ours.lr == authors.lr == 0.1 and ours.weight_decay == authors.weight_decay == 5e-4
 
 
 def test_a_flag_beside_the_protocol_wins():
-    args = arguments("--protocol", "authors", "--momentum", "0.9", "--no-two-draws", "--init", "vs-x",
-                     "--no-constant-lr", "--test-every", "0")
-    assert (args.init, args.two_draws, args.momentum, args.constant_lr, args.test_every) == \
-        ("vs-x", False, 0.9, False, 0)
+    args = arguments(
+        "--protocol",
+        "authors",
+        "--momentum",
+        "0.9",
+        "--no-two-draws",
+        "--init",
+        "vs-x",
+        "--no-constant-lr",
+        "--test-every",
+        "0",
+    )
+    assert (args.init, args.two_draws, args.momentum, args.constant_lr, args.test_every) == (
+        "vs-x",
+        False,
+        0.9,
+        False,
+        0,
+    )
     args = arguments("--two-draws", "--constant-lr", "--test-every", "500")
-    assert (args.init, args.two_draws, args.momentum, args.constant_lr, args.test_every) == \
-        ("vs-h", True, 0.9, True, 500)
+    assert (args.init, args.two_draws, args.momentum, args.constant_lr, args.test_every) == (
+        "vs-h",
+        True,
+        0.9,
+        True,
+        500,
+    )
 
 
-@pytest.mark.parametrize("flags, complaint", [
-    (["--protocol", "authors", "--sanity-check", "reinit"], "--sanity-check reinit would draw a third"),
-    (["--protocol", "theirs"], "argument --protocol: invalid choice"),
-    (["--test-every", "-1"], "--test-every"),
-    (["--train-images", "0"], "expected a positive integer"),
-])
+@pytest.mark.parametrize(
+    "flags, complaint",
+    [
+        (
+            ["--protocol", "authors", "--sanity-check", "reinit"],
+            "--sanity-check reinit would draw a third",
+        ),
+        (["--protocol", "theirs"], "argument --protocol: invalid choice"),
+        (["--test-every", "-1"], "--test-every"),
+        (["--train-images", "0"], "expected a positive integer"),
+    ],
+)
 def test_bad_protocol_flags_give_one_line_and_status_2(flags, complaint):
     assert_refused(run_python(["snip_min.py", "--model", "lenet300", *flags]), complaint)
 
@@ -60,11 +97,13 @@ def test_constant_lr_removes_every_decay_and_nothing_else():
         decayed = cli.training_schedule(arguments(*flags), "mnist", 10)
         constant = cli.training_schedule(arguments(*flags, "--constant-lr"), "mnist", 10)
         assert decayed[1] and constant == (decayed[0], [])
-    assert cli.training_schedule(arguments("--iterations", "100", "--decay-every", "25"), "mnist", 10) == \
-        (100, [25, 50, 75])
+    assert cli.training_schedule(
+        arguments("--iterations", "100", "--decay-every", "25"), "mnist", 10
+    ) == (100, [25, 50, 75])
 
 
 # --- two draws -------------------------------------------------------------------------------------
+
 
 def test_scoring_biases_are_drawn_like_weights_of_fan_n_after_the_same_weights():
     plain, scoring = models.build("lenet300"), models.build("lenet300")
@@ -74,13 +113,15 @@ def test_scoring_biases_are_drawn_like_weights_of_fan_n_after_the_same_weights()
     protocol.draw_scoring_biases(scoring, "lecun", rng)
     for p, q in zip(sm.parameters_of(plain), sm.parameters_of(scoring)):
         if p.kind == "bias":
-            bound = 2 * math.sqrt(1 / p.shape[0]) / sm.TRUNCATED_STD      # lecun's truncation
+            bound = 2 * math.sqrt(1 / p.shape[0]) / sm.TRUNCATED_STD  # lecun's truncation
             values = sm.to_host(q.value)
             assert (sm.to_host(p.value) == 0).all() and (values != 0).all()
             assert numpy.abs(values).max() <= bound + 1e-6
             assert values.std() == pytest.approx(math.sqrt(1 / p.shape[0]), rel=0.5)
         else:
-            assert (sm.to_host(p.value) == sm.to_host(q.value)).all()   # the mask's weights are the same
+            assert (
+                sm.to_host(p.value) == sm.to_host(q.value)
+            ).all()  # the mask's weights are the same
 
 
 def two_draw_pruned(seed=0, keep_scoring_copy=True):
@@ -102,22 +143,26 @@ def test_the_training_copy_is_fresh_with_zero_biases_under_the_scoring_copys_mas
     assert sum(int(sm.to_host(p.mask).sum()) for p in gated) == 5_332
     for p, before in zip(sm.parameters_of(model), scoring):
         value, mask = sm.to_host(p.value), sm.to_host(p.mask).astype(bool)
-        assert (value[~mask] == 0).all()                    # pruned entries exactly zero
+        assert (value[~mask] == 0).all()  # pruned entries exactly zero
         if p.kind == "bias":
-            assert (value == 0).all()                       # weights_ap's biases start at zero
+            assert (value == 0).all()  # weights_ap's biases start at zero
         else:
             kept = mask & (before != 0)
-            assert kept.any() and (value[kept] != before[kept]).all()   # a fresh draw, not the scored one
+            assert (
+                kept.any() and (value[kept] != before[kept]).all()
+            )  # a fresh draw, not the scored one
     biases_kept = sum(int(sm.to_host(p.mask).sum()) for p in gated if p.kind == "bias")
-    assert biases_kept > 0          # drawn biases score above zero, so some are kept (as in the code)
+    assert biases_kept > 0  # drawn biases score above zero, so some are kept (as in the code)
 
 
 def test_two_draws_are_the_same_for_the_same_seed_and_differ_between_seeds():
     first, second, other = (two_draw_pruned(seed)[1] for seed in (0, 0, 1))
     for p, q, r in zip(*(sm.parameters_of(m) for m in (first, second, other))):
         assert (sm.to_host(p.value) == sm.to_host(q.value)).all()
-    assert any((sm.to_host(p.value) != sm.to_host(r.value)).any()
-               for p, r in zip(sm.parameters_of(first), sm.parameters_of(other)))
+    assert any(
+        (sm.to_host(p.value) != sm.to_host(r.value)).any()
+        for p, r in zip(sm.parameters_of(first), sm.parameters_of(other))
+    )
 
 
 def test_two_draws_neither_wait_for_the_device_nor_slow_a_training_step(stand_in):
@@ -125,7 +170,9 @@ def test_two_draws_neither_wait_for_the_device_nor_slow_a_training_step(stand_in
     with stand_in.counting() as record:
         _, model, gated = two_draw_pruned(keep_scoring_copy=False)
     assert record.syncs == 0, record.summary()
-    images = sm.xp.asarray(numpy.random.default_rng(0).standard_normal((20, 28, 28, 1)), dtype=sm.xp.float32)
+    images = sm.xp.asarray(
+        numpy.random.default_rng(0).standard_normal((20, 28, 28, 1)), dtype=sm.xp.float32
+    )
     labels = sm.xp.asarray(numpy.arange(20) % 10)
     optimiser = sm.SGD(sm.parameters_of(model), momentum=0.0)
     sm.train_step(model, optimiser, images, labels, 0.1)
@@ -136,16 +183,38 @@ def test_two_draws_neither_wait_for_the_device_nor_slow_a_training_step(stand_in
 
 # --- a run under the authors' protocol -------------------------------------------------------------
 
+
 def run_authors(data_dir, out, device, *extra):
     lines = []
-    args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", str(data_dir),
-                               "--batch-size", "25", "--iterations", "12", "--test-every", "2",
-                               "--protocol", "authors", "--out", str(out), "--device", device, *extra])
+    args = cli.parse_arguments(
+        [
+            "--model",
+            "lenet300",
+            "--sparsity",
+            "0.98",
+            "--data-dir",
+            str(data_dir),
+            "--batch-size",
+            "25",
+            "--iterations",
+            "12",
+            "--test-every",
+            "2",
+            "--protocol",
+            "authors",
+            "--out",
+            str(out),
+            "--device",
+            device,
+            *extra,
+        ]
+    )
     return cli.run(args, log=lines.append), lines
 
 
-def test_an_authors_run_records_its_test_checkpoints_and_the_best_of_the_last_five(tiny_mnist, tmp_path,
-                                                                                       device):
+def test_an_authors_run_records_its_test_checkpoints_and_the_best_of_the_last_five(
+    tiny_mnist, tmp_path, device
+):
     results, lines = run_authors(tiny_mnist, tmp_path, device)
     assert results["params_kept"] == 5_332
     assert [i for i, _ in results["test_checkpoints"]] == [2, 4, 6, 8, 10, 12]
@@ -153,11 +222,20 @@ def test_an_authors_run_records_its_test_checkpoints_and_the_best_of_the_last_fi
     assert results["test_checkpoints"][-1][1] == pytest.approx(results["test_error"])
     with open(tmp_path / "results.json") as f:
         saved = json.load(f)
-    assert (saved["protocol"], saved["init"], saved["momentum"], saved["two_draws"], saved["constant_lr"]) == \
-        ("authors", "lecun", 0.0, True, True)
-    assert {record["lr"] for record in saved["history"]} == {0.1}          # no decay
-    assert any(line.startswith("the authors' figure: best test error of the checkpoints at iterations 4-12")
-               for line in lines)
+    assert (
+        saved["protocol"],
+        saved["init"],
+        saved["momentum"],
+        saved["two_draws"],
+        saved["constant_lr"],
+    ) == ("authors", "lecun", 0.0, True, True)
+    assert {record["lr"] for record in saved["history"]} == {0.1}  # no decay
+    assert any(
+        line.startswith(
+            "the authors' figure: best test error of the checkpoints at iterations 4-12"
+        )
+        for line in lines
+    )
     assert any(line.startswith("two draws:") for line in lines)
 
 
@@ -165,24 +243,30 @@ def test_the_test_checkpoints_survive_a_checkpoint_and_resume():
     state = sm.TrainingState(numpy.random.default_rng(0))
     state.test_checkpoints = [[1000, 1.5], [2000, 1.25]]
     record = json.loads(json.dumps(checkpoints.state_record(state)))
-    assert checkpoints.training_state(record, numpy.arange(4)).test_checkpoints == [[1000, 1.5], [2000, 1.25]]
-    del record["test_checkpoints"]                           # a checkpoint from before --test-every
+    assert checkpoints.training_state(record, numpy.arange(4)).test_checkpoints == [
+        [1000, 1.5],
+        [2000, 1.25],
+    ]
+    del record["test_checkpoints"]  # a checkpoint from before --test-every
     assert checkpoints.training_state(record, numpy.arange(4)).test_checkpoints == []
 
 
-def test_the_test_checkpoints_of_a_run_stopped_and_resumed_are_those_of_a_run_left_alone(tiny_mnist, tmp_path,
-                                                                                         device, monkeypatch):
+def test_the_test_checkpoints_of_a_run_stopped_and_resumed_are_those_of_a_run_left_alone(
+    tiny_mnist, tmp_path, device, monkeypatch
+):
     whole, _ = run_authors(tiny_mnist, tmp_path / "whole", device, "--checkpoint-every", "3")
-    stop_at(monkeypatch, 7)                   # after the checkpoints at 2, 4 and 6 were measured
+    stop_at(monkeypatch, 7)  # after the checkpoints at 2, 4 and 6 were measured
     with pytest.raises(sm.Interrupted, match="stopped at iteration 7"):
         run_authors(tiny_mnist, tmp_path / "halves", device, "--checkpoint-every", "3")
     monkeypatch.undo()
     saved = checkpoints.read_checkpoint(str(tmp_path / "halves" / checkpoints.CHECKPOINT_FILE))
     assert [i for i, _ in saved["state"]["test_checkpoints"]] == [2, 4, 6]
-    resumed = cli.run(cli.parse_arguments(["--resume", str(tmp_path / "halves")]), log=lambda line: None)
+    resumed = cli.run(
+        cli.parse_arguments(["--resume", str(tmp_path / "halves")]), log=lambda line: None
+    )
     assert [i for i, _ in resumed["test_checkpoints"]] == [2, 4, 6, 8, 10, 12]
     assert resumed["best_of_last_five"] == min(e for _, e in resumed["test_checkpoints"][-5:])
-    if device != "gpu":                       # (GPU reductions need not be bit-reproducible)
+    if device != "gpu":  # (GPU reductions need not be bit-reproducible)
         assert resumed["test_checkpoints"] == whole["test_checkpoints"]
 
 
@@ -198,10 +282,11 @@ def test_test_evaluations_are_not_training_time(tiny_mnist, tmp_path, device, mo
     def evaluate(*args, **kwargs):
         clock[0] += 100.0
         return real_evaluate(*args, **kwargs)
+
     monkeypatch.setattr(sm, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     monkeypatch.setattr(sm, "train_step", step)
     monkeypatch.setattr(sm, "evaluate", evaluate)
-    results, _ = run_authors(tiny_mnist, tmp_path, device)          # 12 steps, 6 test checkpoints
+    results, _ = run_authors(tiny_mnist, tmp_path, device)  # 12 steps, 6 test checkpoints
     assert len(results["test_checkpoints"]) == 6
     assert results["train_seconds"] == 12.0
 
@@ -213,27 +298,65 @@ def test_best_of_last_takes_the_last_five_only():
 
 # --- the first N training images -------------------------------------------------------------------
 
+
 def test_first_training_images_keeps_them_with_their_own_statistics(tiny_mnist):
     whole = data.load_dataset("mnist", tiny_mnist, download=False, notice=lambda line: None)
     part = data.first_training_images(whole, 120)
     assert (part.train_images == whole.train_images[:120]).all()
-    assert (part.train_labels == whole.train_labels[:120]).all() and (part.test_images == whole.test_images).all()
+    assert (part.train_labels == whole.train_labels[:120]).all() and (
+        part.test_images == whole.test_images
+    ).all()
     assert (part.mean, part.std) == data.pixel_statistics(whole.train_images[:120], source="")
     assert "the first 120 of 300 training images" in part.description
     assert data.first_training_images(whole, 300) is whole
     with pytest.raises(data.DataError, match="--train-images 301"):
         data.first_training_images(whole, 301)
-    other = dataclasses.replace(whole, description="MNIST as written by hand")     # no "300 training images"
-    assert data.first_training_images(other, 120).description == \
-        "MNIST as written by hand (the first 120 of 300 training images)"
+    other = dataclasses.replace(
+        whole, description="MNIST as written by hand"
+    )  # no "300 training images"
+    assert (
+        data.first_training_images(other, 120).description
+        == "MNIST as written by hand (the first 120 of 300 training images)"
+    )
 
 
 def test_train_images_from_the_command_line(tiny_mnist, tmp_path, device):
-    args = cli.parse_arguments(["--model", "lenet300", "--sparsity", "0.98", "--data-dir", str(tiny_mnist),
-                               "--batch-size", "25", "--iterations", "2", "--train-images", "200",
-                               "--out", str(tmp_path), "--device", device])
+    args = cli.parse_arguments(
+        [
+            "--model",
+            "lenet300",
+            "--sparsity",
+            "0.98",
+            "--data-dir",
+            str(tiny_mnist),
+            "--batch-size",
+            "25",
+            "--iterations",
+            "2",
+            "--train-images",
+            "200",
+            "--out",
+            str(tmp_path),
+            "--device",
+            device,
+        ]
+    )
     results = cli.run(args, log=lambda line: None)
-    assert results["train_images"] == 200 and "the first 200 of 300 training images" in results["data"]
-    refused = run_python(["snip_min.py", "--model", "lenet300", "--data-dir", str(tiny_mnist), "--no-download",
-                          "--train-images", "301", "--iterations", "1"])
+    assert (
+        results["train_images"] == 200 and "the first 200 of 300 training images" in results["data"]
+    )
+    refused = run_python(
+        [
+            "snip_min.py",
+            "--model",
+            "lenet300",
+            "--data-dir",
+            str(tiny_mnist),
+            "--no-download",
+            "--train-images",
+            "301",
+            "--iterations",
+            "1",
+        ]
+    )
     assert_refused(refused, "--train-images 301")

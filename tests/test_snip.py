@@ -18,9 +18,19 @@ seeds = st.integers(0, 2**32 - 1)
 
 def small_network():
     """A little convnet with every kind of layer SNIP has to see through."""
-    return models.name_parameters(sm.Sequential(
-        sm.Conv2D(1, 3, 3, padding="same"), zoo_layers.BatchNorm(3), sm.ReLU(), sm.MaxPool2D(2),
-        sm.Conv2D(3, 4, 2), sm.Flatten(), sm.Linear(4, 5), sm.ReLU(), sm.Linear(5, 3)))
+    return models.name_parameters(
+        sm.Sequential(
+            sm.Conv2D(1, 3, 3, padding="same"),
+            zoo_layers.BatchNorm(3),
+            sm.ReLU(),
+            sm.MaxPool2D(2),
+            sm.Conv2D(3, 4, 2),
+            sm.Flatten(),
+            sm.Linear(4, 5),
+            sm.ReLU(),
+            sm.Linear(5, 3),
+        )
+    )
 
 
 def random_batch(rng, n=6, shape=(4, 4, 1), classes=3):
@@ -33,12 +43,13 @@ def loss_of(model, images, labels):
 
 # --- the sensitivity ------------------------------------------------------------------------
 
+
 @given(seed=seeds)
 def test_sensitivity_is_the_derivative_of_the_loss_with_respect_to_the_gates(seed):
     rng = numpy.random.default_rng(seed)
     model = small_network()
     sm.initialise(model, "vs-h", rng, dtype=sm.xp.float64)
-    for p in sm.parameters_of(model):          # non-zero biases, so their scores are exercised too
+    for p in sm.parameters_of(model):  # non-zero biases, so their scores are exercised too
         if p.kind == "bias":
             p.value = array(rng, p.shape, 0.1)
     images, labels = random_batch(rng)
@@ -48,12 +59,22 @@ def test_sensitivity_is_the_derivative_of_the_loss_with_respect_to_the_gates(see
 
     def loss():
         return loss_of(model, images, labels)
+
     for p, g_p in zip(params, g):
         # dL/dc by finite differences on the gates themselves, at c = 1
-        assert_close_unless_kink(g_p, numerical_gradient(loss, p.mask), loss, p.mask, largest, 1e-6, p.name)
+        assert_close_unless_kink(
+            g_p, numerical_gradient(loss, p.mask), loss, p.mask, largest, 1e-6, p.name
+        )
         # ... equals w * dL/dw, with dL/dw by finite differences on the weights
-        assert_close_unless_kink(g_p, sm.to_host(p.value) * numerical_gradient(loss, p.value), loss, p.value,
-                                 largest, 1e-6, p.name)
+        assert_close_unless_kink(
+            g_p,
+            sm.to_host(p.value) * numerical_gradient(loss, p.value),
+            loss,
+            p.value,
+            largest,
+            1e-6,
+            p.name,
+        )
 
 
 def test_zero_initialised_biases_have_zero_sensitivity_and_are_pruned_first():
@@ -76,14 +97,20 @@ def test_scores_and_masks_are_invariant_to_scaling_the_loss(seed, alpha):
     assert relative_error(s, s_scaled) < 1e-12
     assert abs(float(s.sum()) - 1.0) < 1e-12
     for sparsity in (0.3, 0.8):
-        for m1, m2 in zip(sm.snip_masks(g, sparsity), sm.snip_masks([alpha * e for e in g], sparsity)):
+        for m1, m2 in zip(
+            sm.snip_masks(g, sparsity), sm.snip_masks([alpha * e for e in g], sparsity)
+        ):
             assert bool((m1 == m2).all())
 
 
 # --- the global top-k -------------------------------------------------------------------------
 
-@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=5), sparsity=st.floats(0, 0.999),
-       seed=seeds)
+
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=5),
+    sparsity=st.floats(0, 0.999),
+    seed=seeds,
+)
 def test_exactly_kappa_connections_are_kept(sizes, sparsity, seed):
     rng = numpy.random.default_rng(seed)
     g = [array(rng, (size,)) for size in sizes]
@@ -106,7 +133,7 @@ def test_ties_are_broken_towards_the_lowest_index(values, data):
     expected = numpy.zeros(len(values), bool)
     expected[numpy.argsort(-numpy.asarray(values), kind="stable")[:kappa]] = True
     assert numpy.array_equal(keep, expected)
-    assert numpy.array_equal(sm.to_host(sm.top_k_mask(scores, kappa)), keep)   # and repeatably so
+    assert numpy.array_equal(sm.to_host(sm.top_k_mask(scores, kappa)), keep)  # and repeatably so
 
 
 def test_sparsity_zero_keeps_everything_even_zero_scores():
@@ -119,8 +146,15 @@ def test_all_zero_scores_still_keep_exactly_kappa_by_index():
     assert sm.to_host(masks[0]).tolist() == [1, 1, 1] + [0] * 7
 
 
-@pytest.mark.parametrize("name,sparsity,kept", [("lenet5", 0.99, 4_311), ("lenet300", 0.98, 5_332),
-                                                ("lenet300", 0.95, 13_331), ("lenet5", 0.98, 8_622)])
+@pytest.mark.parametrize(
+    "name,sparsity,kept",
+    [
+        ("lenet5", 0.99, 4_311),
+        ("lenet300", 0.98, 5_332),
+        ("lenet300", 0.95, 13_331),
+        ("lenet5", 0.98, 8_622),
+    ],
+)
 def test_lenets_keep_round_one_minus_sparsity_times_m(name, sparsity, kept):
     # kappa = round((1 - s) * m) in float64: (1 - 0.95) * 266,610 = 13,330.50000000001 -> 13,331
     rng = numpy.random.default_rng(1)
@@ -131,8 +165,9 @@ def test_lenets_keep_round_one_minus_sparsity_times_m(name, sparsity, kept):
     assert sum(row[2] for row in sm.pruning_table(model)) == kept
 
 
-@pytest.mark.parametrize("prune,gated_kinds", [("weights+biases", {"weight", "bias"}),
-                                               ("weights", {"weight"})])
+@pytest.mark.parametrize(
+    "prune,gated_kinds", [("weights+biases", {"weight", "bias"}), ("weights", {"weight"})]
+)
 def test_prune_choice_decides_which_parameters_get_gates(prune, gated_kinds):
     model = models.build("lenet5")
     sm.initialise(model)
@@ -143,6 +178,7 @@ def test_prune_choice_decides_which_parameters_get_gates(prune, gated_kinds):
 
 
 # --- training with the mask held fixed ----------------------------------------------------------
+
 
 def test_pruned_parameters_stay_exactly_zero_through_training():
     rng = numpy.random.default_rng(3)
@@ -167,7 +203,7 @@ def test_pruned_parameters_stay_exactly_zero_through_training():
 
 # --- initialisation ---------------------------------------------------------------------------
 
-INIT_SHAPES = {"linear": (400, 300), "conv": (5, 5, 20, 50)}       # fan_in 400 and 500
+INIT_SHAPES = {"linear": (400, 300), "conv": (5, 5, 20, 50)}  # fan_in 400 and 500
 
 
 @pytest.mark.parametrize("shape", INIT_SHAPES.values(), ids=INIT_SHAPES.keys())
@@ -177,8 +213,13 @@ def test_every_initialisation_draws_the_spread_it_promises(init, shape):
     error is about 0.2%), the truncations' bounds, and one seed giving one array."""
     fan_in = math.prod(shape[:-1])
     fan_out = math.prod(shape[:-2]) * shape[-1]
-    expected = {"vs-x": math.sqrt(2 / (fan_in + fan_out)), "vs-h": math.sqrt(2 / fan_in), "rn": 0.1,
-                "tn": 0.1 * sm.TRUNCATED_STD, "lecun": math.sqrt(1 / fan_in)}[init]
+    expected = {
+        "vs-x": math.sqrt(2 / (fan_in + fan_out)),
+        "vs-h": math.sqrt(2 / fan_in),
+        "rn": 0.1,
+        "tn": 0.1 * sm.TRUNCATED_STD,
+        "lecun": math.sqrt(1 / fan_in),
+    }[init]
     w = sm.draw_weight(shape, init, numpy.random.default_rng(0))
     assert w.shape == shape
     assert abs(w.mean()) < 0.01 * expected
@@ -186,16 +227,16 @@ def test_every_initialisation_draws_the_spread_it_promises(init, shape):
     bound = {"tn": 0.2, "lecun": 2 * math.sqrt(1 / fan_in) / sm.TRUNCATED_STD}.get(init)
     if bound is not None:
         assert numpy.abs(w).max() <= bound
-        assert numpy.abs(w).max() > 0.99 * bound            # cut at the bound, not narrower
+        assert numpy.abs(w).max() > 0.99 * bound  # cut at the bound, not narrower
     else:
-        assert numpy.abs(w).max() > 4 * expected            # a normal's tails are not cut
+        assert numpy.abs(w).max() > 4 * expected  # a normal's tails are not cut
     assert numpy.array_equal(w, sm.draw_weight(shape, init, numpy.random.default_rng(0)))
 
 
 def test_truncation_constant_is_the_standard_deviation_of_a_normal_cut_at_two():
     """Var of N(0, 1) restricted to [-2, 2] is 1 - 2 * 2 phi(2) / (2 Phi(2) - 1)."""
-    phi = math.exp(-2.0) / math.sqrt(2 * math.pi)            # the density at 2
-    mass = math.erf(2 / math.sqrt(2))                         # P(|z| <= 2) = 2 Phi(2) - 1
+    phi = math.exp(-2.0) / math.sqrt(2 * math.pi)  # the density at 2
+    mass = math.erf(2 / math.sqrt(2))  # P(|z| <= 2) = 2 Phi(2) - 1
     assert sm.TRUNCATED_STD == pytest.approx(math.sqrt(1 - 4 * phi / mass), rel=1e-15)
 
 
@@ -208,4 +249,6 @@ def test_lecun_is_half_the_variance_of_vs_h_and_initialise_gives_zero_biases():
             assert not value.any()
         else:
             fan_in = math.prod(p.shape[:-1])
-            assert value.std() == pytest.approx(math.sqrt(1 / fan_in), rel=0.15)   # conv1: only 500 draws
+            assert value.std() == pytest.approx(
+                math.sqrt(1 / fan_in), rel=0.15
+            )  # conv1: only 500 draws

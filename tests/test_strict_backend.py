@@ -23,8 +23,9 @@ STAND_IN_DIR = os.path.join(HERE, "strict_cupy")
 
 _already_imported = "cupy" in sys.modules
 if _already_imported and getattr(sys.modules["cupy"], "STAND_IN", False) is not True:
-    pytest.skip("a real CuPy is imported: these tests are for the strict stand-in",
-                allow_module_level=True)
+    pytest.skip(
+        "a real CuPy is imported: these tests are for the strict stand-in", allow_module_level=True
+    )
 _path_added = STAND_IN_DIR not in sys.path
 if _path_added:
     sys.path.insert(0, STAND_IN_DIR)
@@ -59,12 +60,18 @@ def host_and_device(shape=(3, 4), dtype=numpy.float32, seed=0):
 # What it is
 # ======================================================================================
 
+
 def test_it_is_the_stand_in_with_a_cupy_like_surface():
     assert cupy.STAND_IN is True and "strict" in cupy.__version__
     assert cupy.cuda.runtime.getDeviceCount() == 1
-    assert float(cupy.arange(4, dtype=cupy.float32).sum()) == 6.0     # what use_device runs
+    assert float(cupy.arange(4, dtype=cupy.float32).sum()) == 6.0  # what use_device runs
     assert cupy.float32 is numpy.float32 and cupy.bool_ is numpy.bool_ and cupy.newaxis is None
-    assert cupy.inf == numpy.inf and numpy.isnan(cupy.nan) and cupy.pi == numpy.pi and cupy.e == numpy.e
+    assert (
+        cupy.inf == numpy.inf
+        and numpy.isnan(cupy.nan)
+        and cupy.pi == numpy.pi
+        and cupy.e == numpy.e
+    )
     assert cupy.dtype("float32") == numpy.float32
     device = cupy.zeros(3)
     assert isinstance(device, cupy.ndarray) and not isinstance(device, numpy.ndarray)
@@ -91,6 +98,7 @@ def test_cuda_streams_devices_and_pools():
 # Refusals
 # ======================================================================================
 
+
 def test_implicit_conversion_to_numpy_is_refused():
     _, device = host_and_device()
     for convert in (numpy.asarray, numpy.array, lambda a: numpy.array(a, dtype=numpy.float64)):
@@ -115,7 +123,7 @@ MIXED_WITH_NUMPY = {
     "numpy array as out=": lambda d, h: cupy.multiply(d, 2, out=h),
     "cupy.where(device, device, numpy)": lambda d, h: cupy.where(d > 0, d, h),
     "cupy.einsum with numpy": lambda d, h: cupy.einsum("ij,ij->", d, h),
-    "cupy.zeros_like(numpy)": lambda d, h: cupy.zeros_like(h),          # stricter than CuPy
+    "cupy.zeros_like(numpy)": lambda d, h: cupy.zeros_like(h),  # stricter than CuPy
     "device.dot(numpy)": lambda d, h: d.dot(h.T),
 }
 
@@ -130,11 +138,14 @@ def test_a_numpy_array_in_a_device_operation_fails(operation):
 
 def test_python_and_numpy_scalars_are_operands():
     host, device = host_and_device()
-    for result, expected in ((device + 2, host + 2), (2.5 * device, 2.5 * host),
-                             (device * numpy.float32(2), host * numpy.float32(2)),
-                             (numpy.float32(2) * device, numpy.float32(2) * host),
-                             (cupy.maximum(device, 0), numpy.maximum(host, 0)),
-                             (device == numpy.array(0.0), host == 0.0)):
+    for result, expected in (
+        (device + 2, host + 2),
+        (2.5 * device, 2.5 * host),
+        (device * numpy.float32(2), host * numpy.float32(2)),
+        (numpy.float32(2) * device, numpy.float32(2) * host),
+        (cupy.maximum(device, 0), numpy.maximum(host, 0)),
+        (device == numpy.array(0.0), host == 0.0),
+    ):
         assert isinstance(result, cupy.ndarray)
         numpy.testing.assert_array_equal(result.get(), expected)
 
@@ -148,8 +159,8 @@ def test_a_numpy_array_assigned_with_basic_indexing_is_refused_as_cupy_does():
         cupy.copyto(device, host)
     with pytest.raises(ValueError, match="non-scalar numpy.ndarray cannot be used for fill"):
         device.fill(host)
-    device[0, 0] = numpy.array(7.0)               # a 0-d NumPy array is a scalar
-    cupy.copyto(device[1], numpy.array([8.0]))     # so is a one-element one, for copyto
+    device[0, 0] = numpy.array(7.0)  # a 0-d NumPy array is a scalar
+    cupy.copyto(device[1], numpy.array([8.0]))  # so is a one-element one, for copyto
     assert device[0, 0].item() == 7.0 and (device[1].get() == 8.0).all()
 
 
@@ -162,8 +173,10 @@ def test_a_numpy_array_assigned_through_an_index_array_is_a_transfer():
     expected = host.copy()
     expected[[0, 2]] = values
     numpy.testing.assert_array_equal(device.get(), expected)
-    assert [(e.kind, e.what) for e in record.events] == [("transfer", "asarray() from host"),
-                                                          ("transfer", "setitem value from host")]
+    assert [(e.kind, e.what) for e in record.events] == [
+        ("transfer", "asarray() from host"),
+        ("transfer", "setitem value from host"),
+    ]
     assert record.events[1].where.endswith(where)
 
 
@@ -175,7 +188,7 @@ def test_iteration_is_refused():
         for _ in device:
             pass
     with pytest.raises(TypeError, match="strict stand-in"):
-        0.0 in device                              # noqa: B015
+        0.0 in device  # noqa: B015
     with pytest.raises(TypeError, match="iteration over a 0-d array"):
         iter(device.sum())
 
@@ -190,7 +203,7 @@ def test_pickling_and_json_are_refused():
         json.dumps(device.sum())
     with pytest.raises(TypeError, match="not JSON serializable"):
         json.dumps({"loss": device.sum()})
-    duplicate = copy.deepcopy(device)              # copies are fine: they stay on the device
+    duplicate = copy.deepcopy(device)  # copies are fine: they stay on the device
     assert isinstance(duplicate, cupy.ndarray) and duplicate is not device
     numpy.testing.assert_array_equal(duplicate.get(), device.get())
 
@@ -205,7 +218,7 @@ def test_a_device_integer_is_not_an_index_but_may_bound_a_device_slice():
         head = device[:n]
         where = here(-1)
     assert head.shape == (2, 4)
-    event, = record.events
+    (event,) = record.events
     assert (event.kind, event.what) == ("sync", "int() slice bound") and event.where.endswith(where)
 
 
@@ -215,7 +228,7 @@ def test_what_is_not_implemented_fails_loudly():
         with pytest.raises(AttributeError):
             getattr(cupy, name)
     with pytest.raises(AttributeError):
-        device.ptp                                 # noqa: B018  (NumPy 2 has no ndarray.ptp)
+        device.ptp  # noqa: B018  (NumPy 2 has no ndarray.ptp)
     with pytest.raises(TypeError, match="no implementation found"):
         numpy.fft.fft(device)
     with pytest.raises(ValueError, match="Unsupported dtype"):
@@ -227,7 +240,7 @@ def test_what_is_not_implemented_fails_loudly():
 def test_truth_values_follow_cupy():
     with cupy.strict.counting() as record:
         with pytest.warns(DeprecationWarning):
-            assert not bool(cupy.zeros(0))         # empty: a warning and False, no sync
+            assert not bool(cupy.zeros(0))  # empty: a warning and False, no sync
         with pytest.raises(ValueError, match="ambiguous"):
             bool(cupy.zeros(3))
     assert record.syncs == 0
@@ -236,6 +249,7 @@ def test_truth_values_follow_cupy():
 # ======================================================================================
 # Indexing, views, results
 # ======================================================================================
+
 
 def test_numpy_index_arrays_are_accepted_and_counted_as_transfers():
     host, device = host_and_device((5, 4))
@@ -256,10 +270,17 @@ def test_numpy_index_arrays_are_accepted_and_counted_as_transfers():
 
 def test_reductions_and_single_elements_are_0d_device_arrays():
     host, device = host_and_device()
-    results = {"sum": device.sum(), "max": device.max(), "mean": cupy.mean(device),
-               "numpy.sum": numpy.sum(device), "count_nonzero": cupy.count_nonzero(device),
-               "allclose": cupy.allclose(device, device), "element": device[1, 2],
-               "argmax": device.argmax(), "norm": cupy.linalg.norm(device)}
+    results = {
+        "sum": device.sum(),
+        "max": device.max(),
+        "mean": cupy.mean(device),
+        "numpy.sum": numpy.sum(device),
+        "count_nonzero": cupy.count_nonzero(device),
+        "allclose": cupy.allclose(device, device),
+        "element": device[1, 2],
+        "argmax": device.argmax(),
+        "norm": cupy.linalg.norm(device),
+    }
     for name, result in results.items():
         assert isinstance(result, cupy.ndarray) and result.shape == (), name
     assert results["sum"].get() == pytest.approx(host.sum(), rel=1e-6)
@@ -270,14 +291,14 @@ def test_reductions_and_single_elements_are_0d_device_arrays():
 
 def test_writes_through_views_reach_the_base():
     base = cupy.zeros((4, 6), dtype=cupy.float32)
-    base[1:3, ::2] = 1.0                               # slice
-    base.reshape(24)[-1] = 2.0                         # reshape
-    base.T[0, 3] = 3.0                                 # transpose
-    base[0, 5][...] = 4.0                              # a single element is a 0-d view
+    base[1:3, ::2] = 1.0  # slice
+    base.reshape(24)[-1] = 2.0  # reshape
+    base.T[0, 3] = 3.0  # transpose
+    base[0, 5][...] = 4.0  # a single element is a 0-d view
     window = cupy.lib.stride_tricks.as_strided(base, shape=(2, 2), strides=(base.strides[0], 4))
-    window += 10.0                                     # as_strided
+    window += 10.0  # as_strided
     row = base[2]
-    cupy.multiply(row, 0.5, out=row)                   # out=
+    cupy.multiply(row, 0.5, out=row)  # out=
     expected = numpy.zeros((4, 6), dtype=numpy.float32)
     expected[1:3, ::2] = 1.0
     expected.reshape(24)[-1] = 2.0
@@ -293,8 +314,8 @@ def test_out_returns_the_very_device_array_passed():
     host, device = host_and_device()
     out = cupy.empty_like(device)
     assert cupy.multiply(device, 2, out=out) is out
-    assert numpy.multiply(device, 2, out=out) is out                 # through __array_ufunc__
-    assert cupy.maximum(out, device, out) is out                     # out given by position
+    assert numpy.multiply(device, 2, out=out) is out  # through __array_ufunc__
+    assert cupy.maximum(out, device, out) is out  # out given by position
     column_sums = cupy.empty(4, dtype=cupy.float32)
     assert device.sum(axis=0, out=column_sums) is column_sums
     assert cupy.add.reduce(device, axis=0, out=column_sums) is column_sums
@@ -303,12 +324,14 @@ def test_out_returns_the_very_device_array_passed():
 
 def test_numpy_functions_dispatch_to_the_stand_in():
     host, device = host_and_device()
-    for result, expected in ((numpy.exp(device), numpy.exp(host)),
-                             (numpy.concatenate([device, device]), numpy.concatenate([host, host])),
-                             (numpy.add.reduce(device, axis=1), numpy.add.reduce(host, axis=1)),
-                             (numpy.abs(device), numpy.abs(host)),
-                             (numpy.mean(device, axis=0), numpy.mean(host, axis=0)),
-                             (numpy.pad(device, 1), numpy.pad(host, 1))):
+    for result, expected in (
+        (numpy.exp(device), numpy.exp(host)),
+        (numpy.concatenate([device, device]), numpy.concatenate([host, host])),
+        (numpy.add.reduce(device, axis=1), numpy.add.reduce(host, axis=1)),
+        (numpy.abs(device), numpy.abs(host)),
+        (numpy.mean(device, axis=0), numpy.mean(host, axis=0)),
+        (numpy.pad(device, 1), numpy.pad(host, 1)),
+    ):
         assert isinstance(result, cupy.ndarray)
         numpy.testing.assert_allclose(result.get(), expected, rtol=1e-6)
 
@@ -323,21 +346,35 @@ def test_results_match_numpy():
         "elementwise": lambda xp, x, w: xp.tanh(xp.sqrt(xp.abs(x)) * 2 - xp.exp(-x) / 3),
         "matmul": lambda xp, x, w: x.reshape(-1, 3)[:27].T @ w[:27, :3],
         "einsum": lambda xp, x, w: xp.einsum("nhwc,nhwc->nc", x, x),
-        "im2col": lambda xp, x, w: xp.ascontiguousarray(xp.lib.stride_tricks.as_strided(
-            x, (2, 4, 4, 3, 3, 3), x.strides[:3] + x.strides[1:])).reshape(32, 27) @ w,
-        "reductions": lambda xp, x, w: xp.stack([x.sum(), x.mean(), x.var(), x.std(), x.max(),
-                                                 x.min(), (x > 0).sum(), x.prod() * 0]),
+        "im2col": lambda xp, x, w: (
+            xp.ascontiguousarray(
+                xp.lib.stride_tricks.as_strided(
+                    x, (2, 4, 4, 3, 3, 3), x.strides[:3] + x.strides[1:]
+                )
+            ).reshape(32, 27)
+            @ w
+        ),
+        "reductions": lambda xp, x, w: xp.stack(
+            [x.sum(), x.mean(), x.var(), x.std(), x.max(), x.min(), (x > 0).sum(), x.prod() * 0]
+        ),
         "axis reductions": lambda xp, x, w: x.mean(axis=(0, 1, 2)) + x.var(axis=(0, 1, 2)),
         "argmax": lambda xp, x, w: x.reshape(2, -1).argmax(axis=1),
         "fancy": lambda xp, x, w: x.reshape(2, -1)[xp.arange(2), xp.asarray(labels)],
         "tile, pad, concatenate": lambda xp, x, w: xp.concatenate(
-            [xp.tile(x[0, 0, 0], 4), xp.pad(x[0, :, :, 0], 1).ravel()]),
+            [xp.tile(x[0, 0, 0], 4), xp.pad(x[0, :, :, 0], 1).ravel()]
+        ),
         "where, cumsum, flatnonzero": lambda xp, x, w: xp.concatenate(
-            [xp.where(x > 0, x, 0).ravel(), xp.cumsum(x.ravel() > 0),
-             xp.flatnonzero(x.ravel() > 1).astype(xp.float32)]),
+            [
+                xp.where(x > 0, x, 0).ravel(),
+                xp.cumsum(x.ravel() > 0),
+                xp.flatnonzero(x.ravel() > 1).astype(xp.float32),
+            ]
+        ),
         "partition": lambda xp, x, w: xp.partition(xp.asarray(scores), 40)[40],
         "isnan, isfinite": lambda xp, x, w: xp.stack([xp.isnan(x).any(), xp.isfinite(x).all()]),
-        "broadcast_to": lambda xp, x, w: xp.broadcast_to(x[:, None, :1, :1, :], (2, 3, 1, 1, 3)).copy(),
+        "broadcast_to": lambda xp, x, w: xp.broadcast_to(
+            x[:, None, :1, :1, :], (2, 3, 1, 1, 3)
+        ).copy(),
         "repeat, clip, round": lambda xp, x, w: xp.round(x.clip(-1, 1).repeat(2, axis=0), 2),
     }
     for name, case in cases.items():
@@ -362,11 +399,12 @@ def test_in_place_updates_through_index_arrays():
 # Counting host synchronisations and transfers
 # ======================================================================================
 
+
 def _device_values():
     return cupy.asarray(numpy.array([[0.0, 1.5], [-2.0, 1.5]], dtype=numpy.float32))
 
 
-SYNCS = {       # what -> an operation that makes the host wait once, in CuPy
+SYNCS = {  # what -> an operation that makes the host wait once, in CuPy
     "float()": lambda d: float(d.sum()),
     "int()": lambda d: int(d.max()),
     "complex()": lambda d: complex(d[0, 0]),
@@ -385,7 +423,7 @@ SYNCS = {       # what -> an operation that makes the host wait once, in CuPy
     "compress()": lambda d: d.compress(d[0] > 0, axis=1),
     "boolean mask index": lambda d: d[d > 0],
     "boolean mask setitem": lambda d: d.__setitem__(d > 0, 0.0),
-    "int() slice bound": lambda d: d[:cupy.asarray(1)],
+    "int() slice bound": lambda d: d[: cupy.asarray(1)],
     "Stream.synchronize()": lambda d: cupy.cuda.get_current_stream().synchronize(),
     "Device.synchronize()": lambda d: cupy.cuda.Device(0).synchronize(),
     "runtime.deviceSynchronize()": lambda d: cupy.cuda.runtime.deviceSynchronize(),
@@ -401,7 +439,7 @@ def test_each_kind_of_sync_is_counted_once_where_it_happens(what):
     with cupy.strict.counting() as record:
         operation(device)
     assert record.syncs == 1 and record.transfers == 0, record.summary()
-    event, = record.events
+    (event,) = record.events
     assert isinstance(event, Event) and event.kind == "sync" and event.what == what
     assert event.where.endswith(where), (event.where, where)
 
@@ -435,14 +473,16 @@ def test_transfers_are_counted_and_are_not_syncs():
     with cupy.strict.counting() as record:
         device = cupy.asarray(host)
         where = here(-1)
-        assert cupy.asarray(device) is device                      # already on the device
-        cupy.asarray(3.0)                                          # a scalar: a kernel argument
+        assert cupy.asarray(device) is device  # already on the device
+        cupy.asarray(3.0)  # a scalar: a kernel argument
         device.set(host * 2)
     assert record.syncs == 0
-    assert [(e.kind, e.what) for e in record.events] == [("transfer", "asarray() from host"),
-                                                          ("transfer", "set()")]
+    assert [(e.kind, e.what) for e in record.events] == [
+        ("transfer", "asarray() from host"),
+        ("transfer", "set()"),
+    ]
     assert record.events[0].where.endswith(where)
-    host[0] = 100.0                                                # the device copy is separate
+    host[0] = 100.0  # the device copy is separate
     assert device[0].item() == 0.0
 
 
@@ -464,7 +504,7 @@ def test_counting_blocks_nest_and_the_total_sees_everything():
     summary = outer.summary()
     assert summary.splitlines()[0] == "3 syncs, 0 transfers"
     assert "float()" in summary and "int()" in summary and first in summary
-    saved = cupy.strict._total.copy()         # the session's own total is put back after
+    saved = cupy.strict._total.copy()  # the session's own total is put back after
     try:
         cupy.strict.reset_total()
         assert cupy.strict.total().events == []
@@ -489,6 +529,7 @@ def test_summary_puts_the_most_frequent_first():
 # ======================================================================================
 # Memory hooks
 # ======================================================================================
+
 
 class PeakHook(cupy.cuda.memory_hook.MemoryHook):
     """The hook bench.py installs, with allocation and free counts."""
@@ -521,19 +562,24 @@ def test_the_memory_hook_sees_allocations_and_frees(no_garbage_collection):
     pool = cupy.get_default_memory_pool()
     used = pool.used_bytes()
     with PeakHook() as hook:
-        a = cupy.zeros((1000,), dtype=cupy.float32)                # 4000 bytes -> 4096
-        views = [a[10:20], a.reshape(10, 100), a.T, a[::2],
-                 cupy.lib.stride_tricks.as_strided(a, (10, 10), (4, 4))]
-        assert (hook.mallocs, hook.in_use) == (1, 4096)            # views allocate nothing
-        b = a + 1                                                  # a second 4096
+        a = cupy.zeros((1000,), dtype=cupy.float32)  # 4000 bytes -> 4096
+        views = [
+            a[10:20],
+            a.reshape(10, 100),
+            a.T,
+            a[::2],
+            cupy.lib.stride_tricks.as_strided(a, (10, 10), (4, 4)),
+        ]
+        assert (hook.mallocs, hook.in_use) == (1, 4096)  # views allocate nothing
+        b = a + 1  # a second 4096
         assert (hook.mallocs, hook.in_use, pool.used_bytes() - used) == (2, 8192, 8192)
         del b
         assert (hook.frees, hook.in_use) == (1, 4096)
         del a
-        assert hook.frees == 1                                     # the views keep it alive
+        assert hook.frees == 1  # the views keep it alive
         del views
         assert (hook.frees, hook.in_use, hook.peak) == (2, 0, 8192)
-        small = cupy.ones(3)                                       # rounded to 512 bytes
+        small = cupy.ones(3)  # rounded to 512 bytes
         assert hook.in_use == 512
         del small
     assert pool.used_bytes() == used
@@ -550,10 +596,12 @@ def test_a_hook_name_is_installed_once():
 # The report file of a child process
 # ======================================================================================
 
+
 def _child_environment(report):
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(
-        [STAND_IN_DIR, ROOT] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p])
+        [STAND_IN_DIR, ROOT] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     environment["SNIP_MIN_STRICT_REPORT"] = str(report)
     return environment
 
@@ -567,22 +615,39 @@ def test_a_child_process_writes_the_report_file(tmp_path):
             float(x.sum())
         print(cupy.__version__)
         """)
-    result = subprocess.run([sys.executable, "-c", code], env=_child_environment(report),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_child_environment(report),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     contents = json.loads(report.read_text())
     assert contents["stand_in"] == cupy.__version__ == result.stdout.strip()
     assert contents["mirrors"] == "CuPy 13/14"
     assert (contents["syncs"], contents["transfers"]) == (2, 1)
-    assert contents["events"][0] == {"kind": "sync", "what": "float()",
-                                     "where": "<string>:4 in <module>", "count": 2}
-    assert not [name for name in os.listdir(tmp_path) if name != "strict.json"]   # no temp left
+    assert contents["events"][0] == {
+        "kind": "sync",
+        "what": "float()",
+        "where": "<string>:4 in <module>",
+        "count": 2,
+    }
+    assert not [name for name in os.listdir(tmp_path) if name != "strict.json"]  # no temp left
 
 
 def test_each_child_process_may_write_its_own_report(tmp_path):
     code = "import os, cupy; print(os.getpid())"
-    children = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                               env=_child_environment(tmp_path / "strict-{pid}.json")) for _ in range(2)]
+    children = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_child_environment(tmp_path / "strict-{pid}.json"),
+        )
+        for _ in range(2)
+    ]
     for child in children:
         assert child.returncode == 0, child.stderr
         report = json.loads((tmp_path / f"strict-{child.stdout.strip()}.json").read_text())
@@ -610,9 +675,15 @@ def test_snip_min_trains_on_the_stand_in_as_on_numpy(tmp_path):
             assert isinstance(images, cupy.ndarray) == (device == "gpu")
         print(json.dumps(out))
         """)
-    result = subprocess.run([sys.executable, "-c", code], env=_child_environment(report), cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_child_environment(report),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     losses = json.loads(result.stdout.strip().splitlines()[-1])
     numpy.testing.assert_allclose(losses["gpu"], losses["cpu"], rtol=1e-5)
-    assert json.loads(report.read_text())["syncs"] >= 3          # at least the three float(loss)
+    assert json.loads(report.read_text())["syncs"] >= 3  # at least the three float(loss)

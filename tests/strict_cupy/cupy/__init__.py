@@ -112,8 +112,20 @@ import types as _types
 import numpy as _numpy
 
 from . import _core, cuda, lib, linalg, strict
-from ._core import (array, asanyarray, asarray, asnumpy, average, copyto, get_array_module,
-                    ndarray, repeat, take, ufunc, where)
+from ._core import (
+    array,
+    asanyarray,
+    asarray,
+    asnumpy,
+    average,
+    copyto,
+    get_array_module,
+    ndarray,
+    repeat,
+    take,
+    ufunc,
+    where,
+)
 from .cuda.memory import get_default_memory_pool, get_default_pinned_memory_pool
 
 __version__ = "14.2.0+strict-stand-in"
@@ -165,32 +177,37 @@ union1d unique unpackbits unravel_index unwrap vander var vdot vsplit vstack zer
 # fuse), and the modules random, fft, polynomial, testing.
 
 # Functions whose output size depends on the data: CuPy reads a count back (a sync).
-_SYNC = {name: f"{name}()" for name in (
-    "nonzero flatnonzero argwhere compress extract unique intersect1d setdiff1d setxor1d "
-    "union1d bincount histogram histogram2d histogramdd delete place nanmax nanmin "
-    "unravel_index trim_zeros asarray_chkfinite real_if_close gradient "
-    "array2string array_repr array_str").split()}
+_SYNC = {
+    name: f"{name}()"
+    for name in (
+        "nonzero flatnonzero argwhere compress extract unique intersect1d setdiff1d setxor1d "
+        "union1d bincount histogram histogram2d histogramdd delete place nanmax nanmin "
+        "unravel_index trim_zeros asarray_chkfinite real_if_close gradient "
+        "array2string array_repr array_str"
+    ).split()
+}
 # Functions for which NumPy returns a Python scalar and CuPy a 0-d device array.
 _SCALAR_TO_DEVICE = {"count_nonzero", "allclose", "array_equal", "array_equiv"}
 
 
 def _build_namespace(names):
     for name in names:
-        if name in globals():              # written out in _core (asarray, where, ...)
+        if name in globals():  # written out in _core (asarray, where, ...)
             continue
         value = getattr(_numpy, name)
         if isinstance(value, _numpy.ufunc):
             globals()[name] = _core._UFUNCS[name] = ufunc(value)
         elif isinstance(value, (type, float)) or value is None or name in ("s_", "index_exp"):
-            globals()[name] = value        # dtypes, constants, index helpers: NumPy's own
+            globals()[name] = value  # dtypes, constants, index helpers: NumPy's own
         elif callable(value) and not isinstance(value, _types.ModuleType):
-            globals()[name] = _core.function(name, value, sync=_SYNC.get(name),
-                                             scalar_to_device=name in _SCALAR_TO_DEVICE)
+            globals()[name] = _core.function(
+                name, value, sync=_SYNC.get(name), scalar_to_device=name in _SCALAR_TO_DEVICE
+            )
         else:
             raise AssertionError(f"cupy.{name}: not sorted into a kind")
 
 
 _build_namespace(_CUPY_NAMES)
 is_available = cuda.is_available
-_core.namespace = _sys.modules[__name__]     # where __array_function__ looks functions up
+_core.namespace = _sys.modules[__name__]  # where __array_function__ looks functions up
 strict.write_report_at_exit(__version__)

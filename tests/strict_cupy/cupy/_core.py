@@ -18,11 +18,12 @@ from .cuda import memory, memory_hook
 _np_ndarray = numpy.ndarray
 _np_generic = numpy.generic
 _PYTHON_SCALARS = frozenset((int, float, bool, complex))
-_SUPPORTED_KINDS = frozenset("biufcV")       # bool, integers, floats, complex (and records)
-_PLAIN_TYPES = frozenset((int, float, bool, complex, str, type(None), type(Ellipsis), slice, type,
-                          numpy.dtype))       # arguments that never hold an array
+_SUPPORTED_KINDS = frozenset("biufcV")  # bool, integers, floats, complex (and records)
+_PLAIN_TYPES = frozenset(
+    (int, float, bool, complex, str, type(None), type(Ellipsis), slice, type, numpy.dtype)
+)  # arguments that never hold an array
 
-namespace = None        # the cupy module, set by cupy/__init__.py (for __array_function__)
+namespace = None  # the cupy module, set by cupy/__init__.py (for __array_function__)
 
 
 def _unsupported(value):
@@ -34,15 +35,16 @@ def _unsupported(value):
 # Device memory: which NumPy buffers are "device memory", for the memory hooks
 # ======================================================================================
 
-ALLOCATION_UNIT = 512          # CuPy rounds every allocation up to this (cuda/memory.pyx)
+ALLOCATION_UNIT = 512  # CuPy rounds every allocation up to this (cuda/memory.pyx)
 DEVICE_ID = 0
 _hooks = memory_hook._hooks
-_buffers = {}                  # id(buffer) -> _BufferRef, every live buffer that is device memory
-_in_use = memory._in_use       # bytes (rounded) in those buffers
+_buffers = {}  # id(buffer) -> _BufferRef, every live buffer that is device memory
+_in_use = memory._in_use  # bytes (rounded) in those buffers
 
 
 class _BufferRef(weakref.ref):
     """A weak reference to a NumPy buffer that is device memory; it reports the free."""
+
     __slots__ = ("key", "mem_size")
 
 
@@ -53,10 +55,12 @@ def _freed(ref):
     _in_use[0] -= ref.mem_size
     if _hooks:
         for hook in list(_hooks.values()):
-            hook.free_preprocess(device_id=DEVICE_ID, mem_size=ref.mem_size,
-                                 mem_ptr=ref.key, pmem_id=ref.key)
-            hook.free_postprocess(device_id=DEVICE_ID, mem_size=ref.mem_size,
-                                  mem_ptr=ref.key, pmem_id=ref.key)
+            hook.free_preprocess(
+                device_id=DEVICE_ID, mem_size=ref.mem_size, mem_ptr=ref.key, pmem_id=ref.key
+            )
+            hook.free_postprocess(
+                device_id=DEVICE_ID, mem_size=ref.mem_size, mem_ptr=ref.key, pmem_id=ref.key
+            )
 
 
 def _track(buffer):
@@ -73,14 +77,15 @@ def _track(buffer):
     if _hooks:
         for hook in list(_hooks.values()):
             hook.malloc_preprocess(device_id=DEVICE_ID, size=size, mem_size=mem_size)
-            hook.malloc_postprocess(device_id=DEVICE_ID, size=size, mem_size=mem_size,
-                                    mem_ptr=key, pmem_id=key)
+            hook.malloc_postprocess(
+                device_id=DEVICE_ID, size=size, mem_size=mem_size, mem_ptr=key, pmem_id=key
+            )
 
 
 def _root(host):
     """The NumPy array that owns the memory `host` looks at (itself if it owns it)."""
     root, base = host, host.base
-    while base is not None:            # a view: follow .base (through as_strided's DummyArray)
+    while base is not None:  # a view: follow .base (through as_strided's DummyArray)
         if isinstance(base, _np_ndarray):
             root = base
         base = getattr(base, "base", None)
@@ -91,18 +96,19 @@ def _root(host):
 # Wrapping and unwrapping
 # ======================================================================================
 
+
 def _wrap(host):
     """A device array around the NumPy array `host`; a NumPy scalar becomes a 0-d array."""
     if type(host) is not _np_ndarray:
-        host = numpy.array(host)           # a NumPy scalar: CuPy returns 0-d arrays
+        host = numpy.array(host)  # a NumPy scalar: CuPy returns 0-d arrays
     array = _new(ndarray)
     array._host = host
     base = host.base
-    if base is None:                       # owns its memory: new, or already device memory
+    if base is None:  # owns its memory: new, or already device memory
         if id(host) not in _buffers:
             _track(host)
     elif type(base) is not _np_ndarray or base.base is not None or id(base) not in _buffers:
-        root = _root(host)                 # a view of memory not yet counted (a NumPy temporary)
+        root = _root(host)  # a view of memory not yet counted (a NumPy temporary)
         if id(root) not in _buffers:
             _track(root)
     return array
@@ -140,7 +146,7 @@ def _unwrap(value):
         for each in value:
             if type(each) not in _PLAIN_TYPES:
                 return tuple([_unwrap(each) for each in value])
-        return value                       # a shape, an axis tuple: nothing to unwrap
+        return value  # a shape, an axis tuple: nothing to unwrap
     if t is list:
         return [_unwrap(each) for each in value]
     if isinstance(value, _np_ndarray):
@@ -199,8 +205,9 @@ def _unwrap_device_only(value):
 # Indexing
 # ======================================================================================
 
+
 def _slice_bound(bound):
-    if type(bound) is ndarray:         # CuPy reads it with int(): a sync (internal.pyx)
+    if type(bound) is ndarray:  # CuPy reads it with int(): a sync (internal.pyx)
         strict.sync("int() slice bound")
         return int(bound._host)
     return bound
@@ -229,7 +236,7 @@ def _index_item(item, writing):
         return item, True
     if isinstance(item, numpy.bool_) or t is bool:
         return item, True
-    return item, False                 # NumPy integers and anything NumPy will judge
+    return item, False  # NumPy integers and anything NumPy will judge
 
 
 def _plain_key(key):
@@ -237,7 +244,11 @@ def _plain_key(key):
     for item in key:
         t = type(item)
         if t is slice:
-            if type(item.start) is ndarray or type(item.stop) is ndarray or type(item.step) is ndarray:
+            if (
+                type(item.start) is ndarray
+                or type(item.stop) is ndarray
+                or type(item.step) is ndarray
+            ):
                 return False
         elif t is not int and item is not None and item is not Ellipsis:
             return False
@@ -256,12 +267,13 @@ def _index(key, writing=False):
     return _index_item(key, writing)
 
 
-SLICE_COPY = bool(int(os.environ.get("CUPY_EXPERIMENTAL_SLICE_COPY", 0)))   # as cupy/_util.pyx
+SLICE_COPY = bool(int(os.environ.get("CUPY_EXPERIMENTAL_SLICE_COPY", 0)))  # as cupy/_util.pyx
 
 
 # ======================================================================================
 # The device array
 # ======================================================================================
+
 
 def _binary(op):
     def method(self, other):
@@ -269,6 +281,7 @@ def _binary(op):
         if other is NotImplemented:
             return NotImplemented
         return _wrap(op(self._host, other))
+
     return method
 
 
@@ -278,6 +291,7 @@ def _reflected(op):
         if other is NotImplemented:
             return NotImplemented
         return _wrap(op(other, self._host))
+
     return method
 
 
@@ -286,25 +300,28 @@ def _inplace(op):
         other = _binary_operand(other)
         if other is NotImplemented:
             return NotImplemented
-        op(self._host, other)          # NumPy's in-place operator writes into _host
+        op(self._host, other)  # NumPy's in-place operator writes into _host
         return self
+
     return method
 
 
 def _comparison(op):
     def method(self, other):
         if type(other) is _np_ndarray and other.ndim == 0:
-            other = other.item()       # CuPy's workaround for numpy/numpy#12142 (core.pyx)
+            other = other.item()  # CuPy's workaround for numpy/numpy#12142 (core.pyx)
         other = _binary_operand(other)
         if other is NotImplemented:
             return NotImplemented
         return _wrap(op(self._host, other))
+
     return method
 
 
 def _unary(op):
     def method(self):
         return _wrap(op(self._host))
+
     return method
 
 
@@ -318,9 +335,10 @@ def _method(name):
             result = numpy_method(host)
         else:
             result = numpy_method(host, *_unwrap(args), **_unwrap_kwargs(kwargs))
-        if result is host:                     # e.g. astype(same dtype, copy=False): self, as CuPy
+        if result is host:  # e.g. astype(same dtype, copy=False): self, as CuPy
             return self
         return _wrap_result(result, kwargs.get("out"))
+
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"numpy.ndarray.{name} on the device array."
     return method
@@ -337,12 +355,17 @@ class Flags:
         self.owndata = host.base is None
 
     def __getitem__(self, name):
-        return {"C_CONTIGUOUS": self.c_contiguous, "F_CONTIGUOUS": self.f_contiguous,
-                "OWNDATA": self.owndata}[name]
+        return {
+            "C_CONTIGUOUS": self.c_contiguous,
+            "F_CONTIGUOUS": self.f_contiguous,
+            "OWNDATA": self.owndata,
+        }[name]
 
     def __repr__(self):
-        return (f"  C_CONTIGUOUS : {self.c_contiguous}\n  F_CONTIGUOUS : {self.f_contiguous}\n"
-                f"  OWNDATA : {self.owndata}")
+        return (
+            f"  C_CONTIGUOUS : {self.c_contiguous}\n  F_CONTIGUOUS : {self.f_contiguous}\n"
+            f"  OWNDATA : {self.owndata}"
+        )
 
 
 class ndarray:
@@ -353,12 +376,14 @@ class ndarray:
     """
 
     __slots__ = ("_host", "__weakref__")
-    __array_priority__ = 100           # as CuPy's
+    __array_priority__ = 100  # as CuPy's
     __hash__ = None
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
         if memptr is not None or strides is not None:
-            raise NotImplementedError("the strict stand-in has no device pointers (memptr, strides)")
+            raise NotImplementedError(
+                "the strict stand-in has no device pointers (memptr, strides)"
+            )
         host = numpy.empty(shape, dtype=dtype, order=order)
         self._host = host
         _track(host)
@@ -397,26 +422,34 @@ class ndarray:
     # ------------------------------------------------------------------ refusals
     def __array__(self, dtype=None, copy=None):
         # core.pyx, ndarray.__array__ (CuPy 13.6 and 14.2)
-        raise TypeError("Implicit conversion to a NumPy array is not allowed. "
-                        "Please use `.get()` to construct a NumPy array explicitly.")
+        raise TypeError(
+            "Implicit conversion to a NumPy array is not allowed. "
+            "Please use `.get()` to construct a NumPy array explicitly."
+        )
 
     def __iter__(self):
         if self._host.ndim == 0:
-            raise TypeError("iteration over a 0-d array")          # CuPy's message
+            raise TypeError("iteration over a 0-d array")  # CuPy's message
         # Stricter than CuPy, which yields self[i], one kernel launch per row.
-        raise TypeError("iterating over a device array is refused by the strict stand-in "
-                        "(CuPy would launch one kernel per row): use array operations, "
-                        "or .get() first")
+        raise TypeError(
+            "iterating over a device array is refused by the strict stand-in "
+            "(CuPy would launch one kernel per row): use array operations, "
+            "or .get() first"
+        )
 
     def __contains__(self, value):
         # CuPy has no __contains__ and iterates (see __iter__)
-        raise TypeError("`in` iterates over a device array, which the strict stand-in refuses: "
-                        "compare with array operations, e.g. (a == value).any()")
+        raise TypeError(
+            "`in` iterates over a device array, which the strict stand-in refuses: "
+            "compare with array operations, e.g. (a == value).any()"
+        )
 
     def __reduce__(self):
         # Stricter than CuPy, which pickles a host copy (a sync): array, (self.get(),)
-        raise TypeError("pickling a device array is refused by the strict stand-in (CuPy "
-                        "would copy it to the host): pickle an explicit .get() copy")
+        raise TypeError(
+            "pickling a device array is refused by the strict stand-in (CuPy "
+            "would copy it to the host): pickle an explicit .get() copy"
+        )
 
     def __reduce_ex__(self, protocol):
         return self.__reduce__()
@@ -436,16 +469,22 @@ class ndarray:
 
     def __bool__(self):
         host = self._host
-        if host.size == 0:             # CuPy 13/14: a warning, no sync
-            warnings.warn("The truth value of an empty array is ambiguous. Returning False, but "
-                          "in future this will result in an error. Use `array.size > 0` to "
-                          "check that an array is not empty.", DeprecationWarning, stacklevel=2)
+        if host.size == 0:  # CuPy 13/14: a warning, no sync
+            warnings.warn(
+                "The truth value of an empty array is ambiguous. Returning False, but "
+                "in future this will result in an error. Use `array.size > 0` to "
+                "check that an array is not empty.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             return False
         if host.size == 1:
             strict.sync("bool()")
             return bool(host.reshape(()))
-        raise ValueError("The truth value of an array with more than one element is "
-                         "ambiguous. Use a.any() or a.all()")
+        raise ValueError(
+            "The truth value of an array with more than one element is "
+            "ambiguous. Use a.any() or a.all()"
+        )
 
     def __bytes__(self):
         strict.sync("bytes()")
@@ -487,13 +526,14 @@ class ndarray:
             if out.dtype != host.dtype:
                 raise TypeError(f"{out.dtype} array cannot be obtained from {host.dtype} array")
             if out.shape != host.shape:
-                raise ValueError(f"Shape mismatch. Expected shape: {host.shape}, "
-                                 f"actual shape: {out.shape}")
+                raise ValueError(
+                    f"Shape mismatch. Expected shape: {host.shape}, actual shape: {out.shape}"
+                )
             if blocking:
                 strict.sync("get()")
             numpy.copyto(out, host)
             return out
-        if host.size == 0:             # CuPy returns before it synchronises
+        if host.size == 0:  # CuPy returns before it synchronises
             return numpy.ndarray(host.shape, dtype=host.dtype)
         if blocking:
             strict.sync("get()")
@@ -523,8 +563,12 @@ class ndarray:
     def __getitem__(self, key):
         host = self._host
         t = type(key)
-        if t is int or (t is slice and type(key.start) is not ndarray
-                        and type(key.stop) is not ndarray and type(key.step) is not ndarray):
+        if t is int or (
+            t is slice
+            and type(key.start) is not ndarray
+            and type(key.stop) is not ndarray
+            and type(key.step) is not ndarray
+        ):
             result = host[key]
         else:
             if t is not tuple or not _plain_key(key):
@@ -546,11 +590,17 @@ class ndarray:
             # CuPy copies the values to the device (_scatter_op_single: core.array(value))
             strict.transfer("setitem value from host")
             value = numpy.asarray(value)
-        elif (SLICE_COPY and type(key) is slice and key == slice(None)
-              and isinstance(value, _np_ndarray)):
+        elif (
+            SLICE_COPY
+            and type(key) is slice
+            and key == slice(None)
+            and isinstance(value, _np_ndarray)
+        ):
             if value.dtype != self._host.dtype or value.shape != self._host.shape:
-                raise ValueError("copying a numpy.ndarray to a cupy.ndarray by empty slice "
-                                 "assignment must ensure arrays have same shape and dtype")
+                raise ValueError(
+                    "copying a numpy.ndarray to a cupy.ndarray by empty slice "
+                    "assignment must ensure arrays have same shape and dtype"
+                )
             strict.transfer("setitem value from host")
         else:
             # Basic indexing: CuPy fills with the value, which must be a scalar (gh-2079)
@@ -578,10 +628,14 @@ class ndarray:
             inout = inputs + out
             kwargs["out"] = out[0]
         for x in inout:
-            if not (type(x) in _PYTHON_SCALARS or isinstance(x, (_np_generic, ndarray, _np_ndarray))):
+            if not (
+                type(x) in _PYTHON_SCALARS or isinstance(x, (_np_generic, ndarray, _np_ndarray))
+            ):
                 return NotImplemented
         if ufunc.__name__ in _COMPARISONS:
-            inputs = tuple(x.item() if type(x) is _np_ndarray and x.ndim == 0 else x for x in inputs)
+            inputs = tuple(
+                x.item() if type(x) is _np_ndarray and x.ndim == 0 else x for x in inputs
+            )
         return func(*inputs, **kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
@@ -638,14 +692,16 @@ class ndarray:
             strict.sync("repeat() with device repeats")
             repeats = repeats._host
         elif isinstance(repeats, _np_ndarray):
-            raise TypeError("'repeats' does not accept numpy.ndarray; convert with cupy.array() first")
+            raise TypeError(
+                "'repeats' does not accept numpy.ndarray; convert with cupy.array() first"
+            )
         return _wrap(self._host.repeat(repeats, axis))
 
     def take(self, indices, axis=None, out=None):
         if type(indices) is ndarray:
             indices = indices._host
         elif not isinstance(indices, (int, _np_generic)):
-            strict.transfer("take indices from host")      # CuPy: core.array(indices)
+            strict.transfer("take indices from host")  # CuPy: core.array(indices)
             indices = numpy.asarray(indices)
         return _wrap_result(self._host.take(indices, axis, _unwrap(out)), out)
 
@@ -712,9 +768,11 @@ class ndarray:
 
 
 # Methods that are NumPy's own, run on the host array (no rule of their own).
-for _name in ("all any argmax argmin argpartition argsort astype clip conj conjugate copy "
-              "cumprod cumsum diagonal flatten max mean min partition prod ravel reshape "
-              "round sort squeeze std sum swapaxes trace transpose var view").split():
+for _name in (
+    "all any argmax argmin argpartition argsort astype clip conj conjugate copy "
+    "cumprod cumsum diagonal flatten max mean min partition prod ravel reshape "
+    "round sort squeeze std sum swapaxes trace transpose var view"
+).split():
     setattr(ndarray, _name, _method(_name))
 del _name
 
@@ -747,21 +805,22 @@ class ufunc:
         return f"<ufunc '{self.__name__}'>"
 
     def __call__(self, *args, **kwargs):
-        if not kwargs and len(args) == self.nin:       # the common case: inputs only
+        if not kwargs and len(args) == self.nin:  # the common case: inputs only
             if self.nin == 2:
                 return _wrap_result(self._ufunc(_operand(args[0]), _operand(args[1])))
             return _wrap_result(self._ufunc(*[_operand(each) for each in args]))
-        if len(args) > self.nin:               # outputs given by position, as CuPy allows
+        if len(args) > self.nin:  # outputs given by position, as CuPy allows
             if "out" in kwargs:
                 raise TypeError("cannot specify 'out' as both a positional and keyword argument")
-            outs = args[self.nin:]
+            outs = args[self.nin :]
             kwargs["out"] = outs[0] if len(outs) == 1 else outs
-            args = args[:self.nin]
+            args = args[: self.nin]
         hosts = [_operand(each) for each in args]
         out = kwargs.get("out")
         if out is not None:
-            kwargs["out"] = (tuple([_operand(each) for each in out]) if type(out) is tuple
-                             else _operand(out))
+            kwargs["out"] = (
+                tuple([_operand(each) for each in out]) if type(out) is tuple else _operand(out)
+            )
         where = kwargs.get("where")
         if where is not None and where is not True:
             kwargs["where"] = _operand(where)
@@ -769,7 +828,9 @@ class ufunc:
 
     def _method(self, name, args, kwargs):
         out = kwargs.get("out")
-        return _wrap_result(getattr(self._ufunc, name)(*_unwrap(args), **_unwrap_kwargs(kwargs)), out)
+        return _wrap_result(
+            getattr(self._ufunc, name)(*_unwrap(args), **_unwrap_kwargs(kwargs)), out
+        )
 
     def reduce(self, *args, **kwargs):
         return self._method("reduce", args, kwargs)
@@ -791,17 +852,18 @@ class ufunc:
             self._ufunc.at(a._host, host_indices)
             return
         if isinstance(b, (_np_ndarray, list, tuple)):
-            strict.transfer("ufunc.at values from host")   # CuPy: core.array(value) (_scatter_op)
+            strict.transfer("ufunc.at values from host")  # CuPy: core.array(value) (_scatter_op)
             b = numpy.asarray(b)
         self._ufunc.at(a._host, host_indices, _operand(b) if type(b) is not _np_ndarray else b)
 
 
-_UFUNCS = {}            # name -> ufunc, filled by cupy/__init__.py
+_UFUNCS = {}  # name -> ufunc, filled by cupy/__init__.py
 
 
 # ======================================================================================
 # Functions
 # ======================================================================================
+
 
 def function(name, numpy_function, sync=None, scalar_to_device=False):
     """A CuPy function: `numpy_function` on the host arrays of device arguments.
@@ -810,6 +872,7 @@ def function(name, numpy_function, sync=None, scalar_to_device=False):
     size depends on the data, so CuPy reads a count back to the host). scalar_to_device:
     a Python scalar result becomes a 0-d device array, as CuPy returns.
     """
+
     def wrapper(*args, **kwargs):
         if sync is not None and not (args and type(args[0]) is ndarray and args[0]._host.size == 0):
             strict.sync(sync)
@@ -818,8 +881,9 @@ def function(name, numpy_function, sync=None, scalar_to_device=False):
         if scalar_to_device and type(result) in _PYTHON_SCALARS:
             result = numpy.asarray(result)
         elif args and type(args[0]) is ndarray and result is args[0]._host:
-            return args[0]                     # nothing to do (ascontiguousarray of a C array)
+            return args[0]  # nothing to do (ascontiguousarray of a C array)
         return _wrap_result(result, out)
+
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__module__ = "cupy"
     wrapper.__doc__ = f"numpy.{name} on device arrays (strict stand-in)."
@@ -836,12 +900,12 @@ def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocki
     if type(obj) is ndarray:
         host = numpy.array(obj._host, dtype=dtype, copy=copy or None, order=order, ndmin=ndmin)
         return obj if host is obj._host else _wrap(host)
-    if _contains_device(obj):                  # a list of device arrays: stacked on the device
+    if _contains_device(obj):  # a list of device arrays: stacked on the device
         host = numpy.array(_unwrap_device_only(obj), dtype=dtype, order=order, ndmin=ndmin)
     else:
         # Host data: always a copy (device memory is never host memory)
         host = numpy.array(obj, dtype=dtype, copy=True, order=order, ndmin=ndmin)
-        if host.ndim > 0:                      # a 0-d value is a kernel argument (fill)
+        if host.ndim > 0:  # a 0-d value is a kernel argument (fill)
             strict.transfer("asarray() from host")
             if blocking:
                 strict.sync("asarray(blocking=True)")
@@ -887,8 +951,9 @@ def copyto(dst, src, casting="same_kind", where=None):
         if src.size != 1:
             raise ValueError("non-scalar numpy.ndarray cannot be used for copyto")
         src = src.squeeze()[()]
-    numpy.copyto(dst._host, _unwrap(src), casting=casting,
-                 where=True if where is None else _operand(where))
+    numpy.copyto(
+        dst._host, _unwrap(src), casting=casting, where=True if where is None else _operand(where)
+    )
 
 
 def where(condition, x=None, y=None):
@@ -914,7 +979,9 @@ def take(a, indices, axis=None, out=None):
 def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     if weights is not None:
         strict.sync("average() with weights")
-    return _wrap_result(numpy.average(_unwrap(a), axis, _unwrap(weights), returned, keepdims=keepdims))
+    return _wrap_result(
+        numpy.average(_unwrap(a), axis, _unwrap(weights), returned, keepdims=keepdims)
+    )
 
 
 def as_strided(x, shape=None, strides=None):

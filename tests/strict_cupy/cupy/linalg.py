@@ -5,8 +5,10 @@ import numpy
 
 from ._core import function
 
-NAMES = ("cholesky det eigh eigvalsh inv lstsq matrix_power matrix_rank norm pinv qr slogdet "
-         "solve svd tensorinv tensorsolve").split()
+NAMES = (
+    "cholesky det eigh eigvalsh inv lstsq matrix_power matrix_rank norm pinv qr slogdet "
+    "solve svd tensorinv tensorsolve"
+).split()
 
 for _name in NAMES:
     globals()[_name] = function(_name, getattr(numpy.linalg, _name))

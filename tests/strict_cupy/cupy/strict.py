@@ -53,8 +53,9 @@ class Record:
 
     def by_location(self, kind=None):
         """Counter of where -> how many events (of `kind`, if given) happened there."""
-        return collections.Counter(event.where for event in self.events
-                                   if kind is None or event.kind == kind)
+        return collections.Counter(
+            event.where for event in self.events if kind is None or event.kind == kind
+        )
 
     def summary(self):
         """One line per (kind, what, where), the most frequent first."""
@@ -67,10 +68,10 @@ class Record:
         return f"<Record: {self.syncs} syncs, {self.transfers} transfers>"
 
 
-_active = []                          # the Records of the counting() blocks now open
-_total = collections.Counter()       # Event -> count, since import (or reset_total)
-_where_cache = {}                    # (code, line) -> "file:line in function"
-_display_cache = {}                  # file name -> how it is shown
+_active = []  # the Records of the counting() blocks now open
+_total = collections.Counter()  # Event -> count, since import (or reset_total)
+_where_cache = {}  # (code, line) -> "file:line in function"
+_display_cache = {}  # file name -> how it is shown
 
 
 @contextlib.contextmanager
@@ -97,7 +98,7 @@ def reset_total():
 def _display(filename):
     shown = _display_cache.get(filename)
     if shown is None:
-        shown = filename[len(START_DIR):] if filename.startswith(START_DIR) else filename
+        shown = filename[len(START_DIR) :] if filename.startswith(START_DIR) else filename
         _display_cache[filename] = shown
     return shown
 
@@ -143,12 +144,17 @@ REPORT_VARIABLE = "SNIP_MIN_STRICT_REPORT"
 
 def report(stand_in_version):
     """The JSON-able summary of total()."""
-    events = [{"kind": event.kind, "what": event.what, "where": event.where, "count": count}
-              for event, count in _total.most_common()]
-    return {"stand_in": stand_in_version, "mirrors": "CuPy 13/14",
-            "syncs": sum(c for e, c in _total.items() if e.kind == "sync"),
-            "transfers": sum(c for e, c in _total.items() if e.kind == "transfer"),
-            "events": events}
+    events = [
+        {"kind": event.kind, "what": event.what, "where": event.where, "count": count}
+        for event, count in _total.most_common()
+    ]
+    return {
+        "stand_in": stand_in_version,
+        "mirrors": "CuPy 13/14",
+        "syncs": sum(c for e, c in _total.items() if e.kind == "sync"),
+        "transfers": sum(c for e, c in _total.items() if e.kind == "transfer"),
+        "events": events,
+    }
 
 
 def write_report(path, stand_in_version):

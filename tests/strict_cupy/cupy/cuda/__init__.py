@@ -54,7 +54,7 @@ class Device:
 class Stream:
     """A stream; Stream.null is the default one. `with stream:` makes it current."""
 
-    null = None            # set below
+    null = None  # set below
 
     def __init__(self, null=False, non_blocking=False, ptds=False):
         self.is_null = null
@@ -86,5 +86,17 @@ def get_current_stream(device_id=-1):
     return _current[-1]
 
 
-__all__ = ["Device", "MemoryHook", "MemoryPool", "OutOfMemoryError", "PinnedMemoryPool", "Stream",
-           "get_current_stream", "get_device_id", "is_available", "memory", "memory_hook", "runtime"]
+__all__ = [
+    "Device",
+    "MemoryHook",
+    "MemoryPool",
+    "OutOfMemoryError",
+    "PinnedMemoryPool",
+    "Stream",
+    "get_current_stream",
+    "get_device_id",
+    "is_available",
+    "memory",
+    "memory_hook",
+    "runtime",
+]

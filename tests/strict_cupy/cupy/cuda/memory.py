@@ -4,8 +4,7 @@ Device memory is NumPy memory, freed when its last array goes; nothing is kept i
 so used_bytes() == total_bytes() and free_all_blocks() has nothing to do.
 """
 
-
-_in_use = [0]     # bytes (rounded up to 512) in live device buffers, kept by cupy._core
+_in_use = [0]  # bytes (rounded up to 512) in live device buffers, kept by cupy._core
 
 
 class OutOfMemoryError(MemoryError):

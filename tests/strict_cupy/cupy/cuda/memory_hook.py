@@ -16,7 +16,7 @@ thread; the stand-in keeps one set for the whole process.
 
 import collections
 
-_hooks = collections.OrderedDict()     # name -> installed MemoryHook
+_hooks = collections.OrderedDict()  # name -> installed MemoryHook
 
 
 def get_memory_hooks():
