@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import snip_min as sm
 from extensions.recurrent import GRU, LSTM, AsSequence
-from snip_min import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
 from extensions.zoo_layers import (
     AvgPool2D,
     BatchNorm,
@@ -25,7 +24,7 @@ from extensions.zoo_layers import (
     Residual,
     ZeroChannels,
 )
-
+from snip_min import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
 
 # ---------------------------------------------------------------------------------------
 # LeNets on MNIST (the authors' definitions: no batch norm)

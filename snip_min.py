@@ -52,7 +52,6 @@ import numpy
 
 import data
 
-
 # ======================================================================================
 # 1. Backend: every array operation below goes through `xp`, which is NumPy or CuPy.
 #

@@ -18,7 +18,6 @@ import sys
 
 import common
 from common import data, flags, models, sm
-
 from extensions import compaction
 
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]

@@ -34,17 +34,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy  # noqa: E402
+import numpy
 
-from extensions import compaction  # noqa: E402
-from extensions import criteria  # noqa: E402
-import data  # noqa: E402
-from extensions import flags  # noqa: E402
-import models  # noqa: E402
-from extensions import protocol  # noqa: E402
-from extensions import sanity  # noqa: E402
-import snip_min as sm  # noqa: E402
-from extensions import cli  # noqa: E402
+import data
+import models
+import snip_min as sm
+from extensions import (
+    cli,
+    compaction,
+    criteria,
+    flags,
+    protocol,
+    sanity,
+)
 
 
 def argument_parser(docstring):

@@ -224,9 +224,9 @@ def table(summary):
         )
 
     lines = [
-        f"Test error (%) on Fashion-MNIST's 10,000 test images, trained on the first N of its "
-        f"training images (a tenth of them held out for validation), mean ± standard deviation "
-        f"over the seeds; the gap is pruned minus dense, seed by seed.",
+        "Test error (%) on Fashion-MNIST's 10,000 test images, trained on the first N of its "
+        "training images (a tenth of them held out for validation), mean ± standard deviation "
+        "over the seeds; the gap is pruned minus dense, seed by seed.",
         "",
         "| network | training images | seeds | dense | pruned | gap (points) |",
         "|---|---|---|---|---|---|",

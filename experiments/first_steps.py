@@ -38,9 +38,10 @@ import sys
 
 import common
 from common import cli, criteria, data, flags, models, sm
-
-from extensions import pytorch_twin
-from extensions import protocol  # noqa: E402
+from extensions import (
+    protocol,
+    pytorch_twin,
+)
 
 INITS = ["vs-h", "lecun", "vs-x"]
 MOMENTA = [0.9, 0.0]

@@ -18,12 +18,14 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import numpy  # noqa: E402
+import numpy
 
-from extensions import pytorch_twin  # noqa: E402
-from extensions import criteria  # noqa: E402
-import models  # noqa: E402
-import snip_min as sm  # noqa: E402
+import models
+import snip_min as sm
+from extensions import (
+    criteria,
+    pytorch_twin,
+)
 
 
 def central_difference(model, images, labels, params, directions):

@@ -22,9 +22,8 @@ import os
 import sys
 
 import common
-from common import data, flags, sm
-
 import sanity_checks
+from common import data, flags, sm
 
 CHECKS = ["none", "shuffle", "reinit"]
 

@@ -44,7 +44,7 @@ import os
 import sys
 
 import common
-from common import cli, data, flags, models, sm
+from common import cli, data, flags, models
 
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 SPARSITIES = {"lenet300": [0.0, 0.9, 0.95, 0.98], "lenet5": [0.0, 0.9, 0.98, 0.99]}

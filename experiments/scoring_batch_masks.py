@@ -30,10 +30,9 @@ import sys
 import numpy
 
 import common
-from common import data, flags, sm
-
 import data_and_init
 import models
+from common import data, flags, sm
 
 MODEL, SPARSITY = "lenet300", 0.9  # the paper's Figure 3
 BATCH_SIZES = [1, 10, 100, 1000, 10000]

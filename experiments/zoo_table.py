@@ -20,9 +20,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import data  # noqa: E402
-import models  # noqa: E402
-import snip_min as sm  # noqa: E402
+import data
+import models
+import snip_min as sm
 
 # The sparsity each model was pruned to in the paper's Tables 1, 2 and 4 and the student
 # reproduction's Table I.

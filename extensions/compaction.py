@@ -30,6 +30,15 @@ import numpy
 
 import snip_min as sm
 from extensions.recurrent import GRU, LSTM, AsSequence
+from extensions.zoo_layers import (
+    AvgPool2D,
+    BatchNorm,
+    Concat,
+    GlobalAvgPool,
+    Identity,
+    Residual,
+    ZeroChannels,
+)
 from snip_min import (
     Conv2D,
     Flatten,
@@ -41,16 +50,6 @@ from snip_min import (
     UsageError,
     to_host,
 )
-from extensions.zoo_layers import (
-    AvgPool2D,
-    BatchNorm,
-    Concat,
-    GlobalAvgPool,
-    Identity,
-    Residual,
-    ZeroChannels,
-)
-
 
 # The one layer compaction adds: a compact network reads only the entries still needed.
 

@@ -42,9 +42,8 @@ import argparse
 
 import numpy
 
-from extensions import flags
-from extensions import sanity
 import snip_min as sm
+from extensions import flags, sanity
 
 PROTOCOLS = {
     "ours": {

@@ -31,8 +31,8 @@ import sys
 
 import numpy
 
-from extensions import criteria
 import snip_min as sm
+from extensions import criteria
 
 CHECKS = ("shuffle", "reinit", "invert", "corrupt-data")
 

@@ -10,9 +10,9 @@ import numpy
 import pytest
 
 import data
+import helpers
 import snip_min as sm
 from extensions import cli
-import helpers
 from helpers import run_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,13 +7,9 @@ import json
 import numpy
 import pytest
 
-from extensions import checkpoints
-from extensions import compaction
 import models
-from extensions import recurrent
 import snip_min as sm
-from extensions import cli
-from extensions import zoo_layers
+from extensions import checkpoints, cli, compaction, recurrent, zoo_layers
 from helpers import check_layer_gradients, initialised
 from test_cli import assert_refused, run_cli
 from test_reliability import checkpoint_arrays, quiet, stop_at

@@ -11,11 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extensions import criteria
 import models
-from extensions import sanity
 import snip_min as sm
-from extensions import cli
+from extensions import cli, criteria, sanity
 from helpers import array, initialised, run_python
 from test_cli import assert_refused
 

@@ -15,8 +15,8 @@ import pytest
 import data
 import models
 import snip_min as sm
-from extensions import cli
 from conftest import write_tiny_mnist
+from extensions import cli
 
 
 @pytest.fixture(scope="module")

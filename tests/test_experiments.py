@@ -810,7 +810,6 @@ def test_alive_units_experiment_counts_the_units_of_every_layer(tiny_mnist, tmp_
 
 
 def test_recurrent_gates_shows_where_the_kept_weights_are(tiny_mnist, tmp_path, device):
-    import snip_min as sm
     from extensions import cli
 
     runs = tmp_path / "runs"
@@ -907,7 +906,6 @@ def test_protocol_ablation_runs_each_variant_records_both_figures_and_collects_t
 def test_an_experiments_run_is_snip_min_pys_run_under_either_protocol(
     tiny_mnist, tmp_path, device, protocol
 ):
-    import snip_min as sm
     from extensions import cli
 
     common = experiment("common")
@@ -951,7 +949,6 @@ def test_an_experiments_run_refuses_reinit_under_the_authors_two_draws_as_snip_m
     tiny_mnist,
 ):
     import snip_min as sm
-    from extensions import cli
 
     common = experiment("common")
     dataset = common.data.load_dataset("mnist", tiny_mnist)
@@ -1060,7 +1057,6 @@ def test_scoring_batch_masks_compares_each_batchs_mask_with_the_all_image_mask(
 
 
 def test_initial_loss_is_the_first_loss_of_each_pruned_run(tiny_mnist, tmp_path, device):
-    import snip_min as sm
     from extensions import cli
 
     out = tmp_path / "initial"

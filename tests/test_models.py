@@ -12,6 +12,7 @@ import pytest
 
 import models
 import snip_min as sm
+from extensions.zoo_layers import AvgPool2D, BatchNorm, GlobalAvgPool, Residual
 from helpers import array
 from models import (
     basic_block,
@@ -23,7 +24,6 @@ from models import (
     wide_block,
 )
 from snip_min import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential
-from extensions.zoo_layers import AvgPool2D, BatchNorm, GlobalAvgPool, Residual
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

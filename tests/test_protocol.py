@@ -9,12 +9,10 @@ import types
 import numpy
 import pytest
 
-from extensions import checkpoints
 import data
 import models
-from extensions import protocol
 import snip_min as sm
-from extensions import cli
+from extensions import checkpoints, cli, protocol
 from helpers import run_python
 from test_cli import assert_refused
 from test_reliability import stop_at

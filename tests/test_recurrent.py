@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 import models
 import snip_min as sm
-from helpers import array, check_layer_gradients, initialised, numerical_gradient, relative_error
 from extensions.recurrent import GRU, LSTM, AsSequence
+from helpers import array, check_layer_gradients, initialised, numerical_gradient, relative_error
 from snip_min import clip_gradient_norm
 
 seeds = st.integers(0, 2**32 - 1)

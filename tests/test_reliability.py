@@ -11,12 +11,12 @@ import time
 
 import numpy
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from extensions import checkpoints
 import models
 import snip_min as sm
-from extensions import cli
+from extensions import checkpoints, cli
 from helpers import child_environment
 from test_cli import ROOT, assert_refused, error_lines, run_cli
 

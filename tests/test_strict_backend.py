@@ -29,7 +29,7 @@ if _already_imported and getattr(sys.modules["cupy"], "STAND_IN", False) is not 
 _path_added = STAND_IN_DIR not in sys.path
 if _path_added:
     sys.path.insert(0, STAND_IN_DIR)
-import cupy  # noqa: E402
+import cupy  # noqa: E402  (found on the path just set)
 from cupy.strict import Event  # noqa: E402
 
 if _path_added and not _already_imported:
