@@ -12,8 +12,9 @@ uint8 (N, H, W, C) arrays, labels as int64 (N,) arrays; the training code standa
 batch with the Dataset's mean and std: (images / 255 - mean) / std.
 
 Run `python data.py NAME --data-dir DIR` to download (if needed), verify and summarise a
-dataset (mnist, fashion-mnist, cifar10, tiny-imagenet), and `python data.py synthetic NAME --data-dir DIR`
-to write a small, learnable stand-in in the official format, for running offline.
+dataset (mnist, fashion-mnist, cifar10, tiny-imagenet), and
+`python data.py synthetic NAME --data-dir DIR` to write a small, learnable stand-in in the
+official format, for running offline.
 """
 
 import argparse
@@ -433,7 +434,8 @@ def _extract_zip(archive_path: str, folder: str) -> None:
 
 
 def _entry_destination(archive_path: str, name: str, folder: str) -> str:
-    """Where the entry called `name` goes: a path inside folder, or a DataError if it would not be."""
+    """Where the entry called `name` goes: a path inside folder, or a DataError if it would
+    not be."""
     if "\0" in name:
         raise _refused_entry(archive_path, name, "has a NUL byte in its name")
     if name.startswith(("/", "\\")) or WINDOWS_DRIVE.match(name):
@@ -495,7 +497,8 @@ def fetch_and_extract(
         download([url], archive_path, md5, notice=notice)
     elif file_md5(archive_path) != md5:
         notice(
-            f"note: {archive_path} is not the official archive (its md5 differs); extracting it as is"
+            f"note: {archive_path} is not the official archive (its md5 differs); "
+            "extracting it as is"
         )
     notice(f"extracting {archive_path}")
     safe_extract(archive_path, folder, required_files)
@@ -539,7 +542,9 @@ class Dataset:
     standardise them: standardise(images, mean, std) = (images / 255 - mean) / std."""
 
     name: str  # 'mnist' | 'fashion-mnist' | 'cifar10' | 'tiny-imagenet'
-    train_images: np.ndarray  # uint8, (N, H, W, C): (Fashion-)MNIST (N, 28, 28, 1), CIFAR-10 (N, 32, 32, 3), Tiny (N, 64, 64, 3)
+    # uint8, (N, H, W, C): (Fashion-)MNIST (N, 28, 28, 1), CIFAR-10 (N, 32, 32, 3),
+    # Tiny (N, 64, 64, 3)
+    train_images: np.ndarray
     train_labels: np.ndarray  # int64, (N,)
     test_images: np.ndarray  # uint8, (M, H, W, C)
     test_labels: np.ndarray  # int64, (M,)
@@ -658,7 +663,8 @@ def read_dataset_idx(path: str) -> np.ndarray:
 
 
 def read_text_lines(path: str, advice: str) -> list:
-    """The lines of a UTF-8 text file; DataError naming it (and adding advice) if it cannot be read."""
+    """The lines of a UTF-8 text file; DataError naming it (and adding advice) if it cannot be
+    read."""
     try:
         with open(path, "rb") as file:
             return file.read().decode("utf-8").splitlines()
@@ -708,7 +714,8 @@ def load_mnist(folder: str, allow_download: bool, notice) -> Dataset:
 
 
 def load_fashion_mnist(folder: str, allow_download: bool, notice) -> Dataset:
-    """Load Fashion-MNIST from folder, downloading missing files if allowed (see load_idx_dataset)."""
+    """Load Fashion-MNIST from folder, downloading missing files if allowed (see
+    load_idx_dataset)."""
     return load_idx_dataset(
         "fashion-mnist",
         "Fashion-MNIST",
@@ -895,7 +902,8 @@ def load_cifar10(folder: str, allow_download: bool, notice) -> Dataset:
         if len(images) != CIFAR10_IMAGES_PER_FILE:
             notice(
                 f"note: {os.path.join(batches_folder, name)} is a valid CIFAR-10 batch but not an "
-                f"official one ({len(images):,} images, not {CIFAR10_IMAGES_PER_FILE:,}); using it as is"
+                f"official one ({len(images):,} images, not {CIFAR10_IMAGES_PER_FILE:,}); "
+                "using it as is"
             )
 
     train_images = np.concatenate([images for images, _ in batches[:-1]])  # (N, 32, 32, 3)
@@ -969,7 +977,8 @@ def read_wnids(path: str) -> list:
             continue
         if not WNID.fullmatch(wnid):
             raise DataError(
-                f"{path} line {number}: {wnid!r} is not a class id (letters, digits, '_', '-'); {advice}"
+                f"{path} line {number}: {wnid!r} is not a class id (letters, digits, '_', '-'); "
+                f"{advice}"
             )
         if wnid in wnids:
             raise DataError(f"{path} line {number}: the class id {wnid} appears twice; {advice}")
@@ -1028,7 +1037,8 @@ def read_val_annotations(path: str, class_index: dict) -> tuple:
 
 def decode_jpeg(path: str, image_module) -> np.ndarray:
     """One 64x64 JPEG file -> uint8 (64, 64, 3) RGB (greyscale and CMYK images are converted).
-    image_module is Pillow's Image. DataError naming the file if it is unreadable or another size."""
+    image_module is Pillow's Image. DataError naming the file if it is unreadable or another
+    size."""
     advice = "delete the extracted folder so the archive is extracted again"
     height, width, _ = TINY_IMAGENET_IMAGE_SHAPE
     try:
@@ -1048,7 +1058,8 @@ def decode_jpeg(path: str, image_module) -> np.ndarray:
 
 
 def decode_tiny_imagenet(extracted_folder: str, image_module, notice) -> dict:
-    """Decode the extracted tiny-imagenet-200/ folder into the arrays of TINY_IMAGENET_CACHE_FILES."""
+    """Decode the extracted tiny-imagenet-200/ folder into the arrays of
+    TINY_IMAGENET_CACHE_FILES."""
     wnids = read_wnids(os.path.join(extracted_folder, "wnids.txt"))
     class_index = {wnid: index for index, wnid in enumerate(wnids)}
     train_paths, train_labels = [], []
@@ -1074,8 +1085,8 @@ def decode_tiny_imagenet(extracted_folder: str, image_module, notice) -> dict:
     test_paths = [os.path.join(extracted_folder, "val", "images", name) for name in test_names]
 
     notice(
-        f"decoding {len(train_paths) + len(test_paths):,} Tiny-ImageNet JPEG files once; the arrays "
-        f"are cached as {os.path.join(os.path.dirname(extracted_folder), 'decoded-*.npy')}"
+        f"decoding {len(train_paths) + len(test_paths):,} Tiny-ImageNet JPEG files once; the "
+        f"arrays are cached as {os.path.join(os.path.dirname(extracted_folder), 'decoded-*.npy')}"
     )
     arrays = {
         "train_images": np.empty((len(train_paths), *TINY_IMAGENET_IMAGE_SHAPE), dtype=np.uint8),
@@ -1119,7 +1130,8 @@ def read_decoded_cache(folder: str, notice):
                 )
     except DataError as error:
         notice(
-            f"note: the decoded cache is damaged ({error}); deleting it and decoding the JPEG files again"
+            f"note: the decoded cache is damaged ({error}); deleting it and decoding the JPEG "
+            "files again"
         )
         for path in paths.values():
             if os.path.exists(path):
@@ -1162,7 +1174,8 @@ def load_tiny_imagenet(folder: str, allow_download: bool, notice) -> Dataset:
     if (train_count, test_count) != (TINY_IMAGENET_TRAIN_COUNT, TINY_IMAGENET_TEST_COUNT):
         notice(
             f"note: {folder} holds {train_count:,} training and {test_count:,} validation images, "
-            f"not the official {TINY_IMAGENET_TRAIN_COUNT:,} and {TINY_IMAGENET_TEST_COUNT:,}; using them as is"
+            f"not the official {TINY_IMAGENET_TRAIN_COUNT:,} and {TINY_IMAGENET_TEST_COUNT:,}; "
+            "using them as is"
         )
     mean, std = pixel_statistics(arrays["train_images"], source=folder)  # (3,), (3,)
     return Dataset(
@@ -1500,7 +1513,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(
-        f"{dataset.description}, {len(dataset.test_images):,} test images, {dataset.num_classes} classes; "
+        f"{dataset.description}, {len(dataset.test_images):,} test images, "
+        f"{dataset.num_classes} classes; "
         f"training pixels in [0, 1]: mean {' '.join(f'{value:.4f}' for value in dataset.mean)}, "
         f"std {' '.join(f'{value:.4f}' for value in dataset.std)}"
     )
@@ -1540,11 +1554,12 @@ def synthetic_main(argv) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(
-        f"wrote a synthetic {arguments.name} ({train_count:,} training, {test_count:,} test images) to {folder}"
+        f"wrote a synthetic {arguments.name} ({train_count:,} training, "
+        f"{test_count:,} test images) to {folder}"
     )
     print(
-        f"use it: python snip_min.py --model {EXAMPLE_MODEL[arguments.name]} --dataset {arguments.name} "
-        f"--data-dir {arguments.data_dir}"
+        f"use it: python snip_min.py --model {EXAMPLE_MODEL[arguments.name]} "
+        f"--dataset {arguments.name} --data-dir {arguments.data_dir}"
     )
     return 0
 

@@ -1,8 +1,10 @@
 """The networks of the SNIP paper, built from the layers in snip_min.py (the LeNets'),
-zoo_layers.py (batch norm, pooling, residual and concatenation blocks) and recurrent.py.
+extensions/zoo_layers.py (batch norm, pooling, residual and concatenation blocks) and
+extensions/recurrent.py.
 
 Each model reads like its diagram. Parameter counts (conv/linear weights + biases, the
-convention of the paper and of ../PAPER.md) are checked by the tests.
+paper's convention; with batch norm's scales and shifts where the published count includes
+them) are checked against the published ones by tests/test_models.py (docs/models.md).
 
     python models.py          a table of every model with its parameter count
     python models.py --json   the same as a JSON list

@@ -9,36 +9,34 @@ with the largest |g_j| (one ranking across all layers) and then trains the spars
 w * c in the ordinary way with c held fixed.
 
 This file is the method, meant to be read top to bottom in one sitting: every step of
-`python snip_min.py --model lenet5 --sparsity 0.99`, from the scoring batch to the test error.
+`python snip_min.py --model lenet5 --sparsity 0.99`, from the initial weights to the test
+error. It is also a library: everything else in the project imports it, and it imports only
+NumPy (or CuPy) and data.py.
 
     1. backend          NumPy or CuPy, one switch (--device cpu|gpu), and when a GPU waits
     2. parameters and gates   arrays w with optional gates c; the forward pass uses w * c
     3. layers           forward/backward pairs for the LeNets: linear, conv (im2col + one
                         matmul), max-pooling, ReLU, flatten; Sequential chains them
     4. loss             softmax cross-entropy
-    5. initialisation   variance scaling (He, Glorot), random normal, truncated normal
+    5. initialisation   variance scaling (He, Glorot, LeCun), random and truncated normal
     6. SNIP             connection sensitivity, global top-k, masks; the random baseline
     7. optimiser        SGD with momentum and weight decay that never revives a pruned
                         weight; gradient clipping
     8. training and evaluation   mini-batches, validation, test error; a training state
                         that can stop after any step and resume bit-exactly
-    9. command line     the run (data -> SNIP -> training -> test error), then its
-                        bookkeeping: the schedule, the flags, one-line errors
 
 There is no autograd: every backward pass is written out, with the one-line derivation it
-implements. Beside this file, each module adds one thing and says so in its first lines:
-models.py (the networks), data.py (the datasets), zoo_layers.py (batch norm, average
-pooling, residual and concatenation blocks), recurrent.py (LSTM and GRU through time),
-compaction.py (dead units, --compact), checkpoints.py (stopping and resuming),
-criteria.py (SNIP's successors, --method), sanity.py (--sanity-check) and protocol.py
-(the authors' protocol, --protocol).
+implements. Around this file: data.py (the datasets) and models.py (the networks); in
+extensions/, one module per thing the project adds (the zoo's layers, recurrent layers,
+SNIP's successors, sanity checks, the authors' protocol, compaction, checkpoints) and
+cli.py, the command line, which the main block at the end of this file hands over to.
 
-Shape legend
+Shape legend (one letter, one meaning, in every file of the project)
     N       batch size                    classes   number of classes
     H, W    height, width of an input     OH, OW    height, width of an output
     C       input channels                F         output channels (filters)
     KH, KW  kernel height, width          D         features of a flat activation (or of one step)
-    T       time steps of a sequence      H         also: hidden units of a recurrent layer
+    T       time steps of a sequence      U         units of a recurrent layer's hidden state
 Activations are NHWC (channels last) and convolution weights are (KH, KW, C, F), the
 layout of the authors' TensorFlow code; linear weights are (D_in, D_out). Channels last
 makes a convolution one matrix product with no transposes (see Conv2D).
@@ -173,7 +171,7 @@ class Param:
     def size(self):
         return math.prod(self.shape)
 
-    def gated(self):
+    def masked(self):
         """w * c, the array the forward pass computes with."""
         return self.value if self.mask is None else self.value * self.mask
 
@@ -186,10 +184,11 @@ class Param:
 #     dx = layer.backward(dy)         takes the cache, stores dL/d(param), returns dL/dx
 # Backward *takes* the cache (take_cache leaves None behind), so a layer's activations are
 # freed as soon as its gradient is computed, as autograd frees its saved tensors.
-# `train` is True in a training step and False elsewhere (batch norm, in zoo_layers.py,
-# uses it). Containers (Sequential here; Residual and Concat in zoo_layers.py) are layers
-# too, so a whole network is one layer. Here are the layers the LeNets need; the model zoo
-# adds its own in zoo_layers.py and recurrent.py, written the same way.
+# `train` is True in a training step and False elsewhere (batch norm, in
+# extensions/zoo_layers.py, uses it). Containers (Sequential here; Residual and Concat in
+# extensions/zoo_layers.py) are layers too, so a whole network is one layer. Here are the
+# layers the LeNets need; the model zoo adds its own in extensions/zoo_layers.py and
+# extensions/recurrent.py, written the same way.
 # ======================================================================================
 
 
@@ -232,9 +231,10 @@ def forget_caches(layer):
 def skip_input_gradient(network):
     """Tell the network's first computing layer that nobody needs dL/d(input): it is data.
 
-    Saves that layer's input-gradient product (and, for a convolution, its col2im). Its
-    backward returns None, and Sequential stops there. Leading layers that only rearrange
-    their input (Flatten, and recurrent.AsSequence and compaction.Gather) are passed over.
+    Only for speed (the plain way computes dL/d(input) and throws it away): it saves that
+    layer's input-gradient product (and, for a convolution, its col2im). Its backward
+    returns None, and Sequential stops there. Leading layers that only rearrange their input
+    (Flatten, and recurrent.AsSequence and compaction.Gather) are passed over.
     """
     layer = network
     while isinstance(layer, Sequential):
@@ -275,10 +275,10 @@ class Linear(Layer):
         self.params = [p for p in (self.weight, self.bias) if p is not None]
 
     def forward(self, x, train):  # x: (N, D_in)
-        w = self.weight.gated()  # (D_in, D_out), w * c
+        w = self.weight.masked()  # (D_in, D_out), w * c
         y = x @ w  # (N, D_out)
         if self.bias is not None:
-            y += self.bias.gated()
+            y += self.bias.masked()
         self.cache = (x, w)
         return y
 
@@ -314,20 +314,22 @@ def padding_amounts(padding, height, width, kernel_h, kernel_w, stride):
 
 
 def pad_image(x, pads, value=0.0):
-    """x: (N, H, W, C) -> (N, top + H + bottom, left + W + right, C), borders filled with value."""
+    """x: (N, H, W, C) -> (N, top + H + bottom, left + W + right, C), borders set to value."""
     top, bottom, left, right = pads
     if not any(pads):
         return x
-    n, h, w, c = x.shape
-    padded = xp.full((n, top + h + bottom, left + w + right, c), value, dtype=x.dtype)
-    padded[:, top : top + h, left : left + w, :] = x
+    n, height, width, c = x.shape
+    shape = (n, top + height + bottom, left + width + right, c)
+    padded = xp.full(shape, value, dtype=x.dtype)
+    padded[:, top : top + height, left : left + width, :] = x
     return padded
 
 
 def kernel_offset_view(x, i, j, stride, out_h, out_w):
     """The input pixels that kernel tap (i, j) meets at every output position.
 
-    x: (N, H, W, C) -> a strided view (N, OH, OW, C), view[n, a, b] = x[n, a*stride + i, b*stride + j].
+    x: (N, H, W, C) -> a strided view (N, OH, OW, C),
+        view[n, p, q] = x[n, p*stride + i, q*stride + j]   for output row p, column q.
     """
     return x[
         :, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride, :
@@ -337,7 +339,8 @@ def kernel_offset_view(x, i, j, stride, out_h, out_w):
 def receptive_fields(x, kernel_h, kernel_w, stride, out_h, out_w):
     """Every output pixel's receptive field, as a VIEW of x (nothing is copied).
 
-    x: (N, H, W, C) -> (N, OH, OW, KH, KW, C) with [n, a, b, i, j, c] = x[n, a*stride + i, b*stride + j, c].
+    x: (N, H, W, C) -> (N, OH, OW, KH, KW, C),
+        fields[n, p, q, i, j, c] = x[n, p*stride + i, q*stride + j, c].
     Moving one output pixel right moves `stride` pixels right in x, moving one kernel tap
     right moves one pixel: the view only needs the right step sizes (strides, in bytes).
     """
@@ -353,12 +356,13 @@ def receptive_fields(x, kernel_h, kernel_w, stride, out_h, out_w):
 def im2col(x, kernel_h, kernel_w, stride, out_h, out_w):
     """Receptive fields as the rows of a matrix: x (N, H, W, C) -> col (N*OH*OW, KH*KW*C).
 
-    Usually one copy of the view above: in NHWC each field's (KW, C) rows are contiguous in
-    x, so the copy moves runs of KW*C numbers. With a single input channel (an MNIST
-    image) those runs are only KW long, so instead each kernel tap copies its whole
-    (N, OH, OW) slab, runs of OW numbers, into a tap-major (KH*KW, N*OH*OW) array. Its
-    transpose is the same col matrix, stored the other way round; matrix products read
-    either order at full speed, so nothing downstream needs to know.
+    One copy of the view above: in NHWC each field's (KW, C) rows are contiguous in x, so
+    the copy moves runs of KW*C numbers. The single-channel branch is only for speed (plain:
+    the last two lines, for any C): with one input channel (an MNIST image) those runs are
+    only KW long, so instead each kernel tap copies its whole (N, OH, OW) slab, runs of OW
+    numbers, into a tap-major (KH*KW, N*OH*OW) array. Its transpose is the same col matrix,
+    stored the other way round; matrix products read either order at full speed, so nothing
+    downstream needs to know.
     """
     n, _, _, c = x.shape
     if c == 1:
@@ -372,10 +376,11 @@ def im2col(x, kernel_h, kernel_w, stride, out_h, out_w):
 
 
 def sum_rows(matrix):
-    """matrix (M, F) -> (F,), the sum of its rows, as ones (M,) @ matrix.
+    """matrix (R, F) -> (F,), the sum of its R rows, as ones (R,) @ matrix.
 
-    The same numbers as matrix.sum(axis=0), but a matrix-vector product runs several
-    times faster than NumPy's reduction over the first axis.
+    Only for speed; the plain equivalent is matrix.sum(axis=0). How much faster depends on
+    the shape and on the BLAS: with NumPy 2.4's OpenBLAS on one thread, 13 times on conv1's
+    (57,600, 20) gradient and 1.2 times on a (100, 500) one.
     """
     return xp.ones(matrix.shape[0], dtype=matrix.dtype) @ matrix
 
@@ -386,9 +391,10 @@ def col2im(tap_block, input_shape, kernel_h, kernel_w, stride, dtype):
     tap_block(i, j) returns the (N, OH, OW, C) block for tap (i, j), i.e. the column block
     col[:, i, j, :] of a (N, OH, OW, KH, KW, C) array. Pixels seen by several taps receive
     the sum, which makes <im2col(x), y> = <x, col2im(y)> for all x, y. The loop runs over
-    the KH*KW taps only, each adding one strided slice of the whole batch. When the windows
-    tile the input (stride = kernel, as in a 2x2 pooling), every pixel is seen by exactly
-    one tap, and each add is a plain write into an uninitialised array.
+    the KH*KW taps only, each adding one strided slice of the whole batch. The tiling case
+    is only for speed (plain: start from zeros and add, as the other case does): when the
+    windows tile the input (stride = kernel, as in a 2x2 pooling), every pixel is seen by
+    exactly one tap, so each add is a plain write into an uninitialised array.
     """
     _, height, width, _ = input_shape
     tiles = stride == kernel_h == kernel_w and height % stride == 0 and width % stride == 0
@@ -412,14 +418,18 @@ class Conv2D(Layer):
     """2-D convolution (cross-correlation, as in every framework), zero padding.
 
     x: (N, H, W, C), W: (KH, KW, C, F), b: (F,) -> y: (N, OH, OW, F) with
-        y[n, a, b, f] = sum_{i, j, c} x_pad[n, a*stride + i, b*stride + j, c] W[i, j, c, f] + b[f]
-        OH = (H + pad_top + pad_bottom - KH) // stride + 1, likewise OW.
+        y[n, p, q, f] = sum_{i, j, c} x_pad[n, p*stride + i, q*stride + j, c] W[i, j, c, f] + b[f]
+        for output row p and column q; OH = (H + pad_top + pad_bottom - KH) // stride + 1,
+        likewise OW.
     Computed as im2col + one matrix product:
         (N*OH*OW, KH*KW*C) @ (KH*KW*C, F) = (N*OH*OW, F), which is already NHWC.
-    Memory: col is KH*KW times larger than x. The backward pass needs it again (for dL/dW),
-    so a small col (up to KEEP_COL_BYTES) is kept; a larger one is rebuilt there from the
-    padded input, one more copy instead of nine times the memory. A layer whose col would
-    exceed IM2COL_BUDGET_BYTES builds it, and multiplies, a few examples at a time.
+    Memory: col holds every input pixel once per kernel tap that reads it, up to KH*KW times
+    x (LeNet-5-Caffe's conv1: 25 taps, 24 x 24 of 28 x 28 positions, about 18 times its
+    input). The backward pass needs col again (for dL/dW), so a small one (up to
+    KEEP_COL_BYTES) is kept; a larger one is rebuilt there from the padded input: one more
+    copy, instead of holding that much memory from the forward pass to the backward.
+    Building col a few examples at a time, when a whole batch's would exceed
+    IM2COL_BUDGET_BYTES, is only for memory (plain: one im2col of the whole batch).
     padding: 'valid', 'same', an int, or (top, bottom, left, right).
     """
 
@@ -437,12 +447,14 @@ class Conv2D(Layer):
         return im2col(x_pad[start:stop], self.kernel_h, self.kernel_w, self.stride, out_h, out_w)
 
     def forward(self, x, train):
-        n, h, w, c = x.shape
-        pads = padding_amounts(self.padding, h, w, self.kernel_h, self.kernel_w, self.stride)
+        n, height, width, _ = x.shape
+        pads = padding_amounts(
+            self.padding, height, width, self.kernel_h, self.kernel_w, self.stride
+        )
         x_pad = pad_image(x, pads)  # (N, H', W', C)
         out_h = (x_pad.shape[1] - self.kernel_h) // self.stride + 1
         out_w = (x_pad.shape[2] - self.kernel_w) // self.stride + 1
-        w = self.weight.gated()  # (KH, KW, C, F)
+        w = self.weight.masked()  # (KH, KW, C, F), w * c
         w2d = w.reshape(-1, w.shape[-1])  # (KH*KW*C, F)
         col_bytes_per_example = out_h * out_w * w2d.shape[0] * x.itemsize
         self.group = max(1, min(n, IM2COL_BUDGET_BYTES // col_bytes_per_example))
@@ -460,7 +472,7 @@ class Conv2D(Layer):
             # y += b, but added to each example's whole (OH*OW*F) output at once: NumPy
             # broadcasting b over rows of only F numbers would loop over N*OH*OW short rows
             per_example = y.reshape(n, out_h * out_w * y.shape[1])  # a view of y
-            per_example += xp.tile(self.bias.gated(), out_h * out_w)
+            per_example += xp.tile(self.bias.masked(), out_h * out_w)
         keep = col is not None and col.nbytes <= KEEP_COL_BYTES  # else rebuild it from x_pad
         self.cache = (x.shape, pads, w, col if keep else None, x_pad.shape, None if keep else x_pad)
         return y.reshape(n, out_h, out_w, -1)  # (N, OH, OW, F)
@@ -494,14 +506,14 @@ class Conv2D(Layer):
         dx_pad = col2im(
             tap_block, x_pad_shape, self.kernel_h, self.kernel_w, self.stride, dout.dtype
         )
-        _, h, w, _ = x_shape
-        return dx_pad[:, top : top + h, left : left + w, :]  # (N, H, W, C)
+        _, height, width, _ = x_shape
+        return dx_pad[:, top : top + height, left : left + width, :]  # (N, H, W, C)
 
 
 class MaxPool2D(Layer):
     """Maximum over each KH x KW window: x (N, H, W, C) -> y (N, OH, OW, C).
 
-    y[n, a, b, c] = max_{i, j} x_pad[n, a*stride + i, b*stride + j, c]; padding uses -inf,
+    y[n, p, q, c] = max_{i, j} x_pad[n, p*stride + i, q*stride + j, c]; padding uses -inf,
     so a padded position never wins. The loops run over the window's taps only.
     """
 
@@ -511,8 +523,8 @@ class MaxPool2D(Layer):
         self.padding = padding
 
     def forward(self, x, train):
-        _, h, w, _ = x.shape
-        pads = padding_amounts(self.padding, h, w, self.kernel, self.kernel, self.stride)
+        _, height, width, _ = x.shape
+        pads = padding_amounts(self.padding, height, width, self.kernel, self.kernel, self.stride)
         x_pad = pad_image(x, pads, value=-xp.inf)
         out_h = (x_pad.shape[1] - self.kernel) // self.stride + 1
         out_w = (x_pad.shape[2] - self.kernel) // self.stride + 1
@@ -540,14 +552,13 @@ class MaxPool2D(Layer):
         def tap_block(i, j):
             xp.equal(kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w), y, out=winner)
             xp.logical_and(winner, unrouted, out=winner)  # the maximum, not claimed before
-            xp.logical_xor(
-                unrouted, winner, out=unrouted
-            )  # winner lies inside unrouted: xor removes it
+            # winner lies inside unrouted: xor removes it
+            xp.logical_xor(unrouted, winner, out=unrouted)
             return xp.multiply(dout, winner, out=block)
 
         dx_pad = col2im(tap_block, x_pad.shape, self.kernel, self.kernel, self.stride, dout.dtype)
-        _, h, w, _ = x_shape
-        return dx_pad[:, top : top + h, left : left + w, :]
+        _, height, width, _ = x_shape
+        return dx_pad[:, top : top + height, left : left + width, :]
 
 
 class ReLU(Layer):
@@ -618,12 +629,13 @@ def softmax_cross_entropy(logits, labels):
 # ======================================================================================
 
 INITIALISATIONS = ("vs-x", "vs-h", "rn", "tn", "lecun")
-TRUNCATED_STD = (
-    0.87962566103423978  # standard deviation of N(0, 1) cut at +-2, TensorFlow's constant
-)
+# the standard deviation of N(0, 1) cut at +-2, TensorFlow's constant
+TRUNCATED_STD = 0.87962566103423978
 
 
 def draw_weight(shape, init, rng):
+    """A host array of `shape` drawn as `init` says, for a weight (or, with --two-draws, a
+    bias) of that shape, from the NumPy Generator rng."""
     receptive_field = math.prod(shape[:-2])
     if len(shape) == 1:  # a bias drawn as a weight (--two-draws): n in, n out, as in TensorFlow
         fan_in = fan_out = shape[0]
@@ -672,11 +684,11 @@ def initialise(model, init="vs-h", rng=None, dtype=None):
 # 6. SNIP: connection sensitivity and the global top-k (the paper's Algorithm 1)
 # ======================================================================================
 
-PRUNE_CHOICES = ("weights+biases", "weights")
+PRUNE_CHOICES = ("weights+biases", "weights")  # the scopes --prune may name
 
 
-def prunable_parameters(model, prune="weights+biases"):
-    """The Params that get gates.
+def prunable_parameters(model, scope="weights+biases"):
+    """The Params that get gates, as the scope of pruning (--prune) says.
 
     'weights+biases' (default): every conv/linear weight and bias, the authors' choice and
     the set their parameter counts refer to. Biases start at 0, so their sensitivity
@@ -685,9 +697,9 @@ def prunable_parameters(model, prune="weights+biases"):
     ungated and are all kept and trained.
     """
     kinds = {"weights+biases": ("weight", "bias"), "weights": ("weight",)}
-    if prune not in kinds:
-        raise UsageError(f"unknown --prune {prune!r} (choose from {', '.join(PRUNE_CHOICES)})")
-    return [p for p in parameters_of(model) if p.kind in kinds[prune]]
+    if scope not in kinds:
+        raise UsageError(f"unknown --prune {scope!r} (choose from {', '.join(PRUNE_CHOICES)})")
+    return [p for p in parameters_of(model) if p.kind in kinds[scope]]
 
 
 def connection_sensitivity(model, images, labels, params):
@@ -717,7 +729,8 @@ def normalised_scores(sensitivities):
 
 
 def kappa_for(sparsity, m):
-    """The number of connections kept: kappa = round((1 - sparsity) * m), in float64 as the authors."""
+    """The number of connections kept: kappa = round((1 - sparsity) * m), in float64 as the
+    authors compute it."""
     return int(round((1.0 - float(sparsity)) * m))
 
 
@@ -737,7 +750,8 @@ def top_k_mask(scores, kappa):
     keep = scores > threshold  # fewer than kappa of these ...
     missing = kappa - keep.sum()
     ties = scores == threshold  # ... the rest come from the ties,
-    count = xp.cumsum(ties, dtype=xp.int32 if m < 2**31 else xp.int64)  # ties so far, at each index
+    index_type = xp.int32 if m < 2**31 else xp.int64
+    count = xp.cumsum(ties, dtype=index_type)  # ties so far, at each index
     keep |= ties & (count <= missing)  # the first `missing` of them
     return keep
 
@@ -769,10 +783,11 @@ def apply_masks(params, masks):
         p.grad = None
 
 
-def snip(model, images, labels, sparsity, prune="weights+biases", report=None):
+def snip(model, images, labels, sparsity, scope="weights+biases", report=None):
     """Prune `model` once, at initialisation, from one mini-batch. Returns the gated Params.
-    A dict `report` receives m, kappa and how many scores are non-zero."""
-    params = prunable_parameters(model, prune)
+    scope: which Params get gates (prunable_parameters). A dict `report` receives m, kappa
+    and how many scores are non-zero."""
+    params = prunable_parameters(model, scope)
     sensitivities = connection_sensitivity(model, images, labels, params)
     apply_masks(params, snip_masks(sensitivities, sparsity))
     if report is not None:
@@ -782,12 +797,12 @@ def snip(model, images, labels, sparsity, prune="weights+biases", report=None):
     return params
 
 
-def random_pruning(model, sparsity, rng, prune="weights+biases", report=None):
+def random_pruning(model, sparsity, rng, scope="weights+biases", report=None):
     """The baseline SNIP must beat: kappa connections chosen uniformly at random over the
     whole network (every gated entry gets an independent uniform score, drawn on the host
     so that a seed gives the same mask on every device; the global top-k does the rest).
-    Returns the gated Params; `report` as for snip."""
-    params = prunable_parameters(model, prune)
+    Returns the gated Params; `scope` and `report` as for snip."""
+    params = prunable_parameters(model, scope)
     apply_masks(params, snip_masks(random_scores(params, rng), sparsity))
     if report is not None:
         m = sum(p.size for p in params)
@@ -796,15 +811,15 @@ def random_pruning(model, sparsity, rng, prune="weights+biases", report=None):
 
 
 def random_scores(params, rng):
-    """An independent uniform score in [0, 1) for every entry of every Param, drawn on the host."""
+    """An independent uniform score in [0, 1) for every entry of every Param, drawn on the
+    host."""
     return [xp.asarray(rng.random(p.shape), dtype=p.value.dtype) for p in params]
 
 
-def pruning_table(model, batch_norm=False):
-    """Rows (name, total, kept) for every conv/linear/recurrent weight and bias (kept = non-zero
-    gates), one row per gate of a recurrent layer's Params (lstm1.input_weight[f]), and with
-    batch_norm=True the (never gated) batch-norm scales and shifts too."""
-    kinds = ("weight", "bias", "scale", "shift") if batch_norm else ("weight", "bias")
+def pruning_table(model, kinds=("weight", "bias")):
+    """Rows (name, total, kept) for every Param of `model` of these kinds (kept = non-zero
+    gates; all of an ungated one), one row per block of a Param made of blocks (Param.parts:
+    a recurrent layer's gates, lstm1.input_weight[f])."""
     blocks = []  # (name, Param, index of the block)
     for p in parameters_of(model):
         if p.kind in kinds:
@@ -814,38 +829,33 @@ def pruning_table(model, batch_norm=False):
             ]
     sizes = [p.value[index].size for _, p, index in blocks]  # a view's size: nothing is copied
     gated = [(p, index) for _, p, index in blocks if p.mask is not None]
-    counts = iter(host_values(*(xp.count_nonzero(p.mask[index]) for p, index in gated)))  # one wait
+    kept = host_values(*(xp.count_nonzero(p.mask[index]) for p, index in gated))  # one wait
+    counts = iter(kept)
     return [
         (name, size, size if p.mask is None else int(next(counts)))
         for (name, p, _), size in zip(blocks, sizes)
     ]
 
 
-def format_pruning_table(rows, alive=None):
-    """The table a run prints. alive: {'input': (read, total), 'fc1': (alive, units), ...}
-    (compaction.alive_summary) adds a column of alive units, on each layer's first row,
-    and a line saying how many input entries the network reads."""
+def format_pruning_table(rows, column=None):
+    """The table a run prints, from pruning_table's rows. column: (heading, {layer: text})
+    adds a column, the text on each layer's first row (the command line's alive units)."""
     width = max(len("parameter"), *(len(name) for name, _, _ in rows))
-    alive = alive or {}
+    heading, texts = column or ("", {})
     header = f"{'parameter':<{width}}  {'kept':>10}  {'total':>10}  {'kept %':>7}"
-    lines = [header + ("  alive units" if alive else "")]
+    lines = [header + (f"  {heading}" if heading else "")]
     shown = set()
     for name, total, kept in rows:
         line = f"{name:<{width}}  {kept:>10,}  {total:>10,}  {100 * kept / total:>6.2f}%"
         layer = name.split(".")[0]
-        if layer in alive and layer not in shown:
+        if layer in texts and layer not in shown:
             shown.add(layer)
-            line += f"  {alive[layer][0]:>5,} of {alive[layer][1]:,}"
+            line += f"  {texts[layer]}"
         lines.append(line)
     total = sum(r[1] for r in rows)
     kept = sum(r[2] for r in rows)
     lines.append(f"{'total':<{width}}  {kept:>10,}  {total:>10,}  {100 * kept / total:>6.2f}%")
     lines.append(f"parameters: {total:,} -> {kept:,} ({100 * (1 - kept / total):.2f}% pruned)")
-    if "input" in alive:
-        lines.append(
-            f"input entries read: {alive['input'][0]:,} of {alive['input'][1]:,}; a unit is alive "
-            f"when it has an input and an output (see compaction.alive_units)"
-        )
     return "\n".join(lines)
 
 
@@ -855,7 +865,8 @@ def format_pruning_table(rows, alive=None):
 
 
 class SGD:
-    """v <- momentum * v + (dL/dw + decay * w),   w <- w - lr * v   (TensorFlow's and PyTorch's form).
+    """v <- momentum * v + (dL/dw + decay * w),   w <- w - lr * v   (PyTorch's form, and
+    TensorFlow's with the decay in the loss).
 
     dL/dw = c * dL/d(w * c) is zero where c = 0, and so is w, so a pruned entry's gradient,
     velocity and value all stay exactly 0. Weight decay applies to conv/linear weights and
@@ -1031,7 +1042,8 @@ class TrainingState:
     """Everything about a training run that changes as it goes, so that it can stop after any
     step and continue exactly there: position in the schedule, the current epoch's shuffle
     (and augmentation) and how far through it we are, the epoch's running sums, the history,
-    and the random generator that shuffles and augments. checkpoints.py saves and restores it."""
+    and the random generator that shuffles and augments. extensions/checkpoints.py saves and
+    restores it."""
 
     def __init__(self, rng):
         self.rng = rng
@@ -1040,7 +1052,6 @@ class TrainingState:
         self.moves = None  # this epoch's flips and shifts (3, N), if augmented
         self.epoch_loss, self.epoch_correct, self.epoch_images, self.epoch_seconds = 0.0, 0, 0, 0.0
         self.history, self.train_seconds, self.images_trained = [], 0.0, 0
-        self.test_checkpoints = []  # [iteration, test error] every --test-every (protocol.py)
 
 
 STOP_REQUESTED = False  # set by Ctrl-C / SIGTERM; the training loop stops after the current step
@@ -1120,7 +1131,8 @@ def fit(
                 last, loss_sum, hits = host_values(loss, state.epoch_loss, state.epoch_correct)
                 if not math.isfinite(last):
                     raise Diverged(f"the loss became {last} by iteration {state.iteration:,}")
-                shown = f"loss {loss_sum / state.epoch_images:.4f} acc {100 * hits / state.epoch_images:.2f}%"
+                mean_loss, accuracy = loss_sum / state.epoch_images, hits / state.epoch_images
+                shown = f"loss {mean_loss:.4f} acc {100 * accuracy:.2f}%"
             if on_step is not None:  # (its time, e.g. a test evaluation, is not training's)
                 paused = time.perf_counter()
                 on_step(state.iteration, loss)
@@ -1162,8 +1174,9 @@ def fit(
         )
         seconds = state.epoch_seconds
         log(
-            f"epoch {state.epoch:>3}/{epochs}  lr {record['lr']:.3g}  train loss {record['train_loss']:.4f} "
-            f"error {record['train_error']:.2f}%{val}  ({seconds:.1f} s, "
+            f"epoch {state.epoch:>3}/{epochs}  lr {record['lr']:.3g}  "
+            f"train loss {record['train_loss']:.4f} error {record['train_error']:.2f}%{val}  "
+            f"({seconds:.1f} s, "
             f"{state.epoch_images / max(seconds, 1e-9):,.0f} img/s)"
         )
     return state

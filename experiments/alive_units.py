@@ -82,7 +82,10 @@ def main(argv=None):
             print(
                 f"{model_name} at {sparsity:g} (seed 0): "
                 + ", ".join(f"{row['layer']} {row['alive']}/{row['total']}" for row in last)
-                + f"; multiply-adds {last[0]['multiply_adds']:,} -> {last[0]['compact_multiply_adds']:,}"
+                + (
+                    f"; multiply-adds {last[0]['multiply_adds']:,} -> "
+                    f"{last[0]['compact_multiply_adds']:,}"
+                )
             )
     common.write_csv(os.path.join(args.out, "alive.csv"), rows)
     summary = summarise(rows, dataset.description)

@@ -206,11 +206,11 @@ def train_once(
         score_index = score_rng.choice(len(train), size=batch_size, replace=False)
     images, labels = train.batch(sm.xp.asarray(score_index))
     if sanity_check is None:
-        gated = criteria.prune(
+        gated = criteria.prune_by(
             method, model, images, labels, sparsity, rng=score_rng, rounds=rounds
         )
     else:
-        gated = sanity.prune(
+        gated = sanity.prune_checked(
             sanity_check,
             method,
             model,
@@ -586,9 +586,9 @@ def train_runs(args, runs, chosen, perform, describe):
             print(f"[{run.index}] {describe(run.settings, result)}", flush=True)
     except KeyboardInterrupt:
         print(
-            f"interrupted in run {run.index} ({run.key}), which is lost; the finished runs ({trained} "
-            f"trained now, {skipped} before) are kept in {os.path.join(args.out, 'runs')}: the same "
-            f"command continues",
+            f"interrupted in run {run.index} ({run.key}), which is lost; the finished runs "
+            f"({trained} trained now, {skipped} before) are kept in "
+            f"{os.path.join(args.out, 'runs')}: the same command continues",
             file=sys.stderr,
         )
         return 130
@@ -672,8 +672,8 @@ def collect_grid(out, runs, collect):
         collect(found)
     if missing:
         print(
-            f"{len(missing)} of {len(runs)} runs missing (the outputs hold the other {len(found)}): "
-            f"run the grid's command again without --collect, then --collect",
+            f"{len(missing)} of {len(runs)} runs missing (the outputs hold the other "
+            f"{len(found)}): run the grid's command again without --collect, then --collect",
             file=sys.stderr,
         )
         return 1

@@ -72,7 +72,7 @@ def main(argv=None):
                     p.value, p.mask, p.grad = initial[p.name], None, None
                 sm.synchronise()
                 started = time.perf_counter()
-                criteria.prune(
+                criteria.prune_by(
                     method,
                     model,
                     images,
@@ -93,9 +93,9 @@ def main(argv=None):
         )
         row["times_snip"] = row["seconds"] / snip
     where = (
-        f"{args.device}, {args.threads} BLAS thread(s); batch of random images: 100 for LeNet-5-Caffe "
-        f"(99%), 128 for VGG-D (95%); {args.rounds} rounds for the iterative criteria; median of "
-        f"{args.repeats} calls"
+        f"{args.device}, {args.threads} BLAS thread(s); batch of random images: 100 for "
+        f"LeNet-5-Caffe (99%), 128 for VGG-D (95%); {args.rounds} rounds for the iterative "
+        f"criteria; median of {args.repeats} calls"
     )
     lines = [
         "| criterion | "

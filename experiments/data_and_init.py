@@ -190,7 +190,8 @@ def grid_points(args, dataset):
                         lr=setting["lr"][model],
                         scoring_batch_size=size,
                         scoring_composition=composition,
-                        scoring_drawn_by="data_and_init.py",  # scoring_index, not snip_min.py's draw
+                        # scoring_index, not snip_min.py's draw
+                        scoring_drawn_by="data_and_init.py",
                         **protocol_settings(args.protocol),
                     )
                     points.append((f"batch-{size}-{composition}-seed{seed}", settings))
@@ -277,10 +278,13 @@ def describe(s, result):
     diverged = " (diverged)" if result["diverged"] else ""
     if s["part"] == "batch":
         return (
-            f"scoring batch {s['scoring_batch_size']:>5} {s['scoring_composition']:>9}, seed {s['seed']}: "
-            f"test error {result['test_error']:.2f}%{diverged}"
+            f"scoring batch {s['scoring_batch_size']:>5} {s['scoring_composition']:>9}, "
+            f"seed {s['seed']}: test error {result['test_error']:.2f}%{diverged}"
         )
-    return f"{s['model']} {s['init']:>4} seed {s['seed']}: test error {result['test_error']:.2f}%{diverged}"
+    return (
+        f"{s['model']} {s['init']:>4} seed {s['seed']}: "
+        f"test error {result['test_error']:.2f}%{diverged}"
+    )
 
 
 def collect(found, description, args):
@@ -404,7 +408,8 @@ def batch_table(summary, seeds):
     for position, point in enumerate(summary["batch"][compositions[0]]):
         size = point["batch_size"]
         cells = [
-            f"{summary['batch'][c][position]['mean']:.2f} ± {summary['batch'][c][position]['std']:.2f}"
+            f"{summary['batch'][c][position]['mean']:.2f} ± "
+            f"{summary['batch'][c][position]['std']:.2f}"
             for c in compositions
         ]
         if paper:
@@ -412,8 +417,8 @@ def batch_table(summary, seeds):
         lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
     note = "; the paper's: read off its Figure 3, on the full MNIST" if paper else ""
     lines.append(
-        f"\nLeNet-300-100 at {100 * summary['sparsity']['lenet300']:g}%: test error (%), mean ± std "
-        f"over {seeds} seeds; {summary['data']}; {summary['batch_epochs']} epochs"
+        f"\nLeNet-300-100 at {100 * summary['sparsity']['lenet300']:g}%: test error (%), "
+        f"mean ± std over {seeds} seeds; {summary['data']}; {summary['batch_epochs']} epochs"
         f"{protocol_note(summary)}{note}."
     )
     return "\n".join(lines) + "\n"
@@ -441,7 +446,10 @@ def plot_batch(summary, seeds, out):
             yerr=[p["std"] for p in points],
             fmt=style,
             capsize=3,
-            label=f"scoring batch drawn from {'all classes' if composition == 'random' else 'one class'}",
+            label=(
+                "scoring batch drawn from "
+                f"{'all classes' if composition == 'random' else 'one class'}"
+            ),
         )
     if summary["setting"] == "paper":
         sizes = [

@@ -1,16 +1,18 @@
-"""Experiment H: how much is data? The same runs on the first 24,345 and on all 60,000
+r"""Experiment H: how much is data? The same runs on the first 24,345 and on all 60,000
 training images of Fashion-MNIST.
 
 Our MNIST runs train on 21,911 images (24,345 less a validation split) where the paper's
 trained on 54,000 (60,000 less theirs), and their errors lie 0.7 to 1.4 points above the
 paper's. MNIST's full training set is not available here, but Fashion-MNIST's is (Xiao,
-Rasul & Vollgraf 2017: 60,000 + 10,000 28x28 grey images, the same format). This grid trains LeNet-300-100 dense and
-at 98% and LeNet-5-Caffe dense and at 99% on its first 24,345 training images
-(`--train-images 24345`, the size of our MNIST subset) and on all 60,000, the same
-iterations each (snip_min.py's per network: 22,000 and 12,000), 3 seeds, and asks: does the
-gap between the pruned and the dense network shrink with more data, and by how much? Each run is
+Rasul & Vollgraf 2017: 60,000 + 10,000 28x28 grey images, the same format). This grid
+trains LeNet-300-100 dense and at 98% and LeNet-5-Caffe dense and at 99% on its first
+24,345 training images (`--train-images 24345`, the size of our MNIST subset) and on all
+60,000, the same iterations each (snip_min.py's per network: 22,000 and 12,000), 3 seeds,
+and asks: does the gap between the pruned and the dense network shrink with more data, and
+by how much? Each run is
 
-    python snip_min.py --dataset fashion-mnist --model M --sparsity S --seed K [--train-images 24345]
+    python snip_min.py --dataset fashion-mnist --model M --sparsity S --seed K \
+        [--train-images 24345]
 
 (LeNet-5-Caffe dense with --lr 0.01, as on MNIST: docs/choices.md) and the grid is
 
@@ -72,7 +74,8 @@ def main(argv=None):
     dataset = data.load_dataset("fashion-mnist", args.data_dir)
     if max(args.sizes) > len(dataset.train_labels):
         parser.error(
-            f"--sizes {max(args.sizes):,}: {dataset.description} has only {len(dataset.train_labels):,}"
+            f"--sizes {max(args.sizes):,}: {dataset.description} has only "
+            f"{len(dataset.train_labels):,}"
         )
     runs = common.make_grid(grid_points(args, dataset))
     return common.run_grid(
@@ -167,7 +170,10 @@ def describe(s, result):
         if result["diverged"]
         else f"test error {result['test_error']:.2f}%"
     )
-    return f"{s['model']} {100 * s['sparsity']:g}% on {s['train_images']:,} images, seed {s['seed']}: {outcome}"
+    return (
+        f"{s['model']} {100 * s['sparsity']:g}% on {s['train_images']:,} images, "
+        f"seed {s['seed']}: {outcome}"
+    )
 
 
 # --- collecting --------------------------------------------------------------------------------
@@ -234,8 +240,9 @@ def table(summary):
     for model, entry in summary["models"].items():
         for size, cells in entry["sizes"].items():
             lines.append(
-                f"| {TITLES[model]}, {100 * entry['sparsity']:g}% | {int(size):,} | {cells['seeds']} | "
-                f"{cell(cells['dense'])} | {cell(cells['pruned'])} | {cell(cells['gap'])} |"
+                f"| {TITLES[model]}, {100 * entry['sparsity']:g}% | {int(size):,} | "
+                f"{cells['seeds']} | {cell(cells['dense'])} | {cell(cells['pruned'])} | "
+                f"{cell(cells['gap'])} |"
             )
     return "\n".join(lines)
 

@@ -47,7 +47,8 @@ INITS = ["vs-h", "lecun", "vs-x"]
 MOMENTA = [0.9, 0.0]
 SCALINGS = ["standardised", "[0,1]"]
 BLOWN_UP = 100.0  # a loss above this (chance is ln 10 = 2.30) counts as a blow-up
-# the settings the PyTorch twin repeats: ours, the authors' protocol, and each with the other's momentum
+# the settings the PyTorch twin repeats: ours, the authors' protocol, and each with the other's
+# momentum
 TWINS = [
     ("vs-h", 0.9, False, "standardised"),
     ("vs-h", 0.0, False, "standardised"),
@@ -247,7 +248,8 @@ def torch_losses(model, gated, batches, momentum, lr, torch):
 def name_of(s):
     return (
         f"{100 * s['sparsity']:g}% {s['init']} momentum {s['momentum']:g} "
-        f"{'two draws' if s['two_draws'] else 'one draw'} {s['scaling']} seed {s['seed']} {s['framework']}"
+        f"{'two draws' if s['two_draws'] else 'one draw'} {s['scaling']} seed {s['seed']} "
+        f"{s['framework']}"
     )
 
 
@@ -274,8 +276,8 @@ def describe(row):
     )
     return (
         f"{100 * row['sparsity']:g}% {row['init']:>5} momentum {row['momentum']:g} "
-        f"{'two draws' if row['two_draws'] else 'one draw ':9} {row['scaling']:>12} seed {row['seed']} "
-        f"{row['framework']:>8}: {outcome}"
+        f"{'two draws' if row['two_draws'] else 'one draw ':9} {row['scaling']:>12} "
+        f"seed {row['seed']} {row['framework']:>8}: {outcome}"
     )
 
 
@@ -302,8 +304,9 @@ def table(rows, description, args):
         blown = [r["blew_up_at"] for r in group if r["blew_up_at"]]
         finished = [r["last_loss"] for r in group if not r["blew_up_at"]]
         lines.append(
-            f"| {100 * sparsity:g}% | {init} | {momentum:g} | {2 if two_draws else 1} | {scaling} | "
-            f"{framework} | {len(blown)} of {len(group)} | {', '.join(map(str, blown)) or '—'} | "
+            f"| {100 * sparsity:g}% | {init} | {momentum:g} | {2 if two_draws else 1} | "
+            f"{scaling} | {framework} | {len(blown)} of {len(group)} | "
+            f"{', '.join(map(str, blown)) or '—'} | "
             f"{common.mean_and_spread([r['first_loss'] for r in group])[0]:.2f} | "
             f"{'—' if not finished else f'{sum(finished) / len(finished):.3f}'} | "
             f"{common.mean_and_spread([r['lr_times_sharpness'] for r in group])[0]:.1f} |"

@@ -64,7 +64,8 @@ def main(argv=None):
     torch.set_default_dtype(torch.float64)
     criteria.HESSIAN_STEP = args.step
     print(
-        f"step {args.step:g}: the largest error of w * (H g) over every weight, as a fraction of the largest"
+        f"step {args.step:g}: the largest error of w * (H g) over every weight, as a fraction of "
+        "the largest"
     )
     for name in args.models:
         for seed in range(args.seeds):
@@ -110,8 +111,8 @@ def main(argv=None):
                     errors["central"], numpy.abs(w * (layout(plain).numpy() - truth)).max()
                 )
             print(
-                f"{name:>9} seed {seed}: one-sided (criteria.py) {errors['one-sided'] / scale:.1e}, "
-                f"central {errors['central'] / scale:.1e}",
+                f"{name:>9} seed {seed}: one-sided (criteria.py) "
+                f"{errors['one-sided'] / scale:.1e}, central {errors['central'] / scale:.1e}",
                 flush=True,
             )
     return 0

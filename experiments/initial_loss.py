@@ -122,15 +122,16 @@ def make_table(rows, seeds, description):
                 if r["method"] == method
             }
             lines.append(
-                f"| {sanity_checks.TITLES[model]} at {100 * sparsity:g}% | {sanity_checks.LABELS[method]} | "
+                f"| {sanity_checks.TITLES[model]} at {100 * sparsity:g}% | "
+                f"{sanity_checks.LABELS[method]} | "
                 + " | ".join(cells.get(check, "") for check in CHECKS)
                 + " |"
             )
     lines.append(
-        f"\nThe cross-entropy of the first training mini-batch (100 images) at initialisation, before "
-        f"any update, mean ± std over {seeds} seeds; ln 10 = {math.log(10):.3f} is that of uniform "
-        f"outputs. {description}; each run pruned as experiment F's (VS-H, 100 rounds for the "
-        f"iterative criteria)."
+        f"\nThe cross-entropy of the first training mini-batch (100 images) at initialisation, "
+        f"before any update, mean ± std over {seeds} seeds; ln 10 = {math.log(10):.3f} is that of "
+        f"uniform outputs. {description}; each run pruned as experiment F's (VS-H, 100 rounds for "
+        f"the iterative criteria)."
     )
     return "\n".join(lines) + "\n"
 

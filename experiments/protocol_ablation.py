@@ -220,8 +220,14 @@ def describe(s, result):
     if result["diverged"]:
         outcome = f"diverged ({result['diverged']})"
     else:
-        outcome = f"test error {result['test_error']:.2f}%, best of the last five {result['best_of_last_five']:.2f}%"
-    return f"{s['model']} {100 * s['sparsity']:g}% {s['variant']:>16} lr {s['lr']:g} seed {s['seed']}: {outcome}"
+        outcome = (
+            f"test error {result['test_error']:.2f}%, "
+            f"best of the last five {result['best_of_last_five']:.2f}%"
+        )
+    return (
+        f"{s['model']} {100 * s['sparsity']:g}% {s['variant']:>16} lr {s['lr']:g} "
+        f"seed {s['seed']}: {outcome}"
+    )
 
 
 # --- collecting --------------------------------------------------------------------------------

@@ -134,7 +134,8 @@ def grid_points(args, dataset):
                 )
                 points.append(
                     (
-                        f"{model}-{'pruned' if pruned else 'dense'}-{labels_kind}-labels-seed{args.seed}",
+                        f"{model}-{'pruned' if pruned else 'dense'}-{labels_kind}-labels-"
+                        f"seed{args.seed}",
                         settings,
                     )
                 )

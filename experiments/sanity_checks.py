@@ -233,8 +233,8 @@ def table(summary, found, description):
         lr = next(r["lr"] for _, r in found if r["model"] == model and r["sparsity"] == sparsity)
         seeds = run_counts(cells)[-1]
         lines += [
-            f"### {TITLES[model]} at {100 * sparsity:g}% ({iterations[model]:,} iterations, lr {lr:g}; "
-            f"{seeds} seed{'s' if seeds != 1 else ''})",
+            f"### {TITLES[model]} at {100 * sparsity:g}% ({iterations[model]:,} iterations, "
+            f"lr {lr:g}; {seeds} seed{'s' if seeds != 1 else ''})",
             "",
             "| criterion | " + " | ".join(checks) + " |",
             "|---|" + "---|" * len(checks),

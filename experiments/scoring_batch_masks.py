@@ -188,14 +188,15 @@ def make_table(summary, seeds, errors):
         error = f"{errors[batch][0]:.2f} ± {errors[batch][1]:.2f}" if batch in errors else ""
         lines.append(
             f"| {name} | {cell(entry, 'overlap', 3)} | {cell(entry, 'fc1_kept', 2)} | "
-            f"{cell(entry, 'fc2_kept', 2)} | {cell(entry, 'fc3_kept', 1)} | {cell(entry, 'pixels', 0)} "
-            f"| {error} |"
+            f"{cell(entry, 'fc2_kept', 2)} | {cell(entry, 'fc3_kept', 1)} | "
+            f"{cell(entry, 'pixels', 0)} | {error} |"
         )
     lines.append(
-        f"\nLeNet-300-100 at {100 * summary['sparsity']:g}% (SNIP, VS-H), mean ± std over {seeds} seeds; "
-        f"{summary['data']}; the scoring batches and initialisations are experiment D's (its test "
-        f"errors: data_and_init.py --setting paper, 100 epochs); overlap: the fraction of the "
-        f"kept connections that the mask from every training image keeps too."
+        f"\nLeNet-300-100 at {100 * summary['sparsity']:g}% (SNIP, VS-H), mean ± std over "
+        f"{seeds} seeds; {summary['data']}; the scoring batches and initialisations are "
+        f"experiment D's (its test errors: data_and_init.py --setting paper, 100 epochs); "
+        f"overlap: the fraction of the kept connections that the mask from every training image "
+        f"keeps too."
     )
     return "\n".join(lines) + "\n"
 

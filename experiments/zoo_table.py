@@ -8,8 +8,8 @@ sparsity the paper (or the student reproduction) used, and the test error of any
 under --results (files written by `snip_min.py --out DIR`, matched on model, dataset
 and sparsity; runs that augmented their training images otherwise than the authors,
 e.g. with --translate, and --compact runs, which train the same masks another way and
-are reported beside the masked ones in docs/compaction.md, are left out). Rows without a measurement say so. Prints a
-Markdown table; --json prints rows.
+are reported beside the masked ones in docs/compaction.md, are left out). Rows without a
+measurement say so. Prints a Markdown table; --json prints rows.
 """
 
 import argparse
@@ -136,7 +136,8 @@ def table_rows(results_folder=None, why_missing="not trained here"):
 
 def markdown(rows):
     lines = [
-        "| model | dataset | sparsity | parameters before → after | test error (ours) | published |",
+        "| model | dataset | sparsity | parameters before → after | test error (ours) "
+        "| published |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:

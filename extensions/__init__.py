@@ -7,23 +7,25 @@ networks from the layers there and in the first two modules below; the other mod
 feature each; cli.py, the command line, sits on top and calls them all. A module here imports
 only what sits below it, so every module imports on its own.
 
-    module          adds                                       names the project uses
-    zoo_layers      the zoo's layers: batch norm, average      BatchNorm, AvgPool2D, GlobalAvgPool,
-                    pooling, residual and concat blocks        Residual, Identity, ZeroChannels, Concat
-    recurrent       LSTM and GRU, backward through time        LSTM, GRU, AsSequence
-    criteria        SNIP's successors as baselines (--method)  prune, METHODS, synflow_scores,
-                                                               grasp_scores, iterate
-    sanity          the sanity checks (--sanity-check)         prune, CHECKS, shuffle, reinitialise
-    protocol        the authors' protocol (--protocol)         add_arguments, resolve, draw_*,
-                                                               test_checkpoints, results
-    compaction      dead units and --compact                   alive_units, alive_summary, compact
-    checkpoints     stopping and resuming (--resume, Ctrl-C)   Saver, read_checkpoint, restore,
-                                                               stop_on_signals, CheckpointError
-    pytorch_twin    the same network in PyTorch (the tests'    to_torch
-                    cross-checks, the benchmark)
-    flags           argparse types that refuse bad input       OneLineParser, HelpFormatter,
-                    in one line                                positive_int, sparsity_value, ...
-    cli             the command line of snip_min.py            run, parse_arguments, main
+    module         adds                                     names the project uses
+    zoo_layers     the zoo's layers: batch norm, average    BatchNorm, AvgPool2D, GlobalAvgPool,
+                   pooling, residual and concat blocks      Residual, Identity, ZeroChannels,
+                                                            Concat
+    recurrent      LSTM and GRU, backward through time      LSTM, GRU, AsSequence
+    criteria       SNIP's successors as baselines           prune_by, METHODS, synflow_scores,
+                   (--method)                               grasp_scores, iterate
+    sanity         the sanity checks (--sanity-check)       prune_checked, CHECKS, shuffle,
+                                                            reinitialise
+    protocol       the authors' protocol (--protocol)       add_arguments, resolve, draw_*,
+                                                            periodic_test_error, results
+    compaction     dead units and --compact                 alive_units, alive_summary, compact
+    checkpoints    stopping and resuming (--resume,         Saver, read_checkpoint, restore,
+                   Ctrl-C)                                  stop_on_signals, CheckpointError
+    pytorch_twin   the same network in PyTorch (the         to_torch
+                   tests' cross-checks, the benchmark)
+    flags          argparse types that refuse bad input     OneLineParser, HelpFormatter,
+                   in one line                              positive_int, sparsity_value, ...
+    cli            the command line of snip_min.py          run, parse_arguments, main
 
 This file imports nothing, so that importing one module here loads only that module and what
 it needs.

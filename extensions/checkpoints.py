@@ -48,8 +48,9 @@ class CheckpointError(Exception):
 
 
 def restore(contents, model, args, training_images, log):
-    """Put a checkpoint read by cli.resume_settings into a freshly built `model`: (gated Params, the
-    seconds SNIP took in the saved run, the TrainingState to continue from)."""
+    """Put a checkpoint read by cli.resume_settings into a freshly built `model`: (gated
+    Params, the seconds SNIP took in the saved run, the TrainingState to continue from, the
+    test errors measured so far with --test-every)."""
     gated = sm.prunable_parameters(model, args.prune)
     restore_checkpoint(contents, model, gated)
     state = training_state(contents["state"], contents["order"], contents["moves"])
@@ -60,10 +61,9 @@ def restore(contents, model, args, training_images, log):
             f"the checkpoint was made with {len(state.order):,} training images, but "
             f"this data gives {training_images:,}: resume with the run's own --data-dir"
         )
-    log(
-        f"resuming from {os.path.join(args.resume, CHECKPOINT_FILE)} at iteration {state.iteration:,}"
-    )
-    return gated, contents["snip_seconds"], state
+    path = os.path.join(args.resume, CHECKPOINT_FILE)
+    log(f"resuming from {path} at iteration {state.iteration:,}")
+    return gated, contents["snip_seconds"], state, saved_test_errors(contents["state"])
 
 
 def restore_velocities(contents, optimiser, compaction=None):
@@ -81,14 +81,25 @@ class Saver:
 
     With a compaction (--compact), the compact network's values and momentum buffers are
     expanded into `model`'s full shapes first: a checkpoint always holds the full network.
-    resumed: the checkpoint read by cli.resume_settings, or None.
+    resumed: the checkpoint read by cli.resume_settings, or None. test_errors: the list
+    --test-every fills (protocol.PeriodicTestError), saved with each checkpoint.
     """
 
     def __init__(
-        self, folder, model, gated, optimiser, args, snip_seconds, compaction=None, resumed=None
+        self,
+        folder,
+        model,
+        gated,
+        optimiser,
+        args,
+        snip_seconds,
+        compaction=None,
+        resumed=None,
+        test_errors=(),
     ):
         self.folder, self.model, self.gated, self.optimiser = folder, model, gated, optimiser
         self.args, self.snip_seconds, self.compaction = args, snip_seconds, compaction
+        self.test_errors = test_errors
         self.last = (
             {}
             if resumed is None
@@ -115,7 +126,14 @@ class Saver:
         ):
             raise Diverged(f"the weights became non-finite by iteration {state.iteration:,}")
         path = write_checkpoint(
-            self.folder, self.model, self.gated, velocities, state, self.args, self.snip_seconds
+            self.folder,
+            self.model,
+            self.gated,
+            velocities,
+            state,
+            self.args,
+            self.snip_seconds,
+            self.test_errors,
         )
         self.last.update(path=path, iteration=state.iteration)
 
@@ -135,7 +153,8 @@ class Saver:
             yield
         except Diverged as error:
             where = (
-                f"the last good checkpoint is {self.last['path']} (iteration {self.last['iteration']:,})"
+                f"the last good checkpoint is {self.last['path']} "
+                f"(iteration {self.last['iteration']:,})"
                 if self.last
                 else "no checkpoint was saved (see --checkpoint-every)"
             )
@@ -177,10 +196,10 @@ class stop_on_signals:
 # ------------------------------------------------------------------------------------------
 
 
-def write_checkpoint(folder, model, gated, velocities, state, args, snip_seconds):
+def write_checkpoint(folder, model, gated, velocities, state, args, snip_seconds, test_errors=()):
     """Save parameters (batch-norm statistics included), masks, momentum buffers
-    (velocities: {name: array}) and the training state atomically as folder/checkpoint.npz.
-    Returns its path."""
+    (velocities: {name: array}), the training state and the test errors of --test-every
+    atomically as folder/checkpoint.npz. Returns its path."""
     arrays = {f"param/{p.name}": to_host(p.value) for p in parameters_of(model)}
     arrays.update({f"mask/{p.name}": to_host(p.mask).astype(bool) for p in gated})
     arrays.update({f"velocity/{name}": to_host(v) for name, v in velocities.items()})
@@ -191,7 +210,7 @@ def write_checkpoint(folder, model, gated, velocities, state, args, snip_seconds
     settings = {
         "version": CHECKPOINT_VERSION,
         "args": dict(vars(args)),
-        "state": state_record(state),
+        "state": state_record(state, test_errors),
         "snip_seconds": snip_seconds,
     }
     arrays["settings"] = numpy.frombuffer(json.dumps(settings).encode(), dtype=numpy.uint8)
@@ -202,9 +221,9 @@ def write_checkpoint(folder, model, gated, velocities, state, args, snip_seconds
     return path
 
 
-def state_record(state):
+def state_record(state, test_errors=()):
     """A TrainingState as JSON-able values (the shuffle order and the moves travel separately,
-    as arrays)."""
+    as arrays), with the [iteration, test error] records of --test-every."""
     return {
         "iteration": state.iteration,
         "epoch": state.epoch,
@@ -216,7 +235,7 @@ def state_record(state):
         "history": state.history,
         "train_seconds": state.train_seconds,
         "images_trained": state.images_trained,
-        "test_checkpoints": state.test_checkpoints,
+        "test_checkpoints": [list(record) for record in test_errors],
         "rng": state.rng.bit_generator.state,
     }
 
@@ -239,11 +258,14 @@ def training_state(record, order, moves=None):
         "images_trained",
     ):
         setattr(state, key, record[key])
-    state.test_checkpoints = record.get(
-        "test_checkpoints", []
-    )  # (none before --test-every existed)
     state.order, state.moves = order, moves
     return state
+
+
+def saved_test_errors(record):
+    """The [iteration, test error] records of --test-every that state_record saved (none in
+    a checkpoint from before --test-every existed)."""
+    return record.get("test_checkpoints", [])
 
 
 def read_checkpoint(path):

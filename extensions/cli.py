@@ -1,7 +1,7 @@
 """The command line: `python snip_min.py --model lenet5 --sparsity 0.99` runs main() here.
 
     run                 the whole program: data -> SNIP (or --method) -> training -> test error
-    prune               the pruning in it, as --method and --sanity-check say
+    prune_at_initialisation   the pruning in it, as --method and --sanity-check say
     parse_arguments     the flags (their types: flags.py), and what they may not be given with
     main, explain       every failure as one line on stderr and an exit status
 
@@ -42,7 +42,7 @@ def run(args, log=print):
     dataset_name = args.dataset = args.dataset or models.MODELS[args.model].dataset  # resolved
     model = models.build(args.model, dataset_name)  # checks the pair before any download
     if args.compact:
-        compaction.chain_of(model)  # sm.UsageError unless it can be compacted exactly
+        compaction.chain_of(model)  # UsageError unless it can be compacted exactly
     augment = augmentation(args, dataset_name)  # likewise
     dataset = data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
     if args.train_images:
@@ -72,16 +72,18 @@ def run(args, log=print):
         images, labels = train.batch(
             sm.xp.asarray(score_rng.choice(len(train), size=batch_size, replace=False))
         )
-        gated, snip_seconds = prune(model, images, labels, args, score_rng, log)
+        gated, snip_seconds = prune_at_initialisation(model, images, labels, args, score_rng, log)
         if args.two_draws:  # ... and a fresh copy is trained under the mask
             protocol.draw_training_copy(model, gated, args.init, args.seed, log)
-        state = sm.TrainingState(shuffle_rng)
+        state, test_errors = sm.TrainingState(shuffle_rng), []
     else:  # the saved run's mask, weights and position
-        gated, snip_seconds, state = checkpoints.restore(saved, model, args, len(train), log)
-    rows = sm.pruning_table(model, batch_norm=models.MODELS[args.model].counts_batch_norm)
+        gated, snip_seconds, state, test_errors = checkpoints.restore(
+            saved, model, args, len(train), log
+        )
+    rows = sm.pruning_table(model, table_kinds(args.model))
     input_shape = models.INPUT_SHAPE[dataset_name]
     alive = compaction.alive_summary(model, input_shape)  # the units left an input and an output
-    log(sm.format_pruning_table(rows, alive))
+    log(format_table(rows, alive))
 
     # --compact trains the smaller dense network the mask leaves (compaction.py), the same
     # function and the same trajectory; `model` keeps the full shapes for what is written
@@ -89,9 +91,11 @@ def run(args, log=print):
     if args.compact:
         compact = compaction.compact(model, input_shape)
         network = compact.network
+        before = compaction.multiply_adds(model, input_shape)
+        after = compaction.multiply_adds(network, input_shape)
         log(
-            f"compact: trains the network SNIP kept, {compaction.multiply_adds(model, input_shape):,} -> "
-            f"{compaction.multiply_adds(network, input_shape):,} multiply-adds per image (dense shapes)"
+            f"compact: trains the network SNIP kept, {before:,} -> {after:,} multiply-adds per "
+            f"image (dense shapes)"
         )
     iterations, boundaries = training_schedule(args, dataset_name, -(-len(train) // batch_size))
     optimiser = sm.SGD(sm.parameters_of(network), args.momentum, args.weight_decay)
@@ -106,6 +110,7 @@ def run(args, log=print):
         snip_seconds,
         compact,
         resumed=saved,
+        test_errors=test_errors,
     )
     with checkpoints.stop_on_signals(), saver.naming_failures():
         sm.fit(
@@ -122,7 +127,7 @@ def run(args, log=print):
             checkpoint=saver,
             checkpoint_every=args.checkpoint_every,
             clip_norm=args.clip_norm,
-            on_step=protocol.test_checkpoints(network, test, state, args.test_every),
+            on_step=protocol.periodic_test_error(network, test, args.test_every, test_errors),
         )
     saver.finish(state)  # the trained values into `model` (and, if asked, a checkpoint)
 
@@ -168,7 +173,7 @@ def run(args, log=print):
         "train_seconds": state.train_seconds,
         "train_images_per_second": state.images_trained / max(state.train_seconds, 1e-9),
         "history": state.history,
-        **protocol.results(args, state, test_error, log),
+        **protocol.results(args, test_errors, test_error, log),
     }
     if args.out:
         save_results(args.out, results, gated)
@@ -192,7 +197,7 @@ def resume_settings(args):
     return contents
 
 
-def prune(model, images, labels, args, rng, log):
+def prune_at_initialisation(model, images, labels, args, rng, log):
     """Gate and prune `model` once, on the scoring batch, as --method says: SNIP, the random
     baseline (which draws from rng) or a criterion of criteria.py, altered by --sanity-check
     (sanity.py) if it is given. Returns (the gated Params, seconds taken)."""
@@ -204,7 +209,7 @@ def prune(model, images, labels, args, rng, log):
     started = time.perf_counter()
     report = {}
     if args.sanity_check is not None:
-        gated = sanity.prune(
+        gated = sanity.prune_checked(
             args.sanity_check,
             args.method,
             model,
@@ -213,7 +218,7 @@ def prune(model, images, labels, args, rng, log):
             sparsity=args.sparsity,
             seed=args.seed,
             init=args.init,
-            prune=args.prune,
+            scope=args.prune,
             rng=rng,
             rounds=args.rounds,
             classes=models.NUM_CLASSES[args.dataset],
@@ -224,7 +229,7 @@ def prune(model, images, labels, args, rng, log):
     elif args.method == "random":
         gated = sm.random_pruning(model, args.sparsity, rng, args.prune, report)
     else:
-        gated = criteria.prune(
+        gated = criteria.prune_by(
             args.method,
             model,
             images,
@@ -256,9 +261,9 @@ def check_masks(gated, report, args):
     a layer left without a single connection (a warning; an error with --strict)."""
     if report["nonzero_scores"] < report["kappa"] < report["m"]:
         print(
-            f"note: only {report['nonzero_scores']:,} connections score above zero; the "
-            f"other {report['kappa'] - report['nonzero_scores']:,} of the kappa = {report['kappa']:,} kept "
-            f"were chosen among zero scores by position (lowest index first)",
+            f"note: only {report['nonzero_scores']:,} connections score above zero; the other "
+            f"{report['kappa'] - report['nonzero_scores']:,} of the kappa = {report['kappa']:,} "
+            f"kept were chosen among zero scores by position (lowest index first)",
             file=sys.stderr,
         )
     weights = [p for p in gated if p.kind == "weight"]
@@ -266,12 +271,32 @@ def check_masks(gated, report, args):
     empty = [p.name for p, kept in zip(weights, any_kept) if not kept]
     if empty:
         message = (
-            f"at sparsity {args.sparsity:g} the mask keeps no connection in {', '.join(empty)}: the "
-            f"network is disconnected and cannot learn; lower --sparsity"
+            f"at sparsity {args.sparsity:g} the mask keeps no connection in {', '.join(empty)}: "
+            f"the network is disconnected and cannot learn; lower --sparsity"
         )
         if args.strict:
             raise sm.UsageError(message)
         print(f"warning: {message}", file=sys.stderr)
+
+
+def table_kinds(model_name):
+    """The kinds of Param the pruning table counts: conv/linear (and recurrent) weights and
+    biases, and for a model whose published count includes them, batch norm's scales and
+    shifts (never gated)."""
+    batch_norm = ("scale", "shift") if models.MODELS[model_name].counts_batch_norm else ()
+    return ("weight", "bias") + batch_norm
+
+
+def format_table(rows, alive):
+    """The pruning table with a column of alive units (compaction.alive_summary) and a line
+    saying how many input entries the network reads."""
+    units = {name: f"{a:>5,} of {total:,}" for name, (a, total) in alive.items() if name != "input"}
+    read, entries = alive["input"]
+    return (
+        sm.format_pruning_table(rows, ("alive units", units))
+        + f"\ninput entries read: {read:,} of {entries:,}; a unit is alive when it has an input "
+        f"and an output (see compaction.alive_units)"
+    )
 
 
 def training_schedule(args, dataset_name, steps_per_epoch):
@@ -336,9 +361,10 @@ def set_up_device_and_folders(args):
             raise sm.UsageError(f"--out {args.out}: the folder is not writable")
 
 
-# --- the flags (their types: flags.py), and one line for every failure ----------------------
+# --- the flags (their types: flags.py), and one line for every failure ---------------------
 
-# The flags a resumed run may be given anew: where it reads data, runs and writes, not what it computes.
+# The flags a resumed run may be given anew: where it reads data, runs and writes, not what it
+# computes.
 RESUMABLE_FLAGS = (
     "data_dir",
     "device",
@@ -353,7 +379,8 @@ RESUMABLE_FLAGS = (
 def parse_arguments(argv=None):
     parser = flags.OneLineParser(
         prog="snip_min.py",
-        description="Prune a network once at initialisation with SNIP, train it, report its test error.",
+        description="Prune a network once at initialisation with SNIP, train it, report its "
+        "test error.",
         formatter_class=flags.HelpFormatter,
     )
     parser.add_argument(
@@ -617,10 +644,8 @@ def explain(error, args):
         )
     if isinstance(error, OSError):
         return 1, f"{error.strerror or error} ({error.filename})" if error.filename else str(error)
-    return (
-        1,
-        f"{type(error).__name__}: {' '.join(str(error).split())} (run again with --debug for details)",
-    )
+    reason = " ".join(str(error).split())
+    return 1, f"{type(error).__name__}: {reason} (run again with --debug for details)"
 
 
 if __name__ == "__main__":

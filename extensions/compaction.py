@@ -375,8 +375,8 @@ def recurrent_signal(walk, layer, signal):
     direct = features @ kept(layer.input_weight)[:, candidate] + kept(layer.bias)[candidate]
     if isinstance(layer, GRU):
         direct = direct + kept(layer.recurrent_bias)  # inside the reset: still signal
-    recurrent = kept(layer.recurrent_weight)[:, candidate]  # (H, H)
-    units = indicator(direct)  # (1, H), after one step
+    recurrent = kept(layer.recurrent_weight)[:, candidate]  # (U, U)
+    units = indicator(direct)  # (1, U), after one step
     for _ in range(steps - 1 if walk.transitive else 1):
         units = indicator(direct + walk.given(units) @ recurrent)
     return (
@@ -394,10 +394,10 @@ def recurrent_read(walk, layer, read):
     shape = walk.memo.pop(id(layer))  # (1, T, D)
     steps, gates, hidden = shape[1], len(layer.GATES), layer.hidden
     into_any_gate = [
-        kept(p).reshape(-1, gates, hidden).max(axis=1)  # (rows, H): into some gate of j
+        kept(p).reshape(-1, gates, hidden).max(axis=1)  # (rows, U): into some gate of j
         for p in (layer.input_weight, layer.recurrent_weight)
     ]
-    units = read.max(axis=1) if layer.return_sequences else read  # (1, H)
+    units = read.max(axis=1) if layer.return_sequences else read  # (1, U)
     for _ in range(steps - 1 if walk.transitive else 1):
         units = indicator(units + walk.given(units) @ into_any_gate[1].T)
     # a unit read only through the recurrence is read too: record the closure at the output
@@ -456,9 +456,9 @@ def alive_units(model, input_shape, transitive=True):
     model: any network whose layers have a rule in LIVENESS_RULES (every layer of the model
     zoo); input_shape: one example's (H, W, C). Returns a dict of NumPy bool arrays:
     'input' -> (H, W, C), then one entry per layer with units (Linear, Conv2D, LSTM, GRU) in
-    forward order, keyed by its name prefix ('conv1', 'fc2', 'lstm1'), -> (units,). transitive=False: each
-    layer on its own (one step). The last layer's class scores are read, so a score is
-    reported alive when it has signal. One device-to-host copy.
+    forward order, keyed by its name prefix ('conv1', 'fc2', 'lstm1'), -> (units,).
+    transitive=False: each layer on its own (one step). The last layer's class scores are
+    read, so a score is reported alive when it has signal. One device-to-host copy.
     """
     walk = Liveness(model, input_shape, transitive)
     vectors = [walk.input_read[0] > 0] + [walk.alive(layer) for layer in walk.unit_layers]

@@ -23,11 +23,11 @@ batch norm on running statistics, biases gated with the weights):
 docs/sanity_checks.md#the-criteria.
 
 What this adds to snip_min.py: `python snip_min.py --method NAME` for each of these
-(cli.prune calls prune() here); prune() also takes snip and random, and `invert=True`
-keeps the kappa lowest-scoring connections instead, for sanity.py. The scores are
-computed with snip_min's layers and backward passes, through sm.xp (NumPy or CuPy), and
-never wait for the device. docs/sanity_checks.md compares the criteria; the tests are
-tests/test_criteria.py.
+(cli.prune_at_initialisation calls prune_by() here); prune_by() also takes snip and
+random, and `invert=True` keeps the kappa lowest-scoring connections instead, for
+sanity.py. The scores are computed with snip_min's layers and backward passes, through
+sm.xp (NumPy or CuPy), and never wait for the device. docs/sanity_checks.md compares the
+criteria; the tests are tests/test_criteria.py.
 """
 
 import contextlib
@@ -51,13 +51,13 @@ DESCRIPTIONS = {
 }
 
 
-def prune(
+def prune_by(
     method,
     model,
     images,
     labels,
     sparsity,
-    prune="weights+biases",
+    scope="weights+biases",
     rng=None,
     rounds=100,
     invert=False,
@@ -68,7 +68,8 @@ def prune(
     Params, whose values are their initial values where kept and exactly 0 elsewhere.
 
     images, labels: the scoring batch (synflow and magnitude read neither; random draws its
-    scores from rng instead). rounds: the iterative methods' rounds. invert: keep the kappa
+    scores from rng instead). scope: which Params get gates (snip_min.prunable_parameters).
+    rounds: the iterative methods' rounds. invert: keep the kappa
     LOWEST-scoring connections (in every round). ties: a NumPy Generator to break ties at
     random with, instead of by position (lowest index first, as SNIP's top-k does). A dict
     `report` receives m, kappa and how many of the (last round's) scores are above 0, as
@@ -77,10 +78,10 @@ def prune(
     if method not in METHODS:
         raise sm.UsageError(f"unknown --method {method!r} (choose from {', '.join(METHODS)})")
     if method == "snip" and not invert and ties is None:
-        return sm.snip(model, images, labels, sparsity, prune, report)  # Algorithm 1 itself
+        return sm.snip(model, images, labels, sparsity, scope, report)  # Algorithm 1 itself
     if method == "random" and not invert and ties is None:
-        return sm.random_pruning(model, sparsity, rng, prune, report)
-    params = sm.prunable_parameters(model, prune)
+        return sm.random_pruning(model, sparsity, rng, scope, report)
+    params = sm.prunable_parameters(model, scope)
     m = sum(p.size for p in params)
     kappa = sm.kappa_for(sparsity, m)
     if method in ITERATIVE:

@@ -3,8 +3,9 @@ does by default where snip_min.py's defaults differ, each difference on a flag o
 all of them under one switch, so that every gap to the paper can be put down to a measured
 cause.
 
-    --protocol authors    =  --init lecun --two-draws --momentum 0 --constant-lr --test-every 1000
-    --protocol ours       =  --init vs-h --no-two-draws --momentum 0.9 --no-constant-lr --test-every 0
+    --protocol authors  =  --init lecun --two-draws --momentum 0 --constant-lr --test-every 1000
+    --protocol ours     =  --init vs-h --no-two-draws --momentum 0.9 --no-constant-lr
+                           --test-every 0
 
 A flag given beside --protocol wins over it: `--protocol authors --momentum 0.9` is the
 authors' code with the optimiser the paper's text names. The pieces:
@@ -32,7 +33,7 @@ training set's mean and standard deviation.
 
 What this adds to snip_min.py: add_arguments and resolve (called by its parse_arguments),
 draw_scoring_biases and draw_training_copy (called by run around the pruning when
---two-draws is on), TestCheckpoints (fit's on_step callback for --test-every) and results
+--two-draws is on), PeriodicTestError (fit's on_step callback for --test-every) and results
 (the fields it adds to results.json). docs/protocol.md says what each piece does to the
 LeNets, measured; experiments/protocol_ablation.py is the grid behind it; the tests are
 tests/test_protocol.py.
@@ -65,7 +66,8 @@ LAST_CHECKPOINTS = 5  # the authors report the best test error among the last fi
 
 
 def add_arguments(parser):
-    """--protocol and the pieces of it that snip_min.py has no other flag for, in a group of their own."""
+    """--protocol and the pieces of it that snip_min.py has no other flag for, in a group of
+    their own."""
     parser = parser.add_argument_group("the authors' protocol (protocol.py)")
     parser.add_argument(
         "--protocol",
@@ -122,9 +124,10 @@ def resolve(args, parser):
 
 
 def training_copy_stream(seed):
-    """The random stream of the training copy of --two-draws: child 5 of the seed's SeedSequence
-    (0-3 are cli.run's, 4 the sanity checks'), so that the scoring copy's weights are those
-    of the run without --two-draws (its biases are drawn too, so its mask may differ)."""
+    """The random stream of the training copy of --two-draws: child 5 of the seed's
+    SeedSequence (0-3 are snip_min.seed_streams', 4 the sanity checks'), so that the scoring
+    copy's weights are those of the run without --two-draws (its biases are drawn too, so its
+    mask may differ)."""
     return numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(6)[5])
 
 
@@ -142,41 +145,43 @@ def draw_training_copy(model, gated, init, seed, log):
     training_copy_stream(seed), under the masks of `gated` (pruned entries exactly 0)."""
     sanity.reinitialise(model, gated, init, training_copy_stream(seed))
     log(
-        f"two draws: the mask found on the scoring copy is applied to a fresh {init} draw with zero "
-        f"biases, which is trained"
+        f"two draws: the mask found on the scoring copy is applied to a fresh {init} draw "
+        f"with zero biases, which is trained"
     )
 
 
-# --- the authors' figure: the best test error among the last five checkpoints -----------------------
+# --- the authors' figure: the best test error among the last five checkpoints -------------
 
 
-class TestCheckpoints:
+class PeriodicTestError:
     """fit's on_step callback for --test-every N: every N iterations, the test error of the
-    network being trained, appended to state.test_checkpoints as [iteration, error] (saved
-    with the training state, so that --resume keeps them). It waits for the device once per
-    N steps, as the validation after each epoch does."""
+    network being trained, appended to `records` as [iteration, error] (the command line
+    saves them with every checkpoint, so that --resume keeps them). It waits for the device
+    once per N steps, as the validation after each epoch does."""
 
-    def __init__(self, network, test, state, every):
-        self.network, self.test, self.state, self.every = network, test, state, every
+    def __init__(self, network, test, every, records):
+        self.network, self.test, self.every, self.records = network, test, every, records
 
     def __call__(self, iteration, loss):
         if iteration % self.every == 0:
-            self.state.test_checkpoints.append([iteration, sm.evaluate(self.network, self.test)[1]])
+            self.records.append([iteration, sm.evaluate(self.network, self.test)[1]])
 
 
-def test_checkpoints(network, test, state, every):
-    """fit's on_step for --test-every (None without it)."""
-    return TestCheckpoints(network, test, state, every) if every else None
+def periodic_test_error(network, test, every, records):
+    """fit's on_step for --test-every, appending to `records` (None without the flag)."""
+    return PeriodicTestError(network, test, every, records) if every else None
 
 
-def best_of_last(checkpoints, count=LAST_CHECKPOINTS):
-    """The lowest test error among the last `count` [iteration, error] records (None if none)."""
-    last = checkpoints[-count:]
+def best_of_last(records, count=LAST_CHECKPOINTS):
+    """The lowest test error among the last `count` [iteration, error] records (None if
+    none)."""
+    last = records[-count:]
     return min(error for _, error in last) if last else None
 
 
-def results(args, state, test_error, log):
-    """The fields protocol.py adds to results.json, and the authors' figure in the log."""
+def results(args, test_errors, test_error, log):
+    """The fields protocol.py adds to results.json (test_errors: the [iteration, error]
+    records of --test-every), and the authors' figure in the log."""
     fields = {
         "protocol": args.protocol,
         "two_draws": args.two_draws,
@@ -185,12 +190,12 @@ def results(args, state, test_error, log):
         "train_images": args.train_images,
     }
     if args.test_every:
-        checkpoints = state.test_checkpoints
-        fields.update(test_checkpoints=checkpoints, best_of_last_five=best_of_last(checkpoints))
-        if checkpoints:
-            first = checkpoints[-LAST_CHECKPOINTS:][0][0]
+        best = best_of_last(test_errors)
+        fields.update(test_checkpoints=test_errors, best_of_last_five=best)
+        if test_errors:
+            first, last = test_errors[-LAST_CHECKPOINTS:][0][0], test_errors[-1][0]
             log(
-                f"the authors' figure: best test error of the checkpoints at iterations {first:,}-"
-                f"{checkpoints[-1][0]:,}: {fields['best_of_last_five']:.2f}% (final: {test_error:.2f}%)"
+                f"the authors' figure: best test error of the checkpoints at iterations "
+                f"{first:,}-{last:,}: {best:.2f}% (final: {test_error:.2f}%)"
             )
     return fields

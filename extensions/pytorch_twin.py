@@ -131,7 +131,7 @@ def to_torch(layer, torch):
             return self.rnn(x)[0][:, -1]
 
     def recurrent_module(each):
-        """torch.nn.LSTM or GRU with snip-min's weights: PyTorch stores W^T and U^T (its gates
+        """torch.nn.LSTM or GRU with snip-min's weights: PyTorch stores W^T and R^T (its gates
         in the same order), and its two biases add up to ours (plus the LSTM's constant
         forget_bias, which PyTorch holds in bias_ih's f block)."""
         d_in, hidden = each.input_weight.shape[0], each.hidden
@@ -147,7 +147,7 @@ def to_torch(layer, torch):
             rnn.bias_hh_l0.requires_grad_(False)  # ... and is not trained
         else:
 
-            def candidate_only(array):  # b_hn (H,) -> PyTorch's bias_hh [0, 0, b_hn]
+            def candidate_only(array):  # b_hn (U,) -> PyTorch's bias_hh [0, 0, b_hn]
                 vector = layout_vector(array)
                 return torch.cat([vector.new_zeros(2 * hidden), vector])
 

@@ -20,11 +20,11 @@ import snip_min as sm
 from snip_min import Layer, Param, sum_rows
 
 # --------------------------------------------------------------------------------------
-# Recurrent layers: a sequence x (N, T, D) in, the last hidden state h_T (N, H) out
+# Recurrent layers: a sequence x (N, T, D) in, the last hidden state h_T (N, U) out
 #
 # One layer runs over the whole sequence: the input half of every gate, x_t W for all T
-# steps, is ONE matrix product before the loop, (T*N, D) @ (D, gates*H); inside the loop
-# each step adds h_{t-1} U, one (N, H) @ (H, gates*H) product for all gates. The backward
+# steps, is ONE matrix product before the loop, (T*N, D) @ (D, gates*U); inside the loop
+# each step adds h_{t-1} R, one (N, U) @ (U, gates*U) product for all gates. The backward
 # pass walks the steps in reverse, carrying dL/dh (and, in an LSTM, dL/dc) from each step
 # to the one before; the weights are shared by every step, so their gradients are sums
 # over t, again one product each after the loop. Sequences are batch-first, x: (N, T, D);
@@ -47,9 +47,9 @@ def sigmoid_in_place(x):
 def gate_blocks(labels, hidden, matrix):
     """[(label, index)]: the block of a Param that belongs to each gate.
 
-    Gates are stacked along the last axis, gate k owning entries [k*H, (k+1)*H). For a
-    weight matrix (rows, gates*H) the index selects all rows and those columns, for a bias
-    vector (gates*H,) just those entries: param.value[index] is that gate's block.
+    Gates are stacked along the last axis, gate k owning entries [k*U, (k+1)*U). For a
+    weight matrix (rows, gates*U) the index selects all rows and those columns, for a bias
+    vector (gates*U,) just those entries: param.value[index] is that gate's block.
     """
     blocks = []
     for k, label in enumerate(labels):
@@ -72,8 +72,8 @@ def recurrent_param(role, shape, kind, labels, hidden):
 def gradients_from_above(dout, return_sequences):
     """(from_above, dh_next): what a recurrent layer's backward pass starts from. With
     return_sequences every h_t reaches the loss directly: from_above[t] = dL/dh_t from the
-    layers above, a (T, N, H) view of dout (N, T, H), and nothing comes back after step T.
-    Otherwise only h_T does: from_above is None and dL/dh_T = dout (N, H)."""
+    layers above, a (T, N, U) view of dout (N, T, U), and nothing comes back after step T.
+    Otherwise only h_T does: from_above is None and dL/dh_T = dout (N, U)."""
     if return_sequences:
         return dout.transpose(1, 0, 2), sm.xp.zeros_like(dout[:, 0])
     return None, dout
@@ -83,21 +83,21 @@ class LSTM(Layer):
     """Long short-term memory (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et
     al. 2000) over a whole sequence.
 
-    x: (N, T, D) -> the last hidden state h_T: (N, H), or with return_sequences=True every
-    state h_1 ... h_T: (N, T, H) (to feed another recurrent layer). From h_0 and c_0 (zeros
+    x: (N, T, D) -> the last hidden state h_T: (N, U), or with return_sequences=True every
+    state h_1 ... h_T: (N, T, U) (to feed another recurrent layer). From h_0 and c_0 (zeros
     unless h0, c0 are set), for t = 1 ... T:
-        z_t = x_t W + h_{t-1} U + b        (N, 4H): the four gates' inputs, in one product
+        z_t = x_t W + h_{t-1} R + b        (N, 4U): the four gates' inputs, in one product
         i_t = sigmoid(z_t[i])              input gate: how much of g_t to write
         f_t = sigmoid(z_t[f] + forget_bias)  forget gate: how much of c_{t-1} to keep
         g_t = tanh(z_t[g])                 the candidate written to the cell
         o_t = sigmoid(z_t[o])              output gate: how much of the cell to show
         c_t = f_t * c_{t-1} + i_t * g_t    the cell (memory)
         h_t = o_t * tanh(c_t)              the hidden state (output)
-    W: (D, 4H) input weights, U: (H, 4H) recurrent weights, b: (4H,) bias; the gates'
-    columns are in PyTorch's order i, f, g, o. W and U are 'weight' Params and b a 'bias',
+    W: (D, 4U) input weights, R: (U, 4U) recurrent weights, b: (4U,) bias; the gates'
+    columns are in PyTorch's order i, f, g, o. W and R are 'weight' Params and b a 'bias',
     gated, initialised, decayed and pruned like a linear layer's.
 
-    Bias: ONE per gate (4H), as TensorFlow's LSTM cells (the authors' framework) have.
+    Bias: ONE per gate (4U), as TensorFlow's LSTM cells (the authors' framework) have.
     PyTorch keeps two, b_ih and b_hh, but they only ever appear as their sum, so one of
     them is redundant (and would double the biases SNIP scores): to copy this layer into
     torch.nn.LSTM, put b into bias_ih (plus forget_bias in the f block) and zeros into bias_hh.
@@ -107,7 +107,7 @@ class LSTM(Layer):
     what it holds over more steps and the gradient through c reaches the early steps.
     Being a constant, it is never pruned: b itself starts at 0 like every bias, so its
     connection sensitivity is 0 and SNIP prunes it first, while the offset stays.
-    h0, c0: the initial state, None for zeros, else (N, H) arrays. backward always leaves
+    h0, c0: the initial state, None for zeros, else (N, U) arrays. backward always leaves
     dL/dh_0 and dL/dc_0 in h0_grad and c0_grad.
     """
 
@@ -130,18 +130,18 @@ class LSTM(Layer):
     def forward(self, x, train):  # x: (N, T, D)
         n, steps, _ = x.shape
         size = self.hidden
-        w = self.input_weight.gated()  # (D, 4H), w * c
-        u = self.recurrent_weight.gated()  # (H, 4H)
+        w = self.input_weight.masked()  # (D, 4U), w * c
+        w_rec = self.recurrent_weight.masked()  # (U, 4U), R * c
         x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)  # (T*N, D), step 1's rows first
-        inputs = (x_by_time @ w).reshape(steps, n, 4 * size)  # (T, N, 4H), x_t W for every t
-        inputs += self.bias.gated()
+        inputs = (x_by_time @ w).reshape(steps, n, 4 * size)  # (T, N, 4U), x_t W for every t
+        inputs += self.bias.masked()
         inputs[:, :, size : 2 * size] += self.forget_bias
-        gates = sm.xp.empty_like(inputs)  # (T, N, 4H): i, f, g, o of each step
-        cells = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, H): c_0 ... c_T
+        gates = sm.xp.empty_like(inputs)  # (T, N, 4U): i, f, g, o of each step
+        cells = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, U): c_0 ... c_T
         cell_tanh = sm.xp.empty(
             (steps, n, size), dtype=x.dtype
-        )  # (T, N, H): tanh(c_1) ... tanh(c_T)
-        hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, H): h_0 ... h_T
+        )  # (T, N, U): tanh(c_1) ... tanh(c_T)
+        hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, U): h_0 ... h_T
         cells[0] = 0 if self.c0 is None else self.c0
         hiddens[0] = 0 if self.h0 is None else self.h0
         # sigmoid_in_place's identity, sigmoid(z) = tanh(z / 2) / 2 + 1/2, with a scale and an
@@ -152,65 +152,66 @@ class LSTM(Layer):
             sm.xp.full(4 * size, 0.5, dtype=x.dtype),
             sm.xp.full(4 * size, 0.5, dtype=x.dtype),
         )
-        scale[2 * size : 3 * size], offset[2 * size : 3 * size] = 1.0, 0.0  # (4H,) each
+        scale[2 * size : 3 * size], offset[2 * size : 3 * size] = 1.0, 0.0  # (4U,) each
         for t in range(steps):  # arrays are indexed from 0: gates[t] belongs to step t+1
-            z = hiddens[t] @ u  # (N, 4H)
-            z += inputs[t]  # z_t = x_t W + h_{t-1} U + b
-            gate = gates[t]  # (N, 4H), a view, filled here
+            z = hiddens[t] @ w_rec  # (N, 4U)
+            z += inputs[t]  # z_t = x_t W + h_{t-1} R + b
+            gate = gates[t]  # (N, 4U), a view, filled here
             z *= scale
             sm.xp.tanh(z, out=gate)
             gate *= scale
             gate += offset  # i, f, o = sigmoid(z), g = tanh(z)
             i, f, g, o = (
                 gate[:, k * size : (k + 1) * size] for k in range(4)
-            )  # views, (N, H) each
+            )  # views, (N, U) each
             sm.xp.multiply(f, cells[t], out=cells[t + 1])  # c_t = f_t * c_{t-1}
             cells[t + 1] += i * g  #       + i_t * g_t
             sm.xp.tanh(cells[t + 1], out=cell_tanh[t])
             sm.xp.multiply(o, cell_tanh[t], out=hiddens[t + 1])  # h_t = o_t * tanh(c_t)
-        self.cache = (x_by_time, x.shape, w, u, gates, cells, cell_tanh, hiddens)
+        self.cache = (x_by_time, x.shape, w, w_rec, gates, cells, cell_tanh, hiddens)
         if self.return_sequences:
-            return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, H)
-        return hiddens[steps]  # (N, H)
+            return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, U)
+        return hiddens[steps]  # (N, U)
 
-    def backward(self, dout):  # dout: (N, H), or (N, T, H) with return_sequences
-        x_by_time, x_shape, w, u, gates, cells, cell_tanh, hiddens = self.take_cache()
+    def backward(self, dout):  # dout: (N, U), or (N, T, U) with return_sequences
+        x_by_time, x_shape, w, w_rec, gates, cells, cell_tanh, hiddens = self.take_cache()
         steps, n, size = cell_tanh.shape
-        dz = sm.xp.empty_like(gates)  # (T, N, 4H): dL/dz_t of each step
+        dz = sm.xp.empty_like(gates)  # (T, N, 4U): dL/dz_t of each step
         from_above, dh_next = gradients_from_above(dout, self.return_sequences)
-        dc_next = sm.xp.zeros((n, size), dtype=dout.dtype)  # (N, H): c_T feeds only h_T
+        dc_next = sm.xp.zeros((n, size), dtype=dout.dtype)  # (N, U): c_T feeds only h_T
         for t in reversed(range(steps)):
             # h_t feeds the loss (with return_sequences) and the next step: dL/dh_t is the sum
-            dh = dh_next + from_above[t] if from_above is not None else dh_next  # (N, H)
+            dh = dh_next + from_above[t] if from_above is not None else dh_next  # (N, U)
             gate = gates[t]
             i, f, g, o = (gate[:, k * size : (k + 1) * size] for k in range(4))
-            # in the forward pass this was h_t = o_t * tanh(c_t), so now dL/do_t = dL/dh_t * tanh(c_t),
-            # and dL/dc_t = (what step t+1 sent back) + dL/dh_t * o_t * (1 - tanh(c_t)^2)
-            do = dh * cell_tanh[t]  # (N, H)
-            dc = dc_next + dh * o * (1 - cell_tanh[t] * cell_tanh[t])  # (N, H)
+            # in the forward pass this was h_t = o_t * tanh(c_t), so now
+            # dL/do_t = dL/dh_t * tanh(c_t), and
+            # dL/dc_t = (what step t+1 sent back) + dL/dh_t * o_t * (1 - tanh(c_t)^2)
+            do = dh * cell_tanh[t]  # (N, U)
+            dc = dc_next + dh * o * (1 - cell_tanh[t] * cell_tanh[t])  # (N, U)
             # forward: c_t = f_t * c_{t-1} + i_t * g_t, so
             # dL/di_t = dL/dc_t * g_t, dL/df_t = dL/dc_t * c_{t-1}, dL/dg_t = dL/dc_t * i_t
-            di, df, dg = dc * g, dc * cells[t], dc * i  # (N, H) each
-            # forward: i, f, o = sigmoid(z), g = tanh(z), and sigmoid' = s (1 - s), tanh' = 1 - tanh^2
-            d = dz[t]  # (N, 4H), a view, filled here
+            di, df, dg = dc * g, dc * cells[t], dc * i  # (N, U) each
+            # forward: i, f, o = sigmoid(z), g = tanh(z);
+            # sigmoid' = sigmoid (1 - sigmoid), tanh' = 1 - tanh^2
+            d = dz[t]  # (N, 4U), a view, filled here
             d[:, :size] = di * i * (1 - i)
-            d[:, size : 2 * size] = (
-                df * f * (1 - f)
-            )  # the constant forget_bias changes nothing here
+            # (the constant forget_bias changes nothing in f's derivative)
+            d[:, size : 2 * size] = df * f * (1 - f)
             d[:, 2 * size : 3 * size] = dg * (1 - g * g)
             d[:, 3 * size :] = do * o * (1 - o)
-            # forward: z_t = x_t W + h_{t-1} U + b, so dL/dh_{t-1} = dL/dz_t U^T,
+            # forward: z_t = x_t W + h_{t-1} R + b, so dL/dh_{t-1} = dL/dz_t R^T,
             # and c_t = f_t * c_{t-1} + ... gives dL/dc_{t-1} = dL/dc_t * f_t
-            dh_next = d @ u.T  # (N, H)
-            dc_next = dc * f  # (N, H)
-        self.h0_grad, self.c0_grad = dh_next, dc_next  # dL/dh_0, dL/dc_0: (N, H) each
-        # forward: z_t = x_t W + h_{t-1} U + b at every t with the same W, U, b, so
-        # dL/dW = sum_t x_t^T dL/dz_t, dL/dU = sum_t h_{t-1}^T dL/dz_t, dL/db = sum_t sum_n dL/dz_t:
+            dh_next = d @ w_rec.T  # (N, U)
+            dc_next = dc * f  # (N, U)
+        self.h0_grad, self.c0_grad = dh_next, dc_next  # dL/dh_0, dL/dc_0: (N, U) each
+        # forward: z_t = x_t W + h_{t-1} R + b at every t with the same W, R, b, so
+        # dL/dW = sum_t x_t^T dL/dz_t, dL/dR = sum_t h_{t-1}^T dL/dz_t, dL/db = sum_t sum_n dL/dz_t:
         # each sum over t and n is one product of the stacked steps
-        dz_rows = dz.reshape(steps * n, 4 * size)  # (T*N, 4H)
-        self.input_weight.grad = x_by_time.T @ dz_rows  # (D, 4H)
-        self.recurrent_weight.grad = hiddens[:-1].reshape(steps * n, size).T @ dz_rows  # (H, 4H)
-        self.bias.grad = sum_rows(dz_rows)  # (4H,)
+        dz_rows = dz.reshape(steps * n, 4 * size)  # (T*N, 4U)
+        self.input_weight.grad = x_by_time.T @ dz_rows  # (D, 4U)
+        self.recurrent_weight.grad = hiddens[:-1].reshape(steps * n, size).T @ dz_rows  # (U, 4U)
+        self.bias.grad = sum_rows(dz_rows)  # (4U,)
         if not self.needs_input_gradient:
             return None
         # and dL/dx_t = dL/dz_t W^T, every step at once
@@ -222,26 +223,26 @@ class GRU(Layer):
     """Gated recurrent unit (Cho et al. 2014) over a whole sequence, in its "reset after"
     form (PyTorch's torch.nn.GRU, cuDNN, Keras with reset_after=True).
 
-    x: (N, T, D) -> the last hidden state h_T: (N, H), or with return_sequences=True every
-    state (N, T, H). From h_0 (zeros unless h0 is set), for t = 1 ... T:
-        a_t = x_t W + b                    (N, 3H): the gates' input halves (all t at once)
-        s_t = h_{t-1} U + [0, 0, b_hn]     (N, 3H): their recurrent halves, one product
+    x: (N, T, D) -> the last hidden state h_T: (N, U), or with return_sequences=True every
+    state (N, T, U). From h_0 (zeros unless h0 is set), for t = 1 ... T:
+        a_t = x_t W + b                    (N, 3U): the gates' input halves (all t at once)
+        s_t = h_{t-1} R + [0, 0, b_hn]     (N, 3U): their recurrent halves, one product
         r_t = sigmoid(a_t[r] + s_t[r])     reset gate: how much of h_{t-1} the candidate sees
         z_t = sigmoid(a_t[z] + s_t[z])     update gate: how much of h_{t-1} to keep
         n_t = tanh(a_t[n] + r_t * s_t[n])  the candidate state
         h_t = (1 - z_t) * n_t + z_t * h_{t-1}
-    W: (D, 3H) input weights, U: (H, 3H) recurrent weights (columns in PyTorch's order
-    r, z, n), b: (3H,) input bias, b_hn: (H,) recurrent bias of the candidate.
+    W: (D, 3U) input weights, R: (U, 3U) recurrent weights (columns in PyTorch's order
+    r, z, n), b: (3U,) input bias, b_hn: (U,) recurrent bias of the candidate.
 
     Why "reset after": the original GRU resets h_{t-1} BEFORE its product,
     n_t = tanh(x_t W_n + (r_t * h_{t-1}) U_n + b_n), which needs r_t first and so a second
     product per step. Resetting the product's result instead keeps ONE recurrent product
     for all three gates. Biases: PyTorch's recurrent biases b_hr, b_hz only ever appear
     added to the input biases b_r, b_z, so they are redundant and left out; but r_t
-    multiplies b_hn, so b_hn is a parameter of its own: 3H + H biases. To copy this layer
+    multiplies b_hn, so b_hn is a parameter of its own: 3U + U biases. To copy this layer
     into torch.nn.GRU: bias_ih = b, bias_hh = [0, 0, b_hn].
     All four Params are gated and pruned like a linear layer's weights and biases.
-    h0: the initial state, None for zeros, else (N, H); backward leaves dL/dh_0 in h0_grad.
+    h0: the initial state, None for zeros, else (N, U); backward leaves dL/dh_0 in h0_grad.
     """
 
     GATES = ("r", "z", "n")
@@ -264,27 +265,27 @@ class GRU(Layer):
     def forward(self, x, train):  # x: (N, T, D)
         n, steps, _ = x.shape
         size = self.hidden
-        w = self.input_weight.gated()  # (D, 3H), w * c
-        u = self.recurrent_weight.gated()  # (H, 3H)
-        recurrent_bias = self.recurrent_bias.gated()  # (H,)
+        w = self.input_weight.masked()  # (D, 3U), w * c
+        w_rec = self.recurrent_weight.masked()  # (U, 3U), R * c
+        recurrent_bias = self.recurrent_bias.masked()  # (U,)
         x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)  # (T*N, D), step 1's rows first
-        inputs = (x_by_time @ w).reshape(steps, n, 3 * size)  # (T, N, 3H): a_t for every t
-        inputs += self.bias.gated()
-        gates = sm.xp.empty_like(inputs)  # (T, N, 3H): r, z, n of each step
+        inputs = (x_by_time @ w).reshape(steps, n, 3 * size)  # (T, N, 3U): a_t for every t
+        inputs += self.bias.masked()
+        gates = sm.xp.empty_like(inputs)  # (T, N, 3U): r, z, n of each step
         candidate_recurrent = sm.xp.empty(
             (steps, n, size), dtype=x.dtype
-        )  # (T, N, H): s_t[n] of each step
-        hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, H): h_0 ... h_T
+        )  # (T, N, U): s_t[n] of each step
+        hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, U): h_0 ... h_T
         hiddens[0] = 0 if self.h0 is None else self.h0
         for t in range(steps):  # arrays are indexed from 0: gates[t] belongs to step t+1
-            s = hiddens[t] @ u  # (N, 3H)
-            gate = gates[t]  # (N, 3H), a view, filled here
-            both = gate[:, : 2 * size]  # (N, 2H): r and z
+            s = hiddens[t] @ w_rec  # (N, 3U)
+            gate = gates[t]  # (N, 3U), a view, filled here
+            both = gate[:, : 2 * size]  # (N, 2U): r and z
             sm.xp.add(inputs[t][:, : 2 * size], s[:, : 2 * size], out=both)
             sigmoid_in_place(both)  # r, z = sigmoid(a + s)
-            r, z = gate[:, :size], gate[:, size : 2 * size]  # views, (N, H) each
+            r, z = gate[:, :size], gate[:, size : 2 * size]  # views, (N, U) each
             sm.xp.add(s[:, 2 * size :], recurrent_bias, out=candidate_recurrent[t])  # s_t[n]
-            candidate = gate[:, 2 * size :]  # n_t, (N, H), a view
+            candidate = gate[:, 2 * size :]  # n_t, (N, U), a view
             sm.xp.multiply(r, candidate_recurrent[t], out=candidate)
             candidate += inputs[t][:, 2 * size :]
             sm.xp.tanh(candidate, out=candidate)  # n = tanh(a[n] + r * s[n])
@@ -292,56 +293,56 @@ class GRU(Layer):
             sm.xp.subtract(hiddens[t], candidate, out=h)
             h *= z
             h += candidate  # h_t = n + z (h_{t-1} - n) = (1 - z) n + z h_{t-1}
-        self.cache = (x_by_time, w, u, gates, candidate_recurrent, hiddens)
+        self.cache = (x_by_time, w, w_rec, gates, candidate_recurrent, hiddens)
         if self.return_sequences:
-            return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, H)
-        return hiddens[steps]  # (N, H)
+            return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, U)
+        return hiddens[steps]  # (N, U)
 
-    def backward(self, dout):  # dout: (N, H), or (N, T, H) with return_sequences
-        x_by_time, w, u, gates, candidate_recurrent, hiddens = self.take_cache()
+    def backward(self, dout):  # dout: (N, U), or (N, T, U) with return_sequences
+        x_by_time, w, w_rec, gates, candidate_recurrent, hiddens = self.take_cache()
         steps, n, size = candidate_recurrent.shape
-        d_recurrent = sm.xp.empty_like(gates)  # (T, N, 3H): dL/ds_t of each step
-        d_candidate = sm.xp.empty_like(candidate_recurrent)  # (T, N, H): dL/da_t[n] of each step
+        d_recurrent = sm.xp.empty_like(gates)  # (T, N, 3U): dL/ds_t of each step
+        d_candidate = sm.xp.empty_like(candidate_recurrent)  # (T, N, U): dL/da_t[n] of each step
         from_above, dh_next = gradients_from_above(dout, self.return_sequences)
         for t in reversed(range(steps)):
             # h_t feeds the loss (with return_sequences) and the next step: dL/dh_t is the sum
-            dh = dh_next + from_above[t] if from_above is not None else dh_next  # (N, H)
+            dh = dh_next + from_above[t] if from_above is not None else dh_next  # (N, U)
             gate = gates[t]
             r, z, candidate = gate[:, :size], gate[:, size : 2 * size], gate[:, 2 * size :]
-            h_previous = hiddens[t]  # h_{t-1}, (N, H)
+            h_previous = hiddens[t]  # h_{t-1}, (N, U)
             # in the forward pass this was h_t = (1 - z_t) * n_t + z_t * h_{t-1}, so now
             # dL/dn_t = dL/dh_t * (1 - z_t), dL/dz_t = dL/dh_t * (h_{t-1} - n_t), and h_{t-1}
             # gets dL/dh_t * z_t directly (added below)
-            dn = dh * (1 - z)  # (N, H)
-            dz = dh * (h_previous - candidate)  # (N, H)
+            dn = dh * (1 - z)  # (N, U)
+            dz = dh * (h_previous - candidate)  # (N, U)
             # forward: n_t = tanh(a_t[n] + r_t * s_t[n]), so dL/da_t[n] = dL/dn_t * (1 - n_t^2),
             # dL/dr_t = dL/da_t[n] * s_t[n] and dL/ds_t[n] = dL/da_t[n] * r_t
             d_candidate[t] = dn * (1 - candidate * candidate)
-            dr = d_candidate[t] * candidate_recurrent[t]  # (N, H)
-            d = d_recurrent[t]  # (N, 3H), a view, filled here
+            dr = d_candidate[t] * candidate_recurrent[t]  # (N, U)
+            d = d_recurrent[t]  # (N, 3U), a view, filled here
             d[:, 2 * size :] = d_candidate[t] * r
             # forward: r_t = sigmoid(a_t[r] + s_t[r]), z_t likewise, and sigmoid' = s (1 - s):
             # dL/ds_t[r] = dL/dr_t * r_t (1 - r_t) (the same as dL/da_t[r]), likewise for z
             d[:, :size] = dr * r * (1 - r)
             d[:, size : 2 * size] = dz * z * (1 - z)
-            # forward: s_t = h_{t-1} U + ..., and h_t = ... + z_t * h_{t-1}, so
-            # dL/dh_{t-1} = dL/ds_t U^T + dL/dh_t * z_t
-            dh_next = d @ u.T + dh * z  # (N, H)
-        self.h0_grad = dh_next  # dL/dh_0, (N, H)
-        # forward: a_t = x_t W + b and s_t = h_{t-1} U + [0, 0, b_hn] at every t with the same
-        # W, b, U, b_hn: their gradients are sums over t and n, one product each
-        recurrent_rows = d_recurrent.reshape(steps * n, 3 * size)  # (T*N, 3H): dL/ds_t
+            # forward: s_t = h_{t-1} R + ..., and h_t = ... + z_t * h_{t-1}, so
+            # dL/dh_{t-1} = dL/ds_t R^T + dL/dh_t * z_t
+            dh_next = d @ w_rec.T + dh * z  # (N, U)
+        self.h0_grad = dh_next  # dL/dh_0, (N, U)
+        # forward: a_t = x_t W + b and s_t = h_{t-1} R + [0, 0, b_hn] at every t with the same
+        # W, b, R, b_hn: their gradients are sums over t and n, one product each
+        recurrent_rows = d_recurrent.reshape(steps * n, 3 * size)  # (T*N, 3U): dL/ds_t
         self.recurrent_weight.grad = (
             hiddens[:-1].reshape(steps * n, size).T @ recurrent_rows
-        )  # (H, 3H)
-        self.recurrent_bias.grad = sum_rows(recurrent_rows[:, 2 * size :])  # (H,)
+        )  # (U, 3U)
+        self.recurrent_bias.grad = sum_rows(recurrent_rows[:, 2 * size :])  # (U,)
         # the input halves: a_t[r], a_t[z] enter exactly where s_t[r], s_t[z] do (their sum),
         # while a_t[n] enters outside the reset, with dL/da_t[n] found above. dL/ds_t is no
         # longer needed, so its candidate columns take dL/da_t[n] in place (no copy)
         d_recurrent[:, :, 2 * size :] = d_candidate  # now dL/da_t of each step
-        input_rows = recurrent_rows  # (T*N, 3H), the same array
-        self.input_weight.grad = x_by_time.T @ input_rows  # (D, 3H)
-        self.bias.grad = sum_rows(input_rows)  # (3H,)
+        input_rows = recurrent_rows  # (T*N, 3U), the same array
+        self.input_weight.grad = x_by_time.T @ input_rows  # (D, 3U)
+        self.bias.grad = sum_rows(input_rows)  # (3U,)
         if not self.needs_input_gradient:
             return None
         # and dL/dx_t = dL/da_t W^T, every step at once
@@ -351,7 +352,7 @@ class GRU(Layer):
 
 class AsSequence(Layer):
     """Read each image as a sequence of its rows: x (N, H, W, C) -> (N, T = H, D = W*C), or,
-    with pixels=True, of its pixels: -> (N, T = H*W, D = C).
+    with pixels=True, of its pixels: -> (N, T = U*W, D = C).
 
     Rows: step t is row t, its W pixels' C channels side by side (NHWC order); an MNIST
     digit becomes 28 steps of 28 pixels. Pixels: step t is pixel t in reading order, an MNIST

@@ -19,10 +19,11 @@ moved: what the methods decide is mostly each layer's share.
                     magnitude, synflow) are untouched by it
 
 What this adds to snip_min.py: `--sanity-check NAME`, applied to the mask any --method
-produces, before training; cli.prune calls prune() here when the flag is given, and
-results.json records the check. Every random draw of a check comes from a fifth stream of
-the run's seed (check_stream), beside cli.run's four, so that the method's own draws,
-and so its mask before the check, are those of the unchecked run. Experiment F
+produces, before training; cli.prune_at_initialisation calls prune_checked() here when the
+flag is given, and results.json records the check. Every random draw of a check comes from
+a fifth stream of the run's seed (check_stream), beside the four of snip_min.seed_streams,
+so that the method's own draws, and so its mask before the check, are those of the
+unchecked run. Experiment F
 (experiments/sanity_checks.py, docs/sanity_checks.md) runs every check on every criterion;
 the tests are tests/test_criteria.py.
 """
@@ -39,11 +40,11 @@ CHECKS = ("shuffle", "reinit", "invert", "corrupt-data")
 
 def check_stream(seed):
     """The sanity checks' random stream for a run's seed: child 4 of the seed's SeedSequence,
-    whose children 0-3 are cli.run's initialisation, split, scoring and shuffling."""
+    whose children 0-3 are snip_min.seed_streams' initialisation, split, scoring and shuffling."""
     return numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(5)[4])
 
 
-def prune(
+def prune_checked(
     check,
     method,
     model,
@@ -53,14 +54,14 @@ def prune(
     sparsity,
     seed,
     classes,
-    prune="weights+biases",
+    scope="weights+biases",
     init="vs-h",
     rng=None,
     rounds=100,
     report=None,
 ):
-    """Gate and prune `model` with `method` (see criteria.prune; rng is its own, for random)
-    under the sanity check `check`. seed: the run's (for check_stream), classes: how many
+    """Gate and prune `model` with `method` (see criteria.prune_by; scope, rng and rounds are
+    its own) under the sanity check `check`. seed: the run's (for check_stream), classes: how many
     labels the data has (for corrupt-data), init: the initialisation (for reinit). Returns
     the gated Params."""
     if check not in CHECKS:
@@ -70,18 +71,19 @@ def prune(
         labels = sm.xp.asarray(stream.integers(0, classes, size=len(labels)))
         if method in criteria.DATA_FREE:
             print(
-                f"note: --sanity-check corrupt-data leaves {method}'s mask as it is: it reads no data",
+                f"note: --sanity-check corrupt-data leaves {method}'s mask as it is: it reads "
+                f"no data",
                 file=sys.stderr,
             )
-    initial = [p.value for p in sm.prunable_parameters(model, prune)]
+    initial = [p.value for p in sm.prunable_parameters(model, scope)]
     inverted = check == "invert"
-    gated = criteria.prune(
+    gated = criteria.prune_by(
         method,
         model,
         images,
         labels,
         sparsity,
-        prune,
+        scope,
         rng,
         rounds,
         invert=inverted,
@@ -91,8 +93,8 @@ def prune(
     if inverted and report is not None and report["lowest_ties"] > 1:
         tied, kappa = report["lowest_ties"], report["kappa"]
         print(
-            f"note: inverted, {tied:,} connections share the lowest score; {min(tied, kappa):,} of the "
-            f"kappa = {kappa:,} kept were drawn among them at random",
+            f"note: inverted, {tied:,} connections share the lowest score; "
+            f"{min(tied, kappa):,} of the kappa = {kappa:,} kept were drawn among them at random",
             file=sys.stderr,
         )
     if check == "shuffle":

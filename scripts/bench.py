@@ -3,7 +3,8 @@
     python bench.py --model lenet5                      # batch 100, sparsity 0.99, 2 threads
     python bench.py --model lenet300 --json             # one JSON object
     python bench.py --model lenet5 --device gpu         # CuPy against PyTorch on CUDA
-    python bench.py --model lenet5 --profile            # where snip-min's training step spends its time
+    python bench.py --model lenet5 --profile            # where snip-min's training step spends
+                                                        # its time
 
 For a model, batch size and sparsity it measures, after warm-up and over repeated runs
 (median, min, max):
@@ -377,8 +378,8 @@ def forwarded_flags(args):
 
 
 def serve(args):
-    """The body of a worker process (--worker snip-min|snip-min-compact|torch): build the work, then answer
-    the parent's commands until its stdin closes."""
+    """The body of a worker process (--worker snip-min|snip-min-compact|torch): build the work,
+    then answer the parent's commands until its stdin closes."""
     import numpy
 
     import models
@@ -906,8 +907,9 @@ def start_worker(library, args, required=False):
 
 def print_table(report):
     print(
-        f"{report['model']} ({report['dataset']}, {report['data']}), batch {report['batch_size']}, sparsity "
-        f"{report['sparsity']:g}, {report['device']}, {report['threads']} threads; "
+        f"{report['model']} ({report['dataset']}, {report['data']}), "
+        f"batch {report['batch_size']}, sparsity {report['sparsity']:g}, {report['device']}, "
+        f"{report['threads']} threads; "
         f"median (min-max) of {report['repeats']} repeats"
     )
     rows = [

@@ -29,19 +29,19 @@ def scoring_batch(model_name, seed, n=20, dtype=None):
     return images, sm.xp.asarray(rng.integers(0, models.NUM_CLASSES[dataset], n))
 
 
-def pruned(model_name, method, sparsity, seed=0, invert=False, rounds=10, prune="weights+biases"):
+def pruned(model_name, method, sparsity, seed=0, invert=False, rounds=10, scope="weights+biases"):
     """(model, gated Params, initial values) after pruning a fresh model with `method`."""
     model = models.build(model_name)
     sm.initialise(model, "vs-h", numpy.random.default_rng(seed))
-    initial = [sm.to_host(p.value) for p in sm.prunable_parameters(model, prune)]
+    initial = [sm.to_host(p.value) for p in sm.prunable_parameters(model, scope)]
     images, labels = scoring_batch(model_name, seed)
-    gated = criteria.prune(
+    gated = criteria.prune_by(
         method,
         model,
         images,
         labels,
         sparsity,
-        prune,
+        scope,
         numpy.random.default_rng(seed + 1),
         rounds,
         invert=invert,
@@ -115,7 +115,7 @@ def test_inverted_snip_keeps_the_lowest_sensitivities():
     scores = sm.to_host(
         sm.normalised_scores(sm.connection_sensitivity(model, images, labels, params))
     )
-    gated = criteria.prune("snip", model, images, labels, 0.9, invert=True)
+    gated = criteria.prune_by("snip", model, images, labels, 0.9, invert=True)
     keep = flat_host([p.mask for p in gated]) == 1
     assert (
         keep.sum() == sm.kappa_for(0.9, scores.size) and scores[keep].max() <= scores[~keep].min()
@@ -198,7 +198,7 @@ def test_synflow_reads_no_data_and_leaves_the_model_as_it_was():
     for scale in (1.0, -3.0):  # other images, other labels: the same mask
         model_copy = models.build("lenet5")
         sm.initialise(model_copy, "vs-h", numpy.random.default_rng(0))
-        gated = criteria.prune(
+        gated = criteria.prune_by(
             "synflow", model_copy, images * scale, (labels + 1) % 10, 0.99, rounds=3
         )
         masks.append([sm.to_host(p.mask) for p in gated])
@@ -356,13 +356,13 @@ def test_grasp_keeps_the_largest_w_times_hg():
     images, labels = scoring_batch("lenet300", 0)
     params = sm.prunable_parameters(model)
     scores = flat_host(criteria.grasp_scores(model, images, labels, params))
-    gated = criteria.prune("grasp", model, images, labels, 0.95)
+    gated = criteria.prune_by("grasp", model, images, labels, 0.95)
     keep = flat_host([p.mask for p in gated]) == 1
     assert scores[keep].min() >= scores[~keep].max()
     assert (scores < 0).any() and (scores > 0).any()  # signed: not a magnitude
 
 
-# --- the sanity checks ------------------------------------------------------------------------------
+# --- the sanity checks ----------------------------------------------------------------------------
 
 
 def checked(check, method="snip", model_name="lenet300", sparsity=0.95, seed=0, rounds=5):
@@ -370,7 +370,7 @@ def checked(check, method="snip", model_name="lenet300", sparsity=0.95, seed=0, 
     sm.initialise(model, "vs-h", numpy.random.default_rng(seed))
     initial = [sm.to_host(p.value) for p in sm.prunable_parameters(model)]
     images, labels = scoring_batch(model_name, seed)
-    gated = sanity.prune(
+    gated = sanity.prune_checked(
         check,
         method,
         model,
@@ -448,9 +448,11 @@ def test_shuffle_keeps_each_gates_count_of_a_recurrent_layer():
         sm.initialise(model, "vs-h", numpy.random.default_rng(0))
         images, labels = scoring_batch("lstm-s", 0)
         if check is None:
-            criteria.prune("snip", model, images, labels, 0.95)
+            criteria.prune_by("snip", model, images, labels, 0.95)
         else:
-            sanity.prune(check, "snip", model, images, labels, sparsity=0.95, seed=0, classes=10)
+            sanity.prune_checked(
+                check, "snip", model, images, labels, sparsity=0.95, seed=0, classes=10
+            )
         return sm.pruning_table(model), [sm.to_host(p.mask) for p in sm.prunable_parameters(model)]
 
     (plain, plain_masks), (shuffled, shuffled_masks) = rows(None), rows("shuffle")
@@ -460,13 +462,13 @@ def test_shuffle_keeps_each_gates_count_of_a_recurrent_layer():
 
 def test_corrupt_data_scores_on_labels_drawn_at_random(monkeypatch):
     seen = []
-    real = criteria.prune
+    real = criteria.prune_by
 
     def spy(method, model, images, labels, *args, **kwargs):
         seen.append(sm.to_host(labels))
         return real(method, model, images, labels, *args, **kwargs)
 
-    monkeypatch.setattr(criteria, "prune", spy)
+    monkeypatch.setattr(criteria, "prune_by", spy)
     _, labels = scoring_batch("lenet300", 0)
     checked("corrupt-data")
     checked("corrupt-data")
@@ -474,7 +476,7 @@ def test_corrupt_data_scores_on_labels_drawn_at_random(monkeypatch):
     assert seen[0].min() >= 0 and seen[0].max() < 10
 
 
-# --- no wait for the device ---------------------------------------------------------------------------
+# --- no wait for the device -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("method", criteria.METHODS)
@@ -482,13 +484,13 @@ def test_every_criterion_scores_without_waiting_for_the_device(stand_in, method)
     model = models.build("lenet5")
     sm.initialise(model, "vs-h", numpy.random.default_rng(0))
     images, labels = scoring_batch("lenet5", 0)
-    criteria.prune(
+    criteria.prune_by(
         method, model, images, labels, 0.99, rng=numpy.random.default_rng(1), rounds=3
     )  # compiles
     model = models.build("lenet5")
     sm.initialise(model, "vs-h", numpy.random.default_rng(0))
     with stand_in.counting() as record:
-        gated = criteria.prune(
+        gated = criteria.prune_by(
             method, model, images, labels, 0.99, rng=numpy.random.default_rng(1), rounds=3
         )
     allowed = 1 if method == "random" else 0  # random's host-drawn scores are copied over once
@@ -500,11 +502,13 @@ def test_every_sanity_check_runs_on_the_device_and_training_never_waits(stand_in
     model = models.build("lenet300")
     sm.initialise(model, "vs-h", numpy.random.default_rng(0))
     images, labels = scoring_batch("lenet300", 0)
-    sanity.prune(check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10)
+    sanity.prune_checked(check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10)
     with stand_in.counting() as record:
         model = models.build("lenet300")
         sm.initialise(model, "vs-h", numpy.random.default_rng(0))
-        sanity.prune(check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10)
+        sanity.prune_checked(
+            check, "snip", model, images, labels, sparsity=0.98, seed=0, classes=10
+        )
     assert record.syncs == 0, record.summary()
     optimiser = sm.SGD(sm.parameters_of(model))
     sm.train_step(model, optimiser, images, labels, 0.1)
@@ -513,7 +517,7 @@ def test_every_sanity_check_runs_on_the_device_and_training_never_waits(stand_in
     assert record.syncs == 0 and record.transfers == 0, record.summary()
 
 
-# --- the command line ------------------------------------------------------------------------------
+# --- the command line -----------------------------------------------------------------------------
 
 
 def cli_arguments(data_dir, out, device, *extra):

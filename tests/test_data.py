@@ -819,7 +819,8 @@ def random_cifar_arrays(train_count=23, test_count=7, seed=0):
 
 
 def cifar_record_by_hand(label, seed):
-    """One 3,073-byte record: the label byte, then the red, green and blue planes (1,024 bytes each)."""
+    """One 3,073-byte record: the label byte, then the red, green and blue planes (1,024 bytes
+    each)."""
     rng = np.random.default_rng(seed)
     red, green, blue = (bytes(rng.integers(0, 256, 1024, dtype=np.uint8)) for _ in range(3))
     return bytes([label]) + red + green + blue, (red, green, blue)

@@ -118,7 +118,8 @@ def test_the_main_commands_training_loop_waits_at_most_once_in_ten_steps(
     assert all(step.syncs == 0 and step.transfers == 0 for step in steps), next(
         step.summary() for step in steps if step.syncs or step.transfers
     )
-    # the loop's own waits: one read every READ_EVERY steps, two per epoch (its sums, and validation)
+    # the loop's own waits: one read every READ_EVERY steps, two per epoch (its sums, and
+    # validation)
     assert loop.syncs == iterations // sm.READ_EVERY + 2 * 2, loop.summary()
     assert loop.syncs / iterations <= 0.1, loop.summary()
     assert loop.transfers == 2, loop.summary()  # the shuffle, once per epoch (MNIST: no moves)

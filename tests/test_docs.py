@@ -468,8 +468,10 @@ def test_defined_names_are_definitions_not_mentions(tmp_path):
 def test_the_name_checker_finds_stale_names():
     known = {"connection_sensitivity", "BatchNorm"}
     page = (
-        "# Page\n\nIt calls `connection_sensitivity` and `sm.snip`, `BatchNorm`, `results.json`.\n\n"
-        "Stale: `alive_unit_count`, `sm.no_such_function`, `compaction.compact.nothing`, `OldLayer`,\n"
+        "# Page\n\nIt calls `connection_sensitivity` and `sm.snip`, `BatchNorm`, "
+        "`results.json`.\n\n"
+        "Stale: `alive_unit_count`, `sm.no_such_function`, `compaction.compact.nothing`, "
+        "`OldLayer`,\n"
         "`gone(model)`, `models.py` is a file.\n\n"
         "    from snip_min import snip, vanished\n    import no_such_module\n"
     )

@@ -22,7 +22,7 @@ def arguments(*flags):
     return cli.parse_arguments(["--model", "lenet300", *flags])
 
 
-# --- the switch and its pieces ---------------------------------------------------------------------
+# --- the switch and its pieces --------------------------------------------------------------------
 
 
 def test_each_protocol_sets_its_pieces():
@@ -100,7 +100,7 @@ def test_constant_lr_removes_every_decay_and_nothing_else():
     ) == (100, [25, 50, 75])
 
 
-# --- two draws -------------------------------------------------------------------------------------
+# --- two draws ------------------------------------------------------------------------------------
 
 
 def test_scoring_biases_are_drawn_like_weights_of_fan_n_after_the_same_weights():
@@ -179,7 +179,7 @@ def test_two_draws_neither_wait_for_the_device_nor_slow_a_training_step(stand_in
     assert record.syncs == 0 and record.transfers == 0, record.summary()
 
 
-# --- a run under the authors' protocol -------------------------------------------------------------
+# --- a run under the authors' protocol ------------------------------------------------------------
 
 
 def run_authors(data_dir, out, device, *extra):
@@ -239,14 +239,14 @@ def test_an_authors_run_records_its_test_checkpoints_and_the_best_of_the_last_fi
 
 def test_the_test_checkpoints_survive_a_checkpoint_and_resume():
     state = sm.TrainingState(numpy.random.default_rng(0))
-    state.test_checkpoints = [[1000, 1.5], [2000, 1.25]]
-    record = json.loads(json.dumps(checkpoints.state_record(state)))
-    assert checkpoints.training_state(record, numpy.arange(4)).test_checkpoints == [
+    test_errors = [[1000, 1.5], [2000, 1.25]]
+    record = json.loads(json.dumps(checkpoints.state_record(state, test_errors)))
+    assert checkpoints.saved_test_errors(record) == [
         [1000, 1.5],
         [2000, 1.25],
     ]
     del record["test_checkpoints"]  # a checkpoint from before --test-every
-    assert checkpoints.training_state(record, numpy.arange(4)).test_checkpoints == []
+    assert checkpoints.saved_test_errors(record) == []
 
 
 def test_the_test_checkpoints_of_a_run_stopped_and_resumed_are_those_of_a_run_left_alone(
@@ -294,7 +294,7 @@ def test_best_of_last_takes_the_last_five_only():
     assert protocol.best_of_last(records) == 2.0 and protocol.best_of_last([]) is None
 
 
-# --- the first N training images -------------------------------------------------------------------
+# --- the first N training images ------------------------------------------------------------------
 
 
 def test_first_training_images_keeps_them_with_their_own_statistics(tiny_mnist):

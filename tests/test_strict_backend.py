@@ -670,7 +670,9 @@ def test_snip_min_trains_on_the_stand_in_as_on_numpy(tmp_path):
             labels = sm.xp.asarray(rng.integers(0, 10, 20))
             sm.snip(model, images, labels, 0.9)
             optimiser = sm.SGD(sm.parameters_of(model))
-            losses = [float(sm.train_step(model, optimiser, images, labels, 0.05)[0]) for _ in range(3)]
+            losses = [
+                float(sm.train_step(model, optimiser, images, labels, 0.05)[0]) for _ in range(3)
+            ]
             out[device] = losses
             assert isinstance(images, cupy.ndarray) == (device == "gpu")
         print(json.dumps(out))

@@ -8,8 +8,9 @@ those of one execution from top to bottom, and it still executes with the curren
   in ../shared/data/mnist beside the repository or in $SNIP_MIN_REAL_MNIST, never downloaded):
   a copy runs top to bottom in a fresh kernel without an error; the cells tagged 'compare'
   (the data, the network's shapes) print exactly what the committed copy shows, and those
-  tagged 'counts' (the kept counts) the same up to float32 rounding at the threshold. Under --device strict or gpu the copy
-  runs with DEVICE = "gpu", the one line the notebook says to change, on the suite's backend.
+  tagged 'counts' (the kept counts) the same up to float32 rounding at the threshold. Under
+  --device strict or gpu the copy runs with DEVICE = "gpu", the one line the notebook says to
+  change, on the suite's backend.
 """
 
 import json
@@ -56,7 +57,8 @@ def execution_problems(notebook):
     counts = [cell["execution_count"] for cell in cells]
     if counts != list(range(1, len(cells) + 1)):
         problems.append(
-            f"execution counts {counts}, not 1..{len(cells)}: run it top to bottom in a fresh kernel"
+            f"execution counts {counts}, not 1..{len(cells)}: "
+            "run it top to bottom in a fresh kernel"
         )
     for number, cell in enumerate(cells, 1):
         for output in cell["outputs"]:
@@ -203,7 +205,8 @@ def test_notebook_executes_with_the_current_code(request, monkeypatch, tmp_path)
     )
     if not all((REAL_MNIST_FOLDER / name).exists() for name in files):
         pytest.skip(
-            f"the walkthrough reads the real MNIST, not found in {REAL_MNIST_FOLDER} (tests never download)"
+            f"the walkthrough reads the real MNIST, not found in {REAL_MNIST_FOLDER} "
+            "(tests never download)"
         )
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "mnist").symlink_to(REAL_MNIST_FOLDER, target_is_directory=True)
@@ -215,7 +218,8 @@ def test_notebook_executes_with_the_current_code(request, monkeypatch, tmp_path)
         first.source = DEVICE_LINE.sub('DEVICE = "gpu"', first.source)
     notebook.cells.append(
         nbformat.v4.new_code_cell(
-            'print("backend:", sm.xp.__name__, "stand-in" if getattr(sm.xp, "STAND_IN", False) else "")'
+            'print("backend:", sm.xp.__name__, '
+            '"stand-in" if getattr(sm.xp, "STAND_IN", False) else "")'
         )
     )
     for name, value in helpers.child_environment(SNIP_MIN_DATA=str(tmp_path / "data")).items():

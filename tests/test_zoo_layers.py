@@ -36,7 +36,8 @@ def test_batch_norm_training_mode_normalises_with_batch_statistics():
     y = sm.to_host(layer.forward(x, train=True))
     assert numpy.allclose(y.mean(axis=(0, 1, 2)), 0, atol=1e-12)
     assert numpy.allclose(y.var(axis=(0, 1, 2)), 1, atol=1e-3)
-    # running statistics moved 10% of the way from (0, 1) towards the batch's mean, unbiased variance
+    # running statistics moved 10% of the way from (0, 1) towards the batch's mean, unbiased
+    # variance
     xh = sm.to_host(x).reshape(-1, 3)
     assert numpy.allclose(sm.to_host(layer.running_mean.value), 0.1 * xh.mean(0))
     assert numpy.allclose(sm.to_host(layer.running_var.value), 0.9 + 0.1 * xh.var(0, ddof=1))
