@@ -8,10 +8,12 @@ mini-batch reacts to each gate, g_j = dL/dc_j = w_j * dL/dw_j, keeps the kappa c
 with the largest |g_j| (one ranking across all layers) and then trains the sparse network
 w * c in the ordinary way with c held fixed.
 
-This file is the method, meant to be read top to bottom in one sitting: every step of
+This file is the method, meant to be read top to bottom in one sitting: every computation of
 `python snip_min.py --model lenet5 --sparsity 0.99`, from the initial weights to the test
-error. It is also a library: everything else in the project imports it, and it imports only
-NumPy (or CuPy) and data.py.
+error (the command line, extensions/cli.py, loads the data and calls these pieces in turn).
+It is also a library: everything else in the project imports it, and it imports nothing of
+the project but data.py (besides the standard library and NumPy or CuPy; its main block
+hands the command over to extensions/cli.py).
 
     1. backend          NumPy or CuPy, one switch (--device cpu|gpu), and when a GPU waits
     2. parameters and gates   arrays w with optional gates c; the forward pass uses w * c
@@ -28,8 +30,8 @@ NumPy (or CuPy) and data.py.
 There is no autograd: every backward pass is written out, with the one-line derivation it
 implements. Around this file: data.py (the datasets) and models.py (the networks); in
 extensions/, one module per thing the project adds (the zoo's layers, recurrent layers,
-SNIP's successors, sanity checks, the authors' protocol, compaction, checkpoints) and
-cli.py, the command line, which the main block at the end of this file hands over to.
+SNIP's successors, sanity checks, the authors' protocol, compaction, checkpoints, flag
+types, a PyTorch twin of a network) and cli.py, the command line.
 
 Shape legend (one letter, one meaning, in every file of the project)
     N       batch size                    classes   number of classes
@@ -37,6 +39,10 @@ Shape legend (one letter, one meaning, in every file of the project)
     C       input channels                F         output channels (filters)
     KH, KW  kernel height, width          D         features of a flat activation (or of one step)
     T       time steps of a sequence      U         units of a recurrent layer's hidden state
+    S       examples in a split (train, validation or test) of a dataset
+An index is named after the dimension it runs over: n over N, oh and ow over OH and OW, kh
+and kw over KH and KW, ch over C, f over F. The letters w, c, g and s are the paper's: a
+weight, its gate, its connection sensitivity and its normalised score.
 Activations are NHWC (channels last) and convolution weights are (KH, KW, C, F), the
 layout of the authors' TensorFlow code; linear weights are (D_in, D_out). Channels last
 makes a convolution one matrix product with no transposes (see Conv2D).
@@ -56,7 +62,8 @@ import data
 # On a GPU, CuPy queues each operation and returns at once; the host waits for the
 # device ("synchronises") only when it needs a value: float(), int(), bool(), .get(),
 # printing an array. So the training step never asks for one: losses and accuracies are
-# summed on the device and read every 20 steps and at the end of an epoch (see fit).
+# summed on the device and read every 20 steps, before a checkpoint and at the end of an
+# epoch (see fit).
 # ======================================================================================
 
 xp = numpy  # rebound by use_device('gpu'); always look it up as snip_min.xp at call time
@@ -71,7 +78,8 @@ class Diverged(Exception):
 
 
 class Interrupted(Exception):
-    """Training stopped on request (Ctrl-C, SIGTERM) after saving a checkpoint."""
+    """Training stopped on request (Ctrl-C, SIGTERM) after the step it was in (and, if fit
+    was given one, a checkpoint)."""
 
 
 def use_device(device):
@@ -257,15 +265,19 @@ class Sequential(Layer):
 
     def backward(self, dout):
         # chain rule: walk the layers in reverse, each turning dL/d(output) into dL/d(input)
-        for layer in reversed(self.children):
-            dout = layer.backward(dout)
-            if dout is None:  # a first layer that skipped its input gradient
+        for index in reversed(range(len(self.children))):
+            dout = self.children[index].backward(dout)
+            if dout is None:  # a first layer that skipped its input gradient: the layers
+                for earlier in self.children[:index]:  # before it only rearrange the data,
+                    forget_caches(earlier)  # and need no backward
                 return None
         return dout
 
 
 class Linear(Layer):
-    """y = x @ W + b.   x: (N, D_in), W: (D_in, D_out), b: (D_out,) -> y: (N, D_out)."""
+    """y = x @ w + b.   x: (N, D_in), w: (D_in, D_out), b: (D_out,) -> y: (N, D_out); with
+    gates, w * c and b * c in place of w and b (Param.masked), so that the gradients it
+    stores are dL/d(w * c) and dL/d(b * c)."""
 
     needs_input_gradient = True  # False for a network's first layer: its input is data
 
@@ -275,29 +287,30 @@ class Linear(Layer):
         self.params = [p for p in (self.weight, self.bias) if p is not None]
 
     def forward(self, x, train):  # x: (N, D_in)
-        w = self.weight.masked()  # (D_in, D_out), w * c
-        y = x @ w  # (N, D_out)
+        wc = self.weight.masked()  # (D_in, D_out), w * c
+        y = x @ wc  # (N, D_out)
         if self.bias is not None:
             y += self.bias.masked()
-        self.cache = (x, w)
+        self.cache = (x, wc)
         return y
 
     def backward(self, dout):  # dout: (N, D_out)
-        x, w = self.take_cache()
-        # forward: y = x W + b, so dL/dW = x^T dL/dy, dL/db = sum_n dL/dy, dL/dx = dL/dy W^T
+        x, wc = self.take_cache()
+        # forward: y = x wc + bc, so dL/dwc = x^T dL/dy, dL/dbc = sum_n dL/dy,
+        # and dL/dx = dL/dy wc^T
         self.weight.grad = x.T @ dout  # (D_in, D_out)
         if self.bias is not None:
             self.bias.grad = sum_rows(dout)  # (D_out,)
         if not self.needs_input_gradient:
             return None
-        return dout @ w.T  # (N, D_in)
+        return dout @ wc.T  # (N, D_in)
 
 
 def padding_amounts(padding, height, width, kernel_h, kernel_w, stride):
     """(top, bottom, left, right) zero rows/columns for a padding spec.
 
     'valid': none. 'same': TensorFlow's rule, output = ceil(input / stride), the odd row or
-    column going to the bottom/right. An int p: p on every side. A 4-tuple: as given.
+    column going to the bottom/right. An int: that many on every side. A 4-tuple: as given.
     """
     if padding == "valid":
         return (0, 0, 0, 0)
@@ -318,37 +331,37 @@ def pad_image(x, pads, value=0.0):
     top, bottom, left, right = pads
     if not any(pads):
         return x
-    n, height, width, c = x.shape
-    shape = (n, top + height + bottom, left + width + right, c)
+    n, height, width, channels = x.shape
+    shape = (n, top + height + bottom, left + width + right, channels)
     padded = xp.full(shape, value, dtype=x.dtype)
     padded[:, top : top + height, left : left + width, :] = x
     return padded
 
 
-def kernel_offset_view(x, i, j, stride, out_h, out_w):
-    """The input pixels that kernel tap (i, j) meets at every output position.
+def kernel_offset_view(x, kh, kw, stride, out_h, out_w):
+    """The input pixels that kernel tap (kh, kw) meets at every output position.
 
     x: (N, H, W, C) -> a strided view (N, OH, OW, C),
-        view[n, p, q] = x[n, p*stride + i, q*stride + j]   for output row p, column q.
+        view[n, oh, ow] = x[n, oh*stride + kh, ow*stride + kw].
     """
-    return x[
-        :, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride, :
-    ]
+    rows = slice(kh, kh + stride * (out_h - 1) + 1, stride)
+    columns = slice(kw, kw + stride * (out_w - 1) + 1, stride)
+    return x[:, rows, columns, :]
 
 
 def receptive_fields(x, kernel_h, kernel_w, stride, out_h, out_w):
     """Every output pixel's receptive field, as a VIEW of x (nothing is copied).
 
     x: (N, H, W, C) -> (N, OH, OW, KH, KW, C),
-        fields[n, p, q, i, j, c] = x[n, p*stride + i, q*stride + j, c].
+        fields[n, oh, ow, kh, kw, ch] = x[n, oh*stride + kh, ow*stride + kw, ch].
     Moving one output pixel right moves `stride` pixels right in x, moving one kernel tap
     right moves one pixel: the view only needs the right step sizes (strides, in bytes).
     """
-    n, _, _, c = x.shape
+    n, _, _, channels = x.shape
     step_n, step_h, step_w, step_c = x.strides
     return xp.lib.stride_tricks.as_strided(
         x,
-        shape=(n, out_h, out_w, kernel_h, kernel_w, c),
+        shape=(n, out_h, out_w, kernel_h, kernel_w, channels),
         strides=(step_n, stride * step_h, stride * step_w, step_h, step_w, step_c),
     )
 
@@ -360,23 +373,23 @@ def im2col(x, kernel_h, kernel_w, stride, out_h, out_w):
     the copy moves runs of KW*C numbers. The single-channel branch is only for speed (plain:
     the last two lines, for any C): with one input channel (an MNIST image) those runs are
     only KW long, so instead each kernel tap copies its whole (N, OH, OW) slab, runs of OW
-    numbers, into a tap-major (KH*KW, N*OH*OW) array. Its transpose is the same col matrix,
-    stored the other way round; matrix products read either order at full speed, so nothing
-    downstream needs to know.
+    numbers (at stride 1), into a tap-major (KH*KW, N*OH*OW) array. Its transpose is the
+    same col matrix, stored the other way round; matrix products read either order at full
+    speed, so nothing downstream needs to know.
     """
-    n, _, _, c = x.shape
-    if c == 1:
+    n, _, _, channels = x.shape
+    if channels == 1:
         col_t = xp.empty((kernel_h, kernel_w, n, out_h, out_w), dtype=x.dtype)
-        for i in range(kernel_h):
-            for j in range(kernel_w):
-                col_t[i, j] = kernel_offset_view(x, i, j, stride, out_h, out_w)[..., 0]
+        for kh in range(kernel_h):
+            for kw in range(kernel_w):
+                col_t[kh, kw] = kernel_offset_view(x, kh, kw, stride, out_h, out_w)[..., 0]
         return col_t.reshape(kernel_h * kernel_w, -1).T
     fields = receptive_fields(x, kernel_h, kernel_w, stride, out_h, out_w)
     return xp.ascontiguousarray(fields).reshape(n * out_h * out_w, -1)
 
 
 def sum_rows(matrix):
-    """matrix (R, F) -> (F,), the sum of its R rows, as ones (R,) @ matrix.
+    """matrix (rows, columns) -> (columns,), the sum of its rows, as ones (rows,) @ matrix.
 
     Only for speed; the plain equivalent is matrix.sum(axis=0). How much faster depends on
     the shape and on the BLAS: with NumPy 2.4's OpenBLAS on one thread, 13 times on conv1's
@@ -388,10 +401,10 @@ def sum_rows(matrix):
 def col2im(tap_block, input_shape, kernel_h, kernel_w, stride, dtype):
     """The adjoint of im2col: add what each kernel tap produced back onto the pixels it read.
 
-    tap_block(i, j) returns the (N, OH, OW, C) block for tap (i, j), i.e. the column block
-    col[:, i, j, :] of a (N, OH, OW, KH, KW, C) array. Pixels seen by several taps receive
-    the sum, which makes <im2col(x), y> = <x, col2im(y)> for all x, y. The loop runs over
-    the KH*KW taps only, each adding one strided slice of the whole batch. The tiling case
+    tap_block(kh, kw) returns the (N, OH, OW, C) block for tap (kh, kw), i.e. the column
+    block col[:, :, :, kh, kw, :] of a (N, OH, OW, KH, KW, C) array. Pixels seen by several
+    taps receive the sum, which makes <im2col(x), y> = <x, col2im(y)> for all x, y. The loop
+    runs over the KH*KW taps only, each adding one strided slice of the whole batch. The tiling case
     is only for speed (plain: start from zeros and add, as the other case does): when the
     windows tile the input (stride = kernel, as in a 2x2 pooling), every pixel is seen by
     exactly one tap, so each add is a plain write into an uninitialised array.
@@ -399,10 +412,10 @@ def col2im(tap_block, input_shape, kernel_h, kernel_w, stride, dtype):
     _, height, width, _ = input_shape
     tiles = stride == kernel_h == kernel_w and height % stride == 0 and width % stride == 0
     dx = xp.empty(input_shape, dtype=dtype) if tiles else xp.zeros(input_shape, dtype=dtype)
-    for i in range(kernel_h):
-        for j in range(kernel_w):
-            block = tap_block(i, j)
-            pixels = kernel_offset_view(dx, i, j, stride, block.shape[1], block.shape[2])
+    for kh in range(kernel_h):
+        for kw in range(kernel_w):
+            block = tap_block(kh, kw)
+            pixels = kernel_offset_view(dx, kh, kw, stride, block.shape[1], block.shape[2])
             if tiles:
                 pixels[...] = block  # no other tap reads these pixels
             else:
@@ -410,22 +423,24 @@ def col2im(tap_block, input_shape, kernel_h, kernel_w, stride, dtype):
     return dx
 
 
-IM2COL_BUDGET_BYTES = 64 * 2**20  # the most col matrix a convolution builds at once
+# the most col matrix a convolution builds at once (unless one example's alone is larger)
+IM2COL_BUDGET_BYTES = 64 * 2**20
 KEEP_COL_BYTES = 32 * 2**20  # a col this small is kept for the backward pass
 
 
 class Conv2D(Layer):
     """2-D convolution (cross-correlation, as in every framework), zero padding.
 
-    x: (N, H, W, C), W: (KH, KW, C, F), b: (F,) -> y: (N, OH, OW, F) with
-        y[n, p, q, f] = sum_{i, j, c} x_pad[n, p*stride + i, q*stride + j, c] W[i, j, c, f] + b[f]
-        for output row p and column q; OH = (H + pad_top + pad_bottom - KH) // stride + 1,
-        likewise OW.
+    x: (N, H, W, C), w: (KH, KW, C, F), b: (F,) -> y: (N, OH, OW, F) with
+        y[n, oh, ow, f] = sum_{kh, kw, ch} x_pad[n, oh*stride + kh, ow*stride + kw, ch]
+                                           * w[kh, kw, ch, f]  + b[f],
+        OH = (H + pad_top + pad_bottom - KH) // stride + 1, likewise OW; with gates, w * c
+        and b * c in place of w and b, as in Linear.
     Computed as im2col + one matrix product:
         (N*OH*OW, KH*KW*C) @ (KH*KW*C, F) = (N*OH*OW, F), which is already NHWC.
-    Memory: col holds every input pixel once per kernel tap that reads it, up to KH*KW times
-    x (LeNet-5-Caffe's conv1: 25 taps, 24 x 24 of 28 x 28 positions, about 18 times its
-    input). The backward pass needs col again (for dL/dW), so a small one (up to
+    Memory: col holds every (padded) input pixel once per kernel tap that reads it, up to
+    KH*KW times x_pad (LeNet-5-Caffe's conv1: 25 taps, 24 x 24 of 28 x 28 positions, about 18
+    times its input). The backward pass needs col again (for dL/dW), so a small one (up to
     KEEP_COL_BYTES) is kept; a larger one is rebuilt there from the padded input: one more
     copy, instead of holding that much memory from the forward pass to the backward.
     Building col a few examples at a time, when a whole batch's would exceed
@@ -435,11 +450,12 @@ class Conv2D(Layer):
 
     needs_input_gradient = True  # False for a network's first layer: its input is data
 
-    def __init__(self, c_in, c_out, kernel, stride=1, padding="valid", bias=True):
+    def __init__(self, channels, filters, kernel, stride=1, padding="valid", bias=True):
         self.kernel_h, self.kernel_w = (kernel, kernel) if isinstance(kernel, int) else kernel
         self.stride, self.padding = stride, padding
-        self.weight = Param("weight", (self.kernel_h, self.kernel_w, c_in, c_out), "weight")
-        self.bias = Param("bias", (c_out,), "bias") if bias else None
+        shape = (self.kernel_h, self.kernel_w, channels, filters)  # (KH, KW, C, F)
+        self.weight = Param("weight", shape, "weight")
+        self.bias = Param("bias", (filters,), "bias") if bias else None
         self.params = [p for p in (self.weight, self.bias) if p is not None]
 
     def columns(self, x_pad, start, stop, out_h, out_w):
@@ -451,57 +467,66 @@ class Conv2D(Layer):
         pads = padding_amounts(
             self.padding, height, width, self.kernel_h, self.kernel_w, self.stride
         )
-        x_pad = pad_image(x, pads)  # (N, H', W', C)
+        x_pad = pad_image(x, pads)  # (N, H + top + bottom, W + left + right, C)
         out_h = (x_pad.shape[1] - self.kernel_h) // self.stride + 1
         out_w = (x_pad.shape[2] - self.kernel_w) // self.stride + 1
-        w = self.weight.masked()  # (KH, KW, C, F), w * c
-        w2d = w.reshape(-1, w.shape[-1])  # (KH*KW*C, F)
-        col_bytes_per_example = out_h * out_w * w2d.shape[0] * x.itemsize
+        wc = self.weight.masked()  # (KH, KW, C, F), w * c
+        wc_matrix = wc.reshape(-1, wc.shape[-1])  # (KH*KW*C, F)
+        col_bytes_per_example = out_h * out_w * wc_matrix.shape[0] * x.itemsize
         self.group = max(1, min(n, IM2COL_BUDGET_BYTES // col_bytes_per_example))
         if self.group == n:  # the whole batch at once
             col = self.columns(x_pad, 0, n, out_h, out_w)  # (N*OH*OW, KH*KW*C)
-            y = col @ w2d  # (N*OH*OW, F)
+            y = col @ wc_matrix  # (N*OH*OW, F)
         else:  # a few examples at a time
             col = None
-            y = xp.empty((n * out_h * out_w, w2d.shape[1]), dtype=x.dtype)
-            rows = out_h * out_w
+            y = xp.empty((n * out_h * out_w, wc_matrix.shape[1]), dtype=x.dtype)
+            per = out_h * out_w  # rows of col (and of y) per example
             for start in range(0, n, self.group):
                 stop = min(start + self.group, n)
-                y[start * rows : stop * rows] = self.columns(x_pad, start, stop, out_h, out_w) @ w2d
+                group_col = self.columns(x_pad, start, stop, out_h, out_w)
+                y[start * per : stop * per] = group_col @ wc_matrix
         if self.bias is not None:
             # y += b, but added to each example's whole (OH*OW*F) output at once: NumPy
             # broadcasting b over rows of only F numbers would loop over N*OH*OW short rows
             per_example = y.reshape(n, out_h * out_w * y.shape[1])  # a view of y
             per_example += xp.tile(self.bias.masked(), out_h * out_w)
-        keep = col is not None and col.nbytes <= KEEP_COL_BYTES  # else rebuild it from x_pad
-        self.cache = (x.shape, pads, w, col if keep else None, x_pad.shape, None if keep else x_pad)
+        keep_col = col is not None and col.nbytes <= KEEP_COL_BYTES  # else rebuilt from x_pad
+        self.cache = (
+            x.shape,
+            pads,
+            wc,
+            col if keep_col else None,
+            x_pad.shape,
+            None if keep_col else x_pad,
+        )
         return y.reshape(n, out_h, out_w, -1)  # (N, OH, OW, F)
 
     def backward(self, dout):  # (N, OH, OW, F)
-        x_shape, (top, _, left, _), w, col, x_pad_shape, x_pad = self.take_cache()
-        n, out_h, out_w, f = dout.shape
-        dy = dout.reshape(-1, f)  # (N*OH*OW, F)
-        # forward: y = col W + b, the linear layer again with col in the role of x
+        x_shape, (top, _, left, _), wc, col, x_pad_shape, x_pad = self.take_cache()
+        n, out_h, out_w, filters = dout.shape
+        dy = dout.reshape(-1, filters)  # (N*OH*OW, F)
+        # forward: y = col wc + bc, the linear layer again with col in the role of x
         if col is not None:
-            dw = col.T @ dy  # (KH*KW*C, F)
+            dwc = col.T @ dy  # (KH*KW*C, F)
         else:  # rebuild col, a group of examples at a time
-            rows = out_h * out_w
-            dw = sum(
+            per = out_h * out_w
+            dwc = sum(
                 self.columns(x_pad, start, min(start + self.group, n), out_h, out_w).T
-                @ dy[start * rows : min(start + self.group, n) * rows]
+                @ dy[start * per : min(start + self.group, n) * per]
                 for start in range(0, n, self.group)
             )
-        self.weight.grad = dw.reshape(self.weight.shape)  # (KH, KW, C, F)
+        self.weight.grad = dwc.reshape(self.weight.shape)  # (KH, KW, C, F)
         if self.bias is not None:
             self.bias.grad = sum_rows(dy)  # (F,)
         if not self.needs_input_gradient:
             return None
 
-        # and dL/dcol = dy W^T, so dL/dx_pad = col2im(dy W^T). Tap (i, j) owns the columns
-        # dy W[i, j]^T: computing them tap by tap never builds the whole (N*OH*OW, KH*KW*C)
-        # array, and each tap's block is contiguous when it is added onto the image.
-        def tap_block(i, j):  # (N, OH, OW, C)
-            return (dy @ w[i, j].T).reshape(n, out_h, out_w, -1)
+        # and dL/dcol = dy wc^T, so dL/dx_pad = col2im(dy wc^T). Tap (kh, kw) owns the columns
+        # dy wc[kh, kw]^T: computing them tap by tap never builds the whole
+        # (N*OH*OW, KH*KW*C) array, and each tap's block is contiguous when it is added onto
+        # the image.
+        def tap_block(kh, kw):  # (N, OH, OW, C)
+            return (dy @ wc[kh, kw].T).reshape(n, out_h, out_w, -1)
 
         dx_pad = col2im(
             tap_block, x_pad_shape, self.kernel_h, self.kernel_w, self.stride, dout.dtype
@@ -511,10 +536,10 @@ class Conv2D(Layer):
 
 
 class MaxPool2D(Layer):
-    """Maximum over each KH x KW window: x (N, H, W, C) -> y (N, OH, OW, C).
+    """Maximum over each kernel x kernel window: x (N, H, W, C) -> y (N, OH, OW, C).
 
-    y[n, p, q, c] = max_{i, j} x_pad[n, p*stride + i, q*stride + j, c]; padding uses -inf,
-    so a padded position never wins. The loops run over the window's taps only.
+    y[n, oh, ow, ch] = max_{kh, kw} x_pad[n, oh*stride + kh, ow*stride + kw, ch]; padding
+    uses -inf, so a padded position never wins. The loops run over the window's taps only.
     """
 
     def __init__(self, kernel, stride=None, padding="valid"):
@@ -529,9 +554,9 @@ class MaxPool2D(Layer):
         out_h = (x_pad.shape[1] - self.kernel) // self.stride + 1
         out_w = (x_pad.shape[2] - self.kernel) // self.stride + 1
         y = None
-        for i in range(self.kernel):
-            for j in range(self.kernel):
-                tap = kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w)
+        for kh in range(self.kernel):
+            for kw in range(self.kernel):
+                tap = kernel_offset_view(x_pad, kh, kw, self.stride, out_h, out_w)
                 y = tap.copy() if y is None else xp.maximum(y, tap, out=y)
         self.cache = (x.shape, x_pad, pads, y)
         return y
@@ -549,8 +574,9 @@ class MaxPool2D(Layer):
         winner = xp.empty(y.shape, dtype=bool)
         block = xp.empty_like(dout)
 
-        def tap_block(i, j):
-            xp.equal(kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w), y, out=winner)
+        def tap_block(kh, kw):
+            tap = kernel_offset_view(x_pad, kh, kw, self.stride, out_h, out_w)
+            xp.equal(tap, y, out=winner)
             xp.logical_and(winner, unrouted, out=winner)  # the maximum, not claimed before
             # winner lies inside unrouted: xor removes it
             xp.logical_xor(unrouted, winner, out=unrouted)
@@ -601,11 +627,12 @@ def softmax_cross_entropy(logits, labels):
     n = logits.shape[0]
     shifted = logits - logits.max(axis=1, keepdims=True)  # (N, classes)
     log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-    rows = xp.arange(n)
-    loss = -log_probs[rows, labels].mean()
-    # d/dlogits of -log softmax(z)[y] = softmax(z) - onehot(y); the mean divides by N
+    examples = xp.arange(n)
+    loss = -log_probs[examples, labels].mean()
+    # d/dlogits of -log softmax(logits)[label] = softmax(logits) - onehot(label); the mean
+    # divides by N
     dlogits = xp.exp(log_probs)
-    dlogits[rows, labels] -= 1
+    dlogits[examples, labels] -= 1
     dlogits /= n
     return loss, dlogits
 
@@ -636,11 +663,11 @@ TRUNCATED_STD = 0.87962566103423978
 def draw_weight(shape, init, rng):
     """A host array of `shape` drawn as `init` says, for a weight (or, with --two-draws, a
     bias) of that shape, from the NumPy Generator rng."""
-    receptive_field = math.prod(shape[:-2])
+    taps = math.prod(shape[:-2])  # a conv's KH*KW, 1 for a linear layer
     if len(shape) == 1:  # a bias drawn as a weight (--two-draws): n in, n out, as in TensorFlow
         fan_in = fan_out = shape[0]
     else:
-        fan_in, fan_out = receptive_field * shape[-2], receptive_field * shape[-1]
+        fan_in, fan_out = taps * shape[-2], taps * shape[-1]
     if init == "vs-x":
         return rng.normal(0.0, math.sqrt(2.0 / (fan_in + fan_out)), shape)
     if init == "vs-h":
@@ -690,10 +717,11 @@ PRUNE_CHOICES = ("weights+biases", "weights")  # the scopes --prune may name
 def prunable_parameters(model, scope="weights+biases"):
     """The Params that get gates, as the scope of pruning (--prune) says.
 
-    'weights+biases' (default): every conv/linear weight and bias, the authors' choice and
-    the set their parameter counts refer to. Biases start at 0, so their sensitivity
-    w * dL/dw is exactly 0 and SNIP prunes every bias unless kappa exceeds the number of
-    non-zero scores. 'weights': weights only (mil-ad/snip, Synaptic Flow); biases stay
+    'weights+biases' (default): every conv/linear/recurrent weight and bias, the authors'
+    choice and the set their parameter counts refer to. Biases start at 0 (unless the
+    authors' two draws, extensions/protocol.py, give the scoring copy drawn biases), so their
+    sensitivity w * dL/dw is exactly 0 and SNIP prunes every bias unless kappa exceeds the
+    number of non-zero scores. 'weights': weights only (mil-ad/snip, Synaptic Flow); biases stay
     ungated and are all kept and trained.
     """
     kinds = {"weights+biases": ("weight", "bias"), "weights": ("weight",)}
@@ -703,7 +731,7 @@ def prunable_parameters(model, scope="weights+biases"):
 
 
 def connection_sensitivity(model, images, labels, params):
-    """g = dL/dc at c = 1 for every gated entry (Algorithm 1, step 3).
+    """g = dL/dc at c = 1 for every gated entry: the g_j of Algorithm 1's line 3.
 
     With c = 1 the network computes exactly as if ungated, and dL/dc = w * dL/d(w * c).
     Batch norm runs on its running statistics (train=False), as in the authors' code.
@@ -718,7 +746,7 @@ def connection_sensitivity(model, images, labels, params):
 
 
 def normalised_scores(sensitivities):
-    """Algorithm 1, step 4: s = |g| / sum |g|, one flat vector over ALL layers.
+    """Algorithm 1, line 3: s = |g| / sum |g|, one flat vector over ALL layers.
 
     Dividing by the sum makes s independent of the loss's scale (it never changes the
     ranking). If every g is 0 the scores stay 0.
@@ -757,7 +785,10 @@ def top_k_mask(scores, kappa):
 
 
 def snip_masks(sensitivities, sparsity):
-    """Algorithm 1, step 5: keep the kappa connections with the largest s, across all layers.
+    """Algorithm 1, lines 4-5: keep the kappa connections with the largest s, across all
+    layers. The paper's c_j = 1[s_j >= (the kappa-th largest s)] would keep every tie at the
+    threshold; this keeps exactly kappa, ties to the lowest index, as the authors' code does
+    (TensorFlow's top_k).
 
     sensitivities: list of arrays g. Returns one 0/1 mask per array (same dtype).
     """
@@ -840,21 +871,21 @@ def pruning_table(model, kinds=("weight", "bias")):
 def format_pruning_table(rows, column=None):
     """The table a run prints, from pruning_table's rows. column: (heading, {layer: text})
     adds a column, the text on each layer's first row (the command line's alive units)."""
-    width = max(len("parameter"), *(len(name) for name, _, _ in rows))
+    name_width = max(len("parameter"), *(len(name) for name, _, _ in rows))
     heading, texts = column or ("", {})
-    header = f"{'parameter':<{width}}  {'kept':>10}  {'total':>10}  {'kept %':>7}"
+    header = f"{'parameter':<{name_width}}  {'kept':>10}  {'total':>10}  {'kept %':>7}"
     lines = [header + (f"  {heading}" if heading else "")]
-    shown = set()
+    labelled = set()
     for name, total, kept in rows:
-        line = f"{name:<{width}}  {kept:>10,}  {total:>10,}  {100 * kept / total:>6.2f}%"
+        line = f"{name:<{name_width}}  {kept:>10,}  {total:>10,}  {100 * kept / total:>6.2f}%"
         layer = name.split(".")[0]
-        if layer in texts and layer not in shown:
-            shown.add(layer)
+        if layer in texts and layer not in labelled:
+            labelled.add(layer)
             line += f"  {texts[layer]}"
         lines.append(line)
     total = sum(r[1] for r in rows)
     kept = sum(r[2] for r in rows)
-    lines.append(f"{'total':<{width}}  {kept:>10,}  {total:>10,}  {100 * kept / total:>6.2f}%")
+    lines.append(f"{'total':<{name_width}}  {kept:>10,}  {total:>10,}  {100 * kept / total:>6.2f}%")
     lines.append(f"parameters: {total:,} -> {kept:,} ({100 * (1 - kept / total):.2f}% pruned)")
     return "\n".join(lines)
 
@@ -893,20 +924,21 @@ class SGD:
 
 def clip_gradient_norm(params, max_norm):
     """Scale the gradients of all learned `params` by one factor so that their global L2 norm
-    is at most max_norm: g <- g * min(1, max_norm / ||g||), ||g|| over every entry of every
-    dL/dw = c * dL/d(w * c) (pruned entries count as 0). The direction of the step is kept;
-    only an unusually long one (an exploding gradient through time) is shortened.
+    is at most max_norm: grad <- grad * min(1, max_norm / norm), the norm taken over every
+    entry of every dL/dw = c * dL/d(w * c) (pruned entries count as 0). The direction of the
+    step is kept; only an unusually long one (an exploding gradient) is shortened.
 
-    Returns ||g|| before clipping as a 0-d device array. Nothing is read back to the host:
-    the factor is computed on the device, so a GPU never waits here. As PyTorch's
-    clip_grad_norm_, it divides by ||g|| + 1e-6, which is harmless and finite when ||g|| = 0.
+    Returns the norm before clipping as a 0-d device array. Nothing is read back to the
+    host: the factor is computed on the device, so a GPU never waits here. As PyTorch's
+    clip_grad_norm_, it divides by norm + 1e-6, which is harmless and finite when the norm
+    is 0.
     """
     learned = [p for p in params if p.learned]
     squares = [((p.grad if p.mask is None else p.grad * p.mask) ** 2).sum() for p in learned]
     norm = xp.sqrt(sum(squares))  # 0-d
-    scale = xp.minimum(1.0, max_norm / (norm + 1e-6))  # 0-d, <= 1
+    factor = xp.minimum(1.0, max_norm / (norm + 1e-6))  # 0-d, <= 1
     for p in learned:
-        p.grad *= scale  # dL/dw = c * grad is scaled with it (c is 0 or 1)
+        p.grad *= factor  # dL/dw = c * grad is scaled with it (c is 0 or 1)
     return norm
 
 
@@ -928,29 +960,31 @@ def train_step(model, optimiser, images, labels, lr, clip_norm=None):
 
 
 class DeviceSplit:
-    """One split of a dataset on the device: uint8 images (N, H, W, C), int labels (N,),
+    """One split of a dataset on the device: uint8 images (S, H, W, C), int labels (S,),
     and the training set's per-channel mean and std (of pixels scaled to [0, 1]).
 
     Images stay uint8 (a quarter of the memory) and are standardised a batch at a time:
-    (x / 255 - mean) / std, written as x * scale + shift. A training split may be augmented:
-    augment, a data.Augmentation (None: not augmented), adds random flips and moves.
+    (x / 255 - mean) / std, written as x * multiplier + offset. A training split may be
+    augmented: augment, a data.Augmentation (None: not augmented), adds random flips and
+    translations.
     """
 
     def __init__(self, images, labels, mean, std, augment=None):
         self.images, self.labels = xp.asarray(images), xp.asarray(labels)
         std = numpy.asarray(std, dtype=numpy.float64)
-        self.scale = xp.asarray(1.0 / (255.0 * std), dtype=xp.float32)  # (C,)
-        self.shift = xp.asarray(-numpy.asarray(mean, dtype=numpy.float64) / std, dtype=xp.float32)
+        mean = numpy.asarray(mean, dtype=numpy.float64)
+        self.multiplier = xp.asarray(1.0 / (255.0 * std), dtype=xp.float32)  # (C,)
+        self.offset = xp.asarray(-mean / std, dtype=xp.float32)  # (C,)
         self.augment = augment
 
     def __len__(self):
         return len(self.labels)
 
     def batch(self, index, moves=None):
-        """(standardised float32 images, labels) of the examples at `index` (a device array or
-        a slice); with `moves`, their (3, B) flips and shifts on the device (see draw_moves),
-        augmented if this split is augmented."""
-        images = self.images[index] * self.scale + self.shift  # (B, H, W, C) float32
+        """(standardised float32 images, labels) of the N examples at `index` (a device array
+        or a slice); with `moves`, their (3, N) flips and shifts on the device (see
+        draw_moves), augmented if this split is augmented."""
+        images = self.images[index] * self.multiplier + self.offset  # (N, H, W, C) float32
         if moves is not None and self.augment is not None:
             images = data.flip_and_translate(
                 images, moves[0], moves[1], moves[2], self.augment.max_shift
@@ -958,7 +992,7 @@ class DeviceSplit:
         return images, self.labels[index]
 
     def draw_moves(self, rng):
-        """An epoch's random flips and shifts, one per image, drawn on the host (a (3, N) array,
+        """An epoch's random flips and shifts, one per image, drawn on the host (a (3, S) array,
         see data.draw_moves), or None if this split is not augmented."""
         if self.augment is None:
             return None
@@ -973,8 +1007,9 @@ def seed_streams(seed):
 
 def split_dataset(dataset, val_fraction, rng):
     """(train, validation, test) DeviceSplits: a random val_fraction of the training set is
-    held out for validation; every split is standardised with the training set's statistics.
-    The training split is augmented as the authors did (train.augment may be changed)."""
+    held out for validation; every split is standardised with the statistics of the whole
+    training set (data.py's, validation images included). The training split is augmented as
+    the authors did (its .augment may be changed)."""
     n = len(dataset.train_labels)
     order = rng.permutation(n)
     n_val = int(round(val_fraction * n))
@@ -997,19 +1032,24 @@ def evaluate(model, split, batch_size=1000):
     The sums stay on the device until the end: one wait for it, however many batches."""
     total_loss, correct = 0.0, 0
     for start in range(0, len(split), batch_size):
-        x, y = split.batch(slice(start, start + batch_size))
-        logits = model.forward(x, train=False)
-        loss, _ = softmax_cross_entropy(logits, y)
-        total_loss = total_loss + loss * len(y)
-        correct = correct + (logits.argmax(axis=1) == y).sum()
+        images, labels = split.batch(slice(start, start + batch_size))
+        logits = model.forward(images, train=False)
+        loss, _ = softmax_cross_entropy(logits, labels)
+        total_loss = total_loss + loss * len(labels)
+        correct = correct + (logits.argmax(axis=1) == labels).sum()
     forget_caches(model)  # no backward follows an evaluation
     total_loss, correct = host_values(total_loss, correct)
     return total_loss / len(split), 100.0 * (1 - correct / len(split))
 
 
-def learning_rate(iteration, base_lr, boundaries, factor=0.1):
-    """Step decay: base_lr * factor ** (number of boundaries already passed)."""
-    return base_lr * factor ** sum(iteration >= b for b in boundaries)
+def learning_rate(iteration, base_lr, boundaries, factor=0.1, warmup=0):
+    """Step decay: base_lr * factor ** (number of boundaries already passed), iterations
+    counted from 0. With `warmup`, the first `warmup` iterations climb linearly towards
+    that rate: iteration i (< warmup) runs at (i + 1) / warmup of it."""
+    rate = base_lr * factor ** sum(iteration >= b for b in boundaries)
+    if iteration < warmup:
+        rate *= (iteration + 1) / warmup
+    return rate
 
 
 class Progress:
@@ -1020,13 +1060,13 @@ class Progress:
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.last, self.label = 0.0, None
+        self.drawn_at, self.label = 0.0, None
 
     def show(self, label, done, total, text):
         now = time.perf_counter()
-        if not self.live or (label == self.label and now - self.last < 0.1):
+        if not self.live or (label == self.label and now - self.drawn_at < 0.1):
             return
-        self.last, self.label = now, label
+        self.drawn_at, self.label = now, label
         filled = int(24 * done / max(total, 1))
         bar = "#" * filled + "." * (24 - filled)
         self.stream.write(f"\r{label} [{bar}] {done}/{total} {text}\033[K")
@@ -1049,12 +1089,12 @@ class TrainingState:
         self.rng = rng
         self.iteration, self.epoch = 0, 0
         self.order, self.position = None, 0  # this epoch's shuffled indices, next one to use
-        self.moves = None  # this epoch's flips and shifts (3, N), if augmented
+        self.moves = None  # this epoch's flips and shifts (3, S), if augmented
         self.epoch_loss, self.epoch_correct, self.epoch_images, self.epoch_seconds = 0.0, 0, 0, 0.0
         self.history, self.train_seconds, self.images_trained = [], 0.0, 0
 
 
-STOP_REQUESTED = False  # set by Ctrl-C / SIGTERM; the training loop stops after the current step
+STOP_REQUESTED = False  # set by Ctrl-C / SIGTERM: fit stops after the step it is in
 READ_EVERY = 20  # steps between the training loop's reads of the loss from the device
 
 
@@ -1067,7 +1107,7 @@ def request_stop():
 def fit(
     model,
     optimiser,
-    train,
+    train_split,
     validation,
     state,
     *,
@@ -1080,59 +1120,62 @@ def fit(
     checkpoint=None,
     checkpoint_every=None,
     clip_norm=None,
+    warmup=0,
 ):
     """Train until state.iteration reaches `iterations`, a fresh shuffle each epoch.
 
-    train, validation: DeviceSplits; validation runs after every epoch (and at the end).
-    state: a TrainingState, new or restored from a checkpoint; it is advanced in place.
+    train_split, validation: DeviceSplits; validation runs after every epoch, unless its
+    split is empty. state: a TrainingState, new or restored from a checkpoint; it is
+    advanced in place.
     on_step(iteration, loss), if given, sees every mini-batch's loss (a device scalar); its
     time is not training time (on a GPU, if it waits as an evaluation does, neither is that
     of the steps still queued: none at a multiple of READ_EVERY, just after the loop's read).
-    checkpoint(state), if given, is called every `checkpoint_every` iterations, and when a
-    stop is requested (then Interrupted is raised). clip_norm: see train_step.
+    checkpoint(state), if given, is called every `checkpoint_every` iterations. A stop
+    requested (request_stop: Ctrl-C, SIGTERM) ends training after the step it is in, with a
+    checkpoint if one is given, by raising Interrupted. clip_norm: see train_step. warmup:
+    the iterations of the learning rate's linear warm-up (see learning_rate).
 
     A step never waits for the device: the epoch's shuffle and augmentation are copied to
     it once, losses and hits are summed there, and the host reads them (one copy of three
     numbers) only every READ_EVERY steps, to check that the loss is finite and to update
-    the progress bar, and at the end of an epoch.
+    the progress bar, before a checkpoint or a stop, and at the end of an epoch.
     """
-    n = len(train)
-    batches_per_epoch = -(-n // batch_size)
+    examples = len(train_split)
+    batches_per_epoch = -(-examples // batch_size)
     epochs = -(-iterations // batches_per_epoch)
-    progress, shown = Progress(), ""
+    progress, progress_text = Progress(), ""
     while state.iteration < iterations or state.order is not None:  # (a resumed epoch is finished)
         if state.order is None:  # a new epoch: a new shuffle
             state.epoch += 1
-            state.order, state.position = state.rng.permutation(n), 0
-            state.moves = train.draw_moves(state.rng)
-            state.epoch_loss, state.epoch_correct, state.epoch_images, state.epoch_seconds = (
-                0.0,
-                0,
-                0,
-                0.0,
-            )
-        order = xp.asarray(state.order)  # (N,), on the device
-        moves = None if state.moves is None else xp.asarray(state.moves)  # (3, N)
+            state.order, state.position = state.rng.permutation(examples), 0
+            state.moves = train_split.draw_moves(state.rng)
+            state.epoch_loss, state.epoch_correct = 0.0, 0
+            state.epoch_images, state.epoch_seconds = 0, 0.0
+        order = xp.asarray(state.order)  # (S,), on the device
+        moves = None if state.moves is None else xp.asarray(state.moves)  # (3, S)
         started = time.perf_counter()
-        while state.position < n and state.iteration < iterations:
+        while state.position < examples and state.iteration < iterations:
             step = slice(state.position, state.position + batch_size)
-            images, labels = train.batch(order[step], None if moves is None else moves[:, step])
-            lr = learning_rate(state.iteration, base_lr, boundaries)
+            batch_moves = None if moves is None else moves[:, step]
+            images, labels = train_split.batch(order[step], batch_moves)
+            lr = learning_rate(state.iteration, base_lr, boundaries, warmup=warmup)
             loss, correct = train_step(model, optimiser, images, labels, lr, clip_norm)
             state.epoch_loss = state.epoch_loss + loss * len(labels)  # sums stay on the device
             state.epoch_correct = state.epoch_correct + correct
             state.epoch_images += len(labels)
             state.position += len(labels)
             state.iteration += 1
+            stopping = STOP_REQUESTED
             saving = checkpoint is not None and (
-                STOP_REQUESTED or (checkpoint_every and state.iteration % checkpoint_every == 0)
+                stopping or (checkpoint_every and state.iteration % checkpoint_every == 0)
             )
-            if saving or state.iteration % READ_EVERY == 0:
-                last, loss_sum, hits = host_values(loss, state.epoch_loss, state.epoch_correct)
-                if not math.isfinite(last):
-                    raise Diverged(f"the loss became {last} by iteration {state.iteration:,}")
+            if saving or stopping or state.iteration % READ_EVERY == 0:
+                sums = host_values(loss, state.epoch_loss, state.epoch_correct)
+                last_loss, loss_sum, hits = sums
+                if not math.isfinite(last_loss):
+                    raise Diverged(f"the loss became {last_loss} by iteration {state.iteration:,}")
                 mean_loss, accuracy = loss_sum / state.epoch_images, hits / state.epoch_images
-                shown = f"loss {mean_loss:.4f} acc {100 * accuracy:.2f}%"
+                progress_text = f"loss {mean_loss:.4f} acc {100 * accuracy:.2f}%"
             if on_step is not None:  # (its time, e.g. a test evaluation, is not training's)
                 paused = time.perf_counter()
                 on_step(state.iteration, loss)
@@ -1141,23 +1184,24 @@ def fit(
                 state.epoch_seconds += time.perf_counter() - started
                 checkpoint(state)  # not counted as training time
                 started = time.perf_counter()
-                if STOP_REQUESTED:
-                    raise Interrupted(f"stopped at iteration {state.iteration:,}")
+            if stopping:
+                raise Interrupted(f"stopped at iteration {state.iteration:,}")
             progress.show(
                 f"epoch {state.epoch}/{epochs}",
                 -(-state.position // batch_size),
                 batches_per_epoch,
-                shown,
+                progress_text,
             )
-        loss_sum, hits = host_values(state.epoch_loss, state.epoch_correct)  # waits for the device,
-        state.epoch_seconds += time.perf_counter() - started  # so this times its work
+        # the read waits for the device, so the clock after it times the epoch's work
+        loss_sum, hits = host_values(state.epoch_loss, state.epoch_correct)
+        state.epoch_seconds += time.perf_counter() - started
         state.train_seconds += state.epoch_seconds
         state.images_trained += state.epoch_images
         progress.clear()
         record = {
             "epoch": state.epoch,
             "iteration": state.iteration,
-            "lr": learning_rate(state.iteration - 1, base_lr, boundaries),
+            "lr": learning_rate(state.iteration - 1, base_lr, boundaries, warmup=warmup),
             "train_loss": loss_sum / state.epoch_images,
             "train_error": 100 * (1 - hits / state.epoch_images),
         }

@@ -179,6 +179,8 @@ def train_once(
     iterations=None,
     details=False,
     protocol_name="ours",
+    warmup=0,
+    clip_norm=None,
 ):
     """One run of Algorithm 1 (or of another criterion of criteria.py, under a sanity check of
     sanity.py), as `snip_min.py` does it.
@@ -190,7 +192,8 @@ def train_once(
     the alive units. protocol_name: "authors" takes protocol.py's pieces of the authors' code
     (two draws, momentum 0, a constant learning rate; `init` is still the caller's), without
     its test checkpoints; it refuses sanity_check="reinit", a third draw, as snip_min.py
-    does. Returns a dict of the run's figures; 'diverged' is True if the loss blew up.
+    does. warmup, clip_norm: as snip_min.py's --warmup and --clip-norm. Returns a dict of
+    the run's figures; 'diverged' is True if the loss blew up.
     """
     pieces = protocol.PROTOCOLS[protocol_name]
     if pieces["two_draws"] and sanity_check == "reinit":
@@ -257,6 +260,8 @@ def train_once(
             boundaries=boundaries,
             log=log or (lambda line: None),
             on_step=on_step,
+            warmup=warmup,
+            clip_norm=clip_norm,
         )
         history = state.history
     except sm.Diverged:

@@ -127,6 +127,7 @@ def run(args, log=print):
             checkpoint=saver,
             checkpoint_every=args.checkpoint_every,
             clip_norm=args.clip_norm,
+            warmup=args.warmup,
             on_step=protocol.periodic_test_error(network, test, args.test_every, test_errors),
         )
     saver.finish(state)  # the trained values into `model` (and, if asked, a checkpoint)
@@ -168,6 +169,7 @@ def run(args, log=print):
         "momentum": args.momentum,
         "weight_decay": args.weight_decay,
         "clip_norm": args.clip_norm,
+        "warmup": args.warmup,
         "augment": augment._asdict() if augment is not None else None,
         "snip_seconds": snip_seconds,
         "train_seconds": state.train_seconds,
@@ -523,6 +525,13 @@ def parse_arguments(argv=None):
         default=None,
         metavar="NORM",
         help="scale the gradients down when their global norm exceeds NORM (default: no clipping)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=flags.non_negative_int,
+        default=0,
+        metavar="N",
+        help="raise the learning rate linearly to --lr over the first N iterations (0: no warm-up)",
     )
     parser.add_argument(
         "--val-fraction",

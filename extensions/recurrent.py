@@ -130,10 +130,10 @@ class LSTM(Layer):
     def forward(self, x, train):  # x: (N, T, D)
         n, steps, _ = x.shape
         size = self.hidden
-        w = self.input_weight.masked()  # (D, 4U), w * c
-        w_rec = self.recurrent_weight.masked()  # (U, 4U), R * c
+        wc = self.input_weight.masked()  # (D, 4U), W * c
+        rc = self.recurrent_weight.masked()  # (U, 4U), R * c
         x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)  # (T*N, D), step 1's rows first
-        inputs = (x_by_time @ w).reshape(steps, n, 4 * size)  # (T, N, 4U), x_t W for every t
+        inputs = (x_by_time @ wc).reshape(steps, n, 4 * size)  # (T, N, 4U), x_t W for every t
         inputs += self.bias.masked()
         inputs[:, :, size : 2 * size] += self.forget_bias
         gates = sm.xp.empty_like(inputs)  # (T, N, 4U): i, f, g, o of each step
@@ -154,7 +154,7 @@ class LSTM(Layer):
         )
         scale[2 * size : 3 * size], offset[2 * size : 3 * size] = 1.0, 0.0  # (4U,) each
         for t in range(steps):  # arrays are indexed from 0: gates[t] belongs to step t+1
-            z = hiddens[t] @ w_rec  # (N, 4U)
+            z = hiddens[t] @ rc  # (N, 4U)
             z += inputs[t]  # z_t = x_t W + h_{t-1} R + b
             gate = gates[t]  # (N, 4U), a view, filled here
             z *= scale
@@ -168,13 +168,13 @@ class LSTM(Layer):
             cells[t + 1] += i * g  #       + i_t * g_t
             sm.xp.tanh(cells[t + 1], out=cell_tanh[t])
             sm.xp.multiply(o, cell_tanh[t], out=hiddens[t + 1])  # h_t = o_t * tanh(c_t)
-        self.cache = (x_by_time, x.shape, w, w_rec, gates, cells, cell_tanh, hiddens)
+        self.cache = (x_by_time, x.shape, wc, rc, gates, cells, cell_tanh, hiddens)
         if self.return_sequences:
             return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, U)
         return hiddens[steps]  # (N, U)
 
     def backward(self, dout):  # dout: (N, U), or (N, T, U) with return_sequences
-        x_by_time, x_shape, w, w_rec, gates, cells, cell_tanh, hiddens = self.take_cache()
+        x_by_time, x_shape, wc, rc, gates, cells, cell_tanh, hiddens = self.take_cache()
         steps, n, size = cell_tanh.shape
         dz = sm.xp.empty_like(gates)  # (T, N, 4U): dL/dz_t of each step
         from_above, dh_next = gradients_from_above(dout, self.return_sequences)
@@ -202,7 +202,7 @@ class LSTM(Layer):
             d[:, 3 * size :] = do * o * (1 - o)
             # forward: z_t = x_t W + h_{t-1} R + b, so dL/dh_{t-1} = dL/dz_t R^T,
             # and c_t = f_t * c_{t-1} + ... gives dL/dc_{t-1} = dL/dc_t * f_t
-            dh_next = d @ w_rec.T  # (N, U)
+            dh_next = d @ rc.T  # (N, U)
             dc_next = dc * f  # (N, U)
         self.h0_grad, self.c0_grad = dh_next, dc_next  # dL/dh_0, dL/dc_0: (N, U) each
         # forward: z_t = x_t W + h_{t-1} R + b at every t with the same W, R, b, so
@@ -215,7 +215,7 @@ class LSTM(Layer):
         if not self.needs_input_gradient:
             return None
         # and dL/dx_t = dL/dz_t W^T, every step at once
-        dx_by_time = (dz_rows @ w.T).reshape(steps, n, -1)  # (T, N, D)
+        dx_by_time = (dz_rows @ wc.T).reshape(steps, n, -1)  # (T, N, D)
         return sm.xp.ascontiguousarray(dx_by_time.transpose(1, 0, 2))  # (N, T, D)
 
 
@@ -265,11 +265,11 @@ class GRU(Layer):
     def forward(self, x, train):  # x: (N, T, D)
         n, steps, _ = x.shape
         size = self.hidden
-        w = self.input_weight.masked()  # (D, 3U), w * c
-        w_rec = self.recurrent_weight.masked()  # (U, 3U), R * c
+        wc = self.input_weight.masked()  # (D, 3U), W * c
+        rc = self.recurrent_weight.masked()  # (U, 3U), R * c
         recurrent_bias = self.recurrent_bias.masked()  # (U,)
         x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)  # (T*N, D), step 1's rows first
-        inputs = (x_by_time @ w).reshape(steps, n, 3 * size)  # (T, N, 3U): a_t for every t
+        inputs = (x_by_time @ wc).reshape(steps, n, 3 * size)  # (T, N, 3U): a_t for every t
         inputs += self.bias.masked()
         gates = sm.xp.empty_like(inputs)  # (T, N, 3U): r, z, n of each step
         candidate_recurrent = sm.xp.empty(
@@ -278,7 +278,7 @@ class GRU(Layer):
         hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, U): h_0 ... h_T
         hiddens[0] = 0 if self.h0 is None else self.h0
         for t in range(steps):  # arrays are indexed from 0: gates[t] belongs to step t+1
-            s = hiddens[t] @ w_rec  # (N, 3U)
+            s = hiddens[t] @ rc  # (N, 3U)
             gate = gates[t]  # (N, 3U), a view, filled here
             both = gate[:, : 2 * size]  # (N, 2U): r and z
             sm.xp.add(inputs[t][:, : 2 * size], s[:, : 2 * size], out=both)
@@ -293,13 +293,13 @@ class GRU(Layer):
             sm.xp.subtract(hiddens[t], candidate, out=h)
             h *= z
             h += candidate  # h_t = n + z (h_{t-1} - n) = (1 - z) n + z h_{t-1}
-        self.cache = (x_by_time, w, w_rec, gates, candidate_recurrent, hiddens)
+        self.cache = (x_by_time, wc, rc, gates, candidate_recurrent, hiddens)
         if self.return_sequences:
             return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, U)
         return hiddens[steps]  # (N, U)
 
     def backward(self, dout):  # dout: (N, U), or (N, T, U) with return_sequences
-        x_by_time, w, w_rec, gates, candidate_recurrent, hiddens = self.take_cache()
+        x_by_time, wc, rc, gates, candidate_recurrent, hiddens = self.take_cache()
         steps, n, size = candidate_recurrent.shape
         d_recurrent = sm.xp.empty_like(gates)  # (T, N, 3U): dL/ds_t of each step
         d_candidate = sm.xp.empty_like(candidate_recurrent)  # (T, N, U): dL/da_t[n] of each step
@@ -327,7 +327,7 @@ class GRU(Layer):
             d[:, size : 2 * size] = dz * z * (1 - z)
             # forward: s_t = h_{t-1} R + ..., and h_t = ... + z_t * h_{t-1}, so
             # dL/dh_{t-1} = dL/ds_t R^T + dL/dh_t * z_t
-            dh_next = d @ w_rec.T + dh * z  # (N, U)
+            dh_next = d @ rc.T + dh * z  # (N, U)
         self.h0_grad = dh_next  # dL/dh_0, (N, U)
         # forward: a_t = x_t W + b and s_t = h_{t-1} R + [0, 0, b_hn] at every t with the same
         # W, b, R, b_hn: their gradients are sums over t and n, one product each
@@ -346,13 +346,13 @@ class GRU(Layer):
         if not self.needs_input_gradient:
             return None
         # and dL/dx_t = dL/da_t W^T, every step at once
-        dx_by_time = (input_rows @ w.T).reshape(steps, n, -1)  # (T, N, D)
+        dx_by_time = (input_rows @ wc.T).reshape(steps, n, -1)  # (T, N, D)
         return sm.xp.ascontiguousarray(dx_by_time.transpose(1, 0, 2))  # (N, T, D)
 
 
 class AsSequence(Layer):
     """Read each image as a sequence of its rows: x (N, H, W, C) -> (N, T = H, D = W*C), or,
-    with pixels=True, of its pixels: -> (N, T = U*W, D = C).
+    with pixels=True, of its pixels: -> (N, T = H*W, D = C).
 
     Rows: step t is row t, its W pixels' C channels side by side (NHWC order); an MNIST
     digit becomes 28 steps of 28 pixels. Pixels: step t is pixel t in reading order, an MNIST

@@ -252,3 +252,39 @@ def test_lecun_is_half_the_variance_of_vs_h_and_initialise_gives_zero_biases():
             assert value.std() == pytest.approx(
                 math.sqrt(1 / fan_in), rel=0.15
             )  # conv1: only 500 draws
+
+
+# --- the schedule and the training loop ----------------------------------------------------
+
+
+def test_the_warm_up_climbs_linearly_to_the_rate_and_then_steps_down():
+    # iteration i < warmup runs at (i + 1) / warmup of the step-decay rate, worked by hand
+    rates = [sm.learning_rate(i, 0.1, [6, 8], warmup=4) for i in range(10)]
+    expected = [0.025, 0.05, 0.075, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    assert [sm.learning_rate(i, 0.1, [6, 8]) for i in range(4)] == [0.1] * 4  # none by default
+
+
+def test_a_stop_request_ends_training_after_the_step_even_without_a_checkpoint(monkeypatch):
+    rng = numpy.random.default_rng(0)
+    model = models.build("lenet300", "mnist")
+    sm.initialise(model, "vs-h", rng)
+    images = rng.integers(0, 256, (40, 28, 28, 1), dtype=numpy.uint8)
+    train = sm.DeviceSplit(images, rng.integers(0, 10, 40), [0.5], [0.25])
+    state = sm.TrainingState(numpy.random.default_rng(1))
+    monkeypatch.setattr(sm, "STOP_REQUESTED", True)
+    with pytest.raises(sm.Interrupted, match="stopped at iteration 1"):
+        sm.fit(
+            model, sm.SGD(sm.parameters_of(model)), train, train, state,
+            iterations=10, batch_size=10, base_lr=0.01, boundaries=[], log=lambda line: None,
+        )  # fmt: skip
+    assert state.iteration == 1
+
+
+def test_a_network_that_skips_its_input_gradient_keeps_no_cache_after_backward():
+    rng = numpy.random.default_rng(0)
+    model = models.build("lenet300", "mnist")  # Flatten, then the first Linear skips dL/dx
+    sm.initialise(model, "vs-h", rng)
+    logits = model.forward(sm.xp.asarray(rng.standard_normal((3, 28, 28, 1))), train=True)
+    assert model.backward(sm.xp.ones_like(logits)) is None
+    assert [type(layer).__name__ for layer in sm.layers_of(model) if layer.cache is not None] == []
