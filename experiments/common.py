@@ -248,21 +248,22 @@ def train_once(
         result["alive_units"] = compaction.alive_summary(model, models.INPUT_SHAPE[dataset.name])
     state = sm.TrainingState(shuffle_rng)
     try:
-        sm.fit(
-            model,
-            optimiser,
-            train,
-            validation,
-            state,
-            iterations=iterations,
-            batch_size=batch_size,
-            base_lr=lr,
-            boundaries=boundaries,
-            log=log or (lambda line: None),
-            on_step=on_step,
-            warmup=warmup,
-            clip_norm=clip_norm,
-        )
+        with numpy.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below
+            sm.fit(
+                model,
+                optimiser,
+                train,
+                validation,
+                state,
+                iterations=iterations,
+                batch_size=batch_size,
+                base_lr=lr,
+                boundaries=boundaries,
+                log=log or (lambda line: None),
+                on_step=on_step,
+                warmup=warmup,
+                clip_norm=clip_norm,
+            )
         history = state.history
     except sm.Diverged:
         result.update(diverged=True, test_error=math.nan, val_error=math.nan, train_loss=math.nan)
