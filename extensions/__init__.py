@@ -21,8 +21,11 @@ only what sits below it, so every module imports on its own.
     compaction     dead units and --compact                 alive_units, alive_summary, compact
     checkpoints    stopping and resuming (--resume,         Saver, read_checkpoint, restore,
                    Ctrl-C)                                  stop_on_signals, CheckpointError
-    pytorch_twin   the same network in PyTorch (the         to_torch
-                   tests' cross-checks, the benchmark)
+    network_file   a trained network on disk: network.npz   write_network, load_network,
+                   (--evaluate, --mask)                     read_masks, evaluate_network
+    pytorch_twin   the same network in PyTorch (the         to_torch, export_state_dict,
+                   tests' cross-checks, the benchmark,      masks_from_state_dict
+                   scripts/pytorch_io.py)
     flags          argparse types that refuse bad input     OneLineParser, HelpFormatter,
                    in one line                              positive_int, sparsity_value, ...
     cli            the command line of snip_min.py          run, parse_arguments, main

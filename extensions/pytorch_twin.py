@@ -12,6 +12,8 @@ Used by the cross-checks of the test suite (the same logits and gradients), by
 scripts/bench.py (the same work, timed) and by experiments that compare the two.
 """
 
+import numpy
+
 import snip_min as sm
 from extensions import recurrent, zoo_layers
 
@@ -19,10 +21,11 @@ from extensions import recurrent, zoo_layers
 def to_torch(layer, torch):
     """A torch.nn.Module computing exactly what a snip-min layer computes, with its weights.
 
-    Returns (module, links): links pairs every snip-min conv/linear Param with its PyTorch
-    parameter and a function turning a snip-min array into that parameter's layout.
-    Activations stay NHWC at the boundaries (the input and Flatten see the same order as
-    snip-min); inside, convolutions run in PyTorch's native NCHW.
+    Returns (module, links): links pairs every snip-min weight and bias Param (conv,
+    linear, recurrent) with its PyTorch parameter and a function turning a snip-min array
+    into that parameter's layout; the function's .inverse turns a PyTorch tensor back into
+    a snip-min host array. Activations stay NHWC at the boundaries (the input and Flatten
+    see the same order as snip-min); inside, convolutions run in PyTorch's native NCHW.
     """
     nn = torch.nn
     links = []
@@ -35,6 +38,10 @@ def to_torch(layer, torch):
 
     def layout_vector(array):
         return torch.as_tensor(sm.to_host(array))
+
+    layout_conv.inverse = lambda tensor: tensor.detach().cpu().permute(2, 3, 1, 0).numpy()
+    layout_linear.inverse = lambda tensor: tensor.detach().cpu().T.numpy()
+    layout_vector.inverse = lambda tensor: tensor.detach().cpu().numpy()
 
     def copy(param, target, layout):
         with torch.no_grad():
@@ -151,6 +158,8 @@ def to_torch(layer, torch):
                 vector = layout_vector(array)
                 return torch.cat([vector.new_zeros(2 * hidden), vector])
 
+            candidate_only.inverse = lambda tensor: layout_vector.inverse(tensor[2 * hidden :])
+
             copy(each.recurrent_bias, rnn.bias_hh_l0, candidate_only)
         return [LastHidden(rnn)]
 
@@ -213,3 +222,59 @@ def to_torch(layer, torch):
         raise NotImplementedError(f"no PyTorch equivalent for {type(each).__name__}")
 
     return Chain(*convert(layer, None)), links
+
+
+# ------------------------------------------------------------------------------------------
+# To PyTorch and back: a trained network's state_dict, and masks made in PyTorch
+# ------------------------------------------------------------------------------------------
+
+MASK_CHOICES = ("apply", "register")
+
+
+def parameter_names(twin):
+    """{id(tensor): its name in twin.state_dict()} for every parameter of the twin."""
+    return {id(tensor): name for name, tensor in twin.named_parameters()}
+
+
+def export_state_dict(model, torch, masks="apply"):
+    """(twin, state_dict): `model`'s PyTorch twin with its trained values, in PyTorch's
+    layouts. masks='apply': the pruned weights are zeros in the weights themselves (they are
+    zeros in snip-min already); masks='register': each gated parameter is also pruned with
+    torch.nn.utils.prune.custom_from_mask, so that the state_dict holds NAME_orig and
+    NAME_mask and PyTorch keeps the pruned weights at zero while training the twin."""
+    if masks not in MASK_CHOICES:
+        raise ValueError(f"masks must be one of {', '.join(MASK_CHOICES)}, not {masks!r}")
+    twin, links = to_torch(model, torch)
+    twin.eval()
+    if masks == "register":
+        import torch.nn.utils.prune  # (torch.nn.utils does not import it)
+
+        modules = dict(twin.named_modules())
+        names = parameter_names(twin)
+        for p, target, layout in links:
+            if p.mask is not None:
+                owner, _, attribute = names[id(target)].rpartition(".")
+                mask = layout(p.mask).to(target.dtype)
+                torch.nn.utils.prune.custom_from_mask(modules[owner], attribute, mask)
+    return twin, twin.state_dict()
+
+
+def masks_from_state_dict(model, state_dict, torch, scope="weights+biases"):
+    """({name: bool host array in snip-min's layout}, [names with no mask]): the masks of a
+    PyTorch state_dict of `model`'s twin (its NAME_mask entries, as torch.nn.utils.prune
+    leaves them) for every Param that snip-min gates with this scope (--prune). A Param
+    whose twin has no mask entry is kept whole (all True), and named in the second list."""
+    twin, links = to_torch(model, torch)
+    names = parameter_names(twin)
+    gated = {p.name for p in sm.prunable_parameters(model, scope)}
+    masks, unmasked = {}, []
+    for p, target, layout in links:
+        if p.name not in gated:
+            continue
+        entry = state_dict.get(names[id(target)] + "_mask")
+        if entry is None:
+            masks[p.name] = numpy.ones(p.shape, dtype=bool)
+            unmasked.append(p.name)
+        else:
+            masks[p.name] = layout.inverse(entry) != 0
+    return masks, unmasked

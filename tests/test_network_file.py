@@ -1,0 +1,206 @@
+"""A trained network on disk (extensions/network_file.py) and on its way to PyTorch and back
+(extensions/pytorch_twin.py, scripts/pytorch_io.py).
+
+- network.npz holds every value and mask exactly; a damaged or foreign file, a mask of the
+  wrong shape or for a parameter the model does not gate, is refused in one line naming it.
+- A saved network evaluates to what the network in memory evaluates to, exactly.
+- Exported to PyTorch, the twin loaded from the state_dict computes the same logits
+  (float32 tolerance) for LeNet-300-100, LeNet-5-Caffe, a convolutional network with batch
+  norm (ResNet-18) and a recurrent one (LSTM-s), with the masks applied or registered.
+- A mask taken to PyTorch and brought back is the same mask, bit for bit.
+"""
+
+import json
+import os
+
+import numpy
+import pytest
+
+import data
+import models
+import snip_min as sm
+from extensions import network_file
+from helpers import run_python
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pruned_model(name, sparsity=0.9, seed=0):
+    """(model, gated Params, images): `name` initialised and pruned by SNIP on random images
+    (a few training steps move the values away from their initial draw)."""
+    rng = numpy.random.default_rng(seed)
+    dataset = models.MODELS[name].dataset
+    model = models.build(name, dataset)
+    sm.initialise(model, "vs-h", rng)
+    shape = (4,) + models.INPUT_SHAPE[dataset]
+    images = sm.xp.asarray(rng.standard_normal(shape), dtype=sm.xp.float32)
+    labels = sm.xp.asarray(rng.integers(0, models.NUM_CLASSES[dataset], 4))
+    gated = sm.snip(model, images, labels, sparsity)
+    optimiser = sm.SGD(sm.parameters_of(model))
+    for _ in range(2):
+        sm.train_step(model, optimiser, images, labels, lr=0.01)
+    return model, gated, images
+
+
+def save(tmp_path, model, gated, name="lenet300"):
+    path = str(tmp_path / network_file.NETWORK_FILE)
+    network_file.write_network(
+        path, model, name, models.MODELS[name].dataset, gated, [0.5], [0.25], {"seed": 0}
+    )
+    return path
+
+
+def test_a_saved_network_holds_every_value_and_mask_exactly(tmp_path):
+    model, gated, _ = pruned_model("lenet300")
+    loaded, loaded_gated, contents = network_file.load_network(save(tmp_path, model, gated))
+    assert contents["model"] == "lenet300" and contents["results"] == {"seed": 0}
+    for p, q in zip(sm.parameters_of(model), sm.parameters_of(loaded)):
+        assert p.name == q.name
+        numpy.testing.assert_array_equal(sm.to_host(p.value), sm.to_host(q.value))
+    assert [p.name for p in loaded_gated] == [p.name for p in gated]
+    for p, q in zip(gated, loaded_gated):
+        numpy.testing.assert_array_equal(sm.to_host(p.mask), sm.to_host(q.mask))
+    with numpy.load(tmp_path / network_file.NETWORK_FILE, allow_pickle=False) as archive:
+        assert all(archive[name].dtype != object for name in archive.files)  # no pickle
+
+
+@pytest.mark.parametrize(
+    "damage, complaint",
+    [
+        (lambda path: open(path, "wb").write(b"not a zip"), "damaged or not a NumPy .npz"),
+        (lambda path: numpy.savez(path, x=numpy.zeros(2)), "not a snip-min network"),
+        (lambda path: rewrite_settings(path, model="no-such-net"), "names no known model"),
+        (lambda path: rewrite_settings(path, version=99), "version 99 network file"),
+        (lambda path: rewrite_param(path, "fc1.weight", numpy.zeros((3, 3))), "fc1.weight is of"),
+        (lambda path: rewrite_param(path, "fc2.bias", numpy.full(100, numpy.nan)), "non-finite"),
+    ],
+)
+def test_a_damaged_or_foreign_network_file_is_refused_in_one_line(tmp_path, damage, complaint):
+    model, gated, _ = pruned_model("lenet300")
+    path = save(tmp_path, model, gated)
+    damage(path)
+    with pytest.raises(network_file.NetworkFileError, match=complaint) as caught:
+        network_file.load_network(path)
+    assert "\n" not in str(caught.value)
+
+
+def rewrite_settings(path, **changes):
+    arrays = dict(numpy.load(path, allow_pickle=False))
+    settings = json.loads(arrays["settings"].tobytes().decode())
+    settings.update(changes)
+    arrays["settings"] = numpy.frombuffer(json.dumps(settings).encode(), dtype=numpy.uint8)
+    numpy.savez(path, **arrays)
+
+
+def rewrite_param(path, name, value):
+    arrays = dict(numpy.load(path, allow_pickle=False))
+    arrays[f"param/{name}"] = value.astype(numpy.float32)
+    numpy.savez(path, **arrays)
+
+
+def test_masks_are_read_from_a_network_or_a_masks_file_and_checked_against_the_model(tmp_path):
+    model, gated, _ = pruned_model("lenet300")
+    path = save(tmp_path, model, gated)
+    fresh = models.build("lenet300", "mnist")
+    sm.initialise(fresh, "vs-h", numpy.random.default_rng(5))
+    from_network = network_file.read_masks(path, fresh, "weights+biases")
+    masks_path = tmp_path / "masks.npz"
+    numpy.savez(masks_path, **{p.name: sm.to_host(p.mask).astype(bool) for p in gated})
+    from_masks = network_file.read_masks(str(masks_path), fresh, "weights+biases")
+    for p, a, b in zip(gated, from_network, from_masks):
+        numpy.testing.assert_array_equal(a, sm.to_host(p.mask).astype(bool))
+        numpy.testing.assert_array_equal(b, a)
+    wrong = {p.name: numpy.ones(p.shape, bool) for p in gated}
+    wrong["fc2.weight"] = numpy.ones((2, 2), bool)
+    numpy.savez(masks_path, **wrong)
+    with pytest.raises(network_file.NetworkFileError, match=r"fc2\.weight is \(2, 2\)"):
+        network_file.read_masks(str(masks_path), fresh, "weights+biases")
+    with pytest.raises(network_file.NetworkFileError, match="which this model does not gate"):
+        network_file.read_masks(path, fresh, "weights")  # the file masks biases too
+    del wrong["fc2.weight"]
+    numpy.savez(masks_path, **wrong)
+    with pytest.raises(network_file.NetworkFileError, match="no mask for fc2.weight"):
+        network_file.read_masks(str(masks_path), fresh, "weights+biases")
+
+
+def test_a_saved_network_evaluates_to_what_it_evaluated_to_in_memory(tiny_mnist, tmp_path):
+    dataset = data.load_dataset("mnist", tiny_mnist, download=False)
+    model, gated, _ = pruned_model("lenet300")
+    path = str(tmp_path / network_file.NETWORK_FILE)
+    network_file.write_network(path, model, "lenet300", "mnist", gated, dataset.mean, dataset.std)
+    test = sm.DeviceSplit(dataset.test_images, dataset.test_labels, dataset.mean, dataset.std)
+    expected = sm.evaluate(model, test)
+    loss, error, _ = network_file.evaluate_network(
+        str(tmp_path), tiny_mnist, download=False, notice=lambda line: None
+    )
+    assert (loss, error) == expected
+
+
+# -- to PyTorch and back ----------------------------------------------------------------------
+
+torch_models = pytest.mark.parametrize("name", ["lenet300", "lenet5", "resnet18", "lstm-s"])
+
+
+@torch_models
+@pytest.mark.parametrize("masks", ["apply", "register"])
+def test_the_exported_state_dict_computes_the_same_logits_in_pytorch(name, masks, tmp_path):
+    torch = pytest.importorskip("torch")
+    from extensions import pytorch_twin
+
+    model, gated, images = pruned_model(name, sparsity=0.95)
+    _, state = pytorch_twin.export_state_dict(model, torch, masks=masks)
+    assert any(key.endswith("_mask") for key in state) == (masks == "register")
+    buffer = tmp_path / "network.pt"
+    torch.save(state, buffer)
+    # the user's side: a fresh twin of a freshly drawn network, then the saved state
+    fresh = models.build(name, models.MODELS[name].dataset)
+    sm.initialise(fresh, "vs-h", numpy.random.default_rng(99))
+    twin, _ = pytorch_twin.to_torch(fresh, torch)
+    if masks == "register":  # the same pruning parametrisation before loading its entries
+        import torch.nn.utils.prune
+
+        for module_name, module in twin.named_modules():
+            for entry in list(state):
+                owner, _, attribute = entry.rpartition(".")
+                if owner == module_name and attribute.endswith("_mask"):
+                    torch.nn.utils.prune.identity(module, attribute[: -len("_mask")])
+    twin.load_state_dict(torch.load(buffer, weights_only=True))
+    twin.eval()
+    with torch.no_grad():
+        theirs = twin(torch.as_tensor(sm.to_host(images))).numpy()
+    ours = sm.to_host(model.forward(images, train=False))
+    sm.forget_caches(model)
+    numpy.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4 * numpy.abs(ours).max())
+
+
+@torch_models
+def test_a_mask_taken_to_pytorch_and_back_is_the_same_mask(name):
+    torch = pytest.importorskip("torch")
+    from extensions import pytorch_twin
+
+    model, gated, _ = pruned_model(name, sparsity=0.95)
+    _, state = pytorch_twin.export_state_dict(model, torch, masks="register")
+    masks, unmasked = pytorch_twin.masks_from_state_dict(model, state, torch)
+    assert unmasked == [] and sorted(masks) == sorted(p.name for p in gated)
+    for p in gated:
+        numpy.testing.assert_array_equal(masks[p.name], sm.to_host(p.mask).astype(bool))
+
+
+def test_the_script_exports_and_imports_and_refuses_bad_input_in_one_line(tmp_path):
+    pytest.importorskip("torch")
+    model, gated, _ = pruned_model("lenet300")
+    save(tmp_path, model, gated)
+    script = os.path.join(ROOT, "scripts", "pytorch_io.py")
+    exported = run_python([script, "export", tmp_path, "--masks", "register"], timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "network.pt").is_file()
+    out = tmp_path / "back.npz"
+    command = [script, "import-masks", tmp_path / "network.pt", "--model", "lenet300"]
+    brought = run_python(command + ["--out", out], timeout=300)
+    assert brought.returncode == 0, brought.stderr
+    back = network_file.read_npz(str(out))
+    for p in gated:
+        numpy.testing.assert_array_equal(back[p.name], sm.to_host(p.mask).astype(bool))
+    missing = run_python([script, "export", tmp_path / "nowhere"], timeout=300)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "Traceback" not in missing.stderr and "no file at" in missing.stderr
