@@ -3,6 +3,7 @@ float64 arrays on the current backend, and finite differences."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,9 @@ from hypothesis import assume
 import snip_min as sm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The tests that need the real MNIST (its IDX .gz files: the notebook, the loader's checks on
+# real files) read it from this folder, never from the network; without it they are skipped.
+REAL_MNIST_VARIABLE = "SNIP_MIN_REAL_MNIST"
 STAND_IN = os.path.join(ROOT, "tests", "strict_cupy")  # holds the stand-in package `cupy`
 USING_STAND_IN = False  # set by use_stand_in (--device strict)
 
@@ -70,6 +74,13 @@ def run_python(arguments, *, timeout=600, env=None, **options):
                     f"{arguments}: the child did not run on the stand-in"
                 )
     return result
+
+
+def real_mnist_folder():
+    """The folder $SNIP_MIN_REAL_MNIST names (holding MNIST's four IDX .gz files), or None
+    when the variable is not set."""
+    folder = os.environ.get(REAL_MNIST_VARIABLE)
+    return pathlib.Path(folder) if folder else None
 
 
 # --- arrays and finite differences -----------------------------------------------------------

@@ -5,7 +5,7 @@ those of one execution from top to bottom, and it still executes with the curren
   in order (execution counts 1..n), none ended in an error or printed a traceback, and the
   plots and numbers the notebook promises are in its outputs.
 - Executing it (nbclient and ipykernel, pinned in requirements-dev.txt; the real MNIST subset
-  in ../shared/data/mnist beside the repository or in $SNIP_MIN_REAL_MNIST, never downloaded):
+  in the folder $SNIP_MIN_REAL_MNIST names, never downloaded; skipped without it):
   a copy runs top to bottom in a fresh kernel without an error; the cells tagged 'compare'
   (the data, the network's shapes) print exactly what the committed copy shows, and those
   tagged 'counts' (the kept counts) the same up to float32 rounding at the threshold. Under
@@ -14,7 +14,6 @@ those of one execution from top to bottom, and it still executes with the curren
 """
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -24,9 +23,6 @@ import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "walkthrough.ipynb"
-REAL_MNIST_FOLDER = Path(
-    os.environ.get("SNIP_MIN_REAL_MNIST", ROOT.parent / "shared" / "data" / "mnist")
-)
 DEVICE_LINE = re.compile(r'^DEVICE = "cpu"', re.MULTILINE)
 NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")  # 2,305 or 1.0, not the 1 of fc1
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -203,13 +199,14 @@ def test_notebook_executes_with_the_current_code(request, monkeypatch, tmp_path)
         "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte.gz",
     )
-    if not all((REAL_MNIST_FOLDER / name).exists() for name in files):
+    folder = helpers.real_mnist_folder()
+    if folder is None or not all((folder / name).exists() for name in files):
         pytest.skip(
-            f"the walkthrough reads the real MNIST, not found in {REAL_MNIST_FOLDER} "
-            "(tests never download)"
+            f"the walkthrough reads the real MNIST: set {helpers.REAL_MNIST_VARIABLE} to a "
+            f"folder holding its four IDX .gz files (tests never download)"
         )
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "mnist").symlink_to(REAL_MNIST_FOLDER, target_is_directory=True)
+    (tmp_path / "data" / "mnist").symlink_to(folder, target_is_directory=True)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     device = request.config.getoption("--device")
     if device != "cpu":  # the line the notebook says to change for a GPU
