@@ -125,8 +125,11 @@ def test_inverted_snip_keeps_the_lowest_sensitivities():
 # --- the iterative schedule -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("invert", [False, True], ids=["kept", "inverted"])
 @pytest.mark.parametrize("sparsity, rounds", [(0.98, 5), (0.9, 1), (0.999, 12)])
-def test_iterate_follows_the_exponential_schedule_and_rescores_the_pruned_network(sparsity, rounds):
+def test_iterate_follows_the_exponential_schedule_and_rescores_the_pruned_network(
+    sparsity, rounds, invert
+):
     model = models.build("lenet300")
     sm.initialise(model, "vs-h", numpy.random.default_rng(0))
     params = [
@@ -135,12 +138,16 @@ def test_iterate_follows_the_exponential_schedule_and_rescores_the_pruned_networ
     m, rng = sum(p.size for p in params), numpy.random.default_rng(1)
     initial, seen = [sm.to_host(p.value) for p in params], []
 
-    def score():  # |w| + noise: a pruned weight must come back as exactly 0, so score 0
+    def score():  # the network pruned so far must come in: a pruned weight is exactly 0 ...
         values = flat_host([p.value for p in params])
         seen.append(values != 0)
-        return [sm.xp.abs(p.value) * sm.xp.asarray(1 + rng.random(p.shape)) for p in params]
+        # ... but it scores as if unpruned, |initial w| + noise, as high as any kept one: only
+        # iterate itself can keep it from coming back (and inverted, as low as any)
+        return [
+            sm.xp.abs(sm.xp.asarray(w)) * sm.xp.asarray(1 + rng.random(w.shape)) for w in initial
+        ]
 
-    masks, _ = criteria.iterate(params, score, sparsity, rounds)
+    masks, _ = criteria.iterate(params, score, sparsity, rounds, invert)
     kept = [int(alive.sum()) for alive in seen[1:]] + [int(flat_host(masks).sum())]
     assert kept == [int(round((1 - sparsity) ** (r / rounds) * m)) for r in range(1, rounds)] + [
         sm.kappa_for(sparsity, m)

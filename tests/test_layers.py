@@ -210,20 +210,40 @@ def test_max_pool_routes_each_gradient_to_the_window_maximum():
     assert numpy.array_equal(dx.reshape(4, 4), expected)
 
 
-def reference_max_pool_gradient(x_pad, dout, kernel, stride):
-    """dL/dx_pad by the definition, one window at a time on the host: each window passes its
-    dL/dy to the first position in scan order that holds its maximum (none if that is NaN)."""
-    dx = numpy.zeros(x_pad.shape)
+def reference_pads(padding, height, width, kernel, stride):
+    """(top, bottom, left, right) as TensorFlow pads, written out here, not taken from the
+    layer: 'same' makes OH = ceil(H / stride) and puts the odd row and column at the
+    bottom/right; an int pads every side; 'valid' none."""
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding != "same":
+        return (padding,) * 4
+
+    def split(size):
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+        return [total // 2, total - total // 2]
+
+    return tuple(split(height) + split(width))
+
+
+def reference_max_pool(x, dout, kernel, stride, pads):
+    """(y, dL/dx) by the definition, one window at a time on the host, the border padded here
+    with -inf (a padded position never wins). Each window passes its dL/dy to the first
+    position in scan order that holds its maximum (none if that is NaN, or -inf in padding)."""
+    top, bottom, left, right = pads
+    x_pad = numpy.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-numpy.inf)
+    y, dx = numpy.zeros(dout.shape), numpy.zeros(x_pad.shape)
     n, out_h, out_w, c = dout.shape
     for e, a, b, ch in numpy.ndindex(n, out_h, out_w, c):
         window = x_pad[
             e, a * stride : a * stride + kernel, b * stride : b * stride + kernel, ch
         ].ravel()
+        y[e, a, b, ch] = window.max()
         holders = numpy.flatnonzero(window == window.max())  # empty when the max is NaN
         if holders.size:
             i, j = divmod(int(holders[0]), kernel)
             dx[e, a * stride + i, b * stride + j, ch] += dout[e, a, b, ch]
-    return dx
+    return y, dx[:, top : top + x.shape[1], left : left + x.shape[2]]
 
 
 @given(
@@ -241,24 +261,22 @@ def reference_max_pool_gradient(x_pad, dout, kernel, stride):
 def test_max_pool_backward_matches_the_definition_with_ties_and_nans(
     seed, n, h, w, c, kernel, stride, padding, levels, nan
 ):
-    # With 3 levels ties are common, with 1000 rare; stride None (= kernel) tiles the input
-    pads = sm.padding_amounts(padding, h, w, kernel, kernel, stride or kernel)
+    # With 3 levels ties are common, with 1000 rare; stride None (= kernel) tiles the input.
+    # Half the values are negative, so a border padded with anything above -inf would win.
+    pads = reference_pads(padding, h, w, kernel, stride or kernel)
     assume(h + pads[0] + pads[1] >= kernel and w + pads[2] + pads[3] >= kernel)
     rng = numpy.random.default_rng(seed)
-    host = rng.integers(0, levels, (n, h, w, c)).astype(float)
+    host = rng.integers(-levels, levels, (n, h, w, c)).astype(float)
     if nan:
         host[tuple(rng.integers(0, size) for size in host.shape)] = numpy.nan
     pool = sm.MaxPool2D(kernel, stride, padding=padding)
     y = pool.forward(sm.xp.asarray(host), True)
-    x_pad = sm.to_host(pool.cache[1])
     dout = rng.standard_normal(y.shape)
-    expected = reference_max_pool_gradient(x_pad, dout, kernel, stride or kernel)
-    top, _, left, _ = pads
+    expected_y, expected_dx = reference_max_pool(host, dout, kernel, stride or kernel, pads)
+    numpy.testing.assert_array_equal(sm.to_host(y), expected_y)  # NaN where the reference has
     dx = sm.to_host(pool.backward(sm.xp.asarray(dout)))
     # where windows overlap, a pixel's share arrives in another order: equal up to rounding
-    numpy.testing.assert_allclose(
-        dx, expected[:, top : top + h, left : left + w], rtol=0, atol=1e-12
-    )
+    numpy.testing.assert_allclose(dx, expected_dx, rtol=0, atol=1e-12)
 
 
 def test_a_nan_window_does_not_hide_a_tie_elsewhere():
