@@ -48,6 +48,7 @@ layout of the authors' TensorFlow code; linear weights are (D_in, D_out). Channe
 makes a convolution one matrix product with no transposes (see Conv2D).
 """
 
+import contextlib
 import math
 import sys
 import time
@@ -138,6 +139,19 @@ def synchronise():
         xp.cuda.get_current_stream().synchronize()
 
 
+def release_pinned_memory():
+    """Give back the page-locked host memory that copies to the device were staged in.
+
+    CuPy copies a host array to the GPU through a pinned (page-locked) staging buffer, and
+    its pinned pool keeps that buffer afterwards for the next copy: after a whole dataset
+    has gone to the device, as much host memory as the dataset (about 1.3 GB for
+    Tiny-ImageNet), locked. This waits for the copies to finish (once) and empties the pool.
+    Nothing to do on NumPy."""
+    if xp is not numpy:
+        synchronise()
+        xp.get_default_pinned_memory_pool().free_all_blocks()
+
+
 # ======================================================================================
 # 2. Parameters and gates
 # ======================================================================================
@@ -192,12 +206,32 @@ class Param:
 #     dx = layer.backward(dy)         takes the cache, stores dL/d(param), returns dL/dx
 # Backward *takes* the cache (take_cache leaves None behind), so a layer's activations are
 # freed as soon as its gradient is computed, as autograd frees its saved tensors.
+# A forward pass that no backward pass follows (an evaluation) keeps nothing: inside
+# `with forward_only():` the switch BACKWARD_FOLLOWS is False, and every layer's forward
+# reads it (`if BACKWARD_FOLLOWS: self.cache = ...`) before it stores a cache. Each
+# activation is then freed as soon as the next layer has read it, as under PyTorch's
+# torch.no_grad(): an evaluation needs the memory of about two activations at a time, not
+# of every layer's cache at once. Outside the block (training, SNIP's scoring, which
+# differentiates) every forward keeps its cache.
 # `train` is True in a training step and False elsewhere (batch norm, in
 # extensions/zoo_layers.py, uses it). Containers (Sequential here; Residual and Concat in
 # extensions/zoo_layers.py) are layers too, so a whole network is one layer. Here are the
 # layers the LeNets need; the model zoo adds its own in extensions/zoo_layers.py and
 # extensions/recurrent.py, written the same way.
 # ======================================================================================
+
+BACKWARD_FOLLOWS = True  # False inside forward_only(): forward passes then keep no cache
+
+
+@contextlib.contextmanager
+def forward_only():
+    """Within the block, forward passes keep no cache: no backward pass will follow them."""
+    global BACKWARD_FOLLOWS
+    saved, BACKWARD_FOLLOWS = BACKWARD_FOLLOWS, False
+    try:
+        yield
+    finally:
+        BACKWARD_FOLLOWS = saved
 
 
 class Layer:
@@ -215,6 +249,11 @@ class Layer:
     def take_cache(self):
         """Hand the forward pass's cache to backward, keeping no reference to it."""
         cache, self.cache = self.cache, None
+        if cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: no cache to take (its forward pass ran "
+                f"inside forward_only(), or the cache was taken already)"
+            )
         return cache
 
 
@@ -291,7 +330,8 @@ class Linear(Layer):
         y = x @ wc  # (N, D_out)
         if self.bias is not None:
             y += self.bias.masked()
-        self.cache = (x, wc)
+        if BACKWARD_FOLLOWS:
+            self.cache = (x, wc)
         return y
 
     def backward(self, dout):  # dout: (N, D_out)
@@ -490,15 +530,16 @@ class Conv2D(Layer):
             # broadcasting b over rows of only F numbers would loop over N*OH*OW short rows
             per_example = y.reshape(n, out_h * out_w * y.shape[1])  # a view of y
             per_example += xp.tile(self.bias.masked(), out_h * out_w)
-        keep_col = col is not None and col.nbytes <= KEEP_COL_BYTES  # else rebuilt from x_pad
-        self.cache = (
-            x.shape,
-            pads,
-            wc,
-            col if keep_col else None,
-            x_pad.shape,
-            None if keep_col else x_pad,
-        )
+        if BACKWARD_FOLLOWS:
+            keep_col = col is not None and col.nbytes <= KEEP_COL_BYTES  # else rebuilt
+            self.cache = (
+                x.shape,
+                pads,
+                wc,
+                col if keep_col else None,
+                x_pad.shape,
+                None if keep_col else x_pad,
+            )
         return y.reshape(n, out_h, out_w, -1)  # (N, OH, OW, F)
 
     def backward(self, dout):  # (N, OH, OW, F)
@@ -558,7 +599,8 @@ class MaxPool2D(Layer):
             for kw in range(self.kernel):
                 tap = kernel_offset_view(x_pad, kh, kw, self.stride, out_h, out_w)
                 y = tap.copy() if y is None else xp.maximum(y, tap, out=y)
-        self.cache = (x.shape, x_pad, pads, y)
+        if BACKWARD_FOLLOWS:
+            self.cache = (x.shape, x_pad, pads, y)
         return y
 
     def backward(self, dout):
@@ -591,7 +633,8 @@ class ReLU(Layer):
     """y = max(x, 0), elementwise."""
 
     def forward(self, x, train):
-        self.cache = x > 0  # where the gradient passes
+        if BACKWARD_FOLLOWS:
+            self.cache = x > 0  # where the gradient passes
         return xp.maximum(x, 0)
 
     def backward(self, dout):
@@ -605,7 +648,8 @@ class Flatten(Layer):
     only_rearranges = True
 
     def forward(self, x, train):
-        self.cache = x.shape
+        if BACKWARD_FOLLOWS:
+            self.cache = x.shape
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dout):
@@ -748,12 +792,22 @@ def connection_sensitivity(model, images, labels, params):
 def normalised_scores(sensitivities):
     """Algorithm 1, line 3: s = |g| / sum |g|, one flat vector over ALL layers.
 
-    Dividing by the sum makes s independent of the loss's scale (it never changes the
-    ranking). If every g is 0 the scores stay 0.
+    Dividing by the sum makes s independent of the loss's scale: s is what the reports show.
+    The masks rank |g| itself (snip_masks), which is the order of s in exact arithmetic. In
+    float32 the division rounds neighbouring values of |g| onto one value of s, and which
+    ones merge depends on the last bit of the sum, which depends on the order the device
+    adds in (NumPy sums pairwise, CuPy with CUB); a tie at the threshold then goes to the
+    lower index, so ranking s would let one ulp of the sum change a mask (at VGG-D's 15M
+    scores it does: tests/test_gpu_readiness.py). If every g is 0 the scores stay 0.
     """
-    flat = xp.concatenate([xp.abs(g).ravel() for g in sensitivities])
+    flat = magnitudes(sensitivities)
     total = flat.sum()
     return flat / xp.where(total > 0, total, 1)  # decided on the device, not the host
+
+
+def magnitudes(arrays):
+    """|a| of every entry of `arrays`, as one flat vector over all of them, in their order."""
+    return xp.concatenate([xp.abs(a).ravel() for a in arrays])
 
 
 def kappa_for(sparsity, m):
@@ -788,12 +842,13 @@ def snip_masks(sensitivities, sparsity):
     """Algorithm 1, lines 4-5: keep the kappa connections with the largest s, across all
     layers. The paper's c_j = 1[s_j >= (the kappa-th largest s)] would keep every tie at the
     threshold; this keeps exactly kappa, ties to the lowest index, as the authors' code does
-    (TensorFlow's top_k).
+    (TensorFlow's top_k). s = |g| / sum |g| orders the connections as |g| does, so the top-k
+    ranks |g| itself: no rounding of the division can merge two scores (normalised_scores).
 
     sensitivities: list of arrays g. Returns one 0/1 mask per array (same dtype).
     """
-    s = normalised_scores(sensitivities)
-    return masks_of(top_k_mask(s, kappa_for(sparsity, s.size)), sensitivities)
+    flat = magnitudes(sensitivities)
+    return masks_of(top_k_mask(flat, kappa_for(sparsity, flat.size)), sensitivities)
 
 
 def masks_of(keep, arrays):
@@ -1015,7 +1070,7 @@ def split_dataset(dataset, val_fraction, rng):
     n_val = int(round(val_fraction * n))
     val_index, train_index = order[:n_val], order[n_val:]
     statistics = (dataset.mean, dataset.std)
-    return (
+    splits = (
         DeviceSplit(
             dataset.train_images[train_index],
             dataset.train_labels[train_index],
@@ -1025,21 +1080,74 @@ def split_dataset(dataset, val_fraction, rng):
         DeviceSplit(dataset.train_images[val_index], dataset.train_labels[val_index], *statistics),
         DeviceSplit(dataset.test_images, dataset.test_labels, *statistics),
     )
+    release_pinned_memory()  # the copies' staging memory, as large as the dataset
+    return splits
 
 
-def evaluate(model, split, batch_size=1000):
+# the most memory the activations of one evaluation batch may take, as a backward pass would
+# keep them (an upper bound on what the forward-only pass of an evaluation holds at once)
+EVALUATION_BUDGET_BYTES = 2**30
+
+
+class EvaluationOutOfMemory(MemoryError):
+    """The device ran out of memory during an evaluation; batch_size: the batch it used."""
+
+    def __init__(self, batch_size):
+        super().__init__(f"out of memory while evaluating batches of {batch_size:,} examples")
+        self.batch_size = batch_size
+
+
+def evaluate(model, split, batch_size=1000, budget_bytes=EVALUATION_BUDGET_BYTES):
     """(mean loss, error in percent) over a whole DeviceSplit, batch norm on running statistics.
-    The sums stay on the device until the end: one wait for it, however many batches."""
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(split), batch_size):
-        images, labels = split.batch(slice(start, start + batch_size))
-        logits = model.forward(images, train=False)
-        loss, _ = softmax_cross_entropy(logits, labels)
-        total_loss = total_loss + loss * len(labels)
-        correct = correct + (logits.argmax(axis=1) == labels).sum()
-    forget_caches(model)  # no backward follows an evaluation
+
+    A forward pass only (forward_only: no layer keeps a cache), in batches of batch_size
+    examples, or fewer where that many would need more than budget_bytes (evaluation_batch).
+    Training passes its own batch size: a forward pass without caches needs less memory than
+    the training step that ran at that size. The sums stay on the device until the end: one
+    wait for it, however many batches. Running out of memory raises EvaluationOutOfMemory,
+    which names the batch.
+    """
+    forget_caches(model)  # anything left by a forward pass that no backward pass took
+    total_loss, correct, batch = 0.0, 0, batch_size
+    try:
+        batch = evaluation_batch(model, split, batch_size, budget_bytes)
+        with forward_only():
+            for start in range(0, len(split), batch):
+                images, labels = split.batch(slice(start, start + batch))
+                logits = model.forward(images, train=False)
+                loss, _ = softmax_cross_entropy(logits, labels)
+                total_loss = total_loss + loss * len(labels)
+                correct = correct + (logits.argmax(axis=1) == labels).sum()
+    except MemoryError as error:  # CuPy's OutOfMemoryError is one too
+        forget_caches(model)
+        raise EvaluationOutOfMemory(batch) from error
     total_loss, correct = host_values(total_loss, correct)
     return total_loss / len(split), 100.0 * (1 - correct / len(split))
+
+
+def evaluation_batch(model, split, batch_size, budget_bytes=EVALUATION_BUDGET_BYTES):
+    """How many examples evaluate() feeds at once: batch_size, or as many as fit in
+    budget_bytes if fewer. An example's share is what one more example adds to the caches
+    of a forward pass (two small passes with caches, of one and two examples; the weights a
+    layer keeps are in both and cancel)."""
+    if len(split) == 0:
+        return batch_size
+    sizes = []
+    for n in range(1, min(2, len(split), batch_size) + 1):
+        images, _ = split.batch(slice(0, n))
+        model.forward(images, train=False)
+        sizes.append(sum(cached_bytes(layer.cache) for layer in layers_of(model)))
+        forget_caches(model)
+    per_example = sizes[-1] - sizes[0] if len(sizes) == 2 else sizes[0]
+    return max(1, min(batch_size, budget_bytes // max(per_example, 1)))
+
+
+def cached_bytes(cache):
+    """The bytes of the arrays in a layer's cache (a tuple or list may hold arrays, shapes and
+    numbers; only arrays count)."""
+    if isinstance(cache, (tuple, list)):
+        return sum(cached_bytes(each) for each in cache)
+    return cache.nbytes if hasattr(cache, "nbytes") and hasattr(cache, "shape") else 0
 
 
 def learning_rate(iteration, base_lr, boundaries, factor=0.1, warmup=0):
@@ -1208,7 +1316,7 @@ def fit(
         if not math.isfinite(record["train_loss"]):
             raise Diverged(f"the loss became {record['train_loss']} in epoch {state.epoch}")
         if len(validation):
-            record["val_loss"], record["val_error"] = evaluate(model, validation)
+            record["val_loss"], record["val_error"] = evaluate(model, validation, batch_size)
         state.history.append(record)
         state.order, state.moves = None, None
         val = (

@@ -70,7 +70,8 @@ class Gather(Layer):
         self.indices = sm.xp.asarray(self.host_indices)  # (K,), on the device
 
     def forward(self, x, train):
-        self.cache = x.shape
+        if sm.BACKWARD_FOLLOWS:  # (False in an evaluation: see snip_min.forward_only)
+            self.cache = x.shape
         return x[..., self.indices]  # (N, ..., K)
 
     def backward(self, dout):  # (N, ..., K)

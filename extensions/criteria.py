@@ -17,7 +17,26 @@ score differs from SNIP:
 
 The iterative two follow an exponential schedule: after round r of R the network keeps a
 fraction (1 - sparsity)^(r / R) of its connections, a connection once pruned stays pruned,
-and round R keeps exactly kappa. Each score is derived in the comments of its function;
+and round R keeps exactly kappa. A score that is a magnitude is ranked as it is (|g|, |w|),
+never divided by its sum first: that keeps SNIP's order (s = |g| / sum |g|) without the
+rounding of the division (snip_min.normalised_scores says why it matters).
+
+Precision, criterion by criterion (the network trains in float32 whatever scored it):
+    snip, magnitude, random   float32, the network's own: one pass (or none: |w|, and the
+                     random draws, made in float64 on the host and rounded once to float32,
+                     the same on every device). A rounding can swap two scores that lie within
+                     about 1e-7 of each other, once.
+    synflow          float64: R multiplies the |w| along every path, which float32 can
+                     overflow or flush to 0 in a deep network, and 100 rounds each choose
+                     from the last.
+    grasp            float64: H g is a difference of gradients, g(w + h v) - g(w), at a step
+                     of 1e-8 |w|, below float32's resolution.
+    iterative-snip   float64: each of its 100 rounds scores the network the rounds before
+                     it left, so one swap of two scores at a round's threshold (which a
+                     float32 rounding, a thread count or a device's order of summation
+                     decides) changes every round after it; in float64 such a swap needs
+                     two scores within about 1e-16 of each other.
+Each score is derived in the comments of its function;
 where this follows the authors' code and where not (one scoring batch for every round,
 batch norm on running statistics, biases gated with the weights):
 docs/sanity_checks.md#the-criteria.
@@ -84,13 +103,23 @@ def prune_by(
     params = sm.prunable_parameters(model, scope)
     m = sum(p.size for p in params)
     kappa = sm.kappa_for(sparsity, m)
-    if method in ITERATIVE:
-        score = (
-            (lambda: synflow_scores(model, params, images.shape[1:]))
-            if method == "synflow"
-            else (lambda: sm.connection_sensitivity(model, images, labels, params))
+    if method == "synflow":  # each round in float64 (synflow_scores)
+        shape = images.shape[1:]
+        masks, scores = iterate(
+            params, lambda: synflow_scores(model, params, shape), sparsity, rounds, invert, ties
         )
-        masks, scores = iterate(params, score, sparsity, rounds, invert, ties)
+    elif method == "iterative-snip":
+        with dense_float64(model, params):  # every round on the network in float64
+            x = images.astype(sm.xp.float64)
+            masks, scores = iterate(
+                params,
+                lambda: sm.connection_sensitivity(model, x, labels, params),
+                sparsity,
+                rounds,
+                invert,
+                ties,
+            )
+        masks = [mask.astype(p.value.dtype) for mask, p in zip(masks, params)]  # float32
     else:
         scores = one_shot_scores(method, model, images, labels, params, rng)
         masks = sm.masks_of(select(scores, kappa, invert, ties=ties), [p.value for p in params])
@@ -107,17 +136,17 @@ def prune_by(
 
 def one_shot_scores(method, model, images, labels, params, rng):
     """The flat score vector over every gated entry, larger = more worth keeping: a score
-    that is a magnitude is normalised as SNIP's, s = |score| / sum |score| (which leaves its
-    order as it is); GraSP's is signed, and used as it is."""
+    that is a magnitude as |score| (ranked as SNIP's s = |score| / sum |score| would be, see
+    the module's docstring); GraSP's is signed, and used as it is."""
     if method == "grasp":
         return sm.xp.concatenate([s.ravel() for s in grasp_scores(model, images, labels, params)])
     if method == "snip":
-        magnitudes = sm.connection_sensitivity(model, images, labels, params)  # |w * dL/dw|
+        arrays = sm.connection_sensitivity(model, images, labels, params)  # |w * dL/dw|
     elif method == "random":
-        magnitudes = sm.random_scores(params, rng)
+        arrays = sm.random_scores(params, rng)
     else:
-        magnitudes = [p.value for p in params]  # |w|
-    return sm.normalised_scores(magnitudes)
+        arrays = [p.value for p in params]  # |w|
+    return sm.magnitudes(arrays)
 
 
 def select(scores, kappa, invert=False, alive=None, ties=None):
@@ -139,9 +168,10 @@ def select(scores, kappa, invert=False, alive=None, ties=None):
 def iterate(params, score, sparsity, rounds, invert=False, ties=None):
     """Prune in `rounds` rounds on the exponential schedule, rescoring the network pruned so far
     (its pruned weights are 0) in each. score() -> one array per Param, computed from the
-    Params' current values; invert, ties: as for select. Returns (the final masks, the flat
-    scores of the entries the last round chose among, and for the others 0, or inverted
-    infinity); the Params get their initial values back."""
+    Params' current values, ranked by magnitude; invert, ties: as for select. Returns (the
+    final masks, in the Params' dtype, the flat |scores| of the entries the last round chose
+    among, and for the others 0, or inverted infinity); the Params get their initial values
+    back."""
     m = sum(p.size for p in params)
     initial = [p.value for p in params]
     keep = alive = sm.xp.ones(m, dtype=bool)
@@ -155,7 +185,7 @@ def iterate(params, score, sparsity, rounds, invert=False, ties=None):
         )
         for p, w, mask in zip(params, initial, masks):
             p.value = w * mask  # the network pruned so far
-        scores = sm.normalised_scores(score())
+        scores = sm.magnitudes(score())
         alive, keep = keep, select(scores, kappa, invert, alive=keep, ties=ties)
         masks = sm.masks_of(keep, initial)
     for p, w in zip(params, initial):

@@ -6,14 +6,15 @@ AsSequence, which reads an image as a sequence (the paper's sequential MNIST, it
     GRU             gated recurrent unit in its "reset after" form (PyTorch's, cuDNN's)
     AsSequence      x (N, H, W, C) -> a sequence of rows (N, H, W*C), or of pixels (N, H*W, C)
 
-They plug into snip_min.py like every layer (forward/backward pairs sharing a cache, see
-section 3 there): their weights and biases are Params of kind 'weight' and 'bias', so
-snip_min.snip gates, scores and prunes them with everything else, and the masked SGD trains
-them. A Param of a recurrent layer lists its gates' blocks (Param.parts), so that the
-pruning table shows each gate on a row of its own. models.py builds lstm-s, lstm-b, gru-s
-and gru-b from them; compaction.py follows their units through time. Every derivation is
-in the comments of the backward passes below. Arrays go through sm.xp, NumPy or CuPy.
-Tests: tests/test_recurrent.py.
+They plug into snip_min.py like every layer (forward/backward pairs sharing a cache, none
+kept when no backward pass follows, see section 3 there): their weights and biases are
+Params of kind 'weight' and 'bias', so snip_min.snip gates, scores and prunes them with
+everything else, and the masked SGD trains them. A Param of a recurrent layer lists its
+gates' blocks (Param.parts), so that the pruning table shows each gate on a row of its own.
+models.py builds lstm-s, lstm-b, gru-s and gru-b from them; compaction.py follows their
+units through time. Every derivation is in the comments of the backward passes below.
+Arrays go through sm.xp, NumPy or CuPy; how few operations a step takes (a GPU launches one
+kernel for each): docs/recurrent.md. Tests: tests/test_recurrent.py.
 """
 
 import snip_min as sm
@@ -30,18 +31,18 @@ from snip_min import Layer, Param, sum_rows
 # over t, again one product each after the loop. Sequences are batch-first, x: (N, T, D);
 # inside a layer the steps are stored time-first, (T, N, ...), so that step t of every
 # array is one contiguous (N, ...) block.
+#
+# On a GPU every array operation is one kernel launch, and a step's operations are small
+# (N x U numbers), so a recurrent layer's speed is set by how many operations a step takes,
+# T of them per sequence (784 on pixels). The loops are written to take few, with the same
+# numbers to the last bit as the plain formulas in the comments: what does not depend on
+# the step before is computed for all T steps at once outside the loop; results are written
+# in place (out=, +=) into the array where they are kept; two gates that have the same
+# formula and sit side by side are one operation; and no operation writes into memory that
+# one of its inputs overlaps (CuPy would copy that input first, one more launch).
+# Sigmoids are computed through tanh: sigmoid(z) = 1 / (1 + e^-z) = tanh(z / 2) / 2 + 1/2,
+# the same function, without an exp that overflows for a large negative z.
 # --------------------------------------------------------------------------------------
-
-
-def sigmoid_in_place(x):
-    """x <- sigmoid(x) = 1 / (1 + e^-x), written as tanh(x / 2) / 2 + 1/2: the same function,
-    no exp can overflow for a large negative x, and no temporary array is made (x may be a
-    view). Its derivative is sigmoid(x) * (1 - sigmoid(x)). Returns x."""
-    x *= 0.5
-    sm.xp.tanh(x, out=x)
-    x *= 0.5
-    x += 0.5
-    return x
 
 
 def gate_blocks(labels, hidden, matrix):
@@ -133,42 +134,39 @@ class LSTM(Layer):
         wc = self.input_weight.masked()  # (D, 4U), W * c
         rc = self.recurrent_weight.masked()  # (U, 4U), R * c
         x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)  # (T*N, D), step 1's rows first
-        inputs = (x_by_time @ wc).reshape(steps, n, 4 * size)  # (T, N, 4U), x_t W for every t
-        inputs += self.bias.masked()
-        inputs[:, :, size : 2 * size] += self.forget_bias
-        gates = sm.xp.empty_like(inputs)  # (T, N, 4U): i, f, g, o of each step
+        # One tanh gives all four gates: gate = scale * tanh(scale * z) + offset, with scale
+        # 1/2 and offset 1/2 in the columns of i, f and o (the sigmoid through tanh), scale 1
+        # and offset 0 in those of g (tanh itself). The inner scale * z is applied to z's two
+        # terms before the loop, to x_t W + b for every t and to R: halving a number is exact
+        # in floating point, so h (scale * R) + scale * (x W + b) is scale * z to the last bit.
+        scale = sm.xp.full(4 * size, 0.5, dtype=x.dtype)  # (4U,)
+        offset = sm.xp.full(4 * size, 0.5, dtype=x.dtype)  # (4U,)
+        scale[2 * size : 3 * size], offset[2 * size : 3 * size] = 1.0, 0.0
+        gates = (x_by_time @ wc).reshape(steps, n, 4 * size)  # (T, N, 4U), x_t W for every t
+        gates += self.bias.masked()
+        forget = gates[:, :, size : 2 * size]  # (T, N, U), a view
+        forget += self.forget_bias
+        gates *= scale  # scale * (x_t W + b); step t turns gates[t] into its i, f, g, o
+        rc_scaled = rc * scale  # (U, 4U)
         cells = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, U): c_0 ... c_T
-        cell_tanh = sm.xp.empty(
-            (steps, n, size), dtype=x.dtype
-        )  # (T, N, U): tanh(c_1) ... tanh(c_T)
+        cell_tanh = sm.xp.empty((steps, n, size), dtype=x.dtype)  # (T, N, U): tanh(c_t)
         hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, U): h_0 ... h_T
         cells[0] = 0 if self.c0 is None else self.c0
         hiddens[0] = 0 if self.h0 is None else self.h0
-        # sigmoid_in_place's identity, sigmoid(z) = tanh(z / 2) / 2 + 1/2, with a scale and an
-        # offset per column, so that one tanh gives all four gates:
-        # gate = scale * tanh(scale * z) + offset, with scale 1/2 and offset 1/2 in the
-        # columns of i, f and o, and scale 1, offset 0 in those of g (tanh itself)
-        scale, offset = (
-            sm.xp.full(4 * size, 0.5, dtype=x.dtype),
-            sm.xp.full(4 * size, 0.5, dtype=x.dtype),
-        )
-        scale[2 * size : 3 * size], offset[2 * size : 3 * size] = 1.0, 0.0  # (4U,) each
         for t in range(steps):  # arrays are indexed from 0: gates[t] belongs to step t+1
-            z = hiddens[t] @ rc  # (N, 4U)
-            z += inputs[t]  # z_t = x_t W + h_{t-1} R + b
-            gate = gates[t]  # (N, 4U), a view, filled here
-            z *= scale
-            sm.xp.tanh(z, out=gate)
+            gate = gates[t]  # (N, 4U), a view: scale * (x_t W + b)
+            gate += hiddens[t] @ rc_scaled  # scale * z_t, z_t = x_t W + h_{t-1} R + b
+            sm.xp.tanh(gate, out=gate)
             gate *= scale
             gate += offset  # i, f, o = sigmoid(z), g = tanh(z)
-            i, f, g, o = (
-                gate[:, k * size : (k + 1) * size] for k in range(4)
-            )  # views, (N, U) each
-            sm.xp.multiply(f, cells[t], out=cells[t + 1])  # c_t = f_t * c_{t-1}
-            cells[t + 1] += i * g  #       + i_t * g_t
-            sm.xp.tanh(cells[t + 1], out=cell_tanh[t])
+            i, f, g, o = (gate[:, k * size : (k + 1) * size] for k in range(4))  # (N, U) each
+            cell = cells[t + 1]  # (N, U), a view
+            sm.xp.multiply(f, cells[t], out=cell)  # c_t = f_t * c_{t-1}
+            cell += i * g  #       + i_t * g_t
+            sm.xp.tanh(cell, out=cell_tanh[t])
             sm.xp.multiply(o, cell_tanh[t], out=hiddens[t + 1])  # h_t = o_t * tanh(c_t)
-        self.cache = (x_by_time, x.shape, wc, rc, gates, cells, cell_tanh, hiddens)
+        if sm.BACKWARD_FOLLOWS:
+            self.cache = (x_by_time, x.shape, wc, rc, gates, cells, cell_tanh, hiddens)
         if self.return_sequences:
             return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, U)
         return hiddens[steps]  # (N, U)
@@ -176,7 +174,18 @@ class LSTM(Layer):
     def backward(self, dout):  # dout: (N, U), or (N, T, U) with return_sequences
         x_by_time, x_shape, wc, rc, gates, cells, cell_tanh, hiddens = self.take_cache()
         steps, n, size = cell_tanh.shape
-        dz = sm.xp.empty_like(gates)  # (T, N, 4U): dL/dz_t of each step
+        # forward: i, f, o = sigmoid(z), g = tanh(z), and sigmoid' = sigmoid (1 - sigmoid),
+        # tanh' = 1 - tanh^2. Before the loop, for every step at once, the factors that do
+        # not depend on dL/dh: dz[t] starts as [1 - i, 1 - f, 1 - g^2, 1 - o] and becomes
+        # dL/dz_t in step t; and 1 - tanh(c_t)^2, the slope of h_t = o_t tanh(c_t) in c_t.
+        dz = 1 - gates  # (T, N, 4U): dL/dz_t of each step, once step t is done
+        every_g = gates[:, :, 2 * size : 3 * size]  # (T, N, U), a view: g of every step
+        g_slope = dz[:, :, 2 * size : 3 * size]  # (T, N, U), a view
+        sm.xp.multiply(every_g, every_g, out=g_slope)
+        sm.xp.subtract(1, g_slope, out=g_slope)  # 1 - g^2
+        cell_slope = cell_tanh * cell_tanh  # (T, N, U)
+        sm.xp.subtract(1, cell_slope, out=cell_slope)  # 1 - tanh(c_t)^2
+        local = sm.xp.empty((n, 4 * size), dtype=dout.dtype)  # (N, 4U), reused by every step
         from_above, dh_next = gradients_from_above(dout, self.return_sequences)
         dc_next = sm.xp.zeros((n, size), dtype=dout.dtype)  # (N, U): c_T feeds only h_T
         for t in reversed(range(steps)):
@@ -187,19 +196,24 @@ class LSTM(Layer):
             # in the forward pass this was h_t = o_t * tanh(c_t), so now
             # dL/do_t = dL/dh_t * tanh(c_t), and
             # dL/dc_t = (what step t+1 sent back) + dL/dh_t * o_t * (1 - tanh(c_t)^2)
-            do = dh * cell_tanh[t]  # (N, U)
-            dc = dc_next + dh * o * (1 - cell_tanh[t] * cell_tanh[t])  # (N, U)
+            dc = dh * o  # (N, U)
+            dc *= cell_slope[t]
+            dc += dc_next
             # forward: c_t = f_t * c_{t-1} + i_t * g_t, so
-            # dL/di_t = dL/dc_t * g_t, dL/df_t = dL/dc_t * c_{t-1}, dL/dg_t = dL/dc_t * i_t
-            di, df, dg = dc * g, dc * cells[t], dc * i  # (N, U) each
-            # forward: i, f, o = sigmoid(z), g = tanh(z);
-            # sigmoid' = sigmoid (1 - sigmoid), tanh' = 1 - tanh^2
-            d = dz[t]  # (N, 4U), a view, filled here
-            d[:, :size] = di * i * (1 - i)
-            # (the constant forget_bias changes nothing in f's derivative)
-            d[:, size : 2 * size] = df * f * (1 - f)
-            d[:, 2 * size : 3 * size] = dg * (1 - g * g)
-            d[:, 3 * size :] = do * o * (1 - o)
+            # dL/di_t = dL/dc_t * g_t, dL/df_t = dL/dc_t * c_{t-1}, dL/dg_t = dL/dc_t * i_t.
+            # Then dL/dz_t = dL/d(gate) * gate' (the constant forget_bias changes nothing in
+            # f's derivative): for i, f and o, (dL/d(gate) * gate) * (1 - gate), for g,
+            # dL/dg * (1 - g^2); `local` holds the first factor, dz[t] the second
+            sm.xp.multiply(dc, g, out=local[:, :size])  # dL/di_t
+            sm.xp.multiply(dc, cells[t], out=local[:, size : 2 * size])  # dL/df_t
+            input_and_forget = local[:, : 2 * size]  # (N, 2U), a view
+            input_and_forget *= gate[:, : 2 * size]  # dL/di_t * i_t, dL/df_t * f_t
+            sm.xp.multiply(dc, i, out=local[:, 2 * size : 3 * size])  # dL/dg_t
+            output = local[:, 3 * size :]  # (N, U), a view
+            sm.xp.multiply(dh, cell_tanh[t], out=output)  # dL/do_t
+            output *= o  # dL/do_t * o_t
+            d = dz[t]  # (N, 4U), a view: [1 - i, 1 - f, 1 - g^2, 1 - o]
+            d *= local  # dL/dz_t
             # forward: z_t = x_t W + h_{t-1} R + b, so dL/dh_{t-1} = dL/dz_t R^T,
             # and c_t = f_t * c_{t-1} + ... gives dL/dc_{t-1} = dL/dc_t * f_t
             dh_next = d @ rc.T  # (N, U)
@@ -269,31 +283,37 @@ class GRU(Layer):
         rc = self.recurrent_weight.masked()  # (U, 3U), R * c
         recurrent_bias = self.recurrent_bias.masked()  # (U,)
         x_by_time = x.transpose(1, 0, 2).reshape(steps * n, -1)  # (T*N, D), step 1's rows first
-        inputs = (x_by_time @ wc).reshape(steps, n, 3 * size)  # (T, N, 3U): a_t for every t
-        inputs += self.bias.masked()
-        gates = sm.xp.empty_like(inputs)  # (T, N, 3U): r, z, n of each step
-        candidate_recurrent = sm.xp.empty(
-            (steps, n, size), dtype=x.dtype
-        )  # (T, N, U): s_t[n] of each step
+        # r and z are sigmoid(a + s) = tanh((a + s) / 2) / 2 + 1/2: the halving is applied to
+        # their columns of a_t (for every t) and of R before the loop, which is exact in
+        # floating point (as in the LSTM), so each step adds the halves
+        scale = sm.xp.ones(3 * size, dtype=x.dtype)  # (3U,)
+        scale[: 2 * size] = 0.5
+        gates = (x_by_time @ wc).reshape(steps, n, 3 * size)  # (T, N, 3U): a_t for every t
+        gates += self.bias.masked()
+        gates *= scale  # step t turns gates[t] into its r, z, n
+        rc_scaled = rc * scale  # (U, 3U)
+        candidate_recurrent = sm.xp.empty((steps, n, size), dtype=x.dtype)  # (T, N, U): s_t[n]
         hiddens = sm.xp.empty((steps + 1, n, size), dtype=x.dtype)  # (T+1, N, U): h_0 ... h_T
         hiddens[0] = 0 if self.h0 is None else self.h0
         for t in range(steps):  # arrays are indexed from 0: gates[t] belongs to step t+1
-            s = hiddens[t] @ rc  # (N, 3U)
-            gate = gates[t]  # (N, 3U), a view, filled here
-            both = gate[:, : 2 * size]  # (N, 2U): r and z
-            sm.xp.add(inputs[t][:, : 2 * size], s[:, : 2 * size], out=both)
-            sigmoid_in_place(both)  # r, z = sigmoid(a + s)
+            s = hiddens[t] @ rc_scaled  # (N, 3U): s_t, its r and z columns halved
+            gate = gates[t]  # (N, 3U), a view
+            both = gate[:, : 2 * size]  # (N, 2U), a view: r and z
+            both += s[:, : 2 * size]  # (a + s) / 2
+            sm.xp.tanh(both, out=both)
+            both *= 0.5
+            both += 0.5  # r, z = sigmoid(a + s)
             r, z = gate[:, :size], gate[:, size : 2 * size]  # views, (N, U) each
             sm.xp.add(s[:, 2 * size :], recurrent_bias, out=candidate_recurrent[t])  # s_t[n]
-            candidate = gate[:, 2 * size :]  # n_t, (N, U), a view
-            sm.xp.multiply(r, candidate_recurrent[t], out=candidate)
-            candidate += inputs[t][:, 2 * size :]
+            candidate = gate[:, 2 * size :]  # (N, U), a view: a_t[n], then n_t
+            candidate += r * candidate_recurrent[t]
             sm.xp.tanh(candidate, out=candidate)  # n = tanh(a[n] + r * s[n])
             h = hiddens[t + 1]
             sm.xp.subtract(hiddens[t], candidate, out=h)
             h *= z
             h += candidate  # h_t = n + z (h_{t-1} - n) = (1 - z) n + z h_{t-1}
-        self.cache = (x_by_time, wc, rc, gates, candidate_recurrent, hiddens)
+        if sm.BACKWARD_FOLLOWS:
+            self.cache = (x_by_time, wc, rc, gates, candidate_recurrent, hiddens)
         if self.return_sequences:
             return sm.xp.ascontiguousarray(hiddens[1:].transpose(1, 0, 2))  # (N, T, U)
         return hiddens[steps]  # (N, U)
@@ -301,33 +321,43 @@ class GRU(Layer):
     def backward(self, dout):  # dout: (N, U), or (N, T, U) with return_sequences
         x_by_time, wc, rc, gates, candidate_recurrent, hiddens = self.take_cache()
         steps, n, size = candidate_recurrent.shape
+        # Before the loop, for every step at once, the factors that do not depend on dL/dh:
+        # d_recurrent[t] starts as [1 - r, 1 - z, .] and becomes dL/ds_t in step t;
+        # 1 - n_t^2, tanh's slope; and h_{t-1} - n_t, the slope of h_t in z_t
         d_recurrent = sm.xp.empty_like(gates)  # (T, N, 3U): dL/ds_t of each step
+        sm.xp.subtract(1, gates[:, :, : 2 * size], out=d_recurrent[:, :, : 2 * size])
+        every_candidate = gates[:, :, 2 * size :]  # (T, N, U), a view: n_t of every step
+        candidate_slope = every_candidate * every_candidate  # (T, N, U)
+        sm.xp.subtract(1, candidate_slope, out=candidate_slope)  # 1 - n_t^2
+        update_slope = hiddens[:-1] - every_candidate  # (T, N, U): h_{t-1} - n_t
         d_candidate = sm.xp.empty_like(candidate_recurrent)  # (T, N, U): dL/da_t[n] of each step
+        local = sm.xp.empty((n, 2 * size), dtype=dout.dtype)  # (N, 2U), reused by every step
         from_above, dh_next = gradients_from_above(dout, self.return_sequences)
         for t in reversed(range(steps)):
             # h_t feeds the loss (with return_sequences) and the next step: dL/dh_t is the sum
             dh = dh_next + from_above[t] if from_above is not None else dh_next  # (N, U)
             gate = gates[t]
-            r, z, candidate = gate[:, :size], gate[:, size : 2 * size], gate[:, 2 * size :]
-            h_previous = hiddens[t]  # h_{t-1}, (N, U)
+            r, z = gate[:, :size], gate[:, size : 2 * size]
+            d = d_recurrent[t]  # (N, 3U), a view: [1 - r, 1 - z, .]
             # in the forward pass this was h_t = (1 - z_t) * n_t + z_t * h_{t-1}, so now
             # dL/dn_t = dL/dh_t * (1 - z_t), dL/dz_t = dL/dh_t * (h_{t-1} - n_t), and h_{t-1}
             # gets dL/dh_t * z_t directly (added below)
-            dn = dh * (1 - z)  # (N, U)
-            dz = dh * (h_previous - candidate)  # (N, U)
+            dn = dh * d[:, size : 2 * size]  # (N, U)
             # forward: n_t = tanh(a_t[n] + r_t * s_t[n]), so dL/da_t[n] = dL/dn_t * (1 - n_t^2),
             # dL/dr_t = dL/da_t[n] * s_t[n] and dL/ds_t[n] = dL/da_t[n] * r_t
-            d_candidate[t] = dn * (1 - candidate * candidate)
-            dr = d_candidate[t] * candidate_recurrent[t]  # (N, U)
-            d = d_recurrent[t]  # (N, 3U), a view, filled here
-            d[:, 2 * size :] = d_candidate[t] * r
+            sm.xp.multiply(dn, candidate_slope[t], out=d_candidate[t])
+            sm.xp.multiply(d_candidate[t], candidate_recurrent[t], out=local[:, :size])  # dL/dr_t
+            sm.xp.multiply(dh, update_slope[t], out=local[:, size:])  # dL/dz_t
             # forward: r_t = sigmoid(a_t[r] + s_t[r]), z_t likewise, and sigmoid' = s (1 - s):
-            # dL/ds_t[r] = dL/dr_t * r_t (1 - r_t) (the same as dL/da_t[r]), likewise for z
-            d[:, :size] = dr * r * (1 - r)
-            d[:, size : 2 * size] = dz * z * (1 - z)
+            # dL/ds_t[r] = (dL/dr_t * r_t) * (1 - r_t) (the same as dL/da_t[r]), likewise z
+            local *= gate[:, : 2 * size]  # dL/dr_t * r_t, dL/dz_t * z_t
+            reset_and_update = d[:, : 2 * size]  # (N, 2U), a view
+            reset_and_update *= local
+            sm.xp.multiply(d_candidate[t], r, out=d[:, 2 * size :])
             # forward: s_t = h_{t-1} R + ..., and h_t = ... + z_t * h_{t-1}, so
             # dL/dh_{t-1} = dL/ds_t R^T + dL/dh_t * z_t
-            dh_next = d @ rc.T + dh * z  # (N, U)
+            dh_next = d @ rc.T  # (N, U)
+            dh_next += dh * z
         self.h0_grad = dh_next  # dL/dh_0, (N, U)
         # forward: a_t = x_t W + b and s_t = h_{t-1} R + [0, 0, b_hn] at every t with the same
         # W, b, R, b_hn: their gradients are sums over t and n, one product each
@@ -365,7 +395,8 @@ class AsSequence(Layer):
         self.pixels = pixels
 
     def forward(self, x, train):
-        self.cache = x.shape
+        if sm.BACKWARD_FOLLOWS:
+            self.cache = x.shape
         steps = x.shape[1] * x.shape[2] if self.pixels else x.shape[1]
         return x.reshape(x.shape[0], steps, -1)
 

@@ -14,8 +14,9 @@ reproduction's (models.py) need these too:
     Concat          branches side by side along the channels (inception, fire, dense blocks)
 
 Each is a forward/backward pair exactly like snip_min.py's layers (section 3 there explains
-the protocol: forward leaves a cache, backward takes it, stores dL/d(param) and returns
-dL/dx), with its derivation in the comments of its backward pass. models.py builds the zoo
+the protocol: forward leaves a cache, unless sm.BACKWARD_FOLLOWS says that no backward pass
+will follow, backward takes it, stores dL/d(param) and returns dL/dx), with its derivation
+in the comments of its backward pass. models.py builds the zoo
 from them; compaction.py knows how alive units pass through each. Batch norm is never
 gated: SNIP prunes connections, not normalisers. Arrays go through sm.xp, NumPy or CuPy.
 Tests: tests/test_zoo_layers.py.
@@ -60,7 +61,8 @@ class BatchNorm(Layer):
         x_hat *= inv_std
         y = x_hat * self.scale.value
         y += self.shift.value
-        self.cache = (x_hat, inv_std, train)
+        if sm.BACKWARD_FOLLOWS:
+            self.cache = (x_hat, inv_std, train)
         return y
 
     def backward(self, dout):
@@ -106,7 +108,8 @@ class AvgPool2D(Layer):
             for j in range(self.kernel):
                 total = total + kernel_offset_view(x_pad, i, j, self.stride, out_h, out_w)
                 count = count + kernel_offset_view(real, i, j, self.stride, out_h, out_w)
-        self.cache = (x.shape, x_pad.shape, pads, count)
+        if sm.BACKWARD_FOLLOWS:
+            self.cache = (x.shape, x_pad.shape, pads, count)
         return total / count
 
     def backward(self, dout):
@@ -125,7 +128,8 @@ class GlobalAvgPool(Layer):
     """The mean over all positions of each channel: x (N, H, W, C) -> y (N, C)."""
 
     def forward(self, x, train):
-        self.cache = x.shape
+        if sm.BACKWARD_FOLLOWS:
+            self.cache = x.shape
         return x.mean(axis=(1, 2))
 
     def backward(self, dout):
@@ -159,7 +163,8 @@ class ZeroChannels(Layer):
         channels = x.shape[-1]
         y = sm.xp.zeros(x.shape[:-1] + (channels + self.extra,), dtype=x.dtype)
         y[..., :channels] = x
-        self.cache = channels
+        if sm.BACKWARD_FOLLOWS:
+            self.cache = channels
         return y
 
     def backward(self, dout):
@@ -193,7 +198,8 @@ class Concat(Layer):
 
     def forward(self, x, train):
         outputs = [branch.forward(x, train) for branch in self.children]
-        self.cache = [out.shape[-1] for out in outputs]  # channels per branch
+        if sm.BACKWARD_FOLLOWS:
+            self.cache = [out.shape[-1] for out in outputs]  # channels per branch
         return sm.xp.concatenate(outputs, axis=-1)
 
     def backward(self, dout):

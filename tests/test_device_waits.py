@@ -1,6 +1,9 @@
 """The GPU path never makes the host wait for the device in a training step, proven on the
 strict CuPy stand-in (tests/strict_cupy), which counts every such wait ("synchronisation")
-and every copy from the host to the device, with the line that made it.
+and every copy from the host to the device, with the line that made it. It mirrors CuPy 14
+unless told 13 (stand_in.mirroring(13)): CuPy 13.x waits at the end of every Thrust sort,
+and so in the global top-k of SNIP and of every round of the iterative criteria; a
+training step waits on neither.
 
 Under `pytest --device strict` these tests run on the suite's backend; under plain `pytest`
 they switch to the stand-in for their own duration (and back); on a real GPU they are
@@ -16,7 +19,7 @@ import data
 import models
 import snip_min as sm
 from conftest import write_tiny_mnist
-from extensions import cli
+from extensions import cli, criteria
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +54,11 @@ def test_a_training_step_never_waits_for_the_device(stand_in, model_name, sparsi
     sm.snip(model, images, labels, sparsity)
     optimiser = sm.SGD(sm.parameters_of(model))
     sm.train_step(model, optimiser, images, labels, 0.1)  # the first step allocates buffers
-    with stand_in.counting() as record:
-        for _ in range(3):
-            sm.train_step(model, optimiser, images, labels, 0.1)
-    assert record.syncs == 0 and record.transfers == 0, record.summary()
+    for series in (14, 13):
+        with stand_in.mirroring(series), stand_in.counting() as record:
+            for _ in range(3):
+                sm.train_step(model, optimiser, images, labels, 0.1)
+        assert record.syncs == 0 and record.transfers == 0, (series, record.summary())
 
 
 def fit_events(monkeypatch, stand_in):
@@ -203,15 +207,15 @@ def test_the_progress_bar_adds_no_wait(stand_in, mnist_6700, monkeypatch, tmp_pa
 
 @pytest.mark.parametrize("model_name,n", [("lenet300", 20), ("vgg-d", 2)])
 def test_snip_waits_once_whatever_the_size_of_the_network(stand_in, model_name, n):
-    # once, to count the non-zero scores for the report; without a report, never
+    # on CuPy 14: once, to count the non-zero scores for the report; without a report, never
     rng = numpy.random.default_rng(1)
     model = models.build(model_name)
     sm.initialise(model, "vs-h", rng)
     images, labels = a_batch(model_name, rng, n)
-    with stand_in.counting() as quiet:
+    with stand_in.mirroring(14), stand_in.counting() as quiet:
         sm.snip(model, images, labels, 0.95)
     sm.initialise(model, "vs-h", numpy.random.default_rng(1))
-    with stand_in.counting() as reported:
+    with stand_in.mirroring(14), stand_in.counting() as reported:
         sm.snip(model, images, labels, 0.95, report={})
     with stand_in.counting() as table:
         sm.pruning_table(model)
@@ -220,6 +224,35 @@ def test_snip_waits_once_whatever_the_size_of_the_network(stand_in, model_name, 
         reported.summary(),
     )
     assert quiet.transfers == reported.transfers == table.transfers == 0
+
+
+@pytest.mark.parametrize("model_name,n", [("lenet300", 20), ("vgg-d", 2)])
+def test_on_cupy_13_snip_waits_once_more_in_its_top_k(stand_in, model_name, n):
+    # CuPy 13's partition sorts the whole score vector (m - kappa is far above 512) with a
+    # Thrust call that ends in a stream synchronisation; 14 dropped it (par_nosync)
+    rng = numpy.random.default_rng(1)
+    model = models.build(model_name)
+    sm.initialise(model, "vs-h", rng)
+    images, labels = a_batch(model_name, rng, n)
+    with stand_in.mirroring(13), stand_in.counting() as quiet:
+        sm.snip(model, images, labels, 0.95)
+    assert quiet.syncs == 1 and quiet.transfers == 0, quiet.summary()
+    assert [event.what for event in quiet.events] == ["partition(): Thrust (CuPy 13.x)"]
+    assert quiet.events[0].where.startswith("snip_min.py:")
+
+
+@pytest.mark.parametrize("method", criteria.ITERATIVE)
+@pytest.mark.parametrize("series, waits_per_round", [(14, 0), (13, 1)])
+def test_the_iterative_criteria_wait_once_a_round_on_cupy_13_only(
+    stand_in, method, series, waits_per_round
+):
+    rng = numpy.random.default_rng(2)
+    model = models.build("lenet300")
+    sm.initialise(model, "vs-h", rng)
+    images, labels = a_batch("lenet300", rng, 20)
+    with stand_in.mirroring(series), stand_in.counting() as record:
+        criteria.prune_by(method, model, images, labels, 0.98, rounds=4)
+    assert record.syncs == 4 * waits_per_round and record.transfers == 0, record.summary()
 
 
 def test_an_evaluation_waits_once_however_many_batches(stand_in):

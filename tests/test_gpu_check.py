@@ -31,6 +31,9 @@ def test_gpu_check_explains_itself():
         "snip_min.py --model lenet5 --sparsity 0.99 --device gpu",
         "scripts/bench.py --device gpu",
         "lenet5, lenet300 and vgg-d",
+        "lstm-s, gru-s",
+        "lstm-s-pixels, gru-s-pixels",
+        "milliseconds per training step",
         "DATA_DIR",
         "--quick",
     ):
@@ -64,16 +67,16 @@ def test_gpu_check_runs_every_step_and_prints_its_table(tiny_mnist, tmp_path, ba
     assert result.returncode == 0, result.stdout + result.stderr
     table = result.stdout[result.stdout.index("step ") :]
     rows = {line.split("  ")[0]: line for line in table.splitlines()[1:]}
-    assert set(rows) == {
+    assert list(rows) == [
         "tests (pytest --device gpu)",
         "main command (lenet5, 99%)",
         "scripts/bench.py --model lenet300",
-    }
+        "scripts/bench.py --model gru-s",  # a recurrent model too, timed per training step
+    ]
     assert all("  ok  " in row for row in rows.values()), table
     assert "passed" in rows["tests (pytest --device gpu)"]
     assert "test error" in rows["main command (lenet5, 99%)"] and "4,311 of 431,080 kept" in table
-    assert (
-        "train" in rows["scripts/bench.py --model lenet300"]
-        and "peak" in rows["scripts/bench.py --model lenet300"]
-    )
+    for model in ("lenet300", "gru-s"):
+        row = rows[f"scripts/bench.py --model {model}"]
+        assert "ms (batch 20)" in row and "train" in row and "peak" in row, row
     assert "GPU: " in result.stdout

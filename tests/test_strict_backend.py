@@ -593,6 +593,206 @@ def test_a_hook_name_is_installed_once():
 
 
 # ======================================================================================
+# Kernel launches
+# ======================================================================================
+
+
+def _launches(operation):
+    """The launch events of operation() as (what, count) in order of first appearance."""
+    with cupy.strict.counting(launches=True) as record:
+        operation()
+    assert record.syncs == record.transfers == 0, record.summary()
+    return [(event.what, count) for event, count in record.counts().items()]
+
+
+def test_every_computing_operation_is_one_launch_and_a_view_none():
+    a = cupy.zeros((4, 6), dtype=cupy.float32)
+    b = cupy.ones((4, 6), dtype=cupy.float32)
+    assert _launches(lambda: (a + b, a * 2, -a, a == b)) == [
+        ("add", 1),
+        ("mul", 1),
+        ("neg", 1),
+        ("eq", 1),
+    ]
+    assert _launches(lambda: (cupy.tanh(a), cupy.multiply(a, b, out=a), a @ b.T)) == [
+        ("tanh", 1),
+        ("multiply", 1),
+        ("matmul", 1),
+    ]
+    assert _launches(lambda: (a.sum(), a.max(axis=0), a.copy(), a.astype(cupy.float64))) == [
+        ("sum", 1),
+        ("max", 1),
+        ("copy", 1),
+        ("astype", 1),
+    ]
+    assert _launches(lambda: (cupy.zeros(3), cupy.full(3, 2.0), cupy.concatenate([a, b]))) == [
+        ("zeros", 1),
+        ("full", 1),
+        ("concatenate", 1),
+    ]
+
+    def views():
+        return (
+            a[1:3],
+            a[:, ::2],
+            a.T,
+            a.reshape(6, 4),
+            a.ravel(),
+            cupy.broadcast_to(a[0], (3, 6)),
+            cupy.lib.stride_tricks.as_strided(a, (2, 2), (4, 4)),
+            cupy.empty((5, 5)),
+            cupy.empty_like(a),
+            cupy.ascontiguousarray(a),
+        )
+
+    assert _launches(views) == []
+
+
+def test_in_place_writes_and_gathers_are_launches():
+    a = cupy.zeros((4, 6), dtype=cupy.float32)
+
+    def writes():
+        a[1] = 3.0  # a fill
+        a[2:] += 1.0  # the add; storing the view back onto itself launches nothing
+        a[0] = a[3]  # a contiguous copy (CuPy: a memcpy)
+        a[:, 0] = a[:, 1]  # an elementwise copy (the two columns' bounds overlap)
+        a[cupy.asarray(numpy.array([0, 2]))] = 1.0  # a scatter
+        a[cupy.asarray(numpy.array([1, 3]))]  # a gather
+
+    with cupy.strict.counting(launches=True) as record:
+        writes()
+    assert [(e.kind, e.what) for e in record.events] == [
+        ("launch", "setitem"),
+        ("launch", "iadd"),
+        ("launch", "setitem (memcpy)"),
+        ("launch", "copy: input overlaps out="),
+        ("launch", "setitem"),
+        ("transfer", "asarray() from host"),
+        ("launch", "setitem"),
+        ("transfer", "asarray() from host"),
+        ("launch", "gather (getitem)"),
+    ]
+
+
+def test_an_input_that_overlaps_the_output_costs_a_copy_as_in_cupy():
+    block = cupy.zeros((4, 9), dtype=cupy.float32)
+    first, last = block[:, :3], block[:, 6:]  # distinct views of one block: bounds overlap
+    other = cupy.ones((4, 3), dtype=cupy.float32)
+    rows = cupy.zeros((3, 4, 3), dtype=cupy.float32)
+    assert _launches(lambda: cupy.multiply(first, other, out=last)) == [
+        ("multiply", 1),
+        ("copy: input overlaps out=", 1),
+    ]
+    assert _launches(lambda: last.__iadd__(first)) == [
+        ("copy: input overlaps out=", 1),
+        ("iadd", 1),
+    ]
+    # the same object as input and output, another array, or rows that only touch: no copy
+    assert _launches(lambda: cupy.tanh(last, out=last)) == [("tanh", 1)]
+    assert _launches(lambda: cupy.multiply(other, other, out=last)) == [("multiply", 1)]
+    assert _launches(lambda: cupy.multiply(rows[0], rows[1], out=rows[2])) == [("multiply", 1)]
+
+
+def test_launches_are_counted_only_where_asked_and_never_in_the_total():
+    cupy.strict.reset_total()
+    a = cupy.zeros(5)
+    with cupy.strict.counting() as plain, cupy.strict.counting(launches=True) as counted:
+        a + 1
+    assert plain.launches == 0 and counted.launches == 1
+    assert cupy.strict.total().events == [] and "1 launches" in counted.summary()
+
+
+# ======================================================================================
+# CuPy 13's waits in Thrust sorts
+# ======================================================================================
+
+
+def test_on_cupy_13_every_thrust_sort_waits_and_on_14_none():
+    values = cupy.asarray(numpy.random.default_rng(0).random(10_000, dtype=numpy.float32))
+    table = cupy.asarray(numpy.random.default_rng(1).random((3, 5), dtype=numpy.float32))
+
+    def sorts():
+        cupy.sort(values)  # one stable_sort
+        cupy.argsort(values)  # an index transform and a stable_sort_by_key
+        cupy.sort(table)  # 2-d: a key transform and a stable_sort
+        cupy.argsort(table, axis=0)  # 2-d: two transforms and a stable_sort_by_key
+        values.copy().sort()
+        cupy.partition(values, 9_000)  # kth + 1 above 512: CuPy sorts the whole array
+        cupy.partition(values[:20], 5)  # fewer than 32 entries: sorted too
+        cupy.argpartition(values, 5)  # always a full argsort
+
+    for series, expected in ((14, 0), (13, 1 + 2 + 2 + 3 + 1 + 1 + 1 + 2)):
+        with cupy.strict.mirroring(series), cupy.strict.counting() as record:
+            sorts()
+        assert record.syncs == expected, (series, record.summary())
+    with cupy.strict.mirroring(13), cupy.strict.counting() as record:
+        cupy.partition(values, 10)  # small kth, long array: CuPy's own selection kernels
+        cupy.partition(cupy.asarray(numpy.arange(100_000.0)), 50)
+    assert record.syncs == 1, record.summary()  # 10_000 entries: its subarrays are too few
+    with pytest.raises(ValueError, match="13 or 14"):
+        with cupy.strict.mirroring(12):
+            pass
+    assert cupy.strict.SERIES == 14
+
+
+# ======================================================================================
+# Integer index arrays wrap around, as CuPy's gather and scatter do
+# ======================================================================================
+
+
+def test_integer_index_arrays_wrap_around_as_cupy_does():
+    host, device = host_and_device((4, 5))
+    index = numpy.array([1, 5, -1, 9, -6])  # 5 -> 1, -1 -> 3, 9 -> 1, -6 -> 2 on an axis of 4
+    wrapped = index % 4
+    numpy.testing.assert_array_equal(device[cupy.asarray(index)].get(), host[wrapped])
+    numpy.testing.assert_array_equal(device[index].get(), host[wrapped])  # a host index too
+    numpy.testing.assert_array_equal(device[:, cupy.asarray([7, -8])].get(), host[:, [2, 2]])
+    numpy.testing.assert_array_equal(
+        device[..., cupy.asarray([5])].get(), host[..., [0]]
+    )  # Ellipsis first
+    numpy.testing.assert_array_equal(
+        device[cupy.asarray([4]), cupy.asarray([6])].get(), host[[0], [1]]
+    )
+    numpy.testing.assert_array_equal(device.take(cupy.asarray([21])).get(), host.ravel()[[1]])
+    device[cupy.asarray([4])] = 7.0  # row 0
+    assert (device[0].get() == 7.0).all()
+    counts = cupy.zeros(3)
+    cupy.add.at(counts, cupy.asarray([3, 4, 0]), 1.0)
+    numpy.testing.assert_array_equal(counts.get(), [2.0, 1.0, 0.0])
+    labels = cupy.asarray([0, 10, 3])  # a label of 10 among 10 classes is class 0 on a GPU
+    logits = cupy.asarray(numpy.arange(30.0).reshape(3, 10))
+    numpy.testing.assert_array_equal(logits[cupy.arange(3), labels].get(), [0.0, 10.0, 23.0])
+    with pytest.raises(IndexError):
+        device[4]  # a single Python integer out of bounds is an error, in CuPy too
+    mask = cupy.asarray(numpy.array([True, False, True, False]))
+    numpy.testing.assert_array_equal(device[mask].get(), device.get()[[0, 2]])
+
+
+# ======================================================================================
+# The pinned staging memory of host-to-device copies
+# ======================================================================================
+
+
+def test_host_copies_hold_pinned_memory_until_they_have_finished_and_the_pool_is_emptied():
+    pool = cupy.get_default_pinned_memory_pool()
+    cupy.cuda.get_current_stream().synchronize()
+    pool.free_all_blocks()
+    assert cupy.strict.pinned_host_bytes() == 0
+    a = cupy.asarray(numpy.zeros(1000, dtype=numpy.float32))  # 4,000 bytes, a 4,096 block
+    cupy.asarray(numpy.float32(1.0))  # a 0-d value is a kernel argument: no staging
+    assert cupy.strict.pinned_host_bytes() == 4096 and pool.n_free_blocks() == 0
+    pool.free_all_blocks()  # the copy may still be running: its block stays
+    assert cupy.strict.pinned_host_bytes() == 4096
+    float(a.sum())  # the host waited for the device: the copy has finished
+    assert pool.n_free_blocks() == 1 and cupy.strict.pinned_host_bytes() == 4096  # kept
+    cupy.asarray(numpy.ones(1000, dtype=numpy.float32))  # reuses that block
+    assert cupy.strict.pinned_host_bytes() == 4096 and pool.n_free_blocks() == 0
+    cupy.cuda.get_current_stream().synchronize()
+    pool.free_all_blocks()
+    assert cupy.strict.pinned_host_bytes() == 0 and pool.n_free_blocks() == 0
+
+
+# ======================================================================================
 # The report file of a child process
 # ======================================================================================
 
@@ -625,7 +825,7 @@ def test_a_child_process_writes_the_report_file(tmp_path):
     assert result.returncode == 0, result.stderr
     contents = json.loads(report.read_text())
     assert contents["stand_in"] == cupy.__version__ == result.stdout.strip()
-    assert contents["mirrors"] == "CuPy 13/14"
+    assert contents["mirrors"] == "CuPy 14"
     assert (contents["syncs"], contents["transfers"]) == (2, 1)
     assert contents["events"][0] == {
         "kind": "sync",

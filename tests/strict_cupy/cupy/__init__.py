@@ -18,7 +18,8 @@ How it works
     TypeError. The namespace is the functions that CuPy 13.6 and 14.2 both export and NumPy
     2.x has; anything else is an AttributeError, never a silent NumPy fallback.
 
-What it mirrors: CuPy 13.6.0 and 14.2.0 (the rules below are the same in both), as read in
+What it mirrors: CuPy 13.6.0 and 14.2.0 (the rules below are the same in both; where they
+    differ, see "CuPy 13 and 14" below), as read in
     cupy/_core/core.pyx                 ndarray: __array__, __iter__, __reduce__, __nonzero__,
                                         __int__/__float__, __array_ufunc__, __array_function__,
                                         __setitem__, fill, get, set, item, _array_default
@@ -28,6 +29,9 @@ What it mirrors: CuPy 13.6.0 and 14.2.0 (the rules below are the same in both), 
     cupy/_core/internal.pyx             complete_slice (slice bounds read with int())
     cupy/_core/_routines_manipulation.pyx  concatenate_method, repeat
     cupy/_manipulation/basic.py         copyto;   cupy/cuda/memory.pyx, memory_hook.pyx
+    cupy/_core/_kernel.pyx              _copy_in_args_if_needed (the copy of an overlapping input)
+    cupy/_core/_routines_sorting.pyx, cupy/cuda/cupy_thrust.cu   sort, argsort, partition
+    cupy/cuda/pinned_memory.pyx         PinnedMemoryPool, the watch list of pending copies
 
 The rules (each raises CuPy's error type, with CuPy's message where it has one)
     1. numpy.asarray(device) / numpy.array(device): TypeError "Implicit conversion to a NumPy
@@ -59,12 +63,17 @@ The rules (each raises CuPy's error type, with CuPy's message where it has one)
        numpy_array[device] are TypeErrors, here too. Slice bounds of a device array may be
        device integers (device[:n]): CuPy reads them with int(), a sync, and so does this.
     8. Unsupported dtypes (object, strings, datetimes) are a ValueError in cupy.asarray.
+    9. Integer index arrays (and lists) wrap around: an index i into an axis of size n reads
+       or writes entry i mod n, in device[index], device[index] = v, take() and ufunc.at(),
+       as CuPy's gather and scatter kernels do (_routines_indexing.pyx); NumPy would raise
+       IndexError. So a label outside 0..classes-1 is silently another class on a GPU (the
+       loaders in data.py refuse such labels). A single Python integer out of bounds is an
+       IndexError, in CuPy too.
 
 Deliberately stricter than CuPy, besides 5 and 6: functions other than the ones named in
     3 and 4 refuse NumPy arrays wherever they appear (CuPy lets a few through: for example
     cupy.zeros_like(numpy_array) only reads its shape, and cupy.copy(numpy_array) returns a
-    NumPy array); out-of-bounds integer array indices raise IndexError (CuPy wraps them
-    around); a broadcast_to view is read-only (NumPy's rule; writing through one is
+    NumPy array); a broadcast_to view is read-only (NumPy's rule; writing through one is
     undefined in CuPy); `x in device` is refused (CuPy iterates).
 Not mirrored: CuPy's error messages for shape and dtype errors (NumPy's are raised), its
     type promotion where it differs from NumPy's, and the 0-d device array used as an index
@@ -100,7 +109,16 @@ Counting host synchronisations (cupy.strict)
 
 Memory: device memory is counted per NumPy buffer: an array that owns new memory is an
     allocation (malloc hooks), its buffer's death a free; views allocate nothing. See
-    cuda/memory_hook.py.
+    cuda/memory_hook.py. The pinned host memory that CuPy's host-to-device copies keep in
+    its pinned pool is modelled too (cuda/memory.py; strict.pinned_host_bytes()).
+
+Kernel launches: inside cupy.strict.counting(launches=True) every operation that computes
+    into device memory is recorded as a launch, with the hidden copy CuPy makes of an input
+    that overlaps its output (strict.py says which operations count).
+
+CuPy 13 and 14: where they differ for this program, the stand-in mirrors 14 unless told 13
+    (SNIP_MIN_STRICT_CUPY=13, or `with cupy.strict.mirroring(13):`): on 13 every Thrust call
+    of a sort, argsort or (sorting) partition synchronises the stream (strict.py).
 
 Cost: an operation takes about 0.3 to 2 microseconds more than NumPy's own (a wrapper
     object, a weak reference per new buffer); recording an event takes a few more.

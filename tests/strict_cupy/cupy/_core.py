@@ -32,6 +32,97 @@ def _unsupported(value):
 
 
 # ======================================================================================
+# Kernel launches (counted only inside strict.counting(launches=True)) and CuPy 13's waits
+# ======================================================================================
+
+_launch_records = strict._launch_records  # the open blocks that count launches
+
+
+def _launch(what):
+    if _launch_records:
+        strict.launch(what)
+
+
+def _overlap_copies(inputs, out):
+    """CuPy copies an input of an elementwise kernel that is not the output array itself but
+    whose memory bounds overlap the output's (_kernel.pyx: _copy_in_args_if_needed): one more
+    launch each."""
+    if not _launch_records or type(out) is not ndarray:
+        return
+    for each in inputs:
+        if (
+            type(each) is ndarray
+            and each is not out
+            and numpy.may_share_memory(each._host, out._host)
+        ):
+            strict.launch("copy: input overlaps out=")
+
+
+def _new_device_memory(result):
+    """Did NumPy's `result` land in new memory (computed), not in a view of a device array?"""
+    if type(result) is _np_ndarray:
+        return id(_root(result)) not in _buffers
+    if type(result) in (tuple, list):
+        return any(_new_device_memory(each) for each in result)
+    return isinstance(result, _np_generic)
+
+
+def _sort_calls(shape):
+    """Thrust calls of CuPy's sort of a C-contiguous array along its last axis (cupy_thrust.cu):
+    one stable_sort for a 1-d array; a key transform and a stable_sort per chunk of at most
+    2**22 entries of whole rows otherwise."""
+    size = int(numpy.prod(shape))
+    if size == 0:
+        return 0
+    if len(shape) == 1:
+        return 1
+    last = shape[-1]
+    rows_per_chunk = max(min(1 << 22, size) // last, 1)
+    return 2 * -(-(size // last) // rows_per_chunk)
+
+
+def _partition_sorts(length, size, kth):
+    """Does CuPy's partition sort the whole array (_routines_sorting.pyx, _ndarray_partition)?"""
+    kths = [kth] if isinstance(kth, (int, numpy.integer)) else list(kth)
+    max_k = max([0] + [k + length if k < 0 else k for k in kths])
+    max_k = max(32, 1 << int(max_k).bit_length())
+    t, sz = 4, 512
+    while sz > 0 and length // sz < max_k + 32 * t:
+        sz //= 2
+    sz *= size // max(length, 1)
+    return length < 32 or sz <= 32 or max_k >= 1024
+
+
+def _thrust_waits(name, host, args, kwargs):
+    """On CuPy 13.x every Thrust call ends in a stream synchronisation (the `par` policy; 14.0
+    uses `par_nosync`): one sync per Thrust call of a sort, argsort or partition of `host`.
+    args, kwargs: the call's arguments after the array, (axis) or (kth, axis)."""
+    if strict.SERIES != 13 or host.size == 0:
+        return
+    if name in ("partition", "argpartition"):
+        kth = kwargs.get("kth", args[0] if args else 0)
+        axis = kwargs.get("axis", args[1] if len(args) > 1 else -1)
+    else:
+        kth, axis = None, kwargs.get("axis", args[0] if args else -1)
+    if axis is None:
+        shape = (host.size,)  # flattened
+    else:
+        axis = axis % host.ndim  # the sorted axis is moved last (a copy)
+        shape = host.shape[:axis] + host.shape[axis + 1 :] + (host.shape[axis],)
+    if name in ("argsort", "argpartition"):  # argpartition sorts fully, as argsort
+        calls = 2 if len(shape) == 1 else 3
+    elif name == "partition":
+        calls = _sort_calls(shape) if _partition_sorts(shape[-1], host.size, kth) else 0
+    else:
+        calls = _sort_calls(shape)
+    for _ in range(calls):
+        strict.sync(f"{name}(): Thrust (CuPy 13.x)")
+
+
+_THRUST = frozenset(("sort", "argsort", "partition", "argpartition"))
+
+
+# ======================================================================================
 # Device memory: which NumPy buffers are "device memory", for the memory hooks
 # ======================================================================================
 
@@ -267,6 +358,59 @@ def _index(key, writing=False):
     return _index_item(key, writing)
 
 
+def _count_setitem(host, key, value, advanced):
+    """The launches of device[key] = value, as CuPy's _scatter_op makes them: a scatter for an
+    array index, a fill for a scalar; for a device array into a view of the same shape and
+    strides, nothing if it is that very memory (a[i] += b stores a[i] back onto itself), a
+    memcpy if the view is contiguous, else an elementwise copy (which first copies a value
+    that overlaps the view)."""
+    if advanced or value is None:
+        _launch("setitem")
+        return
+    target, source = host[key], value._host
+    if type(target) is not _np_ndarray:
+        _launch("setitem")
+        return
+    if target.shape == source.shape and target.strides == source.strides:
+        if target.ctypes.data == source.ctypes.data:
+            return  # "Skip since x and y are the same array"
+        if target.flags.c_contiguous and target.dtype == source.dtype:
+            _launch("setitem (memcpy)")
+            return
+    if numpy.may_share_memory(source, target):
+        strict.launch("copy: input overlaps out=")
+    _launch("setitem")
+
+
+def _wrapped_indices(key, shape):
+    """The host key with every integer index array taken modulo the size of the axis it
+    indexes, as CuPy's gather and scatter kernels do (_routines_indexing.pyx: _take kernel,
+    _prepare_array_indexing: "wrap all out-of-bound indices"); NumPy would raise IndexError.
+    A single Python integer out of bounds stays an IndexError, in CuPy too."""
+    items = key if type(key) is tuple else (key,)
+
+    def axes_taken(item):
+        if item is None or item is Ellipsis or isinstance(item, (bool, numpy.bool_)):
+            return 0
+        if isinstance(item, (_np_ndarray, list)):
+            array = numpy.asarray(item)
+            return array.ndim if array.dtype.kind == "b" else 1
+        return 1
+
+    fixed = sum(axes_taken(item) for item in items)
+    wrapped, axis = [], 0
+    for item in items:
+        if item is Ellipsis:
+            axis += len(shape) - fixed
+        elif isinstance(item, (_np_ndarray, list)) and axis < len(shape):
+            array = numpy.asarray(item)
+            if array.dtype.kind in "iu" and shape[axis] > 0:
+                item = array % shape[axis]
+        axis += axes_taken(item)
+        wrapped.append(item)
+    return tuple(wrapped) if type(key) is tuple else wrapped[0]
+
+
 SLICE_COPY = bool(int(os.environ.get("CUPY_EXPERIMENTAL_SLICE_COPY", 0)))  # as cupy/_util.pyx
 
 
@@ -276,50 +420,66 @@ SLICE_COPY = bool(int(os.environ.get("CUPY_EXPERIMENTAL_SLICE_COPY", 0)))  # as 
 
 
 def _binary(op):
+    name = op.__name__
+
     def method(self, other):
         other = _binary_operand(other)
         if other is NotImplemented:
             return NotImplemented
+        _launch(name)
         return _wrap(op(self._host, other))
 
     return method
 
 
 def _reflected(op):
+    name = op.__name__
+
     def method(self, other):
         other = _binary_operand(other)
         if other is NotImplemented:
             return NotImplemented
+        _launch(name)
         return _wrap(op(other, self._host))
 
     return method
 
 
 def _inplace(op):
+    name = op.__name__
+
     def method(self, other):
-        other = _binary_operand(other)
-        if other is NotImplemented:
+        host = _binary_operand(other)
+        if host is NotImplemented:
             return NotImplemented
-        op(self._host, other)  # NumPy's in-place operator writes into _host
+        _overlap_copies((other,), self)
+        _launch(name)
+        op(self._host, host)  # NumPy's in-place operator writes into _host
         return self
 
     return method
 
 
 def _comparison(op):
+    name = op.__name__
+
     def method(self, other):
         if type(other) is _np_ndarray and other.ndim == 0:
             other = other.item()  # CuPy's workaround for numpy/numpy#12142 (core.pyx)
         other = _binary_operand(other)
         if other is NotImplemented:
             return NotImplemented
+        _launch(name)
         return _wrap(op(self._host, other))
 
     return method
 
 
 def _unary(op):
+    name = op.__name__
+
     def method(self):
+        _launch(name)
         return _wrap(op(self._host))
 
     return method
@@ -331,12 +491,20 @@ def _method(name):
 
     def method(self, *args, **kwargs):
         host = self._host
+        if name in _THRUST:
+            _thrust_waits(name, host, args, kwargs)
         if not args and not kwargs:
             result = numpy_method(host)
         else:
             result = numpy_method(host, *_unwrap(args), **_unwrap_kwargs(kwargs))
         if result is host:  # e.g. astype(same dtype, copy=False): self, as CuPy
             return self
+        if _launch_records and (
+            result is None  # in place (sort, partition)
+            or kwargs.get("out") is not None
+            or _new_device_memory(result)
+        ):
+            _launch(name)
         return _wrap_result(result, kwargs.get("out"))
 
     method.__name__ = method.__qualname__ = name
@@ -572,7 +740,10 @@ class ndarray:
             result = host[key]
         else:
             if t is not tuple or not _plain_key(key):
-                key, _ = _index(key)
+                key, advanced = _index(key)
+                if advanced:
+                    key = _wrapped_indices(key, host.shape)
+                    _launch("gather (getitem)")
             result = host[key]
         if type(result) is not _np_ndarray:
             # every index an integer: NumPy gives a scalar, CuPy a 0-d view
@@ -581,7 +752,11 @@ class ndarray:
 
     def __setitem__(self, key, value):
         host_key, advanced = _index(key, writing=True)
+        if advanced:
+            host_key = _wrapped_indices(host_key, self._host.shape)
         t = type(value)
+        if _launch_records:
+            _count_setitem(self._host, host_key, value if t is ndarray else None, advanced)
         if t is ndarray:
             value = value._host
         elif t in _PYTHON_SCALARS or isinstance(value, _np_generic):
@@ -656,9 +831,11 @@ class ndarray:
 
     # ------------------------------------------------------------------ copies
     def __copy__(self):
+        _launch("copy")
         return _wrap(self._host.copy())
 
     def __deepcopy__(self, memo):
+        _launch("copy")
         return _wrap(self._host.copy())
 
     # ------------------------------------------------------------------ methods with rules
@@ -671,11 +848,13 @@ class ndarray:
             if value.shape != ():
                 raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
             value = value[()]
+        _launch("fill")
         self._host.fill(value)
 
     def nonzero(self):
         if self._host.size:
             strict.sync("nonzero()")
+        _launch("nonzero")
         return _wrap_result(self._host.nonzero())
 
     def compress(self, condition, axis=None, out=None):
@@ -685,6 +864,7 @@ class ndarray:
         else:
             condition = condition._host
         strict.sync("compress()")
+        _launch("compress")
         return _wrap_result(self._host.compress(condition, axis, _unwrap(out)), out)
 
     def repeat(self, repeats, axis=None):
@@ -695,6 +875,7 @@ class ndarray:
             raise TypeError(
                 "'repeats' does not accept numpy.ndarray; convert with cupy.array() first"
             )
+        _launch("repeat")
         return _wrap(self._host.repeat(repeats, axis))
 
     def take(self, indices, axis=None, out=None):
@@ -703,11 +884,14 @@ class ndarray:
         elif not isinstance(indices, (int, _np_generic)):
             strict.transfer("take indices from host")  # CuPy: core.array(indices)
             indices = numpy.asarray(indices)
-        return _wrap_result(self._host.take(indices, axis, _unwrap(out)), out)
+        _launch("take")
+        # CuPy's take wraps out-of-bounds indices around (its _take kernel), as indexing does
+        return _wrap_result(self._host.take(indices, axis, _unwrap(out), mode="wrap"), out)
 
     def dot(self, b, out=None):
         if type(b) is not ndarray:
             raise _unsupported(b)
+        _launch("dot")
         return _wrap_result(self._host.dot(b._host, _unwrap(out)), out)
 
     # ------------------------------------------------------------------ operators
@@ -805,6 +989,11 @@ class ufunc:
         return f"<ufunc '{self.__name__}'>"
 
     def __call__(self, *args, **kwargs):
+        if _launch_records:
+            _launch(self.__name__)
+            out = kwargs.get("out", args[self.nin] if len(args) > self.nin else None)
+            for each in out if type(out) is tuple else (out,):
+                _overlap_copies(args[: self.nin], each)
         if not kwargs and len(args) == self.nin:  # the common case: inputs only
             if self.nin == 2:
                 return _wrap_result(self._ufunc(_operand(args[0]), _operand(args[1])))
@@ -827,6 +1016,7 @@ class ufunc:
         return _wrap_result(self._ufunc(*hosts, **kwargs), out)
 
     def _method(self, name, args, kwargs):
+        _launch(f"{self.__name__}.{name}")
         out = kwargs.get("out")
         return _wrap_result(
             getattr(self._ufunc, name)(*_unwrap(args), **_unwrap_kwargs(kwargs)), out
@@ -847,7 +1037,10 @@ class ufunc:
     def at(self, a, indices, b=None):
         if type(a) is not ndarray:
             raise _unsupported(a)
-        host_indices, _ = _index(indices, writing=True)
+        _launch(f"{self.__name__}.at")
+        host_indices, advanced = _index(indices, writing=True)
+        if advanced:
+            host_indices = _wrapped_indices(host_indices, a._host.shape)
         if b is None:
             self._ufunc.at(a._host, host_indices)
             return
@@ -873,21 +1066,31 @@ def function(name, numpy_function, sync=None, scalar_to_device=False):
     a Python scalar result becomes a 0-d device array, as CuPy returns.
     """
 
+    thrust = name in _THRUST
+    computes = name not in _ALLOCATE_ONLY
+
     def wrapper(*args, **kwargs):
         if sync is not None and not (args and type(args[0]) is ndarray and args[0]._host.size == 0):
             strict.sync(sync)
+        if thrust and args and type(args[0]) is ndarray:
+            _thrust_waits(name, args[0]._host, args[1:], kwargs)
         out = kwargs.get("out") if kwargs else None
         result = numpy_function(*_unwrap(args), **_unwrap_kwargs(kwargs))
         if scalar_to_device and type(result) in _PYTHON_SCALARS:
             result = numpy.asarray(result)
         elif args and type(args[0]) is ndarray and result is args[0]._host:
             return args[0]  # nothing to do (ascontiguousarray of a C array)
+        if _launch_records and computes and (out is not None or _new_device_memory(result)):
+            _launch(name)
         return _wrap_result(result, out)
 
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__module__ = "cupy"
     wrapper.__doc__ = f"numpy.{name} on device arrays (strict stand-in)."
     return wrapper
+
+
+_ALLOCATE_ONLY = frozenset(("empty", "empty_like"))  # memory, no kernel
 
 
 def _check_dtype(host):
@@ -899,16 +1102,23 @@ def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocki
     """A new device array from a device array (a device copy) or host data (a transfer)."""
     if type(obj) is ndarray:
         host = numpy.array(obj._host, dtype=dtype, copy=copy or None, order=order, ndmin=ndmin)
-        return obj if host is obj._host else _wrap(host)
+        if host is obj._host:
+            return obj
+        _launch("copy")
+        return _wrap(host)
     if _contains_device(obj):  # a list of device arrays: stacked on the device
+        _launch("stack")
         host = numpy.array(_unwrap_device_only(obj), dtype=dtype, order=order, ndmin=ndmin)
     else:
         # Host data: always a copy (device memory is never host memory)
         host = numpy.array(obj, dtype=dtype, copy=True, order=order, ndmin=ndmin)
         if host.ndim > 0:  # a 0-d value is a kernel argument (fill)
             strict.transfer("asarray() from host")
+            memory.stage_host_copy(host.nbytes)  # through a pinned staging block
             if blocking:
                 strict.sync("asarray(blocking=True)")
+        else:
+            _launch("fill")
     _check_dtype(host)
     return _wrap(host)
 
@@ -916,7 +1126,10 @@ def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocki
 def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
     if type(a) is ndarray:
         host = numpy.asarray(a._host, dtype=dtype, order=order, copy=copy)
-        return a if host is a._host else _wrap(host)
+        if host is a._host:
+            return a
+        _launch("copy")
+        return _wrap(host)
     if copy is False:
         raise ValueError("a host array cannot become a device array without a copy")
     return array(a, dtype, True, order or "K", blocking=blocking)
@@ -951,6 +1164,8 @@ def copyto(dst, src, casting="same_kind", where=None):
         if src.size != 1:
             raise ValueError("non-scalar numpy.ndarray cannot be used for copyto")
         src = src.squeeze()[()]
+    _overlap_copies((src,), dst)
+    _launch("copyto")
     numpy.copyto(
         dst._host, _unwrap(src), casting=casting, where=True if where is None else _operand(where)
     )
@@ -960,7 +1175,9 @@ def where(condition, x=None, y=None):
     if x is None and y is None:
         if type(condition) is ndarray and condition._host.size:
             strict.sync("where() with one argument")
+        _launch("where")
         return _wrap_result(numpy.where(_unwrap(condition)))
+    _launch("where")
     return _wrap(numpy.where(_operand(condition), _operand(x), _operand(y)))
 
 
@@ -979,6 +1196,7 @@ def take(a, indices, axis=None, out=None):
 def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     if weights is not None:
         strict.sync("average() with weights")
+    _launch("average")
     return _wrap_result(
         numpy.average(_unwrap(a), axis, _unwrap(weights), returned, keepdims=keepdims)
     )

@@ -1,4 +1,5 @@
-"""What the strict stand-in saw: host synchronisations and host-to-device transfers.
+"""What the strict stand-in saw: host synchronisations, host-to-device transfers and, when
+asked, kernel launches; and which CuPy series it mirrors where the two differ.
 
 Every operation that makes the host wait for the device in real CuPy (float(x), x.get(),
 a boolean mask, ...) is recorded as an Event(kind="sync", what, where); every copy of host
@@ -12,6 +13,26 @@ i.e. the line of the program that asked for it.
 
     cupy.strict.total()                          # every event since import (grouped)
     cupy.strict.reset_total()
+
+Kernel launches (kind="launch") are recorded only inside counting(launches=True), and only
+there (not in total(): they are too many to keep). A launch is every operation that computes
+values into device memory: an arithmetic operator or ufunc, a reduction, a matrix product,
+a copy, a fill (zeros, ones, full), a setitem, a gather by an index array. Views (slices,
+reshape of a contiguous array, .T, as_strided, broadcast_to) and empty/empty_like launch
+nothing. One operation counts as one launch, although CuPy may launch more than one kernel
+for some (a sort, a scan, a matrix product of non-contiguous operands): the count is a
+lower bound, exact for the elementwise work that dominates a recurrent step. CuPy's hidden
+copy is counted too: an elementwise kernel whose input overlaps its output in memory (a
+different array object whose bounds overlap, _kernel.pyx: _copy_in_args_if_needed) copies
+that input first, one more launch ("copy: input overlaps out=").
+
+The CuPy series (SERIES, 14 by default; SNIP_MIN_STRICT_CUPY=13 in the environment, or
+`with cupy.strict.mirroring(13):`): CuPy 13.x calls Thrust with the `par` execution
+policy, which synchronises the stream at the end of every algorithm (cupy_thrust.cu); 14.0
+switched to `par_nosync`. So on 13 every Thrust call of a sort records a sync: sort of a
+1-d array one, argsort two, and partition, which sorts fully unless the array is long and
+its kth small (_routines_sorting.pyx: length >= 32, and kth+1 rounded up to a power of two
+below 1024), one. On 14 none of them waits.
 
 If the environment variable SNIP_MIN_STRICT_REPORT names a file, a JSON summary of total()
 is written to it (atomically) when the interpreter exits: a test that runs a child process
@@ -47,6 +68,11 @@ class Record:
     def transfers(self):
         return sum(1 for event in self.events if event.kind == "transfer")
 
+    @property
+    def launches(self):
+        """Kernel launches (recorded only by counting(launches=True))."""
+        return sum(1 for event in self.events if event.kind == "launch")
+
     def counts(self):
         """Counter of Event -> how often it happened."""
         return collections.Counter(self.events)
@@ -59,7 +85,8 @@ class Record:
 
     def summary(self):
         """One line per (kind, what, where), the most frequent first."""
-        lines = [f"{self.syncs} syncs, {self.transfers} transfers"]
+        launches = f", {self.launches} launches" if self.launches else ""
+        lines = [f"{self.syncs} syncs, {self.transfers} transfers{launches}"]
         for (kind, what, where), count in self.counts().most_common():
             lines.append(f"{count:>8}  {kind:<8}  {what:<32}  {where}")
         return "\n".join(lines)
@@ -69,20 +96,41 @@ class Record:
 
 
 _active = []  # the Records of the counting() blocks now open
+_launch_records = []  # those of them that count kernel launches too
+SYNCS = [0]  # how many syncs since import: a copy queued before the latest one has finished
+SERIES = int(os.environ.get("SNIP_MIN_STRICT_CUPY", "14"))  # the CuPy series mirrored
 _total = collections.Counter()  # Event -> count, since import (or reset_total)
 _where_cache = {}  # (code, line) -> "file:line in function"
 _display_cache = {}  # file name -> how it is shown
 
 
 @contextlib.contextmanager
-def counting():
-    """A fresh Record of every event inside the block (blocks may be nested)."""
+def counting(launches=False):
+    """A fresh Record of every event inside the block (blocks may be nested); with
+    launches=True, of every kernel launch too."""
     record = Record()
     _active.append(record)
+    if launches:
+        _launch_records.append(record)
     try:
         yield record
     finally:
         _active.remove(record)
+        if launches:
+            _launch_records.remove(record)
+
+
+@contextlib.contextmanager
+def mirroring(series):
+    """Within the block, behave as CuPy `series` (13 or 14) where the two differ (see above)."""
+    global SERIES
+    if series not in (13, 14):
+        raise ValueError(f"the stand-in mirrors CuPy 13 or 14, not {series!r}")
+    saved, SERIES = SERIES, series
+    try:
+        yield
+    finally:
+        SERIES = saved
 
 
 def total():
@@ -128,7 +176,24 @@ def record(kind, what):
 
 
 def sync(what):
+    SYNCS[0] += 1
     record("sync", what)
+
+
+def pinned_host_bytes():
+    """The page-locked host memory CuPy would hold now for host-to-device copies (in flight,
+    and kept by its pinned pool): see cuda/memory.py, which sets _pinned_bytes."""
+    return _pinned_bytes()
+
+
+_pinned_bytes = None  # cuda.memory.pinned_bytes, set when that module loads
+
+
+def launch(what):
+    """Note one kernel launch in the counting(launches=True) blocks now open."""
+    event = Event("launch", what, where())
+    for each in _launch_records:
+        each.events.append(event)
 
 
 def transfer(what):
@@ -150,7 +215,7 @@ def report(stand_in_version):
     ]
     return {
         "stand_in": stand_in_version,
-        "mirrors": "CuPy 13/14",
+        "mirrors": f"CuPy {SERIES}",
         "syncs": sum(c for e, c in _total.items() if e.kind == "sync"),
         "transfers": sum(c for e, c in _total.items() if e.kind == "transfer"),
         "events": events,
