@@ -265,12 +265,16 @@ def download(urls, destination, md5, retries=3, notice=print_to_stderr) -> None:
     """Download a file to `destination`, trying each URL in turn, each up to `retries` times.
 
     The bytes stream into `destination + '.part'`; only when their md5 matches `md5` is that
-    renamed to `destination`. A partial or wrong file is deleted. A checksum mismatch or an
-    HTTP 4xx moves on to the next URL at once; other failures are retried after a pause.
+    renamed to `destination`. A partial or wrong file is deleted, and when nothing could be
+    downloaded, so are the folders made for it (a misspelt data folder is not left behind,
+    empty). A checksum mismatch or an HTTP 4xx moves on to the next URL at once; other
+    failures are retried after a pause.
     Raises DataError naming the failed URLs and where to place the file by hand.
     """
     destination = os.fspath(destination)
-    os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(destination))
+    created = _missing_folders(folder)  # removed again if nothing is downloaded into them
+    os.makedirs(folder, exist_ok=True)
     part_path = destination + ".part"
     failures = []
     for url in urls:
@@ -296,10 +300,24 @@ def download(urls, destination, md5, retries=3, notice=print_to_stderr) -> None:
             failures.append(f"{url} (md5 {downloaded_md5}, expected {md5})")
             break
     tried = "; ".join(failures) or "no URLs given"
+    for empty in created:  # innermost first; a folder that holds anything stays
+        try:
+            os.rmdir(empty)
+        except OSError:
+            break
     raise DataError(
         f"could not download {os.path.basename(destination)}: {tried}; "
         f"download it by hand and place it at {destination}"
     )
+
+
+def _missing_folders(folder: str) -> list:
+    """The folders os.makedirs(folder) would create, innermost first."""
+    missing = []
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 def _stream_to_file(url: str, part_path: str) -> str:
@@ -1287,6 +1305,11 @@ def load_dataset(name, data_dir=None, download=True, notice=print_to_stderr) -> 
     download: whether missing files may be fetched. notice: called with each one-line note."""
     if name not in LOADERS:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(LOADERS))}")
+    if data_dir is not None and not os.fspath(data_dir).strip():
+        raise DataError(
+            f"the data folder's name is empty ({os.fspath(data_dir)!r}), which would mean the "
+            f"current folder: name the folder, or leave it out for {default_data_dir()}"
+        )
     data_dir = (
         os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else default_data_dir()
     )

@@ -17,7 +17,7 @@ import os
 import sys
 
 import common
-from common import data, flags, models, sm
+from common import data, failures, flags, models, sm
 from extensions import compaction
 
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
@@ -58,14 +58,21 @@ def alive_counts(dataset, model_name, sparsity, seed):
 
 def main(argv=None):
     parser = common.argument_parser(__doc__)
-    parser.add_argument("--data-dir", default=None, help="dataset folder, as for snip_min.py")
+    parser.add_argument(
+        "--data-dir",
+        type=flags.folder_name,
+        default=None,
+        help="dataset folder, as for snip_min.py",
+    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--models", nargs="+", default=list(TITLES), choices=sorted(TITLES))
-    parser.add_argument("--sparsities", nargs="+", type=float, default=SPARSITIES)
+    parser.add_argument("--sparsities", nargs="+", type=flags.sparsity_value, default=SPARSITIES)
     parser.add_argument(
         "--seeds", type=flags.positive_int, default=3, help="masks per setting (seeds 0, 1, ...)"
     )
-    parser.add_argument("--out", default=os.path.join("results", "alive_units"))
+    parser.add_argument(
+        "--out", type=flags.folder_name, default=os.path.join("results", "alive_units")
+    )
     args = parser.parse_args(argv)
     sm.use_device(args.device)
     dataset = data.load_dataset("mnist", args.data_dir)
@@ -146,4 +153,4 @@ def plot(summary, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

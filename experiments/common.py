@@ -43,6 +43,7 @@ from extensions import (
     cli,
     compaction,
     criteria,
+    failures,
     flags,
     protocol,
     sanity,
@@ -51,16 +52,24 @@ from extensions import (
 
 def argument_parser(docstring):
     """The experiments' parser: the docstring's first paragraph as description, each flag's
-    default in --help, and a usage error as one line on stderr (exit status 2)."""
-    return flags.OneLineParser(
+    default in --help, a usage error as one line on stderr (exit status 2), and --debug (a
+    script's main block runs main through failures.run_script, which reads it)."""
+    parser = flags.OneLineParser(
         description=docstring.split("\n\n")[0], formatter_class=flags.HelpFormatter
     )
+    failures.add_debug_argument(parser)
+    return parser
 
 
 def add_common_arguments(parser, out, epochs, seeds, out_help=None):
     """The flags every experiment takes. out: the default folder under results/ (None: the
     script chooses it, and out_help says how)."""
-    parser.add_argument("--data-dir", default=None, help="dataset folder, as for snip_min.py")
+    parser.add_argument(
+        "--data-dir",
+        type=flags.folder_name,
+        default=None,
+        help="dataset folder, as for snip_min.py",
+    )
     parser.add_argument(
         "--device",
         default="cpu",
@@ -78,6 +87,7 @@ def add_common_arguments(parser, out, epochs, seeds, out_help=None):
     )
     parser.add_argument(
         "--out",
+        type=flags.folder_name,
         default=None if out is None else os.path.join("results", out),
         help=out_help or "folder for CSV/JSON/PNG, and runs/ for the result file of each run",
     )
@@ -202,6 +212,7 @@ def train_once(
     init_rng, split_rng, score_rng, shuffle_rng = seed_streams(seed)
     train, validation, test = splits or sm.split_dataset(dataset, 0.1, split_rng)
     model = models.build(model_name, dataset.name)
+    cli.check_connections_kept(model, sparsity, "weights+biases", model_name)  # kappa > 0
     sm.initialise(model, init, init_rng)
     if pieces["two_draws"]:  # the authors' scoring copy: biases drawn too
         protocol.draw_scoring_biases(model, init, init_rng)
@@ -676,6 +687,18 @@ def collect_grid(out, runs, collect):
             )
     if found:
         collect(found)
+    else:
+        earlier = collected_outputs(out)
+        print(
+            "nothing collected: no run of the grid has a usable result file"
+            + (
+                f"; {', '.join(earlier)} in {out} are from an earlier collection, left as they "
+                f"were, and hold none of this grid's runs"
+                if earlier
+                else ""
+            ),
+            file=sys.stderr,
+        )
     if missing:
         print(
             f"{len(missing)} of {len(runs)} runs missing (the outputs hold the other "
@@ -684,3 +707,16 @@ def collect_grid(out, runs, collect):
         )
         return 1
     return 0
+
+
+def collected_outputs(out):
+    """The files a collection writes that are in `out` now (its CSV, JSON, Markdown and PNG
+    files beside runs/), sorted."""
+    if not os.path.isdir(out):
+        return []
+    return sorted(
+        name
+        for name in os.listdir(out)
+        if os.path.isfile(os.path.join(out, name))
+        and name.endswith((".csv", ".json", ".md", ".png"))
+    )

@@ -16,7 +16,6 @@ writes costs.json and costs.md under results/sanity_checks/. --threads sets the 
 threads (the variables are set before NumPy is imported); --device gpu times CuPy.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -25,23 +24,35 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from extensions import failures, flags  # (neither starts NumPy: see --threads)
 
 MODELS = {"lenet5": "LeNet-5-Caffe", "vgg-d": "VGG-D"}
 SPARSITY = {"lenet5": 0.99, "vgg-d": 0.95}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = flags.OneLineParser(
+        description=__doc__.split("\n\n")[0], formatter_class=flags.HelpFormatter
+    )
+    failures.add_debug_argument(parser)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(MODELS))
     parser.add_argument(
-        "--repeats", type=int, default=3, help="timed calls per criterion (the median is kept)"
+        "--repeats",
+        type=flags.positive_int,
+        default=3,
+        help="timed calls per criterion (the median is kept)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=100, help="rounds of synflow and iterative-snip"
+        "--rounds",
+        type=flags.positive_int,
+        default=100,
+        help="rounds of synflow and iterative-snip",
     )
-    parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
+    parser.add_argument("--threads", type=flags.positive_int, default=2, help="BLAS threads")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
-    parser.add_argument("--out", default=os.path.join("results", "sanity_checks"))
+    parser.add_argument(
+        "--out", type=flags.folder_name, default=os.path.join("results", "sanity_checks")
+    )
     args = parser.parse_args(argv)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(args.threads)  # before NumPy starts its thread pool
@@ -128,4 +139,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

@@ -35,7 +35,7 @@ import sys
 import numpy
 
 import common
-from common import data, flags, sm
+from common import data, failures, flags, sm
 
 INITIALISATIONS = ["rn", "tn", "vs-x", "vs-h"]
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
@@ -502,4 +502,4 @@ def plot_init(summary, seeds, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

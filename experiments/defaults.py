@@ -34,7 +34,7 @@ import os
 import sys
 
 import common
-from common import data, flags, models
+from common import data, failures, flags, models
 
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 SPARSITIES = [0.0, 0.5, 0.9, 0.95, 0.98, 0.99]
@@ -282,4 +282,4 @@ def plot(summary, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

@@ -30,14 +30,13 @@ curve), table.md and first_steps.png under results/first_steps/. --seeds, --step
 leaves the twin out.
 """
 
-import argparse
 import itertools
 import math
 import os
 import sys
 
 import common
-from common import cli, criteria, data, flags, models, sm
+from common import cli, criteria, data, failures, flags, models, sm
 from extensions import (
     protocol,
     pytorch_twin,
@@ -58,10 +57,13 @@ TWINS = [
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    parser = common.argument_parser(__doc__)
+    parser.add_argument(
+        "--data-dir",
+        type=flags.folder_name,
+        default=None,
+        help="dataset folder, as for snip_min.py",
     )
-    parser.add_argument("--data-dir", default=None, help="dataset folder, as for snip_min.py")
     parser.add_argument("--seeds", type=flags.positive_int, default=3, help="seeds 0 ... N-1")
     parser.add_argument(
         "--steps", type=flags.positive_int, default=100, help="training steps per curve"
@@ -82,14 +84,13 @@ def main(argv=None):
     )
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch twin")
     parser.add_argument(
-        "--out", default=os.path.join("results", "first_steps"), help="output folder"
+        "--out",
+        type=flags.folder_name,
+        default=os.path.join("results", "first_steps"),
+        help="output folder",
     )
     args = parser.parse_args(argv)
-    try:
-        dataset = data.load_dataset("mnist", args.data_dir)
-    except data.DataError as error:
-        print(f"first_steps.py: error: {error}", file=sys.stderr)
-        return 2
+    dataset = data.load_dataset("mnist", args.data_dir)
     torch = None if args.no_torch else optional_torch()
     rows, curves, sharpnesses = [], {}, {}
     for sparsity, seed in itertools.product(args.sparsities, range(args.seeds)):
@@ -372,4 +373,4 @@ def plot(curves, rows, description, args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

@@ -11,7 +11,6 @@ it, which the central difference does not survive (see docs/sanity_checks.md).
     python experiments/grasp_hessian.py --seeds 8 --step 1e-7
 """
 
-import argparse
 import os
 import sys
 
@@ -24,6 +23,8 @@ import models
 import snip_min as sm
 from extensions import (
     criteria,
+    failures,
+    flags,
     pytorch_twin,
 )
 
@@ -51,15 +52,24 @@ def central_difference(model, images, labels, params, directions):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = flags.OneLineParser(
+        description=__doc__.split("\n\n")[0], formatter_class=flags.HelpFormatter
+    )
+    failures.add_debug_argument(parser)
     parser.add_argument(
         "--models", nargs="+", default=["lenet300", "lenet5"], choices=["lenet300", "lenet5"]
     )
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--images", type=int, default=100)
-    parser.add_argument("--step", type=float, default=criteria.HESSIAN_STEP)
+    parser.add_argument("--seeds", type=flags.positive_int, default=4)
+    parser.add_argument("--images", type=flags.positive_int, default=100)
+    parser.add_argument("--step", type=flags.positive_float, default=criteria.HESSIAN_STEP)
     args = parser.parse_args(argv)
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise sm.UsageError(
+            "grasp_hessian.py compares with PyTorch, which is not installed "
+            "(pip install -r requirements-dev.txt)"
+        ) from None
 
     torch.set_default_dtype(torch.float64)
     criteria.HESSIAN_STEP = args.step
@@ -119,4 +129,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

@@ -23,14 +23,19 @@ import sys
 
 import common
 import sanity_checks
-from common import data, flags, sm
+from common import data, failures, flags, sm
 
 CHECKS = ["none", "shuffle", "reinit"]
 
 
 def main(argv=None):
     parser = common.argument_parser(__doc__)
-    parser.add_argument("--data-dir", default=None, help="dataset folder, as for snip_min.py")
+    parser.add_argument(
+        "--data-dir",
+        type=flags.folder_name,
+        default=None,
+        help="dataset folder, as for snip_min.py",
+    )
     parser.add_argument(
         "--device", default="cpu", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)"
     )
@@ -51,6 +56,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--out",
+        type=flags.folder_name,
         default=os.path.join("results", "initial_loss"),
         help="folder for losses.json and table.md",
     )
@@ -143,4 +149,4 @@ def group_by_panel(rows):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

@@ -14,7 +14,6 @@ summary.json, which measures whether the shapes appear: the correlation of each 
 with each class's mean image.
 """
 
-import argparse
 import io
 import os
 import sys
@@ -22,7 +21,7 @@ import sys
 import numpy
 
 import common
-from common import data, models, sm
+from common import data, failures, flags, models, sm
 
 
 def kept_per_pixel(dataset, train, index, sparsity, seed):
@@ -37,13 +36,27 @@ def kept_per_pixel(dataset, train, index, sparsity, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=None)
+    parser = common.argument_parser(__doc__)
+    parser.add_argument(
+        "--data-dir",
+        type=flags.folder_name,
+        default=None,
+        help="dataset folder, as for snip_min.py",
+    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
-    parser.add_argument("--sparsity", type=float, default=0.9, help="sparsity of the whole network")
-    parser.add_argument("--batch-size", type=int, default=100, help="scoring images per class")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join("results", "kept_connections"))
+    parser.add_argument(
+        "--sparsity",
+        type=flags.sparsity_value,
+        default=0.9,
+        help="sparsity of the whole network",
+    )
+    parser.add_argument(
+        "--batch-size", type=flags.positive_int, default=100, help="scoring images per class"
+    )
+    parser.add_argument("--seed", type=flags.seed_value, default=0)
+    parser.add_argument(
+        "--out", type=flags.folder_name, default=os.path.join("results", "kept_connections")
+    )
     args = parser.parse_args(argv)
     sm.use_device(args.device)
     dataset = data.load_dataset("mnist", args.data_dir)
@@ -129,4 +142,4 @@ def plot(maps, summary, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

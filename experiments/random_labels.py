@@ -23,7 +23,7 @@ import sys
 import numpy
 
 import common
-from common import data, flags, sm
+from common import data, failures, flags, sm
 
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 SPARSITY = {"lenet300": 0.98, "lenet5": 0.99}
@@ -214,4 +214,4 @@ def plot(rows, summary, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

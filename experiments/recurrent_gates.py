@@ -21,7 +21,7 @@ import sys
 import numpy
 
 import common
-from common import models
+from common import failures, flags, models, sm
 
 GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 MATRICES = ("input_weight", "recurrent_weight")
@@ -72,14 +72,20 @@ def main(argv=None):
     parser = common.argument_parser(__doc__)
     parser.add_argument(
         "--runs",
+        type=flags.folder_name,
         default=os.path.join("results", "recurrent"),
         help="a folder of snip_min.py run folders (each with results.json and masks.npz)",
     )
     parser.add_argument(
-        "--out", default=None, help="where gates.json and the figures go (default: --runs)"
+        "--out",
+        type=flags.folder_name,
+        default=None,
+        help="where gates.json and the figures go (default: --runs)",
     )
     args = parser.parse_args(argv)
     out = args.out or args.runs
+    if not os.path.isdir(args.runs):
+        raise sm.UsageError(f"--runs {args.runs} is not a folder of snip_min.py runs")
     runs = [
         run
         for name in sorted(os.listdir(args.runs))
@@ -87,10 +93,10 @@ def main(argv=None):
         and (run := read_run(os.path.join(args.runs, name)))
     ]
     if not runs:
-        print(
-            f"recurrent_gates.py: error: no pruned recurrent run under {args.runs}", file=sys.stderr
+        raise sm.UsageError(
+            f"no pruned recurrent run under {args.runs} (snip_min.py --model lstm-s ... --out "
+            f"{os.path.join(args.runs, 'NAME')} makes one)"
         )
-        return 1
     for run in runs:
         kept = ", ".join(
             f"{matrix.split('_')[0]} " + " ".join(f"{g}:{100 * v:.1f}%" for g, v in gates.items())
@@ -162,4 +168,4 @@ def plot(runs, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

@@ -31,7 +31,7 @@ import os
 import sys
 
 import common
-from common import criteria, data, flags, models, sanity, sm
+from common import criteria, data, failures, flags, models, sanity, sm
 
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe", "lstm-s": "LSTM-s"}
 SPARSITIES = {"lenet300": [0.98, 0.9], "lenet5": [0.99, 0.9], "lstm-s": [0.95]}  # the paper's first
@@ -445,4 +445,4 @@ def parameter_sizes(model):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

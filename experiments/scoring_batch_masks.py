@@ -32,7 +32,7 @@ import numpy
 import common
 import data_and_init
 import models
-from common import data, flags, sm
+from common import data, failures, flags, sm
 
 MODEL, SPARSITY = "lenet300", 0.9  # the paper's Figure 3
 BATCH_SIZES = [1, 10, 100, 1000, 10000]
@@ -42,7 +42,12 @@ ALL, RANDOM_LABELS = "all", "all, random labels"
 
 def main(argv=None):
     parser = common.argument_parser(__doc__)
-    parser.add_argument("--data-dir", default=None, help="dataset folder, as for snip_min.py")
+    parser.add_argument(
+        "--data-dir",
+        type=flags.folder_name,
+        default=None,
+        help="dataset folder, as for snip_min.py",
+    )
     parser.add_argument(
         "--device", default="cpu", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)"
     )
@@ -56,6 +61,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--out",
+        type=flags.folder_name,
         default=os.path.join("results", "scoring_batch_masks"),
         help="folder for masks.json and table.md",
     )
@@ -202,4 +208,4 @@ def make_table(summary, seeds, errors):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

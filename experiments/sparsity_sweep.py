@@ -19,7 +19,7 @@ import os
 import sys
 
 import common
-from common import data, flags
+from common import data, failures, flags
 
 SPARSITIES = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
 TITLES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
@@ -187,4 +187,4 @@ def plot(summary, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

@@ -12,7 +12,6 @@ are reported beside the masked ones in docs/compaction.md, are left out). Rows w
 measurement say so. Prints a Markdown table; --json prints rows.
 """
 
-import argparse
 import glob
 import json
 import os
@@ -23,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import data
 import models
 import snip_min as sm
+from extensions import failures, flags
 
 # The sparsity each model was pruned to in the paper's Tables 1, 2 and 4 and the student
 # reproduction's Table I.
@@ -159,8 +159,16 @@ def markdown(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", default=None, help="folder searched for results.json files")
+    parser = flags.OneLineParser(
+        description=__doc__.split("\n\n")[0], formatter_class=flags.HelpFormatter
+    )
+    failures.add_debug_argument(parser)
+    parser.add_argument(
+        "--results",
+        type=flags.folder_name,
+        default=None,
+        help="folder searched for results.json files",
+    )
     parser.add_argument(
         "--why-missing", default="not trained here", help="what a row without a measurement says"
     )
@@ -172,4 +180,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

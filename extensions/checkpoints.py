@@ -5,27 +5,34 @@ and continue bit-exactly, as if it had never stopped (--checkpoint-every, --resu
 Ctrl-C). A checkpoint is one .npz file (no pickle) holding every parameter, mask and
 momentum buffer, the training state of snip_min.TrainingState (position in the schedule
 and in the epoch's shuffle, running sums, the random generator) and the run's settings as
-JSON bytes, written atomically. Reading one checks everything before anything is used, so
-a damaged file is refused with one line (CheckpointError, exit status 2), never half-way.
+JSON bytes, written atomically, with a fingerprint of the data the run trained and tests on.
+Reading one checks everything before anything is used, so a damaged file is refused with one
+line (CheckpointError, exit status 2), never half-way.
 
-    resume(args)            --resume DIR: read DIR's checkpoint, take on the run's settings
-    restore(...)            its parameters, masks and training state into a fresh model
+    restore(...)            a checkpoint read by cli.resume_settings into a fresh model: its
+                            parameters, masks and training state, once its data is proven
+                            to be this data (data_fingerprint)
     restore_velocities(...) its momentum buffers into the optimiser
     Saver                   fit's checkpoint callback; names the last good checkpoint when
-                            a run diverges or is interrupted
+                            a run diverges (DivergedRun) or is interrupted (StoppedAtOnce
+                            for a second Ctrl-C)
     stop_on_signals         Ctrl-C and SIGTERM stop the training loop after the current step
+    checkpoint_summary      what a checkpoint holds, in a few words (model, seed, iteration)
     write_checkpoint, read_checkpoint, restore_checkpoint, CHECKPOINT_FILE, CheckpointError
 
-cli.run calls restore, restore_velocities, Saver and stop_on_signals; the
-tests call the rest. docs/reliability.md describes the behaviour; tests/test_reliability.py
-proves it.
+cli.run calls restore, restore_velocities, Saver, stop_on_signals, data_fingerprint and
+checkpoint_summary; the tests call the rest. docs/reliability.md describes the behaviour;
+tests/test_reliability.py proves it.
 """
 
 import contextlib
+import hashlib
 import io
 import json
+import math
 import os
 import signal
+import sys
 
 import numpy
 
@@ -35,11 +42,35 @@ import snip_min as sm
 from snip_min import Diverged, Interrupted, TrainingState, UsageError, parameters_of, to_host
 
 CHECKPOINT_FILE = "checkpoint.npz"
-CHECKPOINT_VERSION = 2  # 2: an augmented epoch's moves are drawn, and saved, with its shuffle
+# 2: an augmented epoch's moves are drawn, and saved, with its shuffle; 3: the data's
+# fingerprint (data_fingerprint) and the run's number of iterations are saved too
+CHECKPOINT_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # a version 2 checkpoint resumes with a note: no fingerprint in it
 
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message is one line."""
+
+
+class DivergedRun(Diverged):
+    """A run whose training diverged (a snip_min.Diverged from fit or from the Saver), with
+    what the run knows: `reason` (fit's words), `last`, the last good checkpoint as
+    {"path", "iteration"} or None, and the learning rate `lr` and `model` it ran with.
+    failures.divergence_message turns it into the one line a user sees."""
+
+    def __init__(self, reason, last, lr, model):
+        where = (
+            f"the last good checkpoint is {last['path']} (iteration {last['iteration']:,})"
+            if last
+            else "no checkpoint was saved"
+        )
+        super().__init__(f"{reason}; {where}")
+        self.reason, self.last, self.lr, self.model = reason, last, lr, model
+
+
+class StoppedAtOnce(KeyboardInterrupt):
+    """A second Ctrl-C stopped the run at once, before a new checkpoint was saved; the
+    message says which earlier checkpoint survives and how to continue from it."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -47,12 +78,13 @@ class CheckpointError(Exception):
 # ------------------------------------------------------------------------------------------
 
 
-def restore(contents, model, args, training_images, log):
+def restore(contents, model, args, training_images, fingerprint, log):
     """Put a checkpoint read by cli.resume_settings into a freshly built `model`: (gated
     Params, the seconds SNIP took in the saved run, the TrainingState to continue from, the
-    test errors measured so far with --test-every)."""
-    gated = sm.prunable_parameters(model, args.prune)
-    restore_checkpoint(contents, model, gated)
+    test errors measured so far with --test-every). training_images: the size of this run's
+    training split; fingerprint: data_fingerprint of the data this run reads. Both must be
+    the checkpoint's, else a UsageError names both."""
+    path = os.path.join(args.resume, CHECKPOINT_FILE)
     state = training_state(contents["state"], contents["order"], contents["moves"])
     if state.order is not None and (
         len(state.order) != training_images or state.order.max() >= training_images
@@ -61,9 +93,89 @@ def restore(contents, model, args, training_images, log):
             f"the checkpoint was made with {len(state.order):,} training images, but "
             f"this data gives {training_images:,}: resume with the run's own --data-dir"
         )
-    path = os.path.join(args.resume, CHECKPOINT_FILE)
+    check_same_data(contents["data"], fingerprint, path)
+    gated = sm.prunable_parameters(model, args.prune)
+    restore_checkpoint(contents, model, gated)
     log(f"resuming from {path} at iteration {state.iteration:,}")
     return gated, contents["snip_seconds"], state, saved_test_errors(contents["state"])
+
+
+def data_fingerprint(dataset):
+    """What a checkpoint records of the data its run read, to prove on --resume that the data
+    is the same: for the training images and labels (after --train-images, before the
+    validation split is drawn from them) and for the test set, their count and the SHA-256
+    of their types, shapes and bytes, with the data's description. On the host, once a run
+    (MNIST's 60,000 training images: about a tenth of a second)."""
+    return {
+        "description": dataset.description,
+        "train": {
+            "images": len(dataset.train_labels),
+            "sha256": array_digest(dataset.train_images, dataset.train_labels),
+        },
+        "test": {
+            "images": len(dataset.test_labels),
+            "sha256": array_digest(dataset.test_images, dataset.test_labels),
+        },
+    }
+
+
+def array_digest(*arrays):
+    """The SHA-256 (64 hex digits) of host arrays: each one's type and shape, then its bytes."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = numpy.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def check_same_data(saved, fingerprint, path):
+    """Refuse (UsageError, one line naming both) to resume a checkpoint on other data than it
+    was made with: saved, the checkpoint's data_fingerprint (None in a version 2 checkpoint,
+    which is resumed with a note, checked by its number of training images only)."""
+    if saved is None:
+        print(
+            f"note: {path} is from before checkpoints recorded their data (version 2): its "
+            f"data is checked by the number of training images only",
+            file=sys.stderr,
+        )
+        return
+    for split, noun in (("train", "training"), ("test", "test")):
+        theirs, ours = saved[split], fingerprint[split]
+        if theirs == ours:
+            continue
+        if theirs["images"] != ours["images"]:
+            what = (
+                f"the checkpoint was made with {theirs['images']:,} {noun} images, but this "
+                f"data gives {ours['images']:,}"
+            )
+        else:
+            what = (
+                f"the checkpoint was made with other {noun} images than this data gives "
+                f"({ours['images']:,} of them, as many as its own)"
+            )
+        raise UsageError(
+            f"{what} (SHA-256 {theirs['sha256'][:12]} against {ours['sha256'][:12]}): resume "
+            f"with the data the run read, {saved['description']}, from the run's own --data-dir"
+        )
+
+
+def checkpoint_summary(path):
+    """What the checkpoint at `path` holds, for a message: {"model", "seed", "iteration",
+    "iterations"} (iterations: the run's total, None in a version 2 checkpoint), read from
+    its settings alone; None if they cannot be read."""
+    try:
+        with numpy.load(path, allow_pickle=False) as archive:
+            settings = json.loads(archive["settings"].tobytes().decode())
+        total = settings.get("iterations")
+        return {
+            "model": str(settings["args"]["model"]),
+            "seed": settings["args"]["seed"],
+            "iteration": int(settings["state"]["iteration"]),
+            "iterations": total if type(total) is int else None,
+        }
+    except Exception:  # a damaged file can fail in many ways; the caller says it is damaged
+        return None
 
 
 def restore_velocities(contents, optimiser, compaction=None):
@@ -82,7 +194,8 @@ class Saver:
     With a compaction (--compact), the compact network's values and momentum buffers are
     expanded into `model`'s full shapes first: a checkpoint always holds the full network.
     resumed: the checkpoint read by cli.resume_settings, or None. test_errors: the list
-    --test-every fills (protocol.PeriodicTestError), saved with each checkpoint.
+    --test-every fills (protocol.PeriodicTestError), saved with each checkpoint. fingerprint:
+    data_fingerprint of the run's data; iterations: the run's total; both saved with it.
     """
 
     def __init__(
@@ -96,10 +209,12 @@ class Saver:
         compaction=None,
         resumed=None,
         test_errors=(),
+        fingerprint=None,
+        iterations=None,
     ):
         self.folder, self.model, self.gated, self.optimiser = folder, model, gated, optimiser
         self.args, self.snip_seconds, self.compaction = args, snip_seconds, compaction
-        self.test_errors = test_errors
+        self.test_errors, self.fingerprint, self.iterations = test_errors, fingerprint, iterations
         self.last = (
             {}
             if resumed is None
@@ -121,9 +236,13 @@ class Saver:
 
     def __call__(self, state):
         velocities = self.full_shapes()
-        if not all(
-            sm.host_values(*(sm.xp.isfinite(p.value).all() for p in parameters_of(self.model)))
-        ):
+        loss_finite, *weights_finite = sm.host_values(
+            sm.xp.isfinite(state.epoch_loss),
+            *(sm.xp.isfinite(p.value).all() for p in parameters_of(self.model)),
+        )  # (one wait for the device): a checkpoint is never saved with a non-finite value
+        if not loss_finite:
+            raise Diverged(f"the loss became non-finite by iteration {state.iteration:,}")
+        if not all(weights_finite):
             raise Diverged(f"the weights became non-finite by iteration {state.iteration:,}")
         path = write_checkpoint(
             self.folder,
@@ -134,6 +253,8 @@ class Saver:
             self.args,
             self.snip_seconds,
             self.test_errors,
+            self.fingerprint,
+            self.iterations,
         )
         self.last.update(path=path, iteration=state.iteration)
 
@@ -147,23 +268,34 @@ class Saver:
 
     @contextlib.contextmanager
     def naming_failures(self):
-        """Around the training loop: a divergence names the last good checkpoint, an
-        interruption the checkpoint just saved and how to continue from it."""
+        """Around the training loop and what follows it: a divergence becomes a DivergedRun
+        that knows the last good checkpoint, an interruption names the checkpoint just saved
+        and how to continue from it, and a second Ctrl-C (StoppedAtOnce) the earlier
+        checkpoint that survives it."""
         try:
             yield
+        except DivergedRun:
+            raise
         except Diverged as error:
-            where = (
-                f"the last good checkpoint is {self.last['path']} "
-                f"(iteration {self.last['iteration']:,})"
-                if self.last
-                else "no checkpoint was saved (see --checkpoint-every)"
-            )
-            raise Diverged(f"{error}; {where}") from None
+            last = dict(self.last) if self.last else None
+            raise DivergedRun(str(error), last, self.args.lr, self.args.model) from None
         except Interrupted as error:
             raise Interrupted(
                 f"{error}; checkpoint saved in {self.last['path']}: continue with "
-                f"--resume {self.folder}"
+                f"--resume {os.path.dirname(self.last['path'])}"
             ) from None
+        except StoppedAtOnce:
+            raise
+        except KeyboardInterrupt:
+            if self.last:
+                path, iteration = self.last["path"], self.last["iteration"]
+                survivor = (
+                    f"the last one, {path} (iteration {iteration:,}), is as it was: continue "
+                    f"with --resume {os.path.dirname(path)}"
+                )
+            else:
+                survivor = "none was saved before"
+            raise StoppedAtOnce(f"no new checkpoint saved; {survivor}") from None
 
 
 class stop_on_signals:
@@ -196,10 +328,22 @@ class stop_on_signals:
 # ------------------------------------------------------------------------------------------
 
 
-def write_checkpoint(folder, model, gated, velocities, state, args, snip_seconds, test_errors=()):
+def write_checkpoint(
+    folder,
+    model,
+    gated,
+    velocities,
+    state,
+    args,
+    snip_seconds,
+    test_errors=(),
+    fingerprint=None,
+    iterations=None,
+):
     """Save parameters (batch-norm statistics included), masks, momentum buffers
-    (velocities: {name: array}), the training state and the test errors of --test-every
-    atomically as folder/checkpoint.npz. Returns its path."""
+    (velocities: {name: array}), the training state, the test errors of --test-every, the
+    data's fingerprint (data_fingerprint) and the run's total iterations atomically as
+    folder/checkpoint.npz. Returns its path."""
     arrays = {f"param/{p.name}": to_host(p.value) for p in parameters_of(model)}
     arrays.update({f"mask/{p.name}": to_host(p.mask).astype(bool) for p in gated})
     arrays.update({f"velocity/{name}": to_host(v) for name, v in velocities.items()})
@@ -212,6 +356,8 @@ def write_checkpoint(folder, model, gated, velocities, state, args, snip_seconds
         "args": dict(vars(args)),
         "state": state_record(state, test_errors),
         "snip_seconds": snip_seconds,
+        "data": fingerprint,
+        "iterations": iterations,
     }
     arrays["settings"] = numpy.frombuffer(json.dumps(settings).encode(), dtype=numpy.uint8)
     buffer = io.BytesIO()
@@ -278,12 +424,15 @@ def read_checkpoint(path):
         with numpy.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         settings = json.loads(arrays.pop("settings").tobytes().decode())
-        if not isinstance(settings, dict) or settings.get("version") != CHECKPOINT_VERSION:
-            raise ValueError(f"not a version {CHECKPOINT_VERSION} checkpoint")
+        if not isinstance(settings, dict) or settings.get("version") not in READABLE_VERSIONS:
+            raise ValueError(f"not a version {' or '.join(map(str, READABLE_VERSIONS))} checkpoint")
         contents = {
+            "version": settings["version"],
             "args": settings["args"],
             "state": settings["state"],
             "snip_seconds": float(settings["snip_seconds"]),
+            "data": settings.get("data"),
+            "iterations": settings.get("iterations"),
             "order": arrays.pop("order", None),
             "moves": arrays.pop("moves", None),
         }
@@ -296,10 +445,24 @@ def read_checkpoint(path):
         check_saved_settings(contents)
         return contents
     except Exception as error:  # a damaged file can fail in many ways (zip, npy header, JSON ...)
-        reason = " ".join(str(error).split()) or type(error).__name__
         raise CheckpointError(
-            f"{path} is not a usable checkpoint ({reason}); resume from another or start again"
+            f"{path} is not a usable checkpoint ({damage_reason(error)}); resume from another "
+            f"or start the run again (--overwrite replaces this one)"
         ) from None
+
+
+def damage_reason(error):
+    """Why a checkpoint could not be read, in a few words: the error's own, unless it is
+    NumPy's advice on loading the file anyway (allow_pickle, max_header_size), advice never to
+    follow for a file that may come from anywhere: a checkpoint holds plain numbers only, so
+    a file that would need it is damaged, or not a checkpoint."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    if "pickle" in reason.lower() or "max_header_size" in reason:
+        return (
+            "it holds an array of Python objects or an oversized array header, which no "
+            "checkpoint has: the file is damaged"
+        )
+    return reason
 
 
 def check_saved_settings(contents):
@@ -318,6 +481,8 @@ def check_saved_settings(contents):
         for key in ("epoch_loss", "epoch_seconds", "train_seconds")
     ) or not isinstance(state.get("history"), list):
         raise ValueError("its training state is incomplete")
+    if not math.isfinite(state["epoch_loss"]):
+        raise ValueError("its running loss is not finite")
     generator = numpy.random.default_rng()
     generator.bit_generator.state = state.get("rng")  # ValueError/TypeError if damaged
     if order is not None and (order.ndim != 1 or order.dtype.kind not in "iu"):
@@ -327,17 +492,33 @@ def check_saved_settings(contents):
         order is None or moves.shape != (3, len(order)) or moves.dtype.kind not in "iu"
     ):
         raise ValueError("its augmentation moves do not match its shuffle order")
+    fingerprint = contents["data"]
+    if contents["version"] >= 3 and not (
+        isinstance(fingerprint, dict)
+        and isinstance(fingerprint.get("description"), str)
+        and all(
+            isinstance(fingerprint.get(split), dict)
+            and type(fingerprint[split].get("images")) is int
+            and isinstance(fingerprint[split].get("sha256"), str)
+            for split in ("train", "test")
+        )
+    ):
+        raise ValueError("its data fingerprint is missing or incomplete")
 
 
 def restore_checkpoint(contents, model, gated):
     """Put a checkpoint's parameters and masks into a freshly built model, after checking
-    them and the momentum buffers (restored into the optimiser by the caller)."""
+    them and the momentum buffers (restored into the optimiser by the caller): every one
+    there, of the model's shape, float32 and finite (a non-finite value in a checkpoint is
+    damage: the Saver never writes one)."""
+    saved_model = contents["args"].get("model")
     for p in parameters_of(model):
         saved = contents["param"].get(p.name)
         if saved is None or saved.shape != p.shape:
+            found = "missing" if saved is None else f"of shape {tuple(saved.shape)}"
             raise CheckpointError(
-                f"the checkpoint does not fit model {model!r}: {p.name} is "
-                f"{'missing' if saved is None else saved.shape}, expected {p.shape}"
+                f"the checkpoint (its settings name {saved_model}) does not fit this network: "
+                f"its {p.name} is {found}, the network's is of shape {tuple(p.shape)}"
             )
         velocity = contents["velocity"].get(p.name) if p.learned else saved  # statistics have none
         if (
@@ -348,6 +529,12 @@ def restore_checkpoint(contents, model, gated):
         ):
             raise CheckpointError(
                 f"the checkpoint's {p.name} or its momentum is missing or not float32"
+            )
+        if not (numpy.isfinite(saved).all() and numpy.isfinite(velocity).all()):
+            raise CheckpointError(
+                f"the checkpoint's {p.name} or its momentum holds non-finite values (NaN or "
+                f"infinity), which no checkpoint is saved with: the file is damaged; resume "
+                f"from another or start the run again"
             )
         p.value = sm.xp.asarray(saved)
     for p in gated:

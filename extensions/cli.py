@@ -3,7 +3,8 @@
     run                 the whole program: data -> SNIP (or --method) -> training -> test error
     prune_at_initialisation   the pruning in it, as --method and --sanity-check say
     parse_arguments     the flags (their types: flags.py), and what they may not be given with
-    main, explain       every failure as one line on stderr and an exit status
+    main, explain       every failure as one line on stderr and an exit status (the mapping
+                        of failures.py, which every script shares)
 
 This module is the top floor: it calls the method (snip_min.py), the networks (models.py),
 the data (data.py) and every extension beside it in this folder: compaction (--compact),
@@ -14,6 +15,7 @@ checkpoints (--resume, Ctrl-C), criteria (--method), sanity (--sanity-check) and
 import argparse
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -23,7 +25,7 @@ import numpy
 import data
 import models
 import snip_min as sm
-from extensions import checkpoints, compaction, criteria, flags, protocol, sanity
+from extensions import checkpoints, compaction, criteria, failures, flags, protocol, sanity
 
 # The paper's set-up per dataset: batch size, and its schedule (lr x0.1 every `decay_every`
 # iterations; the total is not stated for MNIST: 100k covers three decays).
@@ -35,18 +37,26 @@ PAPER_SETUP = {
 }
 
 
+RESULTS_FILE, MASKS_FILE = "results.json", "masks.npz"
+# What a run writes in its folder (--out; checkpoints without it go to snip-min-MODEL-seedSEED/).
+# A run refuses to start in a folder that holds any of them (check_output_folder).
+RUN_FILES = (RESULTS_FILE, MASKS_FILE, checkpoints.CHECKPOINT_FILE)
+
+
 def run(args, log=print):
     """Everything the command does, from data to test error. Returns the results dict."""
     saved = resume_settings(args) if args.resume else None  # --resume: the run's own settings
-    set_up_device_and_folders(args)
+    earlier = set_up_device_and_folders(args)  # an earlier run's files, to replace (--overwrite)
     dataset_name = args.dataset = args.dataset or models.MODELS[args.model].dataset  # resolved
     model = models.build(args.model, dataset_name)  # checks the pair before any download
     if args.compact:
         compaction.chain_of(model)  # UsageError unless it can be compacted exactly
     augment = augmentation(args, dataset_name)  # likewise
-    dataset = data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
+    check_connections_kept(model, args.sparsity, args.prune, args.model)  # kappa > 0
+    dataset = load_data(args, dataset_name)
     if args.train_images:
         dataset = data.first_training_images(dataset, args.train_images)
+    fingerprint = checkpoints.data_fingerprint(dataset)  # the data a checkpoint proves it had
     batch_size = args.batch_size or PAPER_SETUP[dataset_name]["batch_size"]
 
     init_rng, split_rng, score_rng, shuffle_rng = sm.seed_streams(args.seed)
@@ -58,6 +68,8 @@ def run(args, log=print):
             f"--batch-size {batch_size} is larger than the {len(train):,} "
             f"training images left after the validation split"
         )
+    iterations, boundaries = training_schedule(args, dataset_name, -(-len(train) // batch_size))
+    check_test_every(args.test_every, iterations)
     augmented = "" if augment is None else f"; augmented: {augment.describe()}"
     log(
         f"data: {dataset.description}; {len(train):,} for training, {len(validation):,} for "
@@ -76,10 +88,16 @@ def run(args, log=print):
         if args.two_draws:  # ... and a fresh copy is trained under the mask
             protocol.draw_training_copy(model, gated, args.init, args.seed, log)
         state, test_errors = sm.TrainingState(shuffle_rng), []
-    else:  # the saved run's mask, weights and position
+    else:  # the saved run's mask, weights and position, once its data is proven to be this
         gated, snip_seconds, state, test_errors = checkpoints.restore(
-            saved, model, args, len(train), log
+            saved, model, args, len(train), fingerprint, log
         )
+        if args.lr_changes and args.lr_changes[-1]["iteration"] == state.iteration:
+            change = args.lr_changes[-1]
+            log(
+                f"learning rate {change['from']:g} -> {change['to']:g} from iteration "
+                f"{state.iteration:,} on (--lr given with --resume; results.json records it)"
+            )
     rows = sm.pruning_table(model, table_kinds(args.model))
     input_shape = models.INPUT_SHAPE[dataset_name]
     alive = compaction.alive_summary(model, input_shape)  # the units left an input and an output
@@ -97,48 +115,10 @@ def run(args, log=print):
             f"compact: trains the network SNIP kept, {before:,} -> {after:,} multiply-adds per "
             f"image (dense shapes)"
         )
-    iterations, boundaries = training_schedule(args, dataset_name, -(-len(train) // batch_size))
     optimiser = sm.SGD(sm.parameters_of(network), args.momentum, args.weight_decay)
     if saved is not None:
         checkpoints.restore_velocities(saved, optimiser, compact)
-    saver = checkpoints.Saver(
-        args.out or f"snip-min-{args.model}-seed{args.seed}",
-        model,
-        gated,
-        optimiser,
-        args,
-        snip_seconds,
-        compact,
-        resumed=saved,
-        test_errors=test_errors,
-    )
-    with checkpoints.stop_on_signals(), saver.naming_failures():
-        sm.fit(
-            network,
-            optimiser,
-            train,
-            validation,
-            state,
-            iterations=iterations,
-            batch_size=batch_size,
-            base_lr=args.lr,
-            boundaries=boundaries,
-            log=log,
-            checkpoint=saver,
-            checkpoint_every=args.checkpoint_every,
-            clip_norm=args.clip_norm,
-            warmup=args.warmup,
-            on_step=protocol.periodic_test_error(network, test, args.test_every, test_errors),
-        )
-    saver.finish(state)  # the trained values into `model` (and, if asked, a checkpoint)
-
-    test_loss, test_error = sm.evaluate(model, test)
-    log(
-        f"test error: {test_error:.2f}% (loss {test_loss:.4f}) - {args.model} at sparsity "
-        f"{args.sparsity:g}, {dataset.description}"
-    )
-
-    results = {
+    settings = {  # what results.json says of the run before it trains
         "model": args.model,
         "dataset": dataset_name,
         "data": dataset.description,
@@ -158,20 +138,81 @@ def run(args, log=print):
         },
         "input_read": {"read": alive["input"][0], "total": alive["input"][1]},
         "compact": args.compact,
-        "test_error": test_error,
-        "test_loss": test_loss,
-        "val_error": state.history[-1].get("val_error"),
-        "epochs": len(state.history),
+    }
+    schedule = {
         "iterations": iterations,
         "batch_size": batch_size,
         "lr": args.lr,
         "lr_boundaries": boundaries,
+        "lr_changes": args.lr_changes,
         "momentum": args.momentum,
         "weight_decay": args.weight_decay,
         "clip_norm": args.clip_norm,
         "warmup": args.warmup,
         "augment": augment._asdict() if augment is not None else None,
         "snip_seconds": snip_seconds,
+    }
+    replace_earlier_run(args, earlier, log)  # --overwrite: the earlier files go, training starts
+    saver = checkpoints.Saver(
+        run_folder(args),
+        model,
+        gated,
+        optimiser,
+        args,
+        snip_seconds,
+        compact,
+        resumed=saved,
+        test_errors=test_errors,
+        fingerprint=fingerprint,
+        iterations=iterations,
+    )
+    try:
+        with saver.naming_failures():
+            with checkpoints.stop_on_signals():
+                sm.fit(
+                    network,
+                    optimiser,
+                    train,
+                    validation,
+                    state,
+                    iterations=iterations,
+                    batch_size=batch_size,
+                    base_lr=args.lr,
+                    boundaries=boundaries,
+                    log=log,
+                    checkpoint=saver,
+                    checkpoint_every=args.checkpoint_every,
+                    clip_norm=args.clip_norm,
+                    warmup=args.warmup,
+                    on_step=protocol.periodic_test_error(
+                        network, test, args.test_every, test_errors
+                    ),
+                )
+            saver.finish(state)  # the trained values into `model` (and, if asked, a checkpoint)
+            return finish_run(args, model, test, state, settings, schedule, test_errors, gated, log)
+    except checkpoints.DivergedRun as error:  # what it did up to there is kept
+        if args.out:
+            record = diverged_results(args, settings, schedule, state, error, test_errors)
+            save_results(args.out, record, gated)
+            log(f"wrote {os.path.join(args.out, RESULTS_FILE)} (diverged) and {MASKS_FILE}")
+        raise
+
+
+def finish_run(args, model, test, state, settings, schedule, test_errors, gated, log):
+    """After training: the test error, logged, and the results dict (written to --out)."""
+    test_loss, test_error = sm.evaluate(model, test)
+    log(
+        f"test error: {test_error:.2f}% (loss {test_loss:.4f}) - {args.model} at sparsity "
+        f"{sparsity_text(args.sparsity)}, {settings['data']}"
+    )
+    results = {
+        **settings,
+        "diverged": False,
+        "test_error": test_error,
+        "test_loss": test_loss,
+        "val_error": state.history[-1].get("val_error"),
+        "epochs": len(state.history),
+        **schedule,
         "train_seconds": state.train_seconds,
         "train_images_per_second": state.images_trained / max(state.train_seconds, 1e-9),
         "history": state.history,
@@ -179,24 +220,65 @@ def run(args, log=print):
     }
     if args.out:
         save_results(args.out, results, gated)
-        log(f"wrote {os.path.join(args.out, 'results.json')} and masks.npz")
+        log(f"wrote {os.path.join(args.out, RESULTS_FILE)} and {MASKS_FILE}")
     return results
+
+
+def diverged_results(args, settings, schedule, state, error, test_errors):
+    """results.json of a run whose training diverged: its settings, "diverged": true, the
+    iteration it was found at, fit's words, and the history (and --test-every's records, with
+    the best of the last five measured) up to it; no test error."""
+    return {
+        **settings,
+        "diverged": True,
+        "diverged_at_iteration": state.iteration,
+        "divergence": error.reason,
+        "last_good_checkpoint": error.last,
+        "test_error": None,
+        "test_loss": None,
+        "val_error": state.history[-1].get("val_error") if state.history else None,
+        "epochs": len(state.history),
+        **schedule,
+        "train_seconds": state.train_seconds,
+        "history": state.history,
+        **protocol.results(args, test_errors, math.nan, log=lambda line: None),
+    }
 
 
 def resume_settings(args):
     """--resume DIR: the checked contents of DIR's checkpoint, with `args` turned (in place)
-    into the saved run's settings, keeping the RESUMABLE_FLAGS given anew (parse_arguments
-    has refused every other flag next to --resume)."""
+    into the saved run's settings, keeping the RESUMABLE_FLAGS and CHANGEABLE_ON_RESUME given
+    anew (parse_arguments has refused every other flag next to --resume). A new --lr is
+    recorded in args.lr_changes, which results.json carries as lr_changes."""
+    args.resume = resume_folder(args.resume)
     contents = checkpoints.read_checkpoint(os.path.join(args.resume, checkpoints.CHECKPOINT_FILE))
     defaults = vars(parse_arguments([]))
     given = {
         key: getattr(args, key)
-        for key in RESUMABLE_FLAGS
+        for key in RESUMABLE_FLAGS + CHANGEABLE_ON_RESUME
         if getattr(args, key) not in (None, False)
     }
     vars(args).update({**defaults, **contents["args"], **given})
     args.out = given.get("out") or args.resume  # where the checkpoint is now, not where it was
+    args.debug, args.overwrite = given.get("debug", False), given.get("overwrite", False)
+    saved_lr = contents["args"].get("lr")
+    if "lr" in given and given["lr"] != saved_lr:
+        change = {"iteration": contents["state"]["iteration"], "from": saved_lr, "to": args.lr}
+        args.lr_changes = [*args.lr_changes, change]
     return contents
+
+
+def resume_folder(path):
+    """--resume's folder: the path given, or the folder of the checkpoint.npz it names (a
+    file of another name is refused: --resume takes a run's folder)."""
+    if os.path.isfile(path):
+        if os.path.basename(path) != checkpoints.CHECKPOINT_FILE:
+            raise sm.UsageError(
+                f"--resume {path} is a file; --resume takes the folder of a run, the one that "
+                f"holds its {checkpoints.CHECKPOINT_FILE}"
+            )
+        return os.path.dirname(path) or "."
+    return path
 
 
 def prune_at_initialisation(model, images, labels, args, rng, log):
@@ -251,7 +333,8 @@ def prune_at_initialisation(model, images, labels, args, rng, log):
         reads = f", scored on {len(labels)} images in {seconds:.2f} s"
     check = "" if args.sanity_check is None else f", sanity check: {args.sanity_check}"
     log(
-        f"{criteria.DESCRIPTIONS[args.method]}: {args.model}, sparsity {args.sparsity:g}{reads}, "
+        f"{criteria.DESCRIPTIONS[args.method]}: {args.model}, sparsity "
+        f"{sparsity_text(args.sparsity)}{reads}, "
         f"{args.init} initialisation, gates on {args.prune}{check}"
     )
     check_masks(gated, report, args)
@@ -273,12 +356,62 @@ def check_masks(gated, report, args):
     empty = [p.name for p, kept in zip(weights, any_kept) if not kept]
     if empty:
         message = (
-            f"at sparsity {args.sparsity:g} the mask keeps no connection in {', '.join(empty)}: "
+            f"at sparsity {sparsity_text(args.sparsity)} the mask keeps no connection in "
+            f"{', '.join(empty)}: "
             f"the network is disconnected and cannot learn; lower --sparsity"
         )
         if args.strict:
             raise sm.UsageError(message)
         print(f"warning: {message}", file=sys.stderr)
+
+
+def sparsity_text(sparsity):
+    """A sparsity as the messages print it: its shortest form that reads back as the same
+    number (0.9, 0.99, 0.9999999), never one rounded to another number (format's :g prints
+    0.9999999 as 1)."""
+    short = f"{sparsity:g}"
+    return short if float(short) == sparsity else repr(float(sparsity))
+
+
+def check_connections_kept(model, sparsity, scope, model_name):
+    """Refuse (UsageError) a sparsity that keeps no connection at all: kappa =
+    round((1 - sparsity) m) = 0 of the m gated entries of `model` (built, its values not yet
+    drawn) would leave nothing to train. The message names the highest sparsity that keeps
+    one, written so that it does."""
+    m = sum(p.size for p in sm.prunable_parameters(model, scope))
+    if sm.kappa_for(sparsity, m) > 0:
+        return
+    for digits in range(2, 18):  # the fewest digits that still keep a connection
+        highest = f"{1 - 1 / m:.{digits}f}"
+        if float(highest) < 1 and sm.kappa_for(float(highest), m) >= 1:
+            break
+    raise sm.UsageError(
+        f"--sparsity {sparsity_text(sparsity)} keeps kappa = round((1 - "
+        f"{sparsity_text(sparsity)}) x {m:,}) = 0 of {model_name}'s {m:,} connections: there "
+        f"would be no network to train; a sparsity of at most {highest} keeps one"
+    )
+
+
+def check_test_every(test_every, iterations):
+    """Say on stderr when --test-every cannot give what it promises: no test error along the
+    way (N beyond the run's iterations), or a best of the last five taken from fewer."""
+    if not test_every:
+        return
+    measured = iterations // test_every
+    if measured == 0:
+        print(
+            f"warning: --test-every {test_every:,} is more than the run's {iterations:,} "
+            f"iterations: no test error is measured along the way and best_of_last_five "
+            f"stays null; choose --test-every {iterations:,} or less",
+            file=sys.stderr,
+        )
+    elif measured < protocol.LAST_CHECKPOINTS:
+        print(
+            f"note: --test-every {test_every:,} measures the test error {measured} "
+            f"time{'s' if measured > 1 else ''} in the run's {iterations:,} iterations: the "
+            f"best of the last {protocol.LAST_CHECKPOINTS} is the best of {measured}",
+            file=sys.stderr,
+        )
 
 
 def table_kinds(model_name):
@@ -345,13 +478,15 @@ def save_results(folder, results, gated):
 
 def set_up_device_and_folders(args):
     """Choose the device, and check the folders to read from and write to before any work
-    (fail now, not after hours of training)."""
+    (fail now, not after hours of training). Returns the files of an earlier run in the
+    output folder that --overwrite replaces (check_output_folder)."""
     if args.device is not None:  # else: stay on the backend already chosen
         sm.use_device(args.device)
     args.device = sm.current_device()
     for folder, flag in ((args.data_dir, "--data-dir"), (args.out, "--out")):
         if folder and os.path.exists(folder) and not os.path.isdir(folder):
             raise sm.UsageError(f"{flag} {folder} is a file, not a folder")
+    earlier = check_output_folder(args)
     if args.out:
         try:
             os.makedirs(args.out, exist_ok=True)
@@ -361,12 +496,104 @@ def set_up_device_and_folders(args):
             ) from None
         if not os.access(args.out, os.W_OK):
             raise sm.UsageError(f"--out {args.out}: the folder is not writable")
+    return earlier
+
+
+def run_folder(args):
+    """The folder a run writes into: --out, or snip-min-MODEL-seedSEED/ for its checkpoints."""
+    return args.out or f"snip-min-{args.model}-seed{args.seed}"
+
+
+def check_output_folder(args):
+    """Refuse, before any work, a run whose folder (run_folder) already holds an earlier run's
+    files (RUN_FILES), saying what is there and the ways on: --resume it, replace it with
+    --overwrite, or another folder. A resumed run may of course write into the folder it
+    resumes. Returns the files that --overwrite will replace (replace_earlier_run)."""
+    folder = run_folder(args)
+    if args.resume and os.path.realpath(folder) == os.path.realpath(args.resume):
+        return []
+    found = [name for name in RUN_FILES if os.path.isfile(os.path.join(folder, name))]
+    if not found or args.overwrite:
+        return found
+    summaries, resumable = earlier_run(folder, found)
+    place = f"--out {folder}" if args.out else f"{folder} (where a run without --out saves)"
+    ways = ["replace it with --overwrite", "write elsewhere with --out DIR"]
+    if resumable and not args.resume:
+        ways.insert(0, f"continue it with --resume {folder}")
+    raise sm.UsageError(
+        f"{place} already holds a run ({'; '.join(summaries)}): {', '.join(ways[:-1])}, or "
+        f"{ways[-1]}"
+    )
+
+
+def earlier_run(folder, found):
+    """What an earlier run left in `folder` (found: its RUN_FILES there), a few words a file,
+    and whether its checkpoint can be continued (it is readable and not at its end)."""
+    summaries, resumable = [], False
+    for name in found:
+        path = os.path.join(folder, name)
+        if name == checkpoints.CHECKPOINT_FILE:
+            saved = checkpoints.checkpoint_summary(path)
+            if saved is None:
+                summaries.append(f"{name}: damaged")
+                continue
+            total = saved["iterations"]
+            resumable = total is None or saved["iteration"] < total
+            where = (
+                f"stopped at iteration {saved['iteration']:,}{f' of {total:,}' if total else ''}"
+                if resumable
+                else f"finished, at iteration {saved['iteration']:,}"
+            )
+            summaries.append(f"{name}: {saved['model']}, seed {saved['seed']}, {where}")
+        elif name == RESULTS_FILE:
+            summaries.append(f"{name}: {results_summary(path)}")
+        else:
+            summaries.append(name)
+    return summaries, resumable
+
+
+def results_summary(path):
+    """A results.json in a few words: model, seed, and the test error or the divergence."""
+    try:
+        with open(path, "rb") as file:
+            results = json.loads(file.read().decode())
+        who = f"{results['model']}, seed {results['seed']}"
+        if results.get("diverged"):
+            return f"{who}, diverged at iteration {results['diverged_at_iteration']:,}"
+        return f"{who}, test error {results['test_error']:.2f}%"
+    except Exception:  # unreadable or of another shape: it is still a run's file
+        return "unreadable"
+
+
+def replace_earlier_run(args, found, log):
+    """--overwrite: remove the earlier run's files (found by check_output_folder) from the
+    run's folder, once every check has passed and training is about to start."""
+    if not found:
+        return
+    folder = run_folder(args)
+    for name in found:
+        os.remove(os.path.join(folder, name))
+    log(f"--overwrite: removed the earlier run's {', '.join(found)} from {folder}")
+
+
+def load_data(args, dataset_name):
+    """The dataset, as data.load_dataset gives it; a failure with a --data-dir that did not
+    exist before this run says so (a misspelt name?)."""
+    existed = args.data_dir is None or os.path.isdir(args.data_dir)
+    try:
+        return data.load_dataset(dataset_name, args.data_dir, download=not args.no_download)
+    except data.DataError as error:
+        if existed:
+            raise
+        raise data.DataError(
+            f"{error}; --data-dir {args.data_dir} did not exist before this run: is it spelt right?"
+        ) from None
 
 
 # --- the flags (their types: flags.py), and one line for every failure ---------------------
 
 # The flags a resumed run may be given anew: where it reads data, runs and writes, not what it
-# computes.
+# computes ...
 RESUMABLE_FLAGS = (
     "data_dir",
     "device",
@@ -374,8 +601,13 @@ RESUMABLE_FLAGS = (
     "checkpoint_every",
     "no_download",
     "debug",
+    "overwrite",
     "resume",
 )
+# ... and the one setting it may change, for a run that diverged: the learning rate from the
+# checkpoint's iteration on (recorded in results.json as lr_changes).
+CHANGEABLE_ON_RESUME = ("lr",)
+DEFAULT_LR = 0.1
 
 
 def parse_arguments(argv=None):
@@ -450,6 +682,7 @@ def parse_arguments(argv=None):
     )
     parser.add_argument(
         "--data-dir",
+        type=flags.folder_name,
         default=None,
         help="dataset folder (MNIST in DATA_DIR/mnist/, CIFAR-10 in DATA_DIR/cifar10/, "
         "Tiny-ImageNet in DATA_DIR/tiny-imagenet/); missing files are downloaded "
@@ -505,7 +738,12 @@ def parse_arguments(argv=None):
         "only, never flips, and 0 adds nothing)",
     )
     parser.add_argument(
-        "--lr", type=flags.positive_float, default=0.1, help="initial learning rate"
+        "--lr",
+        type=flags.positive_float,
+        default=None,
+        help=f"initial learning rate (default: {DEFAULT_LR}); with --resume, the rate the run "
+        "goes on with from its checkpoint (after a divergence: a smaller one), recorded in "
+        "results.json as lr_changes",
     )
     parser.add_argument(
         "--momentum",
@@ -555,8 +793,10 @@ def parse_arguments(argv=None):
     )
     parser.add_argument(
         "--out",
+        type=flags.folder_name,
         default=None,
-        help="folder for results.json, masks.npz and checkpoint.npz (written atomically)",
+        help=f"folder for {', '.join(RUN_FILES)} (written atomically); a folder that holds "
+        "an earlier run's is refused (see --resume, --overwrite)",
     )
     parser.add_argument(
         "--checkpoint-every",
@@ -567,10 +807,17 @@ def parse_arguments(argv=None):
     )
     parser.add_argument(
         "--resume",
+        type=flags.folder_name,
         default=None,
         metavar="DIR",
         help="continue the run whose checkpoint.npz is in DIR, with its settings "
-        "(--data-dir, --device, --out, --checkpoint-every may be given anew)",
+        "(--data-dir, --device, --out, --checkpoint-every may be given anew, and --lr)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace the earlier run in the run's folder: its {', '.join(RUN_FILES)} are "
+        "removed when training starts (without it such a folder is refused)",
     )
     parser.add_argument(
         "--compact",
@@ -587,8 +834,9 @@ def parse_arguments(argv=None):
     parser.add_argument(
         "--no-download", action="store_true", help="fail instead of downloading a missing dataset"
     )
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    failures.add_debug_argument(parser)
     protocol.add_arguments(parser)  # --protocol and its pieces
+    parser.set_defaults(lr_changes=[])  # not a flag: --lr given with --resume (resume_settings)
     args = parser.parse_args(argv)
     if args.resume:
         # Which flags were typed, even at their default value: parse again into a namespace
@@ -598,13 +846,16 @@ def parse_arguments(argv=None):
         refused = [
             "--" + key.replace("_", "-")
             for key, value in vars(typed).items()
-            if value is not marker and key not in RESUMABLE_FLAGS
+            if value is not marker and key not in RESUMABLE_FLAGS + CHANGEABLE_ON_RESUME
         ]
         if refused:
             parser.error(
                 f"--resume continues a run with its own settings; {', '.join(refused)} cannot "
-                f"be given with it (only --data-dir, --device, --out, --checkpoint-every)"
+                f"be given with it (only --data-dir, --device, --out, --checkpoint-every, "
+                f"--overwrite and, to go on with another learning rate, --lr)"
             )
+    elif args.lr is None:
+        args.lr = DEFAULT_LR
     if sum([args.epochs is not None, args.iterations is not None, args.paper_schedule]) > 1:
         parser.error("choose one of --epochs, --iterations and --paper-schedule")
     if args.decay_every is not None and args.iterations is None:
@@ -616,45 +867,35 @@ def parse_arguments(argv=None):
 
 
 def main(argv=None):
-    args = parse_arguments(argv)
+    """The command: 0 when the run finished, else one line on stderr and an exit status
+    (failures.explain: 2 bad input, 1 a failure on the way, 130 interrupted); --debug adds
+    the traceback and keeps the status."""
+    args = None
     try:
+        args = parse_arguments(argv)
         with numpy.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
             run(args)
     except Exception as error:
-        if args.debug:
-            raise
-        status, message = explain(error, args)
-        print(f"snip_min.py: {'' if status == 130 else 'error: '}{message}", file=sys.stderr)
-        return status
-    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
-        if args.debug:
-            raise
-        print("snip_min.py: interrupted at once (no new checkpoint saved)", file=sys.stderr)
-        return 130
+        if args is None:
+            return failures.report("snip_min.py", error)
+        return failures.report("snip_min.py", error, args.debug, explain(error, args))
+    except KeyboardInterrupt as error:  # a second Ctrl-C, or one outside training: at once
+        detail = "nothing saved"
+        if args is not None and args.resume:
+            detail = (
+                f"nothing new saved; {os.path.join(args.resume, checkpoints.CHECKPOINT_FILE)} "
+                f"is as it was: continue with --resume {args.resume}"
+            )
+        return failures.report_interruption(
+            "snip_min.py", error, args is not None and args.debug, detail
+        )
     return 0
 
 
 def explain(error, args):
-    """(exit status, one line) for an error: 2 for bad input, 1 for a failure during a run,
-    130 for an interruption. Anything unforeseen is reported the same way; --debug shows it all."""
-    if isinstance(error, (sm.UsageError, data.DataError, checkpoints.CheckpointError)):
-        return 2, str(error)
-    if isinstance(error, sm.Diverged):
-        return 1, f"training diverged: {error}; try a smaller --lr"
-    if isinstance(error, sm.Interrupted):
-        return 130, f"interrupted: {error}"
-    if isinstance(error, MemoryError):  # CuPy's OutOfMemoryError is one too
-        device, batch = args.device or "cpu", args.batch_size
-        if not batch:
-            return 1, f"out of memory on the {device}: try a smaller --batch-size"
-        return 1, (
-            f"out of memory on the {device} with --batch-size {batch}: try a smaller batch, "
-            f"e.g. --batch-size {max(1, batch // 2)}"
-        )
-    if isinstance(error, OSError):
-        return 1, f"{error.strerror or error} ({error.filename})" if error.filename else str(error)
-    reason = " ".join(str(error).split())
-    return 1, f"{type(error).__name__}: {reason} (run again with --debug for details)"
+    """(exit status, one line) for an error of a run with these flags: failures.explain, the
+    mapping every script shares, told the run's device and batch size."""
+    return failures.explain(error, device=args.device, batch_size=args.batch_size)
 
 
 if __name__ == "__main__":

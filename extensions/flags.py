@@ -3,8 +3,9 @@ as they read it, a parser whose usage errors are one line on stderr with exit st
 a --help that shows each default.
 
 What this adds: nothing to the method; cli.parse_arguments and the experiments'
-parsers build on it (positive_int, sparsity_value, OneLineParser, HelpFormatter, ...), so
-that `--sparsity 1.5` or `--seeds -1` is one clear line, never a traceback. The tests are
+parsers build on it (positive_int, sparsity_value, folder_name, OneLineParser,
+HelpFormatter, ...), so that `--sparsity 1.5`, `--seeds -1` or `--out ''` is one clear line,
+never a traceback. The tests are
 tests/test_cli.py's bad-input rows.
 """
 
@@ -40,6 +41,16 @@ non_negative_float = checked_number(
     float, lambda v: v >= 0 and math.isfinite(v), "expected a number >= 0"
 )
 seed_value = checked_number(int, lambda v: 0 <= v < 2**63, "the seed must be an integer >= 0")
+
+
+def folder_name(text):
+    """An argparse type for a folder (--out, --data-dir, --resume): any name but an empty one,
+    which would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected a folder name, got {text!r} (leave the flag out for its default)"
+        )
+    return text
 
 
 class OneLineParser(argparse.ArgumentParser):

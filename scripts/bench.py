@@ -42,10 +42,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from extensions import failures, flags  # (neither starts NumPy: see --threads)
+
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    parser = flags.OneLineParser(
+        description=__doc__.split("\n\n")[0], formatter_class=flags.HelpFormatter
     )
     parser.add_argument("--model", default="lenet5", help="any model in models.py")
     parser.add_argument(
@@ -53,6 +55,7 @@ def parse_arguments(argv=None):
     )
     parser.add_argument(
         "--data-dir",
+        type=flags.folder_name,
         default=None,
         help="score and train on the first batch of this dataset's training images "
         "(DIR/mnist/*.gz, as snip_min.py --data-dir; nothing is downloaded) "
@@ -60,15 +63,22 @@ def parse_arguments(argv=None):
         "units left alive, are those of real data (default: random images)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="default: 100 for MNIST models, 128 otherwise"
+        "--batch-size",
+        type=flags.positive_int,
+        default=None,
+        help="default: 100 for MNIST models, 128 otherwise",
     )
-    parser.add_argument("--sparsity", type=float, default=0.99)
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for both libraries")
+    parser.add_argument("--sparsity", type=flags.sparsity_value, default=0.99)
+    parser.add_argument(
+        "--threads", type=flags.positive_int, default=2, help="CPU threads for both libraries"
+    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
-    parser.add_argument("--repeats", type=int, default=7, help="timed repeats of each measurement")
+    parser.add_argument(
+        "--repeats", type=flags.positive_int, default=7, help="timed repeats of each measurement"
+    )
     parser.add_argument(
         "--steps",
-        type=int,
+        type=flags.positive_int,
         default=None,
         help="training steps per repeat; default: enough for about a second",
     )
@@ -96,6 +106,7 @@ def parse_arguments(argv=None):
         choices=("snip-min", "snip-min-compact", "torch"),
         help=argparse.SUPPRESS,
     )  # internal
+    failures.add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -739,25 +750,24 @@ def print_profile(report):
 
 
 def main(argv=None):
+    """The command: the benchmark's exit status, every failure one line (failures.py)."""
     args = parse_arguments(argv)
-    set_threads(args.threads)
+    set_threads(args.threads)  # before NumPy starts
+    return failures.run_reported("bench.py", lambda: benchmark(args), args.debug)
+
+
+def benchmark(args):
+    """Measure, and print the report (or the profile)."""
     import numpy
 
     import models
     import snip_min as sm
 
-    try:
-        sm.use_device(args.device)
-    except sm.UsageError as error:
-        print(f"bench.py: error: {error}", file=sys.stderr)
-        return 2
+    sm.use_device(args.device)
     if args.model not in models.MODELS:
-        print(
-            f"bench.py: error: unknown model {args.model!r} (choose from "
-            f"{', '.join(sorted(models.MODELS))})",
-            file=sys.stderr,
+        raise sm.UsageError(
+            f"unknown model {args.model!r} (choose from {', '.join(sorted(models.MODELS))})"
         )
-        return 2
     info = models.MODELS[args.model]
     dataset = args.dataset or info.dataset
     if args.batch_size is None:
@@ -770,23 +780,15 @@ def main(argv=None):
     if args.compact:  # refused before any worker is built, as snip_min.py refuses it
         from extensions import compaction
 
-        try:
-            compaction.chain_of(models.build(args.model, dataset))
-        except sm.UsageError as error:
-            print(f"bench.py: error: {error}", file=sys.stderr)
-            return 2
+        compaction.chain_of(models.build(args.model, dataset))
     data_description = "random images"
     if args.data_dir:
         import data
 
-        try:
-            data_description = (
-                f"the first {args.batch_size:,} images of "
-                + real_batch(dataset, args.data_dir, args.batch_size, data.print_to_stderr)[2]
-            )
-        except data.DataError as error:
-            print(f"bench.py: error: {error}", file=sys.stderr)
-            return 2
+        data_description = (
+            f"the first {args.batch_size:,} images of "
+            + real_batch(dataset, args.data_dir, args.batch_size, data.print_to_stderr)[2]
+        )
 
     with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     if args.profile:
@@ -820,8 +822,7 @@ def main(argv=None):
             worker.close()
         if error.usage is None:
             raise
-        print(f"bench.py: error: {error.usage}", file=sys.stderr)
-        return 2
+        raise sm.UsageError(error.usage) from None
     try:
         speed, ratios, steps = measure_speed(workers, args)
     finally:

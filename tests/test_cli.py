@@ -185,7 +185,7 @@ def a_file(tmp_path):
                 "--lr",
                 "0.1",
             ],  # typed, even at the default
-            "--model, --lr cannot be given",
+            "--model cannot be given",
         ),
         (["--data-dir", "A_FILE"], "is a file, not a folder"),
         (["--translate", "-1"], "expected an integer >= 0"),
@@ -193,6 +193,10 @@ def a_file(tmp_path):
         (["--translate", "28"], "a move must be smaller than the images (28x28 pixels on mnist)"),
         (["--clip-norm", "0"], "expected a positive number"),
         (["--method", "optimal-brain-damage"], "invalid choice"),
+        (["--out", ""], "argument --out: expected a folder name, got ''"),
+        (["--resume", " "], "argument --resume: expected a folder name, got ' '"),
+        (["--resume", "A_FILE"], "is a file; --resume takes the folder of a run"),
+        (["--model", "lenet5", "--sparsity", "0.9999999"], "--sparsity 0.9999999 keeps kappa"),
         (
             ["--model", "vgg-d", "--dataset", "cifar10", "--compact"],
             "cannot compact a network with batch norm",
@@ -248,7 +252,8 @@ def test_a_diverging_run_stops_with_one_line_and_exit_status_1(tiny_mnist, tmp_p
     assert result.returncode == 1
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and "training diverged" in lines[0], result.stderr
-    assert not (tmp_path / "out" / "results.json").exists()  # no NaN results written as if fine
+    results = json.loads((tmp_path / "out" / "results.json").read_text())  # no NaN results
+    assert results["diverged"] is True and results["test_error"] is None  # written as if fine
 
 
 def test_gpu_without_cupy_gives_one_line_and_exit_status_2(tiny_mnist):

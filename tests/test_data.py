@@ -434,7 +434,7 @@ def test_download_with_wrong_checksum_leaves_nothing(tmp_path):
         data.download([source.as_uri()], str(destination), "0" * 32, notice=lambda line: None)
     assert source.as_uri() in str(error.value)
     assert str(destination) in str(error.value)
-    assert os.listdir(destination.parent) == []
+    assert not destination.parent.exists()  # nothing: not even the folder made for the file
 
 
 def test_download_tries_the_next_url_after_a_failure(tmp_path):
@@ -463,6 +463,28 @@ def test_download_failing_everywhere_names_every_url(tmp_path):
         assert url in str(error.value)
     assert "by hand" in str(error.value)
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_download_failing_everywhere_removes_the_folders_it_made(tmp_path):
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "other.txt").write_text("a user's file")
+    for destination in (tmp_path / "misspelt" / "mnist" / "a.bin", tmp_path / "kept" / "a.bin"):
+        with pytest.raises(DataError, match="could not download a.bin"):
+            data.download(
+                [(tmp_path / "absent.bin").as_uri()],
+                str(destination),
+                "0" * 32,
+                retries=1,
+                notice=lambda line: None,
+            )
+    assert sorted(os.listdir(tmp_path)) == ["kept"]  # misspelt/mnist/ made and removed again
+    assert os.listdir(tmp_path / "kept") == ["other.txt"]  # a folder that was there stays
+
+
+def test_an_empty_data_folder_name_is_refused_not_taken_for_the_current_folder(tmp_path):
+    for empty in ("", "  "):
+        with pytest.raises(DataError, match="would mean the current folder"):
+            load_dataset("mnist", empty, download=False)
 
 
 def serve_mnist_from(monkeypatch, server_folder, md5_overrides=None):
@@ -498,7 +520,7 @@ def test_load_dataset_with_wrong_checksum_caches_nothing(tmp_path, monkeypatch):
     with pytest.raises(DataError) as error:
         load_dataset("mnist", tmp_path / "cache", download=True, notice=lambda line: None)
     assert (server / "train-images-idx3-ubyte.gz").as_uri() in str(error.value)
-    assert os.listdir(tmp_path / "cache" / "mnist") == []
+    assert not (tmp_path / "cache").exists()  # nor the folders made for the download
 
 
 # ----------------------------------------------------------------------------------------

@@ -1252,3 +1252,81 @@ def test_first_steps_follows_each_setting_and_its_pytorch_twin(tiny_mnist, tmp_p
     assert vs_h > lecun  # He's doubled variance in every layer of an unrectified stack: sharper
     if figures_expected():
         assert_png(out / "first_steps.png")
+
+
+# ------------------------------------------------------------------------------------------
+# Every script fails as snip_min.py does: one line, exit status 2 for bad input, missing or
+# damaged data and a missing CuPy (extensions/failures.py, shared); --debug keeps the status
+# ------------------------------------------------------------------------------------------
+
+SCRIPTS = sorted(
+    os.path.basename(path)[: -len(".py")]
+    for path in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
+    if not path.endswith("common.py")
+)
+READING_DATA = [
+    name
+    for name in SCRIPTS
+    if name not in ("criteria_costs", "grasp_hessian", "recurrent_gates", "zoo_table")
+]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_refuses_a_bad_flag_in_one_line_with_status_2(name):
+    result = helpers.run_python(
+        [os.path.join(ROOT, "experiments", f"{name}.py"), "--out", "", "--no-such-flag"], cwd=ROOT
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"{name}.py: error:")
+
+
+@pytest.fixture(scope="module")
+def damaged_data(tiny_mnist, tmp_path_factory):
+    """A data folder whose MNIST and Fashion-MNIST training labels are cut short."""
+    folder = tmp_path_factory.mktemp("damaged")
+    for dataset in ("mnist", "fashion-mnist"):
+        shutil.copytree(os.path.join(tiny_mnist, "mnist"), folder / dataset)
+        labels = folder / dataset / "train-labels-idx1-ubyte.gz"
+        labels.write_bytes(labels.read_bytes()[:30])
+    return folder
+
+
+@pytest.mark.parametrize("problem", ["damaged", "not downloadable"])
+@pytest.mark.parametrize("name", READING_DATA)
+def test_every_script_reading_data_says_what_is_wrong_with_it_in_one_line_with_status_2(
+    name, problem, damaged_data, tmp_path, device, monkeypatch, capsys
+):
+    import data
+    from extensions import failures
+
+    folder = damaged_data
+    if problem == "not downloadable":
+        folder = tmp_path / "no-data"
+        for mirrors in ("MNIST_MIRRORS", "FASHION_MNIST_MIRRORS"):
+            monkeypatch.setattr(data, mirrors, [(tmp_path / "no-mirror").as_uri() + "/"])
+        monkeypatch.setattr(data.time, "sleep", lambda seconds: None)
+    script = experiment(name)
+    argv = ["--data-dir", str(folder), "--out", str(tmp_path / "out")]
+    argv += [] if name == "first_steps" else ["--device", device]  # (first_steps: the CPU)
+    capsys.readouterr()
+    assert failures.run_script(script.main, script.__file__, argv) == 2
+    lines = [
+        line
+        for line in capsys.readouterr().err.splitlines()
+        if not line.startswith(("note:", "downloading "))
+    ]
+    expected = "is not a valid IDX file" if problem == "damaged" else "could not download"
+    assert len(lines) == 1 and lines[0].startswith(f"{name}.py: error: ") and expected in lines[0]
+    assert not folder.exists() or problem == "damaged"  # no empty folders left behind
+
+
+def test_debug_shows_a_scripts_traceback_and_keeps_its_status(damaged_data, tmp_path, capsys):
+    from extensions import failures
+
+    script = experiment("kept_connections")
+    argv = ["--data-dir", str(damaged_data), "--out", str(tmp_path), "--debug"]
+    capsys.readouterr()
+    assert failures.run_script(script.main, script.__file__, argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "Traceback (most recent call last):" and "data.DataError" in "\n".join(err)
+    assert err[-1].startswith("kept_connections.py: error: ") and "not a valid IDX" in err[-1]
