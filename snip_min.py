@@ -50,10 +50,14 @@ makes a convolution one matrix product with no transposes (see Conv2D).
 
 import contextlib
 import math
+import signal
 import sys
 import time
 
-import numpy
+if __name__ == "__main__":  # a Ctrl-C while NumPy loads: exit status 130, no traceback
+    signal.signal(signal.SIGINT, lambda number, frame: sys.exit(130))
+
+import numpy  # noqa: E402  (after the line above, which must come before the slow imports)
 
 import data
 
@@ -1343,4 +1347,5 @@ if __name__ == "__main__":
     sys.modules["snip_min"] = sys.modules["__main__"]
     from extensions import cli
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the command's own Ctrl-C from here
     sys.exit(cli.main())

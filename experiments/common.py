@@ -279,7 +279,7 @@ def train_once(
     except sm.Diverged:
         result.update(diverged=True, test_error=math.nan, val_error=math.nan, train_loss=math.nan)
         return result
-    result["test_error"] = sm.evaluate(model, test)[1]
+    result["test_error"] = sm.evaluate(model, test, batch_size)[1]
     result["val_error"] = history[-1]["val_error"]
     result["train_loss"] = history[-1]["train_loss"]
     return result

@@ -28,6 +28,8 @@ only what sits below it, so every module imports on its own.
                    scripts/pytorch_io.py)
     flags          argparse types that refuse bad input     OneLineParser, HelpFormatter,
                    in one line                              positive_int, sparsity_value, ...
+    failures       one line and an exit status for every    explain, report, run_script,
+                   failure, the same in every script        divergence_message
     cli            the command line of snip_min.py          run, parse_arguments, main
 
 This file imports nothing, so that importing one module here loads only that module and what

@@ -13,6 +13,7 @@ checkpoints (--resume, Ctrl-C), criteria (--method), sanity (--sanity-check) and
 """
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -25,7 +26,16 @@ import numpy
 import data
 import models
 import snip_min as sm
-from extensions import checkpoints, compaction, criteria, failures, flags, protocol, sanity
+from extensions import (
+    checkpoints,
+    compaction,
+    criteria,
+    failures,
+    flags,
+    network_file,
+    protocol,
+    sanity,
+)
 
 # The paper's set-up per dataset: batch size, and its schedule (lr x0.1 every `decay_every`
 # iterations; the total is not stated for MNIST: 100k covers three decays).
@@ -37,10 +47,10 @@ PAPER_SETUP = {
 }
 
 
-RESULTS_FILE, MASKS_FILE = "results.json", "masks.npz"
+RESULTS_FILE, MASKS_FILE = "results.json", network_file.MASKS_FILE
 # What a run writes in its folder (--out; checkpoints without it go to snip-min-MODEL-seedSEED/).
 # A run refuses to start in a folder that holds any of them (check_output_folder).
-RUN_FILES = (RESULTS_FILE, MASKS_FILE, checkpoints.CHECKPOINT_FILE)
+RUN_FILES = (RESULTS_FILE, MASKS_FILE, network_file.NETWORK_FILE, checkpoints.CHECKPOINT_FILE)
 
 
 def run(args, log=print):
@@ -52,7 +62,10 @@ def run(args, log=print):
     if args.compact:
         compaction.chain_of(model)  # UsageError unless it can be compacted exactly
     augment = augmentation(args, dataset_name)  # likewise
-    check_connections_kept(model, args.sparsity, args.prune, args.model)  # kappa > 0
+    if not args.mask:  # (a given mask keeps what it keeps)
+        check_connections_kept(model, args.sparsity, args.prune, args.model)  # kappa > 0
+    elif saved is None:  # --mask: checked against the model before any download
+        given = network_file.read_masks(args.mask, model, args.prune)
     dataset = load_data(args, dataset_name)
     if args.train_images:
         dataset = data.first_training_images(dataset, args.train_images)
@@ -78,7 +91,10 @@ def run(args, log=print):
 
     # Algorithm 1: initialise, score one mini-batch, keep the top kappa, train with c fixed.
     sm.initialise(model, args.init, init_rng)
-    if saved is None:
+    if saved is None and args.mask:  # --mask: a given mask instead of scoring one
+        gated, snip_seconds = given_mask(model, given, args, log)
+        state, test_errors = sm.TrainingState(shuffle_rng), []
+    elif saved is None:
         if args.two_draws:  # the authors' scoring copy: biases drawn too
             protocol.draw_scoring_biases(model, args.init, init_rng)
         images, labels = train.batch(
@@ -124,6 +140,7 @@ def run(args, log=print):
         "data": dataset.description,
         "sparsity": args.sparsity,
         "method": args.method,
+        "mask": args.mask_origin,
         "sanity_check": args.sanity_check,
         "rounds": args.rounds if args.method in criteria.ITERATIVE else None,
         "prune": args.prune,
@@ -185,22 +202,29 @@ def run(args, log=print):
                     clip_norm=args.clip_norm,
                     warmup=args.warmup,
                     on_step=protocol.periodic_test_error(
-                        network, test, args.test_every, test_errors
+                        network, test, args.test_every, test_errors, batch_size
                     ),
                 )
             saver.finish(state)  # the trained values into `model` (and, if asked, a checkpoint)
-            return finish_run(args, model, test, state, settings, schedule, test_errors, gated, log)
+            statistics = (dataset.mean, dataset.std)  # network.npz keeps them for --evaluate
+            return finish_run(
+                args, model, test, state, settings, schedule, test_errors, gated, log, statistics
+            )
     except checkpoints.DivergedRun as error:  # what it did up to there is kept
         if args.out:
             record = diverged_results(args, settings, schedule, state, error, test_errors)
             save_results(args.out, record, gated)
-            log(f"wrote {os.path.join(args.out, RESULTS_FILE)} (diverged) and {MASKS_FILE}")
+            log(
+                f"wrote {os.path.join(args.out, RESULTS_FILE)} (diverged) and {MASKS_FILE}; "
+                f"no {network_file.NETWORK_FILE}: a diverged network is not kept"
+            )
         raise
 
 
-def finish_run(args, model, test, state, settings, schedule, test_errors, gated, log):
-    """After training: the test error, logged, and the results dict (written to --out)."""
-    test_loss, test_error = sm.evaluate(model, test)
+def finish_run(args, model, test, state, settings, schedule, test_errors, gated, log, statistics):
+    """After training: the test error, logged, and the results dict (written to --out, with
+    the trained network)."""
+    test_loss, test_error = sm.evaluate(model, test, schedule["batch_size"])
     log(
         f"test error: {test_error:.2f}% (loss {test_loss:.4f}) - {args.model} at sparsity "
         f"{sparsity_text(args.sparsity)}, {settings['data']}"
@@ -220,8 +244,25 @@ def finish_run(args, model, test, state, settings, schedule, test_errors, gated,
     }
     if args.out:
         save_results(args.out, results, gated)
-        log(f"wrote {os.path.join(args.out, RESULTS_FILE)} and {MASKS_FILE}")
+        kept = {key: results[key] for key in NETWORK_RESULTS}
+        network_file.write_network(
+            os.path.join(args.out, network_file.NETWORK_FILE),
+            model,
+            args.model,
+            args.dataset,
+            gated,
+            *statistics,
+            kept,
+        )
+        log(
+            f"wrote {os.path.join(args.out, RESULTS_FILE)}, {MASKS_FILE} and "
+            f"{network_file.NETWORK_FILE}"
+        )
     return results
+
+
+# The figures of a run that network.npz keeps with the network (--evaluate uses batch_size).
+NETWORK_RESULTS = ("data", "sparsity", "seed", "method", "mask", "test_error", "batch_size")
 
 
 def diverged_results(args, settings, schedule, state, error, test_errors):
@@ -243,6 +284,27 @@ def diverged_results(args, settings, schedule, state, error, test_errors):
         "history": state.history,
         **protocol.results(args, test_errors, math.nan, log=lambda line: None),
     }
+
+
+def given_mask(model, masks, args, log):
+    """--mask FILE: `model`'s prunable Params (--prune) gated with the masks of FILE, a
+    masks.npz or network.npz, as network_file.read_masks checked them against the model.
+    Returns (the gated Params, 0 seconds of scoring); records where the mask came from in
+    args.mask_origin and the sparsity it has in args.sparsity."""
+    gated = sm.prunable_parameters(model, args.prune)
+    dtype = gated[0].value.dtype
+    sm.apply_masks(gated, [sm.xp.asarray(mask, dtype=dtype) for mask in masks])
+    kept, total = sum(int(mask.sum()) for mask in masks), sum(mask.size for mask in masks)
+    args.sparsity = 1 - kept / total
+    with open(args.mask, "rb") as file:
+        digest = hashlib.sha256(file.read()).hexdigest()
+    args.mask_origin = {"file": args.mask, "sha256": digest}
+    log(
+        f"mask: {args.mask} (sha256 {digest[:12]}), given: {kept:,} of {total:,} connections "
+        f"kept, sparsity {sparsity_text(args.sparsity)}; {args.init} initialisation, seed "
+        f"{args.seed}, gates on {args.prune}"
+    )
+    return gated, 0.0
 
 
 def resume_settings(args):
@@ -820,6 +882,22 @@ def parse_arguments(argv=None):
         "removed when training starts (without it such a folder is refused)",
     )
     parser.add_argument(
+        "--mask",
+        default=None,
+        metavar="FILE",
+        help="train this mask instead of scoring one: a masks.npz or network.npz (another "
+        "run's, another seed's, or one made in PyTorch: scripts/pytorch_io.py), checked "
+        "against the model; not with --method, --sanity-check, --sparsity, --two-draws",
+    )
+    parser.add_argument(
+        "--evaluate",
+        type=flags.folder_name,
+        default=None,
+        metavar="DIR",
+        help="train nothing: the test loss and error of the network a run saved in DIR "
+        "(DIR/network.npz) on its dataset (with --data-dir, --device, --batch-size)",
+    )
+    parser.add_argument(
         "--compact",
         action="store_true",
         help="train the smaller dense network the mask leaves (dead units removed: "
@@ -837,16 +915,36 @@ def parse_arguments(argv=None):
     failures.add_debug_argument(parser)
     protocol.add_arguments(parser)  # --protocol and its pieces
     parser.set_defaults(lr_changes=[])  # not a flag: --lr given with --resume (resume_settings)
+    parser.set_defaults(mask_origin=None)  # not a flag: where --mask's file came from
     args = parser.parse_args(argv)
+    # Which flags were typed, even at their default value: parse again into a namespace
+    # already holding a marker for every option, where argparse leaves the marker alone.
+    marker = object()
+    typed = parser.parse_args(argv, argparse.Namespace(**{key: marker for key in vars(args)}))
+    typed = {key for key, value in vars(typed).items() if value is not marker}
+    if args.evaluate:
+        alone = ("evaluate", "data_dir", "device", "batch_size", "no_download", "debug")
+        refused = sorted(f"--{key.replace('_', '-')}" for key in typed if key not in alone)
+        if refused:
+            parser.error(
+                f"--evaluate trains nothing; {', '.join(refused)} cannot be given with it (only "
+                f"--data-dir, --device, --batch-size, --no-download)"
+            )
+        return args
+    if args.mask:
+        choosers = ("method", "sanity_check", "sparsity", "rounds", "two_draws", "resume")
+        refused = sorted(f"--{key.replace('_', '-')}" for key in typed if key in choosers)
+        if refused:
+            parser.error(
+                f"--mask trains the mask it is given; {', '.join(refused)} cannot be given with "
+                f"it (they choose or change a mask)"
+            )
+        args.method, args.two_draws = None, False  # (--protocol authors: no scoring copy)
     if args.resume:
-        # Which flags were typed, even at their default value: parse again into a namespace
-        # already holding a marker for every option, where argparse leaves the marker alone.
-        marker = object()
-        typed = parser.parse_args(argv, argparse.Namespace(**{key: marker for key in vars(args)}))
         refused = [
             "--" + key.replace("_", "-")
-            for key, value in vars(typed).items()
-            if value is not marker and key not in RESUMABLE_FLAGS + CHANGEABLE_ON_RESUME
+            for key in vars(args)
+            if key in typed and key not in RESUMABLE_FLAGS + CHANGEABLE_ON_RESUME
         ]
         if refused:
             parser.error(
@@ -873,6 +971,9 @@ def main(argv=None):
     args = None
     try:
         args = parse_arguments(argv)
+        if args.evaluate:
+            evaluate_saved(args)
+            return 0
         with numpy.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
             run(args)
     except Exception as error:
@@ -890,6 +991,27 @@ def main(argv=None):
             "snip_min.py", error, args is not None and args.debug, detail
         )
     return 0
+
+
+def evaluate_saved(args, log=print):
+    """--evaluate DIR: the test loss and error of DIR's network.npz on its dataset, in the
+    batches the run evaluated in (or --batch-size), on --device. Returns (loss, error)."""
+    if args.device is not None:
+        sm.use_device(args.device)
+    args.device = sm.current_device()
+    path = args.evaluate
+    if os.path.isdir(path):
+        path = os.path.join(path, network_file.NETWORK_FILE)
+    loss, error, contents = network_file.evaluate_network(
+        path, args.data_dir, not args.no_download, args.batch_size, notice=log
+    )
+    recorded = contents["results"].get("test_error")
+    against = "" if recorded is None else f"; the run reported {recorded:.2f}%"
+    log(
+        f"test error: {error:.2f}% (loss {loss:.4f}) - {contents['model']} from {path}, "
+        f"{args.device}{against}"
+    )
+    return loss, error
 
 
 def explain(error, args):

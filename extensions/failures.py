@@ -32,19 +32,32 @@ def add_debug_argument(parser):
 
 def explain(error, *, device=None, batch_size=None):
     """(exit status, one line) for an error: 2 for bad input (snip_min.UsageError, a
-    data.DataError, a checkpoints.CheckpointError), 1 for a failure during a run, 130 for an
+    data.DataError, a checkpoints.CheckpointError, a network_file.NetworkFileError), 1 for a
+    failure during a run, 130 for an
     interruption (snip_min.Interrupted). device, batch_size: the run's, for the advice after
     running out of memory. Anything unforeseen is one line too; --debug shows it all."""
     import data
     import snip_min as sm
-    from extensions import checkpoints
+    from extensions import checkpoints, network_file
 
-    if isinstance(error, (sm.UsageError, data.DataError, checkpoints.CheckpointError)):
+    bad_input = (
+        sm.UsageError,
+        data.DataError,
+        checkpoints.CheckpointError,
+        network_file.NetworkFileError,
+    )
+    if isinstance(error, bad_input):
         return 2, one_line(str(error))
     if isinstance(error, sm.Diverged):
         return 1, divergence_message(error)
     if isinstance(error, sm.Interrupted):
         return 130, one_line(str(error))
+    if isinstance(error, sm.EvaluationOutOfMemory):  # evaluate's batch: --batch-size or less
+        device, batch = device or "cpu", error.batch_size
+        return 1, (
+            f"out of memory on the {device} while evaluating in batches of {batch:,} (at most "
+            f"--batch-size): try a smaller --batch-size, e.g. --batch-size {max(1, batch // 2)}"
+        )
     if isinstance(error, MemoryError):  # CuPy's OutOfMemoryError is one too
         device = device or "cpu"
         if not batch_size:

@@ -169,12 +169,14 @@ def check_masks(arrays, model, params, path):
     return masks
 
 
-def evaluate_network(folder, data_dir=None, download=True, batch_size=100, notice=print):
+def evaluate_network(folder, data_dir=None, download=True, batch_size=None, notice=print):
     """(test loss, test error in percent, contents) of the network saved in `folder` (or at
     the path `folder` itself), on its dataset's test set, standardised with the statistics
-    saved with it, on the current device."""
+    saved with it, on the current device, in batches of batch_size (default: the run's, so
+    that the figures are the run's own exactly)."""
     path = os.path.join(folder, NETWORK_FILE) if os.path.isdir(folder) else folder
     model, _, contents = load_network(path)
+    batch_size = batch_size or contents["results"].get("batch_size") or 100
     dataset = data.load_dataset(contents["dataset"], data_dir, download=download, notice=notice)
     test = sm.DeviceSplit(
         dataset.test_images, dataset.test_labels, contents["mean"], contents["std"]

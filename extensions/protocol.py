@@ -159,17 +159,20 @@ class PeriodicTestError:
     saves them with every checkpoint, so that --resume keeps them). It waits for the device
     once per N steps, as the validation after each epoch does."""
 
-    def __init__(self, network, test, every, records):
+    def __init__(self, network, test, every, records, batch_size):
         self.network, self.test, self.every, self.records = network, test, every, records
+        self.batch_size = batch_size  # the evaluation's, as for the final test error
 
     def __call__(self, iteration, loss):
         if iteration % self.every == 0:
-            self.records.append([iteration, sm.evaluate(self.network, self.test)[1]])
+            error = sm.evaluate(self.network, self.test, self.batch_size)[1]
+            self.records.append([iteration, error])
 
 
-def periodic_test_error(network, test, every, records):
-    """fit's on_step for --test-every, appending to `records` (None without the flag)."""
-    return PeriodicTestError(network, test, every, records) if every else None
+def periodic_test_error(network, test, every, records, batch_size):
+    """fit's on_step for --test-every, appending to `records` (None without the flag),
+    evaluating in batches of at most batch_size (the run's)."""
+    return PeriodicTestError(network, test, every, records, batch_size) if every else None
 
 
 def best_of_last(records, count=LAST_CHECKPOINTS):

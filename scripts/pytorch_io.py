@@ -29,7 +29,7 @@ import numpy
 import data
 import models
 import snip_min as sm
-from extensions import flags, network_file, pytorch_twin
+from extensions import failures, flags, network_file, pytorch_twin
 
 
 def parse_arguments(argv=None):
@@ -45,6 +45,8 @@ def parse_arguments(argv=None):
     bring.add_argument("--dataset", default=None, choices=sorted(data.LOADERS))
     bring.add_argument("--prune", default="weights+biases", choices=sm.PRUNE_CHOICES)
     bring.add_argument("--out", required=True, help="the masks.npz to write")
+    for command in (export, bring):
+        failures.add_debug_argument(command)
     return parser.parse_args(argv)
 
 
@@ -101,14 +103,10 @@ def import_masks(args, torch):
 
 def main(argv=None):
     args = parse_arguments(argv)
-    try:
-        torch = import_torch()
-        (export if args.command == "export" else import_masks)(args, torch)
-    except (sm.UsageError, network_file.NetworkFileError, data.DataError, OSError) as error:
-        print(f"pytorch_io.py: error: {error}", file=sys.stderr)
-        return 2
+    torch = import_torch()
+    (export if args.command == "export" else import_masks)(args, torch)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(failures.run_script(main, __file__))

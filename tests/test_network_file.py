@@ -204,3 +204,137 @@ def test_the_script_exports_and_imports_and_refuses_bad_input_in_one_line(tmp_pa
     missing = run_python([script, "export", tmp_path / "nowhere"], timeout=300)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "Traceback" not in missing.stderr and "no file at" in missing.stderr
+
+
+# -- the command line: every run keeps its network; --evaluate; --mask --------------------------
+
+
+def run_quietly(*arguments):
+    from extensions import cli
+
+    return cli.run(cli.parse_arguments(list(map(str, arguments))), log=lambda line: None)
+
+
+def test_a_run_with_out_keeps_a_network_that_evaluates_to_its_own_test_error_exactly(
+    tiny_mnist, tmp_path, device
+):
+    from extensions import cli
+
+    out = tmp_path / "run"
+    flags = ["--data-dir", tiny_mnist, "--device", device, "--batch-size", "30"]
+    results = run_quietly(
+        "--model",
+        "lenet5",
+        "--sparsity",
+        "0.95",
+        "--lr",
+        "0.01",
+        "--iterations",
+        "12",
+        "--out",
+        out,
+        *flags,
+    )
+    assert (out / network_file.NETWORK_FILE).is_file()
+    args = cli.parse_arguments(["--evaluate", str(out), "--data-dir", tiny_mnist])
+    lines = []
+    loss, error = cli.evaluate_saved(args, log=lines.append)
+    assert (loss, error) == (results["test_loss"], results["test_error"])
+    assert f"the run reported {results['test_error']:.2f}%" in lines[-1]
+    saved = network_file.read_network(str(out / network_file.NETWORK_FILE))
+    assert saved["results"]["test_error"] == results["test_error"] and saved["model"] == "lenet5"
+
+
+def test_another_seeds_mask_trains_under_its_name_and_is_recorded(tiny_mnist, tmp_path, device):
+    flags = ["--data-dir", tiny_mnist, "--device", device, "--iterations", "6"]
+    first = run_quietly("--model", "lenet300", "--sparsity", "0.9", "--out", tmp_path / "a", *flags)
+    masks = tmp_path / "a" / network_file.MASKS_FILE
+    second = run_quietly("--model", "lenet300", "--seed", "1", "--mask", masks, *flags)
+    assert second["mask"]["file"] == str(masks) and len(second["mask"]["sha256"]) == 64
+    assert second["method"] is None and second["seed"] == 1
+    assert second["per_layer"] == first["per_layer"]  # the same connections kept, layer by layer
+    assert second["params_kept"] == first["params_kept"] == 26_661
+    from_network = run_quietly(
+        "--model", "lenet300", "--seed", "1", "--mask", tmp_path / "a" / "network.npz", *flags
+    )
+    assert from_network["per_layer"] == first["per_layer"]
+
+
+def test_a_mask_that_does_not_fit_is_refused_naming_the_first_mismatch(
+    tiny_mnist, tmp_path, device
+):
+    from test_cli import assert_refused, run_cli
+
+    wrong = {p.name: numpy.ones(p.shape, bool) for p in pruned_model("lenet300")[1]}
+    wrong["fc2.weight"] = numpy.ones((100, 300), bool)
+    numpy.savez(tmp_path / "wrong.npz", **wrong)
+    common = ["--data-dir", tiny_mnist, "--iterations", "2"]
+    result = run_cli(
+        "--model", "lenet300", "--mask", tmp_path / "wrong.npz", *common, device=device
+    )
+    assert_refused(result, "the mask for fc2.weight is (100, 300), but the model's fc2.weight is")
+    other = run_cli("--model", "lenet5", "--mask", tmp_path / "wrong.npz", *common, device=device)
+    assert_refused(other, "has a mask for fc3.bias, which this model does not gate")
+    assert "not the official MNIST" not in other.stderr  # refused before the data was read
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--method", "grasp"],
+        ["--sanity-check", "shuffle"],
+        ["--sparsity", "0.5"],
+        ["--two-draws"],
+    ],  # fmt: skip
+)
+def test_mask_refuses_the_flags_that_choose_or_change_a_mask(flag, tmp_path):
+    from extensions import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.parse_arguments(["--mask", str(tmp_path / "m.npz"), *flag])
+    assert exit_.value.code == 2
+
+
+def test_evaluate_trains_nothing_and_refuses_training_flags(capsys):
+    from extensions import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.parse_arguments(["--evaluate", "runs/a", "--sparsity", "0.5"])
+    assert exit_.value.code == 2
+    assert "--sparsity cannot be given with it" in capsys.readouterr().err
+
+
+def test_a_diverged_run_keeps_no_network(tiny_mnist, tmp_path, device):
+    from test_cli import run_cli
+
+    out = tmp_path / "diverged"
+    result = run_cli(
+        "--model", "lenet300", "--lr", "1e30", "--iterations", "40", "--data-dir", tiny_mnist,
+        "--out", out, device=device,
+    )  # fmt: skip
+    assert result.returncode == 1 and "diverged" in result.stderr
+    assert (out / "results.json").is_file() and not (out / network_file.NETWORK_FILE).exists()
+    assert "no network.npz: a diverged network is not kept" in result.stdout
+
+
+def test_the_python_example_of_the_docs_runs(tmp_path, monkeypatch):
+    """docs/saving.md's code block, run as written, on a saved LeNet-300-100."""
+    pytest.importorskip("torch")
+    page = open(os.path.join(ROOT, "docs", "saving.md"), encoding="utf-8").read()
+    block = page.split("```python\n", 1)[1].split("```", 1)[0]
+    model, gated, _ = pruned_model("lenet300")
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    network_file.write_network(
+        str(tmp_path / "runs" / "a" / "network.npz"),
+        model,
+        "lenet300",
+        "mnist",
+        gated,
+        [0.5],
+        [0.25],
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(block, "docs/saving.md", "exec"), namespace)
+    assert tuple(namespace["logits"].shape) == (1, 10)
+    assert len(block.strip().splitlines()) <= 6

@@ -829,7 +829,8 @@ def overwrite_over_an_earlier_run(trial):
         status == 0
         and f"--overwrite: removed the earlier run's checkpoint.npz from {out}" in stdout
     )
-    assert sorted(os.listdir(out)) == ["masks.npz", "results.json"]  # no stale checkpoint beside
+    # no stale checkpoint beside the new run's files
+    assert sorted(os.listdir(out)) == ["masks.npz", "network.npz", "results.json"]
     assert json.loads((out / "results.json").read_text())["seed"] == 0
 
 
@@ -1122,6 +1123,25 @@ def ctrl_c_while_starting(trial):
     trial.monkeypatch.setattr(cli, "parse_arguments", interrupted)
     status, _, lines = trial.command(*QUICK)
     assert status == 130 and lines == ["snip_min.py: interrupted at once; nothing saved"]
+
+
+@fault("Ctrl-C while Python loads NumPy")
+def ctrl_c_while_numpy_loads(trial):
+    """A stand-in `numpy` that interrupts its own import: snip_min.py, run as the command,
+    must end with status 130 and print nothing."""
+    fake = trial.folder / "interrupting"
+    (fake / "numpy").mkdir(parents=True)
+    (fake / "numpy" / "__init__.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "snip_min.py"), "--model", "lenet300"],
+        env=dict(os.environ, PYTHONPATH=str(fake)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 130 and result.stderr == "" and result.stdout == ""
 
 
 @fault("`--test-every` beyond the run")
