@@ -1511,10 +1511,13 @@ def write_synthetic_dataset(
 
 def main(argv=None) -> int:
     """`python data.py NAME [--data-dir DIR] [--no-download]`: download (if needed), verify and
-    summarise a dataset; `python data.py synthetic NAME --data-dir DIR`: see synthetic_main."""
+    summarise a dataset; `python data.py synthetic NAME --data-dir DIR`: see synthetic_main;
+    `python data.py first NAME COUNT --out DIR`: see first_main."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["synthetic"]:
         return synthetic_main(argv[1:])
+    if argv[:1] == ["first"]:
+        return first_main(argv[1:])
     parser = argparse.ArgumentParser(
         description="Download (if needed), verify and summarise a dataset.",
         epilog="'python data.py synthetic NAME --data-dir DIR' writes a small learnable stand-in "
@@ -1540,6 +1543,73 @@ def main(argv=None) -> int:
         f"{dataset.num_classes} classes; "
         f"training pixels in [0, 1]: mean {' '.join(f'{value:.4f}' for value in dataset.mean)}, "
         f"std {' '.join(f'{value:.4f}' for value in dataset.std)}"
+    )
+    return 0
+
+
+IDX_FILES = {"mnist": MNIST_FILES, "fashion-mnist": FASHION_MNIST_FILES}
+
+
+def write_first_images(dataset: Dataset, count: int, folder: str, source=None) -> str:
+    """Write the first `count` training images and labels of an MNIST-like `dataset`, and its
+    whole test set, as the four IDX .gz files of folder/NAME/: a data folder that gives, to
+    every command, what `--train-images count` gives snip_min.py (the same images, the same
+    statistics). source: the dataset's own folder, whose test files are copied byte for byte
+    when they are there (so that they stay the official files). Returns folder/NAME;
+    DataError if it exists already or count is too large."""
+    if dataset.name not in IDX_FILES:
+        raise DataError(f"only {', '.join(IDX_FILES)} are written as IDX files, not {dataset.name}")
+    total = len(dataset.train_labels)
+    if not 1 <= count <= total:
+        raise DataError(f"{dataset.description} has {total:,} training images, not {count:,}")
+    target = os.path.join(folder, dataset.name)
+    if os.path.exists(target):
+        raise DataError(f"{target} exists already: choose another folder")
+    arrays = {
+        "train_images": dataset.train_images[:count, :, :, 0],
+        "train_labels": dataset.train_labels[:count].astype(np.uint8),
+        "test_images": dataset.test_images[:, :, :, 0],
+        "test_labels": dataset.test_labels.astype(np.uint8),
+    }
+    for role, (file_name, _) in IDX_FILES[dataset.name].items():
+        original = os.path.join(source, file_name) if source else None
+        if role.startswith("test") and original and os.path.isfile(original):
+            with open(original, "rb") as file:
+                write_file_atomically(os.path.join(target, file_name), file.read())
+        else:
+            write_idx(os.path.join(target, file_name), arrays[role])
+    return target
+
+
+def first_main(argv) -> int:
+    """`python data.py first NAME COUNT [--data-dir DIR] --out OUT`."""
+    parser = argparse.ArgumentParser(
+        prog="data.py first",
+        description="Write the first COUNT training images of MNIST or Fashion-MNIST (and its "
+        "whole test set) into OUT/NAME/, in the official format: the same data, for every "
+        "command, as --train-images COUNT gives snip_min.py.",
+    )
+    parser.add_argument("name", choices=sorted(IDX_FILES), help="which dataset")
+    parser.add_argument("count", type=int, help="how many training images, from the first")
+    parser.add_argument(
+        "--data-dir", default=None, help=f"where the dataset is (default: {default_data_dir()})"
+    )
+    parser.add_argument("--out", required=True, help="the data folder to write NAME/ into")
+    parser.add_argument(
+        "--no-download", action="store_true", help="fail instead of downloading missing files"
+    )
+    arguments = parser.parse_args(argv)
+    try:
+        dataset = load_dataset(arguments.name, arguments.data_dir, not arguments.no_download)
+        source = os.path.join(arguments.data_dir or default_data_dir(), arguments.name)
+        target = write_first_images(dataset, arguments.count, arguments.out, source)
+    except DataError as error:
+        print(f"data.py: error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote the first {arguments.count:,} training images of {dataset.description} and its "
+        f"{len(dataset.test_labels):,} test images to {target}; use it with --data-dir "
+        f"{arguments.out}"
     )
     return 0
 

@@ -6,7 +6,7 @@ SNIP prunes connections, but at high sparsity whole units lose every incoming or
 outgoing connection: the mask chooses layer widths too. The masks are SNIP's own, scored as
 snip_min.py scores them (the same seed streams, a random batch of 100 training images).
 
-    python experiments/alive_units.py --data-dir ../shared/data
+    python experiments/alive_units.py --data-dir DIR
 
 No training is involved, so it takes seconds. Writes alive.csv (one row per model, sparsity,
 seed and layer), summary.json (the means over seeds) and alive-lenet300.png, alive-lenet5.png

@@ -6,7 +6,7 @@
 (ii) The initialisation: random normal (RN), truncated normal (TN), variance scaling Glorot
     (VS-X) and He (VS-H), for both LeNets, mean +- std over seeds: the paper's Table 3.
 
-    python experiments/data_and_init.py --data-dir ../shared/data
+    python experiments/data_and_init.py --data-dir DIR
 
 writes batch.csv, init.csv, summary.json, batch_table.md, init_table.md and two figures under
 results/data_and_init/. --part batch or --part init runs one half.

@@ -1,4 +1,4 @@
-"""Experiment H: defaults that train. Which settings let both LeNets train at every sparsity,
+"""Experiment I: defaults that train. Which settings let both LeNets train at every sparsity,
 from dense to 99%, with nothing but --sparsity given?
 
 The paper's stated protocol (learning rate 0.1, momentum 0.9, variance scaling) trains
@@ -277,7 +277,7 @@ def plot(summary, out):
         axes.set_title(f"{TITLES[model]}: x at the top = a seed failed", fontsize=10)
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
-    figure.suptitle(f"Experiment H: defaults that train, {summary['data']}", fontsize=10, y=1.02)
+    figure.suptitle(f"Experiment I: defaults that train, {summary['data']}", fontsize=10, y=1.02)
     common.save_figure(figure, os.path.join(out, "defaults.png"))
 
 

@@ -20,7 +20,7 @@ Where PyTorch is installed, a twin of a few settings (bench.to_torch: the same w
 masks and batches; torch.optim.SGD with the same momentum and decay) shows the same curve,
 so that a blow-up is the set-up's, not the implementation's.
 
-    python experiments/first_steps.py --data-dir ../shared/data
+    python experiments/first_steps.py --data-dir DIR
 
 writes first_steps.csv (one row per setting and seed: the step at which the loss first went
 above 100 or stopped being finite, if it did, the first and last loss, the sharpness and

@@ -11,7 +11,7 @@ each of these checks, it prunes exactly as that run does (common.train_once, the
 streams) and records the cross-entropy of the run's first mini-batch at initialisation,
 which a network that knows nothing puts near ln 10 = 2.303 (uniform output probabilities).
 
-    python experiments/initial_loss.py --data-dir ../shared/data
+    python experiments/initial_loss.py --data-dir DIR
 
 writes losses.json (every run) and table.md (mean and spread over seeds) under
 results/initial_loss/ (minutes on a CPU: the iterative criteria score 100 rounds).

@@ -6,7 +6,7 @@ gives, for every input pixel, how many of its connections survive. The paper sho
 a batch of one class these maps take the shape of that digit: SNIP keeps the connections
 that matter for the data it sees.
 
-    python experiments/kept_connections.py --data-dir ../shared/data
+    python experiments/kept_connections.py --data-dir DIR
 
 No training is involved, so it takes seconds. Writes kept_connections.png (a 2x5 grid, one
 panel per class, and the map for a mixed batch), maps.npz (the eleven 28x28 count maps) and

@@ -26,7 +26,7 @@ test error, and the authors' best of the last five checkpoints. Each run is
 
 and the grid is
 
-    python experiments/protocol_ablation.py --data-dir ../shared/data --jobs 2
+    python experiments/protocol_ablation.py --data-dir DIR --jobs 2
 
 which writes runs.csv, summary.json, table.md and protocol_ablation.png under
 results/protocol_ablation/. --models, --sparsities, --variants and --seeds choose a part of

@@ -5,7 +5,7 @@ SNIP pruned does not, yet both learn the true labels. Four runs per network: den
 pruned, each on the true and on randomly permuted training labels, the same data otherwise;
 we record the training loss at every iteration.
 
-    python experiments/random_labels.py --data-dir ../shared/data
+    python experiments/random_labels.py --data-dir DIR
 
 Memorising takes many passes over the data, so by default each run trains on a subset of the
 training split (--train-images) for many epochs. Writes losses.csv (the loss averaged over

@@ -14,7 +14,7 @@ them, from the learning rate 0.1 for LeNet-300-100 and 0.01 for LeNet-5-Caffe (a
 and iterative SNIP's LeNet-5-Caffe diverge within 20 iterations; 0.01 as in experiments A
 and D). Each run is what `snip_min.py --method M --sanity-check C --lr LR` does.
 
-    python experiments/sanity_checks.py --data-dir ../shared/data --jobs 2
+    python experiments/sanity_checks.py --data-dir DIR --jobs 2
 
 writes runs.csv (one row per run, with each parameter's kept count and the alive units),
 summary.json, table.md, sanity_checks.png (test error per criterion and check) and

@@ -16,7 +16,7 @@ scoring_index), and on every image of the seed's training split, and compares th
 and, as a last row, the mask scored on every training image with labels drawn at random
 (training labels play no part here): how much of the mask the labels decide at all.
 
-    python experiments/scoring_batch_masks.py --data-dir ../shared/data
+    python experiments/scoring_batch_masks.py --data-dir DIR
 
 writes masks.json and table.md under results/scoring_batch_masks/ (seconds on a CPU). The
 table's last column is experiment D's test error for the same masks, read from

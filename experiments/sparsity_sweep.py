@@ -4,7 +4,7 @@ The paper prunes LeNet-300-100 up to 98% and LeNet-5-Caffe up to 99% "with margi
 increases in error"; random pruning at the same sparsity (kappa connections chosen uniformly
 over the whole network) is the baseline SNIP has to beat.
 
-    python experiments/sparsity_sweep.py --data-dir ../shared/data
+    python experiments/sparsity_sweep.py --data-dir DIR
 
 writes results/sparsity_sweep/sweep.csv (one row per run), summary.json (mean and standard
 deviation per setting) and one figure per network. The paper's schedule is a flag away:

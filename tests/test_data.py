@@ -4,7 +4,7 @@ Tiny-ImageNet, augmentation, synthetic datasets and the command line.
 Everything runs offline: the data files and archives are written here (by the writers in
 data.py and by hand), and downloads use file:// URLs. The Tiny-ImageNet tests need Pillow
 and are skipped without it. The last test reads the real MNIST subset (24,345 training
-images) in ../shared/data/mnist beside the repository, or in $SNIP_MIN_REAL_MNIST, when present.
+images) from the folder $SNIP_MIN_REAL_MNIST names (tests/helpers.py), when it is set.
 """
 
 import gzip
@@ -26,12 +26,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
 import data
+import helpers
 from data import DataError, load_dataset, read_idx, standardise, write_idx
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-REAL_MNIST_FOLDER = Path(
-    os.environ.get("SNIP_MIN_REAL_MNIST", REPOSITORY.parent / "shared" / "data" / "mnist")
-)
+REAL_MNIST_FOLDER = helpers.real_mnist_folder()
 
 
 # ----------------------------------------------------------------------------------------
@@ -1631,10 +1630,14 @@ def test_command_line_error_is_one_line_with_status_2(tmp_path):
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_MNIST_FOLDER.is_dir(), reason=f"no real MNIST in {REAL_MNIST_FOLDER}")
-def test_real_mnist_subset_loads_with_expected_counts():
+@pytest.mark.skipif(
+    REAL_MNIST_FOLDER is None or not REAL_MNIST_FOLDER.is_dir(),
+    reason=f"no real MNIST: set {helpers.REAL_MNIST_VARIABLE} to a folder holding its IDX files",
+)
+def test_real_mnist_subset_loads_with_expected_counts(tmp_path):
+    (tmp_path / "mnist").symlink_to(REAL_MNIST_FOLDER, target_is_directory=True)
     notices = []
-    dataset = load_dataset("mnist", REAL_MNIST_FOLDER.parent, download=False, notice=notices.append)
+    dataset = load_dataset("mnist", str(tmp_path), download=False, notice=notices.append)
     assert (
         dataset.train_images.shape == (24_345, 28, 28, 1) and dataset.train_images.dtype == np.uint8
     )
@@ -1655,7 +1658,28 @@ def test_real_mnist_subset_loads_with_expected_counts():
     standardised = standardise(dataset.train_images, dataset.mean, dataset.std)
     assert abs(standardised.mean()) < 1e-4 and abs(standardised.std() - 1) < 1e-4
     assert len(notices) == 2
-    assert str(REAL_MNIST_FOLDER / "train-images-idx3-ubyte.gz") in notices[0]
+    assert str(tmp_path / "mnist" / "train-images-idx3-ubyte.gz") in notices[0]
     assert "(24,345 images)" in notices[0]
-    assert str(REAL_MNIST_FOLDER / "train-labels-idx1-ubyte.gz") in notices[1]
+    assert str(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz") in notices[1]
     assert not [line for line in notices if "t10k" in line]
+
+
+def test_the_first_n_images_written_as_a_folder_are_what_train_images_n_gives(tiny_mnist, tmp_path):
+    """`python data.py first mnist N --out DIR`: DIR gives every command the data that
+    --train-images N gives snip_min.py: the same first N images and labels, the same
+    statistics, the whole test set (its files copied byte for byte)."""
+    full = load_dataset("mnist", tiny_mnist, download=False, notice=lambda line: None)
+    status = data.main(["first", "mnist", "120", "--data-dir", tiny_mnist, "--out", str(tmp_path)])
+    assert status == 0
+    written = load_dataset("mnist", str(tmp_path), download=False, notice=lambda line: None)
+    expected = data.first_training_images(full, 120)
+    np.testing.assert_array_equal(written.train_images, expected.train_images)
+    np.testing.assert_array_equal(written.train_labels, expected.train_labels)
+    np.testing.assert_array_equal(written.mean, expected.mean)
+    np.testing.assert_array_equal(written.std, expected.std)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        original = Path(tiny_mnist) / "mnist" / name
+        assert (tmp_path / "mnist" / name).read_bytes() == original.read_bytes()
+    again = data.main(["first", "mnist", "120", "--data-dir", tiny_mnist, "--out", str(tmp_path)])
+    too_many = data.main(["first", "mnist", "301", "--data-dir", tiny_mnist, "--out", "elsewhere"])
+    assert again == 2 and too_many == 2 and not os.path.exists("elsewhere")

@@ -485,3 +485,50 @@ def test_the_name_checker_finds_stale_names():
         "OldLayer",
         "gone",
     ]
+
+
+# -- paths: what a clone has ---------------------------------------------------------------
+
+
+def tracked_files(root=ROOT):
+    """The repository's files as git tracks them (every file under root outside .git when it
+    is not a git checkout)."""
+    import subprocess
+
+    listing = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True, check=False
+    )
+    if listing.returncode == 0:
+        return [root / name for name in listing.stdout.split("\0") if name]
+    return [path for path in root.rglob("*") if path.is_file() and ".git" not in path.parts]
+
+
+SIBLING = "/".join(["..", "shared"])  # the folder beside a checkout that a clone does not have
+ABSOLUTE = re.compile(r"(?<![\w.])(/(?:work|home|root|tmp|Users|mnt|scratch)/|[A-Z]:\\\\)")
+# Files that must name absolute paths: the data loader's tests of archives that try to
+# write outside their folder.
+ABSOLUTE_ON_PURPOSE = {"tests/test_data.py"}
+
+
+def test_no_tracked_file_names_a_folder_outside_the_repository():
+    """A clone has no folder beside it: commands say --data-dir DIR, tests read
+    $SNIP_MIN_REAL_MNIST, and committed outputs (results/, the notebook) show no path of the
+    machine they were made on."""
+    beside, absolute = [], []
+    for path in tracked_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError):
+            continue  # a picture, an archive
+        name = path.relative_to(ROOT).as_posix()
+        if SIBLING in text:
+            beside.append(name)
+        if name not in ABSOLUTE_ON_PURPOSE and ABSOLUTE.search(text):
+            absolute.append(f"{name}: {ABSOLUTE.search(text).group(0)}")
+    assert beside == [] and absolute == []
+
+
+def test_the_path_check_finds_what_it_looks_for():
+    assert ABSOLUTE.search("note: /work/x/mnist/train.gz is") and ABSOLUTE.search("C:\\\\data")
+    assert not ABSOLUTE.search("results/mnist/lenet5 and docs/tmp/ and https://x.org/home/")
+    assert SIBLING == "../" + "shared"
