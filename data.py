@@ -22,6 +22,8 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import io
+import json
 import os
 import re
 import shutil
@@ -227,6 +229,55 @@ def write_npy_atomically(path: str, array: np.ndarray) -> None:
     """Save one array as a .npy file (never pickled), atomically like write_file_atomically."""
     with open_atomically(path) as file:
         np.save(file, array, allow_pickle=False)
+
+
+def write_archive(path: str, arrays: dict, settings: dict) -> None:
+    """Save named host arrays and a JSON-able settings dict as one .npz (never pickled: the
+    settings are the bytes of their JSON text, an array named 'settings'), atomically."""
+    arrays = dict(arrays)
+    arrays["settings"] = np.frombuffer(json.dumps(settings).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_file_atomically(path, buffer.getvalue())
+
+
+def read_archive(path: str):
+    """(arrays, settings) of a .npz that write_archive wrote (settings None if it has none),
+    loaded without pickle. Raises ValueError (or OSError) for a file that is not one."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    if "settings" not in arrays:
+        return arrays, None
+    return arrays, json.loads(arrays.pop("settings").tobytes().decode())
+
+
+def array_digest(*arrays) -> str:
+    """The SHA-256 (64 hex digits) of host arrays: each one's type and shape, then its bytes."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def fingerprint(dataset) -> dict:
+    """What a run records of the data it read, so that a later step can prove it reads the
+    same: for the training images and labels (after --train-images, before the validation
+    split is drawn from them) and for the test set, their count and the SHA-256 of their
+    types, shapes and bytes (array_digest), with the data's description. On the host, once a
+    run (MNIST's 60,000 training images: about a tenth of a second)."""
+    return {
+        "description": dataset.description,
+        "train": {
+            "images": len(dataset.train_labels),
+            "sha256": array_digest(dataset.train_images, dataset.train_labels),
+        },
+        "test": {
+            "images": len(dataset.test_labels),
+            "sha256": array_digest(dataset.test_images, dataset.test_labels),
+        },
+    }
 
 
 def read_npy(path: str) -> np.ndarray:
@@ -1556,15 +1607,30 @@ def write_first_images(dataset: Dataset, count: int, folder: str, source=None) -
     every command, what `--train-images count` gives snip_min.py (the same images, the same
     statistics). source: the dataset's own folder, whose test files are copied byte for byte
     when they are there (so that they stay the official files). Returns folder/NAME;
-    DataError if it exists already or count is too large."""
+    DataError if it exists already or count is too large. The folder appears whole or not
+    at all: the files are written into a hidden sibling folder, renamed into place at the end
+    (and removed if anything fails on the way)."""
     if dataset.name not in IDX_FILES:
         raise DataError(f"only {', '.join(IDX_FILES)} are written as IDX files, not {dataset.name}")
     total = len(dataset.train_labels)
     if not 1 <= count <= total:
         raise DataError(f"{dataset.description} has {total:,} training images, not {count:,}")
-    target = os.path.join(folder, dataset.name)
+    target = os.path.join(os.path.expanduser(folder), dataset.name)
     if os.path.exists(target):
         raise DataError(f"{target} exists already: choose another folder")
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    partial = tempfile.mkdtemp(prefix=f".{dataset.name}.", dir=os.path.dirname(target) or ".")
+    try:
+        write_idx_files(dataset, count, partial, source)
+        os.rename(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return target
+
+
+def write_idx_files(dataset: Dataset, count: int, folder: str, source) -> None:
+    """The four IDX .gz files of write_first_images, into folder."""
     arrays = {
         "train_images": dataset.train_images[:count, :, :, 0],
         "train_labels": dataset.train_labels[:count].astype(np.uint8),
@@ -1575,10 +1641,9 @@ def write_first_images(dataset: Dataset, count: int, folder: str, source=None) -
         original = os.path.join(source, file_name) if source else None
         if role.startswith("test") and original and os.path.isfile(original):
             with open(original, "rb") as file:
-                write_file_atomically(os.path.join(target, file_name), file.read())
+                write_file_atomically(os.path.join(folder, file_name), file.read())
         else:
-            write_idx(os.path.join(target, file_name), arrays[role])
-    return target
+            write_idx(os.path.join(folder, file_name), arrays[role])
 
 
 def first_main(argv) -> int:
@@ -1601,11 +1666,21 @@ def first_main(argv) -> int:
     arguments = parser.parse_args(argv)
     try:
         dataset = load_dataset(arguments.name, arguments.data_dir, not arguments.no_download)
-        source = os.path.join(arguments.data_dir or default_data_dir(), arguments.name)
+        source = os.path.join(
+            os.path.expanduser(arguments.data_dir or default_data_dir()), arguments.name
+        )
         target = write_first_images(dataset, arguments.count, arguments.out, source)
     except DataError as error:
         print(f"data.py: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a folder that cannot be written, a full disk
+        print(
+            f"data.py: error: cannot write into {arguments.out}: {error.strerror}", file=sys.stderr
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("data.py: interrupted; nothing was written", file=sys.stderr)
+        return 130
     print(
         f"wrote the first {arguments.count:,} training images of {dataset.description} and its "
         f"{len(dataset.test_labels):,} test images to {target}; use it with --data-dir "

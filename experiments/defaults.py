@@ -22,7 +22,7 @@ chance (80% test error or more: every unit dead after one violent step).
 
 writes runs.csv (one row per run), summary.json, table.md and defaults.png under
 results/defaults/. --models, --sparsities, --remedies and --seeds choose a part of the
-grid; --iterations shortens every run.
+grid; --iterations N shortens every run (its learning rate still drops at 50% and 75% of N).
 
 Every run's result is kept in runs/<key>.json as it finishes: the same command continues an
 interrupted grid. --list, --task K/N, --jobs N and --collect spread the grid over processes
@@ -159,6 +159,9 @@ def perform(dataset, s):
         "clip_norm": s["clip_norm"],
         "params_kept": result["params_kept"],
         "diverged": result["diverged"],
+        # fit calls on_step after every step it survives and raises Diverged at the read
+        # (every 20th iteration) that finds the loss non-finite: iteration seen + 1, the one
+        # fit's message names
         "diverged_by": seen[0] + 1 if result["diverged"] else None,
         "failed": failed,
         "test_error": result["test_error"],
@@ -182,8 +185,7 @@ def collect(found, description, out):
     common.write_csv(os.path.join(out, "runs.csv"), rows)
     summary = summarise(rows, description)
     common.write_json(os.path.join(out, "summary.json"), summary)
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write(table(summary))
+    data.write_file_atomically(os.path.join(out, "table.md"), table(summary).encode())
     plot(summary, out)
 
 

@@ -11,7 +11,7 @@ line (CheckpointError, exit status 2), never half-way.
 
     restore(...)            a checkpoint read by cli.resume_settings into a fresh model: its
                             parameters, masks and training state, once its data is proven
-                            to be this data (data_fingerprint)
+                            to be this data (data.fingerprint)
     restore_velocities(...) its momentum buffers into the optimiser
     Saver                   fit's checkpoint callback; names the last good checkpoint when
                             a run diverges (DivergedRun) or is interrupted (StoppedAtOnce
@@ -20,15 +20,12 @@ line (CheckpointError, exit status 2), never half-way.
     checkpoint_summary      what a checkpoint holds, in a few words (model, seed, iteration)
     write_checkpoint, read_checkpoint, restore_checkpoint, CHECKPOINT_FILE, CheckpointError
 
-cli.run calls restore, restore_velocities, Saver, stop_on_signals, data_fingerprint and
+cli.run calls restore, restore_velocities, Saver, stop_on_signals and
 checkpoint_summary; the tests call the rest. docs/reliability.md describes the behaviour;
 tests/test_reliability.py proves it.
 """
 
 import contextlib
-import hashlib
-import io
-import json
 import math
 import os
 import signal
@@ -39,11 +36,12 @@ import numpy
 import data
 import models
 import snip_min as sm
+from extensions import network_file
 from snip_min import Diverged, Interrupted, TrainingState, UsageError, parameters_of, to_host
 
 CHECKPOINT_FILE = "checkpoint.npz"
 # 2: an augmented epoch's moves are drawn, and saved, with its shuffle; 3: the data's
-# fingerprint (data_fingerprint) and the run's number of iterations are saved too
+# fingerprint (data.fingerprint) and the run's number of iterations are saved too
 CHECKPOINT_VERSION = 3
 READABLE_VERSIONS = (2, 3)  # a version 2 checkpoint resumes with a note: no fingerprint in it
 
@@ -82,56 +80,27 @@ def restore(contents, model, args, training_images, fingerprint, log):
     """Put a checkpoint read by cli.resume_settings into a freshly built `model`: (gated
     Params, the seconds SNIP took in the saved run, the TrainingState to continue from, the
     test errors measured so far with --test-every). training_images: the size of this run's
-    training split; fingerprint: data_fingerprint of the data this run reads. Both must be
+    training split; fingerprint: data.fingerprint of the data this run reads. Both must be
     the checkpoint's, else a UsageError names both."""
     path = os.path.join(args.resume, CHECKPOINT_FILE)
+    check_same_data(contents["data"], fingerprint, path)
     state = training_state(contents["state"], contents["order"], contents["moves"])
-    if state.order is not None and (
+    if state.order is not None and (  # (what a version 2 checkpoint can prove of its data)
         len(state.order) != training_images or state.order.max() >= training_images
     ):
         raise UsageError(
-            f"the checkpoint was made with {len(state.order):,} training images, but "
-            f"this data gives {training_images:,}: resume with the run's own --data-dir"
+            f"the checkpoint's training split holds {len(state.order):,} images, but this "
+            f"data's holds {training_images:,}: resume with the run's own --data-dir"
         )
-    check_same_data(contents["data"], fingerprint, path)
     gated = sm.prunable_parameters(model, args.prune)
     restore_checkpoint(contents, model, gated)
     log(f"resuming from {path} at iteration {state.iteration:,}")
     return gated, contents["snip_seconds"], state, saved_test_errors(contents["state"])
 
 
-def data_fingerprint(dataset):
-    """What a checkpoint records of the data its run read, to prove on --resume that the data
-    is the same: for the training images and labels (after --train-images, before the
-    validation split is drawn from them) and for the test set, their count and the SHA-256
-    of their types, shapes and bytes, with the data's description. On the host, once a run
-    (MNIST's 60,000 training images: about a tenth of a second)."""
-    return {
-        "description": dataset.description,
-        "train": {
-            "images": len(dataset.train_labels),
-            "sha256": array_digest(dataset.train_images, dataset.train_labels),
-        },
-        "test": {
-            "images": len(dataset.test_labels),
-            "sha256": array_digest(dataset.test_images, dataset.test_labels),
-        },
-    }
-
-
-def array_digest(*arrays):
-    """The SHA-256 (64 hex digits) of host arrays: each one's type and shape, then its bytes."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = numpy.ascontiguousarray(array)
-        digest.update(f"{array.dtype.str}{array.shape};".encode())
-        digest.update(array.data)
-    return digest.hexdigest()
-
-
 def check_same_data(saved, fingerprint, path):
     """Refuse (UsageError, one line naming both) to resume a checkpoint on other data than it
-    was made with: saved, the checkpoint's data_fingerprint (None in a version 2 checkpoint,
+    was made with: saved, the checkpoint's data.fingerprint (None in a version 2 checkpoint,
     which is resumed with a note, checked by its number of training images only)."""
     if saved is None:
         print(
@@ -165,8 +134,7 @@ def checkpoint_summary(path):
     "iterations"} (iterations: the run's total, None in a version 2 checkpoint), read from
     its settings alone; None if they cannot be read."""
     try:
-        with numpy.load(path, allow_pickle=False) as archive:
-            settings = json.loads(archive["settings"].tobytes().decode())
+        _, settings = data.read_archive(path)
         total = settings.get("iterations")
         return {
             "model": str(settings["args"]["model"]),
@@ -195,7 +163,7 @@ class Saver:
     expanded into `model`'s full shapes first: a checkpoint always holds the full network.
     resumed: the checkpoint read by cli.resume_settings, or None. test_errors: the list
     --test-every fills (protocol.PeriodicTestError), saved with each checkpoint. fingerprint:
-    data_fingerprint of the run's data; iterations: the run's total; both saved with it.
+    data.fingerprint of the run's data; iterations: the run's total; both saved with it.
     """
 
     def __init__(
@@ -342,10 +310,9 @@ def write_checkpoint(
 ):
     """Save parameters (batch-norm statistics included), masks, momentum buffers
     (velocities: {name: array}), the training state, the test errors of --test-every, the
-    data's fingerprint (data_fingerprint) and the run's total iterations atomically as
+    data's fingerprint (data.fingerprint) and the run's total iterations atomically as
     folder/checkpoint.npz. Returns its path."""
-    arrays = {f"param/{p.name}": to_host(p.value) for p in parameters_of(model)}
-    arrays.update({f"mask/{p.name}": to_host(p.mask).astype(bool) for p in gated})
+    arrays = network_file.network_arrays(model, gated)  # param/NAME, mask/NAME
     arrays.update({f"velocity/{name}": to_host(v) for name, v in velocities.items()})
     if state.order is not None:
         arrays["order"] = state.order
@@ -359,11 +326,8 @@ def write_checkpoint(
         "data": fingerprint,
         "iterations": iterations,
     }
-    arrays["settings"] = numpy.frombuffer(json.dumps(settings).encode(), dtype=numpy.uint8)
-    buffer = io.BytesIO()
-    numpy.savez(buffer, **arrays)
     path = os.path.join(folder, CHECKPOINT_FILE)
-    data.write_file_atomically(path, buffer.getvalue())
+    data.write_archive(path, arrays, settings)
     return path
 
 
@@ -421,9 +385,7 @@ def read_checkpoint(path):
             f"no checkpoint at {path}: --resume takes the folder a run saved its checkpoint.npz in"
         )
     try:
-        with numpy.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-        settings = json.loads(arrays.pop("settings").tobytes().decode())
+        arrays, settings = data.read_archive(path)
         if not isinstance(settings, dict) or settings.get("version") not in READABLE_VERSIONS:
             raise ValueError(f"not a version {' or '.join(map(str, READABLE_VERSIONS))} checkpoint")
         contents = {
@@ -437,11 +399,7 @@ def read_checkpoint(path):
             "moves": arrays.pop("moves", None),
         }
         for part in ("param", "mask", "velocity"):
-            contents[part] = {
-                name.split("/", 1)[1]: array
-                for name, array in arrays.items()
-                if name.startswith(part + "/")
-            }
+            contents[part] = network_file.arrays_under(arrays, part)
         check_saved_settings(contents)
         return contents
     except Exception as error:  # a damaged file can fail in many ways (zip, npy header, JSON ...)

@@ -13,7 +13,6 @@ checkpoints (--resume, Ctrl-C), criteria (--method), sanity (--sanity-check) and
 """
 
 import argparse
-import hashlib
 import io
 import json
 import math
@@ -69,7 +68,7 @@ def run(args, log=print):
     dataset = load_data(args, dataset_name)
     if args.train_images:
         dataset = data.first_training_images(dataset, args.train_images)
-    fingerprint = checkpoints.data_fingerprint(dataset)  # the data a checkpoint proves it had
+    fingerprint = data.fingerprint(dataset)  # the data a checkpoint proves it had
     batch_size = args.batch_size or PAPER_SETUP[dataset_name]["batch_size"]
 
     init_rng, split_rng, score_rng, shuffle_rng = sm.seed_streams(args.seed)
@@ -109,10 +108,15 @@ def run(args, log=print):
             saved, model, args, len(train), fingerprint, log
         )
         if args.lr_changes and args.lr_changes[-1]["iteration"] == state.iteration:
-            change = args.lr_changes[-1]
+            change, at = args.lr_changes[-1], state.iteration
+            old, new = (
+                sm.learning_rate(at, base, boundaries, warmup=args.warmup)
+                for base in (change["from"], change["to"])
+            )
             log(
-                f"learning rate {change['from']:g} -> {change['to']:g} from iteration "
-                f"{state.iteration:,} on (--lr given with --resume; results.json records it)"
+                f"learning rate {old:g} -> {new:g} from iteration {at:,} on (the base rate "
+                f"{change['from']:g} -> {change['to']:g}, given with --resume, with the decays "
+                f"so far; results.json records it in lr_changes)"
             )
     rows = sm.pruning_table(model, table_kinds(args.model))
     input_shape = models.INPUT_SHAPE[dataset_name]
@@ -159,7 +163,7 @@ def run(args, log=print):
     schedule = {
         "iterations": iterations,
         "batch_size": batch_size,
-        "lr": args.lr,
+        "lr": args.lr_changes[0]["from"] if args.lr_changes else args.lr,  # the initial rate
         "lr_boundaries": boundaries,
         "lr_changes": args.lr_changes,
         "momentum": args.momentum,
@@ -206,14 +210,14 @@ def run(args, log=print):
                     ),
                 )
             saver.finish(state)  # the trained values into `model` (and, if asked, a checkpoint)
-            statistics = (dataset.mean, dataset.std)  # network.npz keeps them for --evaluate
             return finish_run(
-                args, model, test, state, settings, schedule, test_errors, gated, log, statistics
+                args, model, test, state, settings, schedule, test_errors, gated, log, dataset
             )
     except checkpoints.DivergedRun as error:  # what it did up to there is kept
         if args.out:
             record = diverged_results(args, settings, schedule, state, error, test_errors)
-            save_results(args.out, record, gated)
+            save_masks(args.out, gated)
+            save_json(os.path.join(args.out, RESULTS_FILE), record)
             log(
                 f"wrote {os.path.join(args.out, RESULTS_FILE)} (diverged) and {MASKS_FILE}; "
                 f"no {network_file.NETWORK_FILE}: a diverged network is not kept"
@@ -221,9 +225,15 @@ def run(args, log=print):
         raise
 
 
-def finish_run(args, model, test, state, settings, schedule, test_errors, gated, log, statistics):
-    """After training: the test error, logged, and the results dict (written to --out, with
-    the trained network)."""
+def finish_run(args, model, test, state, settings, schedule, test_errors, gated, log, dataset):
+    """After training: the trained network and its masks written to --out (first, so that a
+    failure while testing loses no training), the test error, logged, and the results dict
+    (written to --out too)."""
+    if args.out:
+        save_masks(args.out, gated)
+        kept = {key: {**settings, **schedule}[key] for key in NETWORK_RESULTS}
+        path = os.path.join(args.out, network_file.NETWORK_FILE)
+        network_file.write_network(path, model, args.model, dataset, gated, kept)
     test_loss, test_error = sm.evaluate(model, test, schedule["batch_size"])
     log(
         f"test error: {test_error:.2f}% (loss {test_loss:.4f}) - {args.model} at sparsity "
@@ -243,17 +253,7 @@ def finish_run(args, model, test, state, settings, schedule, test_errors, gated,
         **protocol.results(args, test_errors, test_error, log),
     }
     if args.out:
-        save_results(args.out, results, gated)
-        kept = {key: results[key] for key in NETWORK_RESULTS}
-        network_file.write_network(
-            os.path.join(args.out, network_file.NETWORK_FILE),
-            model,
-            args.model,
-            args.dataset,
-            gated,
-            *statistics,
-            kept,
-        )
+        save_json(os.path.join(args.out, RESULTS_FILE), results)
         log(
             f"wrote {os.path.join(args.out, RESULTS_FILE)}, {MASKS_FILE} and "
             f"{network_file.NETWORK_FILE}"
@@ -261,8 +261,8 @@ def finish_run(args, model, test, state, settings, schedule, test_errors, gated,
     return results
 
 
-# The figures of a run that network.npz keeps with the network (--evaluate uses batch_size).
-NETWORK_RESULTS = ("data", "sparsity", "seed", "method", "mask", "test_error", "batch_size")
+# The settings of a run that network.npz keeps with the network (--evaluate uses batch_size).
+NETWORK_RESULTS = ("data", "sparsity", "seed", "method", "mask", "batch_size")
 
 
 def diverged_results(args, settings, schedule, state, error, test_errors):
@@ -286,19 +286,23 @@ def diverged_results(args, settings, schedule, state, error, test_errors):
     }
 
 
-def given_mask(model, masks, args, log):
+def given_mask(model, given, args, log):
     """--mask FILE: `model`'s prunable Params (--prune) gated with the masks of FILE, a
-    masks.npz or network.npz, as network_file.read_masks checked them against the model.
-    Returns (the gated Params, 0 seconds of scoring); records where the mask came from in
-    args.mask_origin and the sparsity it has in args.sparsity."""
+    masks.npz or network.npz, as network_file.read_masks checked them against the model
+    (given: its (masks, sha256)). Returns (the gated Params, 0 seconds of scoring); records
+    where the mask came from in args.mask_origin and the sparsity it has in args.sparsity.
+    A mask that keeps nothing is refused; one that disconnects a layer is warned about, or
+    refused with --strict, as a scored one is (check_masks)."""
+    masks, digest = given
+    kept, total = sum(int(mask.sum()) for mask in masks), sum(mask.size for mask in masks)
+    if kept == 0:
+        raise sm.UsageError(f"--mask {args.mask} keeps no connection: there is nothing to train")
     gated = sm.prunable_parameters(model, args.prune)
     dtype = gated[0].value.dtype
     sm.apply_masks(gated, [sm.xp.asarray(mask, dtype=dtype) for mask in masks])
-    kept, total = sum(int(mask.sum()) for mask in masks), sum(mask.size for mask in masks)
     args.sparsity = 1 - kept / total
-    with open(args.mask, "rb") as file:
-        digest = hashlib.sha256(file.read()).hexdigest()
     args.mask_origin = {"file": args.mask, "sha256": digest}
+    check_connected(gated, args, remedy=f"the mask {args.mask} is the problem")
     log(
         f"mask: {args.mask} (sha256 {digest[:12]}), given: {kept:,} of {total:,} connections "
         f"kept, sparsity {sparsity_text(args.sparsity)}; {args.init} initialisation, seed "
@@ -325,7 +329,13 @@ def resume_settings(args):
     args.debug, args.overwrite = given.get("debug", False), given.get("overwrite", False)
     saved_lr = contents["args"].get("lr")
     if "lr" in given and given["lr"] != saved_lr:
-        change = {"iteration": contents["state"]["iteration"], "from": saved_lr, "to": args.lr}
+        at, total = contents["state"]["iteration"], contents["iterations"]
+        if total is not None and at >= total:
+            raise sm.UsageError(
+                f"--lr {args.lr:g}: the run in {args.resume} has finished its {total:,} "
+                f"iterations, so a new learning rate would change nothing"
+            )
+        change = {"iteration": at, "from": saved_lr, "to": args.lr}
         args.lr_changes = [*args.lr_changes, change]
     return contents
 
@@ -405,7 +415,7 @@ def prune_at_initialisation(model, images, labels, args, rng, log):
 
 def check_masks(gated, report, args):
     """Say when SNIP's choice is degenerate: kappa beyond the non-zero scores (reported), or
-    a layer left without a single connection (a warning; an error with --strict)."""
+    a layer left without a single connection (check_connected)."""
     if report["nonzero_scores"] < report["kappa"] < report["m"]:
         print(
             f"note: only {report['nonzero_scores']:,} connections score above zero; the other "
@@ -413,14 +423,19 @@ def check_masks(gated, report, args):
             f"kept were chosen among zero scores by position (lowest index first)",
             file=sys.stderr,
         )
+    check_connected(gated, args)
+
+
+def check_connected(gated, args, remedy="lower --sparsity"):
+    """A warning (an error with --strict) when the mask leaves some layer without a single
+    connection: the network is disconnected and cannot learn."""
     weights = [p for p in gated if p.kind == "weight"]
     any_kept = sm.host_values(*(p.mask.any() for p in weights))  # one wait for the device
     empty = [p.name for p, kept in zip(weights, any_kept) if not kept]
     if empty:
         message = (
             f"at sparsity {sparsity_text(args.sparsity)} the mask keeps no connection in "
-            f"{', '.join(empty)}: "
-            f"the network is disconnected and cannot learn; lower --sparsity"
+            f"{', '.join(empty)}: the network is disconnected and cannot learn; {remedy}"
         )
         if args.strict:
             raise sm.UsageError(message)
@@ -528,14 +543,16 @@ def augmentation(args, dataset_name):
     return data.Augmentation(flip=flip, max_shift=args.translate)
 
 
-def save_results(folder, results, gated):
-    """results.json and masks.npz (one boolean array per gated Param), each written atomically."""
-    masks = io.BytesIO()
-    numpy.savez_compressed(masks, **{p.name: sm.to_host(p.mask).astype(bool) for p in gated})
-    data.write_file_atomically(os.path.join(folder, "masks.npz"), masks.getvalue())
-    data.write_file_atomically(
-        os.path.join(folder, "results.json"), json.dumps(results, indent=2).encode()
-    )
+def save_masks(folder, gated):
+    """masks.npz: one boolean array per gated Param, by name, written atomically."""
+    buffer = io.BytesIO()
+    numpy.savez_compressed(buffer, **network_file.masks_by_name(gated))
+    data.write_file_atomically(os.path.join(folder, MASKS_FILE), buffer.getvalue())
+
+
+def save_json(path, results):
+    """results.json, written atomically."""
+    data.write_file_atomically(path, json.dumps(results, indent=2).encode())
 
 
 def set_up_device_and_folders(args):
@@ -575,6 +592,12 @@ def check_output_folder(args):
     if args.resume and os.path.realpath(folder) == os.path.realpath(args.resume):
         return []
     found = [name for name in RUN_FILES if os.path.isfile(os.path.join(folder, name))]
+    replaced = {os.path.realpath(os.path.join(folder, name)) for name in found}
+    if args.overwrite and args.mask and os.path.realpath(args.mask) in replaced:
+        raise sm.UsageError(
+            f"--overwrite would replace {args.mask}, the mask this run trains: copy it "
+            f"elsewhere first, or write the run elsewhere with --out DIR"
+        )
     if not found or args.overwrite:
         return found
     summaries, resumable = earlier_run(folder, found)
@@ -803,9 +826,9 @@ def parse_arguments(argv=None):
         "--lr",
         type=flags.positive_float,
         default=None,
-        help=f"initial learning rate (default: {DEFAULT_LR}); with --resume, the rate the run "
-        "goes on with from its checkpoint (after a divergence: a smaller one), recorded in "
-        "results.json as lr_changes",
+        help=f"initial learning rate (default: {DEFAULT_LR}); with --resume, a new base rate the "
+        "schedule goes on from at the checkpoint's iteration, its decays so far applied to it "
+        "(after a divergence: a smaller one), recorded in results.json as lr_changes",
     )
     parser.add_argument(
         "--momentum",
@@ -873,7 +896,8 @@ def parse_arguments(argv=None):
         default=None,
         metavar="DIR",
         help="continue the run whose checkpoint.npz is in DIR, with its settings "
-        "(--data-dir, --device, --out, --checkpoint-every may be given anew, and --lr)",
+        "(--data-dir, --device, --out, --checkpoint-every, --no-download, --overwrite may be "
+        "given anew, and --lr)",
     )
     parser.add_argument(
         "--overwrite",
@@ -999,14 +1023,13 @@ def evaluate_saved(args, log=print):
     if args.device is not None:
         sm.use_device(args.device)
     args.device = sm.current_device()
-    path = args.evaluate
-    if os.path.isdir(path):
-        path = os.path.join(path, network_file.NETWORK_FILE)
+    path = network_file.network_path(args.evaluate)
     loss, error, contents = network_file.evaluate_network(
         path, args.data_dir, not args.no_download, args.batch_size, notice=log
     )
-    recorded = contents["results"].get("test_error")
-    against = "" if recorded is None else f"; the run reported {recorded:.2f}%"
+    results = os.path.join(os.path.dirname(path), RESULTS_FILE)  # the run's, if beside it
+    recorded = results_summary(results) if os.path.isfile(results) else None
+    against = f"; the run in that folder: {recorded}" if recorded else ""
     log(
         f"test error: {error:.2f}% (loss {loss:.4f}) - {contents['model']} from {path}, "
         f"{args.device}{against}"

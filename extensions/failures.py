@@ -1,6 +1,6 @@
 """One line for every failure, and an exit status that says what kind it was: the mapping every
-script of the project shares (snip_min.py's command line, the scripts in experiments/,
-scripts/bench.py), so that the same fault reads the same wherever it happens.
+script of the project shares (snip_min.py's command line, the scripts in experiments/ and in
+scripts/), so that the same fault reads the same wherever it happens.
 
     explain(error)            (exit status, one line): 2 the input is wrong (a flag, the data,
                               a checkpoint, CuPy missing), 1 the run failed on its way, 130
@@ -67,8 +67,9 @@ def explain(error, *, device=None, batch_size=None):
             f"batch, e.g. --batch-size {max(1, batch_size // 2)}"
         )
     if isinstance(error, OSError):
-        if error.filename:
-            return 1, f"{error.strerror or one_line(str(error))} ({error.filename})"
+        if error.filename:  # (filename2: the target of a rename, where the writing failed)
+            where = error.filename2 or error.filename
+            return 1, f"{error.strerror or one_line(str(error))} ({where})"
         return 1, one_line(str(error)) or type(error).__name__
     return 1, f"{type(error).__name__}: {one_line(str(error))} (run again with --debug for details)"
 

@@ -263,7 +263,9 @@ def masks_from_state_dict(model, state_dict, torch, scope="weights+biases"):
     """({name: bool host array in snip-min's layout}, [names with no mask]): the masks of a
     PyTorch state_dict of `model`'s twin (its NAME_mask entries, as torch.nn.utils.prune
     leaves them) for every Param that snip-min gates with this scope (--prune). A Param
-    whose twin has no mask entry is kept whole (all True), and named in the second list."""
+    whose twin has no mask entry is kept whole (all True), and named in the second list.
+    sm.UsageError if no Param has one (a state_dict without masks) or if an entry's shape is
+    not its parameter's (a state_dict of another model)."""
     twin, links = to_torch(model, torch)
     names = parameter_names(twin)
     gated = {p.name for p in sm.prunable_parameters(model, scope)}
@@ -271,10 +273,21 @@ def masks_from_state_dict(model, state_dict, torch, scope="weights+biases"):
     for p, target, layout in links:
         if p.name not in gated:
             continue
-        entry = state_dict.get(names[id(target)] + "_mask")
+        key = names[id(target)] + "_mask"
+        entry = state_dict.get(key)
         if entry is None:
             masks[p.name] = numpy.ones(p.shape, dtype=bool)
             unmasked.append(p.name)
-        else:
-            masks[p.name] = layout.inverse(entry) != 0
+            continue
+        if tuple(entry.shape) != tuple(target.shape):
+            raise sm.UsageError(
+                f"{key} is {tuple(entry.shape)}, but the twin's {names[id(target)]} is "
+                f"{tuple(target.shape)}: a state_dict of another model?"
+            )
+        masks[p.name] = layout.inverse(entry) != 0
+    if len(unmasked) == len(masks):
+        raise sm.UsageError(
+            "the state_dict holds no NAME_mask entry for this model: it has no masks to bring "
+            "back (export with --masks register keeps them)"
+        )
     return masks, unmasked

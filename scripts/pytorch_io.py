@@ -39,12 +39,14 @@ def parse_arguments(argv=None):
     export.add_argument("folder", metavar="DIR", help="a run's folder (or its network.npz)")
     export.add_argument("--masks", default="apply", choices=pytorch_twin.MASK_CHOICES)
     export.add_argument("--out", default=None, help="default: DIR/network.pt")
+    export.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     bring = commands.add_parser("import-masks", help="a PyTorch state_dict's masks as masks.npz")
     bring.add_argument("file", metavar="FILE", help="a state_dict saved with torch.save")
     bring.add_argument("--model", required=True, choices=sorted(models.MODELS))
     bring.add_argument("--dataset", default=None, choices=sorted(data.LOADERS))
     bring.add_argument("--prune", default="weights+biases", choices=sm.PRUNE_CHOICES)
     bring.add_argument("--out", required=True, help="the masks.npz to write")
+    bring.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     for command in (export, bring):
         failures.add_debug_argument(command)
     return parser.parse_args(argv)
@@ -60,19 +62,27 @@ def import_torch():
     return torch
 
 
-def export(args, torch):
-    path = args.folder
+def check_out(path, overwrite):
+    """Refuse to write over a file that is there (unless --overwrite), or over a folder."""
     if os.path.isdir(path):
-        path = os.path.join(path, network_file.NETWORK_FILE)
-    model, _, contents = network_file.load_network(path)
-    _, state = pytorch_twin.export_state_dict(model, torch, masks=args.masks)
+        raise sm.UsageError(f"--out {path} is a folder; give the file to write")
+    if os.path.exists(path) and not overwrite:
+        raise sm.UsageError(f"{path} exists already: replace it with --overwrite, or choose --out")
+
+
+def export(args, torch):
+    path = network_file.network_path(args.folder)
     out = args.out or os.path.join(os.path.dirname(path), "network.pt")
+    model, _, contents = network_file.load_network(path)  # the input first: is it there?
+    check_out(out, args.overwrite)
+    _, state = pytorch_twin.export_state_dict(model, torch, masks=args.masks)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data.write_file_atomically(out, buffer.getvalue())
     print(
         f"wrote {out}: the state_dict of {contents['model']}'s PyTorch twin "
-        f"({len(state)} entries, masks {args.masks}ed); load it with "
+        f"({len(state)} entries, masks {'applied' if args.masks == 'apply' else 'registered'}); "
+        f"load it with "
         f"pytorch_twin.to_torch(models.build({contents['model']!r}), torch)[0].load_state_dict"
     )
 
@@ -80,6 +90,7 @@ def export(args, torch):
 def import_masks(args, torch):
     if not os.path.isfile(args.file):
         raise sm.UsageError(f"no file at {args.file}")
+    check_out(args.out, args.overwrite)
     try:
         state = torch.load(args.file, map_location="cpu", weights_only=True)
     except Exception as error:

@@ -1683,3 +1683,26 @@ def test_the_first_n_images_written_as_a_folder_are_what_train_images_n_gives(ti
     again = data.main(["first", "mnist", "120", "--data-dir", tiny_mnist, "--out", str(tmp_path)])
     too_many = data.main(["first", "mnist", "301", "--data-dir", tiny_mnist, "--out", "elsewhere"])
     assert again == 2 and too_many == 2 and not os.path.exists("elsewhere")
+
+
+def test_the_first_n_images_appear_whole_or_not_at_all(tiny_mnist, tmp_path, monkeypatch, capsys):
+    """A write that fails half way (here at the second training file: a full disk) leaves no
+    folder, not even the hidden one it was written into, and ends in one line with status 2.
+    (The two test files are copied, the two training files written by write_idx.)"""
+    written = []
+
+    def write_idx_until_the_disk_is_full(path, array):
+        if len(written) == 1:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        data.write_file_atomically(path, b"")
+
+    monkeypatch.setattr(data, "write_idx", write_idx_until_the_disk_is_full)
+    out = tmp_path / "out"
+    status = data.main(
+        ["first", "mnist", "120", "--data-dir", tiny_mnist, "--out", str(out), "--no-download"]
+    )
+    errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note")]
+    assert status == 2 and len(errors) == 1
+    assert f"cannot write into {out}: No space left on device" in errors[0]
+    assert len(written) == 1 and os.listdir(out) == []

@@ -10,6 +10,7 @@
 - A mask taken to PyTorch and brought back is the same mask, bit for bit.
 """
 
+import hashlib
 import json
 import os
 
@@ -42,11 +43,32 @@ def pruned_model(name, sparsity=0.9, seed=0):
     return model, gated, images
 
 
+def stand_in_dataset(name="mnist", test_images=6, seed=0):
+    """A data.Dataset with a few random images of `name`'s shape: what write_network reads of
+    a run's data (its name, input statistics and test-set fingerprint)."""
+    rng = numpy.random.default_rng(seed)
+    shape = models.INPUT_SHAPE[name]
+    images = rng.integers(0, 256, (test_images, *shape), dtype=numpy.uint8)
+    labels = rng.integers(0, 10, test_images)
+    channels = shape[-1]
+    return data.Dataset(
+        name=name,
+        train_images=images,
+        train_labels=labels,
+        test_images=images,
+        test_labels=labels,
+        num_classes=10,
+        mean=numpy.full(channels, 0.5, numpy.float32),
+        std=numpy.full(channels, 0.25, numpy.float32),
+        augment=None,
+        description=f"{name}, {test_images} random images",
+    )
+
+
 def save(tmp_path, model, gated, name="lenet300"):
     path = str(tmp_path / network_file.NETWORK_FILE)
-    network_file.write_network(
-        path, model, name, models.MODELS[name].dataset, gated, [0.5], [0.25], {"seed": 0}
-    )
+    dataset = stand_in_dataset(models.MODELS[name].dataset)
+    network_file.write_network(path, model, name, dataset, gated, {"seed": 0})
     return path
 
 
@@ -103,10 +125,11 @@ def test_masks_are_read_from_a_network_or_a_masks_file_and_checked_against_the_m
     path = save(tmp_path, model, gated)
     fresh = models.build("lenet300", "mnist")
     sm.initialise(fresh, "vs-h", numpy.random.default_rng(5))
-    from_network = network_file.read_masks(path, fresh, "weights+biases")
+    from_network, network_sha = network_file.read_masks(path, fresh, "weights+biases")
     masks_path = tmp_path / "masks.npz"
     numpy.savez(masks_path, **{p.name: sm.to_host(p.mask).astype(bool) for p in gated})
-    from_masks = network_file.read_masks(str(masks_path), fresh, "weights+biases")
+    from_masks, masks_sha = network_file.read_masks(str(masks_path), fresh, "weights+biases")
+    assert network_sha == hashlib.sha256(open(path, "rb").read()).hexdigest() != masks_sha
     for p, a, b in zip(gated, from_network, from_masks):
         numpy.testing.assert_array_equal(a, sm.to_host(p.mask).astype(bool))
         numpy.testing.assert_array_equal(b, a)
@@ -127,13 +150,24 @@ def test_a_saved_network_evaluates_to_what_it_evaluated_to_in_memory(tiny_mnist,
     dataset = data.load_dataset("mnist", tiny_mnist, download=False)
     model, gated, _ = pruned_model("lenet300")
     path = str(tmp_path / network_file.NETWORK_FILE)
-    network_file.write_network(path, model, "lenet300", "mnist", gated, dataset.mean, dataset.std)
+    network_file.write_network(path, model, "lenet300", dataset, gated)
     test = sm.DeviceSplit(dataset.test_images, dataset.test_labels, dataset.mean, dataset.std)
     expected = sm.evaluate(model, test)
     loss, error, _ = network_file.evaluate_network(
         str(tmp_path), tiny_mnist, download=False, notice=lambda line: None
     )
     assert (loss, error) == expected
+
+
+def test_a_saved_network_is_not_evaluated_on_other_test_images(tiny_mnist, tmp_path):
+    """The error --evaluate reports is the run's only on the run's test set: another one (here
+    six random images standing in for a different download) is refused, naming both."""
+    model, gated, _ = pruned_model("lenet300")
+    save(tmp_path, model, gated)
+    with pytest.raises(network_file.NetworkFileError, match="was tested on other test images"):
+        network_file.evaluate_network(
+            str(tmp_path), tiny_mnist, download=False, notice=lambda line: None
+        )
 
 
 # -- to PyTorch and back ----------------------------------------------------------------------
@@ -198,12 +232,30 @@ def test_the_script_exports_and_imports_and_refuses_bad_input_in_one_line(tmp_pa
     command = [script, "import-masks", tmp_path / "network.pt", "--model", "lenet300"]
     brought = run_python(command + ["--out", out], timeout=300)
     assert brought.returncode == 0, brought.stderr
-    back = network_file.read_npz(str(out))
+    back, _ = network_file.read_npz(str(out))
     for p in gated:
         numpy.testing.assert_array_equal(back[p.name], sm.to_host(p.mask).astype(bool))
+    before = out.read_bytes()
+    again = run_python(command + ["--out", out], timeout=300)
+    assert_one_line(again, "exists already: replace it with --overwrite")
+    assert out.read_bytes() == before  # nothing a user made is lost
     missing = run_python([script, "export", tmp_path / "nowhere"], timeout=300)
-    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
-    assert "Traceback" not in missing.stderr and "no file at" in missing.stderr
+    assert_one_line(missing, "no file at")
+    applied = run_python(
+        [script, "export", tmp_path, "--out", tmp_path / "applied.pt"], timeout=300
+    )
+    assert applied.returncode == 0, applied.stderr
+    no_masks = [script, "import-masks", tmp_path / "applied.pt", "--model", "lenet300"]
+    refused = run_python(no_masks + ["--out", tmp_path / "none.npz"], timeout=300)
+    assert_one_line(refused, "holds no NAME_mask entry for this model")
+    other = [script, "import-masks", tmp_path / "network.pt", "--model", "lenet5"]
+    assert_one_line(run_python(other + ["--out", tmp_path / "o.npz"], timeout=300), "another model")
+    assert not (tmp_path / "none.npz").exists() and not (tmp_path / "o.npz").exists()
+
+
+def assert_one_line(result, complaint):
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr and complaint in result.stderr
 
 
 # -- the command line: every run keeps its network; --evaluate; --mask --------------------------
@@ -240,9 +292,9 @@ def test_a_run_with_out_keeps_a_network_that_evaluates_to_its_own_test_error_exa
     lines = []
     loss, error = cli.evaluate_saved(args, log=lines.append)
     assert (loss, error) == (results["test_loss"], results["test_error"])
-    assert f"the run reported {results['test_error']:.2f}%" in lines[-1]
+    assert f"the run in that folder: lenet5, seed 0, test error {error:.2f}%" in lines[-1]
     saved = network_file.read_network(str(out / network_file.NETWORK_FILE))
-    assert saved["results"]["test_error"] == results["test_error"] and saved["model"] == "lenet5"
+    assert saved["model"] == "lenet5" and saved["results"]["batch_size"] == 30
 
 
 def test_another_seeds_mask_trains_under_its_name_and_is_recorded(tiny_mnist, tmp_path, device):
@@ -278,6 +330,33 @@ def test_a_mask_that_does_not_fit_is_refused_naming_the_first_mismatch(
     assert "not the official MNIST" not in other.stderr  # refused before the data was read
 
 
+def test_a_mask_that_keeps_nothing_or_disconnects_a_layer_is_refused(tiny_mnist, tmp_path):
+    """A given mask is checked as a scored one is: keeping no connection at all is refused; an
+    empty layer is a warning, and with --strict a refusal naming the layer."""
+    gated = pruned_model("lenet300")[1]
+    nothing = {p.name: numpy.zeros(p.shape, bool) for p in gated}
+    numpy.savez(tmp_path / "nothing.npz", **nothing)
+    empty_layer = {p.name: numpy.ones(p.shape, bool) for p in gated}
+    empty_layer["fc2.weight"][:] = False
+    numpy.savez(tmp_path / "empty.npz", **empty_layer)
+    flags = ["--model", "lenet300", "--data-dir", tiny_mnist, "--iterations", "2"]
+    with pytest.raises(sm.UsageError, match="keeps no connection: there is nothing to train"):
+        run_quietly(*flags, "--mask", tmp_path / "nothing.npz")
+    with pytest.raises(sm.UsageError, match="keeps no connection in fc2.weight") as caught:
+        run_quietly(*flags, "--mask", tmp_path / "empty.npz", "--strict")
+    assert f"the mask {tmp_path / 'empty.npz'} is the problem" in str(caught.value)
+
+
+def test_overwrite_refuses_to_replace_the_mask_the_run_trains(tiny_mnist, tmp_path):
+    flags = ["--model", "lenet300", "--data-dir", tiny_mnist, "--iterations", "2"]
+    run_quietly(*flags, "--sparsity", "0.9", "--out", tmp_path / "a")
+    masks = tmp_path / "a" / network_file.MASKS_FILE
+    before = masks.read_bytes()
+    with pytest.raises(sm.UsageError, match="the mask this run trains: copy it elsewhere first"):
+        run_quietly(*flags, "--mask", masks, "--out", tmp_path / "a", "--overwrite")
+    assert masks.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "flag",
     [
@@ -287,12 +366,14 @@ def test_a_mask_that_does_not_fit_is_refused_naming_the_first_mismatch(
         ["--two-draws"],
     ],  # fmt: skip
 )
-def test_mask_refuses_the_flags_that_choose_or_change_a_mask(flag, tmp_path):
+def test_mask_refuses_the_flags_that_choose_or_change_a_mask(flag, tmp_path, capsys):
     from extensions import cli
 
     with pytest.raises(SystemExit) as exit_:
         cli.parse_arguments(["--mask", str(tmp_path / "m.npz"), *flag])
     assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--mask trains the mask it is given; {flag[0]} cannot be given with it" in error
 
 
 def test_evaluate_trains_nothing_and_refuses_training_flags(capsys):
@@ -325,13 +406,7 @@ def test_the_python_example_of_the_docs_runs(tmp_path, monkeypatch):
     model, gated, _ = pruned_model("lenet300")
     (tmp_path / "runs" / "a").mkdir(parents=True)
     network_file.write_network(
-        str(tmp_path / "runs" / "a" / "network.npz"),
-        model,
-        "lenet300",
-        "mnist",
-        gated,
-        [0.5],
-        [0.25],
+        str(tmp_path / "runs" / "a" / "network.npz"), model, "lenet300", stand_in_dataset(), gated
     )
     monkeypatch.chdir(tmp_path)
     namespace = {}

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import data
 import models
 import snip_min as sm
 from extensions import checkpoints, cli
@@ -267,7 +268,7 @@ def test_resuming_with_other_data_is_refused(tiny_mnist, tmp_path, device, monke
     monkeypatch.undo()
     other = write_tiny_mnist(tmp_path / "other", n_train=500)
     with pytest.raises(
-        sm.UsageError, match="made with 270 training images, but this data gives 450"
+        sm.UsageError, match="made with 300 training images, but this data gives 500"
     ):
         cli.run(
             cli.parse_arguments(["--resume", str(tmp_path / "run"), "--data-dir", other]), log=quiet
@@ -400,11 +401,9 @@ def test_a_checkpoint_with_the_wrong_shapes_is_refused(saved_checkpoint):
 def test_the_data_fingerprint_changes_with_any_image_label_or_shape_and_nothing_else(tiny_mnist):
     import dataclasses
 
-    import data
-
     dataset = data.load_dataset("mnist", tiny_mnist, notice=quiet)
-    fingerprint = checkpoints.data_fingerprint(dataset)
-    assert fingerprint == checkpoints.data_fingerprint(data.load_dataset("mnist", tiny_mnist))
+    fingerprint = data.fingerprint(dataset)
+    assert fingerprint == data.fingerprint(data.load_dataset("mnist", tiny_mnist))
     assert fingerprint["train"]["images"] == 300 and fingerprint["test"]["images"] == 100
     pixel = dataset.train_images.copy()
     pixel[123, 4, 5, 0] ^= 1
@@ -417,7 +416,7 @@ def test_the_data_fingerprint_changes_with_any_image_label_or_shape_and_nothing_
         data.first_training_images(dataset, 299),
     ]
     for other in changed:
-        theirs = checkpoints.data_fingerprint(other)
+        theirs = data.fingerprint(other)
         assert (theirs["train"], theirs["test"]) != (fingerprint["train"], fingerprint["test"])
 
 
@@ -846,7 +845,6 @@ def data_missing(trial):
 
 @fault("data that cannot be downloaded (a misspelt `--data-dir`)")
 def data_that_cannot_be_downloaded(trial):
-    import data
 
     trial.monkeypatch.setattr(data, "MNIST_MIRRORS", [(trial.folder / "mirror").as_uri() + "/"])
     trial.monkeypatch.setattr(data.time, "sleep", lambda seconds: None)  # no pause to retry
@@ -963,7 +961,7 @@ def resume_on_more_images(trial):
     path = trial.stopped_run(trial.folder / "run", 9)
     other = write_tiny_mnist(trial.folder / "other", n_train=500)
     trial.refused(
-        "made with 270 training images, but this data gives 450",
+        "made with 300 training images, but this data gives 500",
         "--resume",
         path.parent,
         "--data-dir",
@@ -1046,7 +1044,9 @@ def resume_with_a_smaller_lr(trial):
     status, stdout, lines = trial.command("--resume", out, "--lr", "0.01")
     assert status == 0 and "learning rate 0.1 -> 0.01 from iteration 10 on" in stdout, lines
     results = json.loads((out / "results.json").read_text())
-    assert results["diverged"] is False and results["iterations"] == 40 and results["lr"] == 0.01
+    assert (
+        results["diverged"] is False and results["iterations"] == 40 and results["lr"] == 0.1
+    )  # the first rate
     assert results["lr_changes"] == [{"iteration": 10, "from": 0.1, "to": 0.01}]
 
 
