@@ -14,7 +14,9 @@ LeNet-5-Caffe, the learning rate x0.1 after 50% and 75% of them):
     lecun      --init lecun: LeCun's truncated scaling, the authors' code's default
     clip-1     --clip-norm 1: the gradients scaled down to a global norm of at most 1
 
-Each run is what `snip_min.py --model M --sparsity S --seed K` with the remedy's flag does.
+Each run is what `snip_min.py --model M --sparsity S --seed K --clip-norm 0` (the paper's
+settings on snip-min's schedule) with the remedy's flag does. The grid chose snip_min.py's
+defaults: since it, LeNet-5-Caffe clips at norm 1 unless told otherwise (docs/choices.md).
 A run fails when its loss becomes non-finite (diverged) or when it ends no better than
 chance (80% test error or more: every unit dead after one violent step).
 
@@ -56,6 +58,7 @@ FLAGS = {
 }
 PAPER = {"lr": 0.1, "init": "vs-h", "warmup": 0, "clip_norm": None}  # what a remedy changes
 CHANCE = 80.0  # a test error at or above this: the network learnt nothing
+NOT_RUN = {"mean": math.nan, "std": math.nan, "failed": 0}  # a cell the grid's part left out
 
 
 def main(argv=None):
@@ -217,10 +220,15 @@ def summarise(rows, description):
 
 
 def cell_text(entry):
-    """'1.98 ± 0.09' over the runs that trained, with how many of the runs failed."""
+    """'1.98 ± 0.09' over the runs that trained, with how many of the runs failed ('not run'
+    for a cell of a part of the grid that was not run)."""
+    if entry is None:
+        return "not run"
     if entry["failed"] == entry["runs"]:
         return f"fails {entry['failed']}/{entry['runs']}"
-    text = f"{entry['mean']:.2f} ± {entry['std']:.2f}"
+    trained = entry["runs"] - entry["failed"]
+    text = f"{entry['mean']:.2f} ± {entry['std']:.2f}" if trained > 1 else f"{entry['mean']:.2f}"
+    text += "" if entry["runs"] > 1 else " (1 seed)"
     return text + (f", fails {entry['failed']}/{entry['runs']}" if entry["failed"] else "")
 
 
@@ -228,7 +236,8 @@ def table(summary):
     """table.md: per network, one row per sparsity and one column per remedy."""
     lines = [
         f"Test error (%), mean ± std over the seeds that trained; 'fails k/n': k of n runs "
-        f"diverged or ended at chance. {summary['data']}.",
+        f"diverged or ended at chance. {summary['data']}. Each column adds its flag to "
+        f"`snip_min.py --model M --sparsity S --seed K --clip-norm 0`, the paper's settings.",
         "",
     ]
     for model, remedies in summary["models"].items():
@@ -238,10 +247,10 @@ def table(summary):
         lines.append("|---|" + "---|" * len(names))
         sparsities = sorted({float(s) for n in names for s in remedies[n]})
         for sparsity in sparsities:
-            texts = [cell_text(remedies[n][str(sparsity)]) for n in names]
+            texts = [cell_text(remedies[n].get(str(sparsity))) for n in names]
             lines.append(f"| {100 * sparsity:g}% | " + " | ".join(texts) + " |")
         lines.append("")
-    return "\n".join(lines).replace("(``)", "(defaults)")
+    return "\n".join(lines).replace(" (``)", "")
 
 
 def plot(summary, out):
@@ -258,11 +267,11 @@ def plot(summary, out):
         top = 0.0
         for k, (remedy, entries) in enumerate(remedies.items()):
             x = [i + (k - 2) * 0.06 for i in range(len(sparsities))]
-            means = [entries[str(s)]["mean"] for s in sparsities]
-            stds = [entries[str(s)]["std"] for s in sparsities]
+            cells = [entries.get(str(s), NOT_RUN) for s in sparsities]
+            means, stds = [c["mean"] for c in cells], [c["std"] for c in cells]
             top = max([top] + [m + d for m, d in zip(means, stds) if math.isfinite(m)])
             line = axes.errorbar(x, means, yerr=stds, fmt="o-", capsize=3, label=remedy)
-            failed = [xi for xi, s in zip(x, sparsities) if entries[str(s)]["failed"]]
+            failed = [xi for xi, c in zip(x, cells) if c["failed"]]
             axes.plot(
                 failed,
                 [1.0] * len(failed),

@@ -53,10 +53,10 @@ class CheckpointError(Exception):
 class DivergedRun(Diverged):
     """A run whose training diverged (a snip_min.Diverged from fit or from the Saver), with
     what the run knows: `reason` (fit's words), `last`, the last good checkpoint as
-    {"path", "iteration"} or None, and the learning rate `lr` and `model` it ran with.
-    failures.divergence_message turns it into the one line a user sees."""
+    {"path", "iteration"} or None, and the learning rate `lr`, `model` and `clip_norm` it
+    ran with. failures.divergence_message turns it into the one line a user sees."""
 
-    def __init__(self, reason, last, lr, model):
+    def __init__(self, reason, last, lr, model, clip_norm=None):
         where = (
             f"the last good checkpoint is {last['path']} (iteration {last['iteration']:,})"
             if last
@@ -64,6 +64,7 @@ class DivergedRun(Diverged):
         )
         super().__init__(f"{reason}; {where}")
         self.reason, self.last, self.lr, self.model = reason, last, lr, model
+        self.clip_norm = clip_norm
 
 
 class StoppedAtOnce(KeyboardInterrupt):
@@ -246,7 +247,8 @@ class Saver:
             raise
         except Diverged as error:
             last = dict(self.last) if self.last else None
-            raise DivergedRun(str(error), last, self.args.lr, self.args.model) from None
+            args = self.args
+            raise DivergedRun(str(error), last, args.lr, args.model, args.clip_norm) from None
         except Interrupted as error:
             raise Interrupted(
                 f"{error}; checkpoint saved in {self.last['path']}: continue with "

@@ -121,6 +121,9 @@ def run(args, log=print):
     rows = sm.pruning_table(model, table_kinds(args.model))
     input_shape = models.INPUT_SHAPE[dataset_name]
     alive = compaction.alive_summary(model, input_shape)  # the units left an input and an output
+    departure = protocol.departure_line(args)  # a remedy the paper's text does not use
+    if departure:
+        log(departure)
     log(format_table(rows, alive))
 
     # --compact trains the smaller dense network the mask leaves (compaction.py), the same
@@ -844,10 +847,12 @@ def parse_arguments(argv=None):
     )
     parser.add_argument(
         "--clip-norm",
-        type=flags.positive_float,
+        type=flags.non_negative_float,
         default=None,
         metavar="NORM",
-        help="scale the gradients down when their global norm exceeds NORM (default: no clipping)",
+        help="scale the gradients down when their global norm exceeds NORM; 0: never (default: "
+        "the model's, 1 for LeNet-5-Caffe and none for the others; none with --protocol paper "
+        "or authors)",
     )
     parser.add_argument(
         "--warmup",

@@ -78,8 +78,10 @@ def divergence_message(error):
     """The one line for a training that diverged (a snip_min.Diverged), as parts joined by
     '; ': what happened; then, for a run that knows its checkpoints (a
     checkpoints.DivergedRun), the last good checkpoint and the command that continues from it
-    with a tenth of the learning rate, or, without one, how to start again."""
+    with a tenth of the learning rate, or, without one, how to start again; and, for a model
+    that has a remedy of its own (models.ModelInfo.clip_norm) the run did not use, that one."""
     parts = [f"training diverged: {getattr(error, 'reason', error)}"]
+    remedy = model_remedy(getattr(error, "model", None), getattr(error, "clip_norm", None))
     lr = getattr(error, "lr", None)
     smaller = f"--lr {lr / 10:g}" if lr else "a smaller --lr"
     if not hasattr(error, "last"):  # a bare snip_min.Diverged
@@ -94,7 +96,24 @@ def divergence_message(error):
     else:
         parts.append("no checkpoint was saved before it (--checkpoint-every N saves one)")
         parts.append(f"start again with a smaller learning rate, e.g. {smaller}")
+    if remedy:
+        parts.append(remedy)
     return "; ".join(parts)
+
+
+def model_remedy(model, clip_norm):
+    """What Experiment I found trains `model` where the paper's settings diverge, if the run
+    did not use it (None otherwise)."""
+    import models
+
+    own = models.MODELS[model].clip_norm if model in models.MODELS else None
+    if not own or (clip_norm and clip_norm <= own):
+        return None
+    used = f"--clip-norm {clip_norm:g}" if clip_norm else "no clipping"
+    return (
+        f"{models.MODELS[model].title} trains at every sparsity with --clip-norm {own:g}, its "
+        f"default (this run had {used}; docs/choices.md)"
+    )
 
 
 def one_line(text):

@@ -191,7 +191,7 @@ def a_file(tmp_path):
         (["--translate", "-1"], "expected an integer >= 0"),
         (["--translate", "1", "--no-augment"], "--translate augments and --no-augment does not"),
         (["--translate", "28"], "a move must be smaller than the images (28x28 pixels on mnist)"),
-        (["--clip-norm", "0"], "expected a positive number"),
+        (["--clip-norm", "-1"], "expected a number >= 0"),
         (["--method", "optimal-brain-damage"], "invalid choice"),
         (["--out", ""], "argument --out: expected a folder name, got ''"),
         (["--resume", " "], "argument --resume: expected a folder name, got ' '"),

@@ -1330,3 +1330,25 @@ def test_debug_shows_a_scripts_traceback_and_keeps_its_status(damaged_data, tmp_
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "Traceback (most recent call last):" and "data.DataError" in "\n".join(err)
     assert err[-1].startswith("kept_connections.py: error: ") and "not a valid IDX" in err[-1]
+
+
+def test_defaults_grid_runs_a_part_and_collects_what_is_there(tiny_mnist, tmp_path, device):
+    """Experiment I on parts of its grid: a run already done is not trained again; --collect
+    over a larger part writes the table from the runs present ('not run' in a cell no run
+    reached), names the missing run and exits with status 1."""
+    out = tmp_path / "i"
+    common = ["--data-dir", tiny_mnist, "--out", str(out), "--device", device, "--quiet"]
+    part = [*common, "--models", "lenet300", "--iterations", "4", "--seeds", "1"]
+    grid = experiment("defaults").main
+    assert grid([*part, "--sparsities", "0", "0.9", "--remedies", "paper"]) == 0
+    assert grid([*part, "--sparsities", "0", "--remedies", "paper", "clip-1"]) == 0
+    rows = rows_of(out / "runs.csv")
+    assert [(float(r["sparsity"]), r["remedy"]) for r in rows] == [(0, "paper"), (0, "clip-1")]
+    assert float(rows[1]["clip_norm"]) == 1 and rows[0]["clip_norm"] == ""
+    both = [*part, "--sparsities", "0", "0.9", "--remedies", "paper", "clip-1", "--collect"]
+    assert grid(both) == 1
+    assert len(rows_of(out / "runs.csv")) == 3
+    table = (out / "table.md").read_text()
+    assert "| 90% | " in table and table.count("not run") == 1 and "(1 seed)" in table
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["models"]["lenet300"]["paper"]["0.9"]["runs"] == 1

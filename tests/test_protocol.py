@@ -74,6 +74,60 @@ def test_a_flag_beside_the_protocol_wins():
     )
 
 
+def settings(*flags):
+    args = cli.parse_arguments(list(flags))
+    return args.clip_norm, args.paper_schedule, protocol.departures(args)
+
+
+def test_clipping_is_lenet5s_default_only_and_the_paper_protocol_is_the_papers_text():
+    """Experiment I's choice: LeNet-5-Caffe clips at norm 1 by default, the others do not;
+    --protocol paper and authors never clip; a --clip-norm given wins, 0 meaning never; and
+    every run that departs from the paper's text names the flags."""
+    assert settings("--model", "lenet5") == (1.0, False, ["--clip-norm 1"])
+    assert settings("--model", "lenet300") == (None, False, [])
+    assert settings("--model", "lstm-s") == (None, False, [])
+    assert settings("--model", "lenet5", "--protocol", "paper") == (None, True, [])
+    assert settings("--model", "lenet5", "--protocol", "paper", "--iterations", "50") == (
+        None,
+        False,
+        [],
+    )
+    assert settings("--model", "lenet5", "--protocol", "authors") == (None, False, [])
+    assert settings("--model", "lenet5", "--clip-norm", "0") == (None, False, [])
+    assert settings("--model", "lenet300", "--clip-norm", "2", "--warmup", "5")[2] == [
+        "--clip-norm 2",
+        "--warmup 5",
+    ]
+    paper = cli.parse_arguments(["--model", "lenet5", "--protocol", "paper"])
+    ours = cli.parse_arguments(["--model", "lenet5"])
+    for piece in ("init", "two_draws", "momentum", "constant_lr", "lr", "weight_decay", "warmup"):
+        assert getattr(paper, piece) == getattr(ours, piece), piece
+    line = protocol.departure_line(ours)
+    assert "--clip-norm 1, LeNet-5-Caffe's default" in line and "--protocol paper" in line
+    assert protocol.departure_line(paper) is None
+
+
+def test_a_run_records_its_departures_and_a_divergence_names_the_models_remedy(
+    tiny_mnist, tmp_path
+):
+    from extensions import failures
+
+    flags = ["--model", "lenet5", "--iterations", "3", "--data-dir", tiny_mnist]
+    lines = []
+    results = cli.run(cli.parse_arguments([*flags, "--out", str(tmp_path / "a")]), lines.append)
+    assert results["clip_norm"] == 1.0 and results["departs_from_paper"] == ["--clip-norm 1"]
+    assert any(line.startswith("departs from the paper's text: --clip-norm 1") for line in lines)
+    error = checkpoints.DivergedRun("the loss became nan by iteration 20", None, 0.1, "lenet5")
+    assert failures.divergence_message(error).endswith(
+        "LeNet-5-Caffe trains at every sparsity with --clip-norm 1, its default (this run had no "
+        "clipping; docs/choices.md)"
+    )
+    clipped = checkpoints.DivergedRun("nan", None, 0.1, "lenet5", clip_norm=1.0)
+    elsewhere = checkpoints.DivergedRun("nan", None, 0.1, "lenet300")
+    for message in map(failures.divergence_message, (clipped, elsewhere)):
+        assert "its default" not in message and "--lr 0.01" in message
+
+
 @pytest.mark.parametrize(
     "flags, complaint",
     [
