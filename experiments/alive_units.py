@@ -58,12 +58,7 @@ def alive_counts(dataset, model_name, sparsity, seed):
 
 def main(argv=None):
     parser = common.argument_parser(__doc__)
-    parser.add_argument(
-        "--data-dir",
-        type=flags.folder_name,
-        default=None,
-        help="dataset folder, as for snip_min.py",
-    )
+    common.add_data_dir_argument(parser)
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--models", nargs="+", default=list(TITLES), choices=sorted(TITLES))
     parser.add_argument("--sparsities", nargs="+", type=flags.sparsity_value, default=SPARSITIES)

@@ -61,15 +61,30 @@ def argument_parser(docstring):
     return parser
 
 
-def add_common_arguments(parser, out, epochs, seeds, out_help=None):
-    """The flags every experiment takes. out: the default folder under results/ (None: the
-    script chooses it, and out_help says how)."""
+def add_data_dir_argument(parser):
+    """--data-dir, as every experiment takes it."""
     parser.add_argument(
         "--data-dir",
         type=flags.folder_name,
         default=None,
         help="dataset folder, as for snip_min.py",
     )
+
+
+def add_iterations_argument(parser):
+    """--iterations, for the grids that train with snip_min.py's schedule of each network."""
+    parser.add_argument(
+        "--iterations",
+        type=flags.positive_int,
+        default=None,
+        help="training iterations per run (default: snip_min.py's for each network)",
+    )
+
+
+def add_common_arguments(parser, out, epochs, seeds, out_help=None):
+    """The flags every experiment takes. out: the default folder under results/ (None: the
+    script chooses it, and out_help says how)."""
+    add_data_dir_argument(parser)
     parser.add_argument(
         "--device",
         default="cpu",

@@ -82,12 +82,7 @@ def main(argv=None):
     parser.add_argument(
         "--remedies", nargs="+", default=list(REMEDIES), choices=list(REMEDIES), help="settings"
     )
-    parser.add_argument(
-        "--iterations",
-        type=flags.positive_int,
-        default=None,
-        help="training iterations per run (default: snip_min.py's for each network)",
-    )
+    common.add_iterations_argument(parser)
     args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("mnist", args.data_dir)
     runs = common.make_grid(grid_points(args, dataset))
@@ -219,16 +214,18 @@ def summarise(rows, description):
     return summary
 
 
-def cell_text(entry):
-    """'1.98 ± 0.09' over the runs that trained, with how many of the runs failed ('not run'
-    for a cell of a part of the grid that was not run)."""
+def cell_text(entry, seeds):
+    """'1.98 ± 0.09' over the runs that trained, with how many of the runs failed, and how
+    many seeds it holds when fewer than the grid's most (`seeds`); 'not run' for a cell of a
+    part of the grid that was not run."""
     if entry is None:
         return "not run"
     if entry["failed"] == entry["runs"]:
         return f"fails {entry['failed']}/{entry['runs']}"
     trained = entry["runs"] - entry["failed"]
     text = f"{entry['mean']:.2f} ± {entry['std']:.2f}" if trained > 1 else f"{entry['mean']:.2f}"
-    text += "" if entry["runs"] > 1 else " (1 seed)"
+    if entry["runs"] < seeds:  # a part of the grid: fewer seeds than the others
+        text += f" ({entry['runs']} seed{'s' if entry['runs'] > 1 else ''})"
     return text + (f", fails {entry['failed']}/{entry['runs']}" if entry["failed"] else "")
 
 
@@ -242,12 +239,13 @@ def table(summary):
     ]
     for model, remedies in summary["models"].items():
         names = [r for r in REMEDIES if r in remedies]
+        seeds = max(cell["runs"] for cells in remedies.values() for cell in cells.values())
         lines += [f"### {TITLES[model]}", ""]
         lines.append("| sparsity | " + " | ".join(f"{n} (`{FLAGS[n]}`)" for n in names) + " |")
         lines.append("|---|" + "---|" * len(names))
         sparsities = sorted({float(s) for n in names for s in remedies[n]})
         for sparsity in sparsities:
-            texts = [cell_text(remedies[n].get(str(sparsity))) for n in names]
+            texts = [cell_text(remedies[n].get(str(sparsity)), seeds) for n in names]
             lines.append(f"| {100 * sparsity:g}% | " + " | ".join(texts) + " |")
         lines.append("")
     return "\n".join(lines).replace(" (``)", "")

@@ -58,12 +58,7 @@ TWINS = [
 
 def main(argv=None):
     parser = common.argument_parser(__doc__)
-    parser.add_argument(
-        "--data-dir",
-        type=flags.folder_name,
-        default=None,
-        help="dataset folder, as for snip_min.py",
-    )
+    common.add_data_dir_argument(parser)
     parser.add_argument("--seeds", type=flags.positive_int, default=3, help="seeds 0 ... N-1")
     parser.add_argument(
         "--steps", type=flags.positive_int, default=100, help="training steps per curve"

@@ -37,12 +37,7 @@ def kept_per_pixel(dataset, train, index, sparsity, seed):
 
 def main(argv=None):
     parser = common.argument_parser(__doc__)
-    parser.add_argument(
-        "--data-dir",
-        type=flags.folder_name,
-        default=None,
-        help="dataset folder, as for snip_min.py",
-    )
+    common.add_data_dir_argument(parser)
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument(
         "--sparsity",

@@ -103,12 +103,7 @@ def main(argv=None):
         choices=list(VARIANTS),
         help="the protocols and pieces (LeNet-5-Caffe runs ours and authors only)",
     )
-    parser.add_argument(
-        "--iterations",
-        type=flags.positive_int,
-        default=None,
-        help="training iterations per run (default: snip_min.py's for each network)",
-    )
+    common.add_iterations_argument(parser)
     args = common.parse_arguments(parser, argv)
     dataset = data.load_dataset("mnist", args.data_dir)
     runs = common.make_grid(grid_points(args, dataset))
@@ -168,6 +163,8 @@ def command_line(args, s):
         str(s["seed"]),
         "--lr",
         str(s["lr"]),
+        "--clip-norm",  # the grid was measured without clipping, before Experiment I made
+        "0",  # it LeNet-5-Caffe's default; every run of it stays so
         *(schedule if shortened else []),
         "--test-every",
         str(s["test_every"]),

@@ -80,12 +80,7 @@ def main(argv=None):
         choices=CHECKS,
         help="the sanity checks, and none (corrupt-data only for the criteria that read data)",
     )
-    parser.add_argument(
-        "--iterations",
-        type=flags.positive_int,
-        default=None,
-        help="training iterations per run (default: snip_min.py's for each network)",
-    )
+    common.add_iterations_argument(parser)
     parser.add_argument(
         "--rounds",
         type=flags.positive_int,

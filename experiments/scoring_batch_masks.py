@@ -42,12 +42,7 @@ ALL, RANDOM_LABELS = "all", "all, random labels"
 
 def main(argv=None):
     parser = common.argument_parser(__doc__)
-    parser.add_argument(
-        "--data-dir",
-        type=flags.folder_name,
-        default=None,
-        help="dataset folder, as for snip_min.py",
-    )
+    common.add_data_dir_argument(parser)
     parser.add_argument(
         "--device", default="cpu", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)"
     )

@@ -321,7 +321,9 @@ def resume_settings(args):
     recorded in args.lr_changes, which results.json carries as lr_changes."""
     args.resume = resume_folder(args.resume)
     contents = checkpoints.read_checkpoint(os.path.join(args.resume, checkpoints.CHECKPOINT_FILE))
-    defaults = vars(parse_arguments([]))
+    # a flag a checkpoint predates takes its value from then: a run without --clip-norm (no
+    # clipping), not today's default for --model lenet5 that parse_arguments([]) resolves
+    defaults = {**vars(parse_arguments([])), "clip_norm": None}
     given = {
         key: getattr(args, key)
         for key in RESUMABLE_FLAGS + CHANGEABLE_ON_RESUME
@@ -801,7 +803,8 @@ def parse_arguments(argv=None):
         "--paper-schedule",
         action="store_true",
         help="the paper's schedule: 100,000 iterations on MNIST, 150,000 otherwise, "
-        "learning rate x0.1 every 25,000 / 30,000 (the default off MNIST)",
+        "learning rate x0.1 every 25,000 / 30,000 (the default off MNIST, and with --protocol "
+        "paper unless --iterations or --epochs is given)",
     )
     parser.add_argument(
         "--batch-size",

@@ -112,7 +112,7 @@ def model_remedy(model, clip_norm):
     used = f"--clip-norm {clip_norm:g}" if clip_norm else "no clipping"
     return (
         f"{models.MODELS[model].title} trains at every sparsity with --clip-norm {own:g}, its "
-        f"default (this run had {used}; docs/choices.md)"
+        f"default, in a new run (this run had {used}; docs/choices.md)"
     )
 
 

@@ -138,7 +138,8 @@ def resolve(args, parser):
     for key, value in PROTOCOLS[args.protocol].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.clip_norm == MODELS_OWN:
+    args.clip_norm_is_models = args.clip_norm == MODELS_OWN  # (departure_line says so)
+    if args.clip_norm_is_models:
         args.clip_norm = models.MODELS[args.model].clip_norm
     args.clip_norm = args.clip_norm or None  # 0: no clipping
     if args.protocol == "paper" and args.iterations is None and args.epochs is None:
@@ -210,10 +211,10 @@ def best_of_last(records, count=LAST_CHECKPOINTS):
 
 
 def departures(args):
-    """The flags in effect that the paper's text has not, each as given on a command line
-    ("--clip-norm 1", "--warmup 500"): what the line above the pruning table and results.json
-    ("departs_from_paper") name. The protocol's other pieces (--protocol authors) are named
-    by "protocol" itself."""
+    """The remedies in effect that the paper's text does not use, clipping and warm-up, each
+    as given on a command line ("--clip-norm 1", "--warmup 500"): what the line above the
+    pruning table and results.json ("departs_from_paper") name. (The authors' protocol's
+    pieces are named by "protocol" itself, the other flags by their own keys.)"""
     flags_in_effect = []
     if args.clip_norm:
         flags_in_effect.append(f"--clip-norm {args.clip_norm:g}")
@@ -223,21 +224,18 @@ def departures(args):
 
 
 def departure_line(args):
-    """The line above the pruning table when the run departs from the paper's text (None if
-    it does not): which flags, and why where the model's default chose them."""
+    """The line above the pruning table when the run uses a remedy the paper does not (None
+    if it does not): which, and why where the model's default chose it."""
     flags_in_effect = departures(args)
     if not flags_in_effect:
         return None
-    own = models.MODELS[args.model]
-    if own.clip_norm and args.clip_norm == own.clip_norm:
+    if getattr(args, "clip_norm_is_models", False) and args.clip_norm:
+        title = models.MODELS[args.model].title
         flags_in_effect[0] += (
-            f", {own.title}'s default (under the paper's settings it diverges at sparsities "
-            f"below 98%: docs/choices.md)"
+            f", {title}'s default (under the paper's settings it diverges at sparsities below "
+            f"98%: docs/choices.md; --clip-norm 0 turns it off)"
         )
-    return (
-        f"departs from the paper's text: {'; '.join(flags_in_effect)}; --protocol paper runs "
-        f"the paper's settings exactly"
-    )
+    return f"departs from the paper's text: {'; '.join(flags_in_effect)}"
 
 
 def results(args, test_errors, test_error, log):

@@ -41,7 +41,7 @@ def first_losses(dataset, flags, seed=0, steps=STEPS):
     train, _, _ = sm.split_dataset(dataset, args.val_fraction, split_rng)
     model = models.build(args.model, "mnist")
     sm.initialise(model, args.init, init_rng)
-    batch = 100
+    batch = args.batch_size or cli.PAPER_SETUP["mnist"]["batch_size"]
     chosen = sm.xp.asarray(score_rng.choice(len(train), size=batch, replace=False))
     sm.snip(model, *train.batch(chosen), args.sparsity, args.prune)
     optimiser = sm.SGD(sm.parameters_of(model), args.momentum, args.weight_decay)

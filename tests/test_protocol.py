@@ -103,8 +103,10 @@ def test_clipping_is_lenet5s_default_only_and_the_paper_protocol_is_the_papers_t
     for piece in ("init", "two_draws", "momentum", "constant_lr", "lr", "weight_decay", "warmup"):
         assert getattr(paper, piece) == getattr(ours, piece), piece
     line = protocol.departure_line(ours)
-    assert "--clip-norm 1, LeNet-5-Caffe's default" in line and "--protocol paper" in line
+    assert "--clip-norm 1, LeNet-5-Caffe's default" in line and "--clip-norm 0 turns it off" in line
     assert protocol.departure_line(paper) is None
+    typed = cli.parse_arguments(["--model", "lenet5", "--protocol", "authors", "--clip-norm", "1"])
+    assert protocol.departure_line(typed) == "departs from the paper's text: --clip-norm 1"
 
 
 def test_a_run_records_its_departures_and_a_divergence_names_the_models_remedy(
@@ -119,8 +121,8 @@ def test_a_run_records_its_departures_and_a_divergence_names_the_models_remedy(
     assert any(line.startswith("departs from the paper's text: --clip-norm 1") for line in lines)
     error = checkpoints.DivergedRun("the loss became nan by iteration 20", None, 0.1, "lenet5")
     assert failures.divergence_message(error).endswith(
-        "LeNet-5-Caffe trains at every sparsity with --clip-norm 1, its default (this run had no "
-        "clipping; docs/choices.md)"
+        "LeNet-5-Caffe trains at every sparsity with --clip-norm 1, its default, in a new run "
+        "(this run had no clipping; docs/choices.md)"
     )
     clipped = checkpoints.DivergedRun("nan", None, 0.1, "lenet5", clip_norm=1.0)
     elsewhere = checkpoints.DivergedRun("nan", None, 0.1, "lenet300")

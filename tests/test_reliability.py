@@ -275,6 +275,26 @@ def test_resuming_with_other_data_is_refused(tiny_mnist, tmp_path, device, monke
         )
 
 
+def test_a_checkpoint_from_before_clipping_resumes_without_it(tiny_mnist, tmp_path, device):
+    """A checkpoint written before --clip-norm existed holds no clip_norm: its run did not clip,
+    and resumes so, although LeNet-5-Caffe clips by default now."""
+    stop_at_run = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        stop_at(patch, 9)
+        with pytest.raises(sm.Interrupted):
+            cli.run(arguments(tiny_mnist, stop_at_run, device), log=quiet)
+    path = stop_at_run / checkpoints.CHECKPOINT_FILE
+
+    def forget_clipping(arrays, settings):
+        assert settings["args"].pop("clip_norm") == 1.0  # the run clipped: lenet5's default
+        settings["args"].pop("clip_norm_is_models", None)
+        return settings
+
+    rewritten_checkpoint(path, path, forget_clipping)
+    resumed = cli.run(cli.parse_arguments(["--resume", str(stop_at_run)]), log=quiet)
+    assert resumed["clip_norm"] is None and resumed["departs_from_paper"] == []
+
+
 def rewritten_checkpoint(source, target, change):
     """Copy a checkpoint with change(arrays, settings) applied to its contents."""
     with numpy.load(source, allow_pickle=False) as archive:
