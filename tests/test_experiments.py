@@ -1320,11 +1320,13 @@ def test_every_script_reading_data_says_what_is_wrong_with_it_in_one_line_with_s
     assert not folder.exists() or problem == "damaged"  # no empty folders left behind
 
 
-def test_debug_shows_a_scripts_traceback_and_keeps_its_status(damaged_data, tmp_path, capsys):
+def test_debug_shows_a_scripts_traceback_and_keeps_its_status(
+    damaged_data, tmp_path, capsys, device
+):
     from extensions import failures
 
     script = experiment("kept_connections")
-    argv = ["--data-dir", str(damaged_data), "--out", str(tmp_path), "--debug"]
+    argv = ["--data-dir", str(damaged_data), "--out", str(tmp_path), "--debug", "--device", device]
     capsys.readouterr()
     assert failures.run_script(script.main, script.__file__, argv) == 2
     err = capsys.readouterr().err.splitlines()
