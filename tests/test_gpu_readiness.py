@@ -16,7 +16,6 @@
   are there.
 """
 
-import gc
 import os
 
 import numpy
@@ -35,6 +34,7 @@ from extensions.zoo_layers import (
     GlobalAvgPool,
     ZeroChannels,
 )
+from scripts.device_counts import Peak  # the meter docs/gpu.md's memory table was read with
 
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 TESTS = os.path.join(helpers.ROOT, "tests")
@@ -237,37 +237,6 @@ def test_running_out_of_memory_while_evaluating_names_the_batch(monkeypatch):
     assert all(each.cache is None for each in sm.layers_of(model))
 
 
-class Peak:
-    """The device memory in use at its highest inside the block, on the stand-in: the memory
-    pool's bytes at the start plus the most that its allocation hook saw added since."""
-
-    def __init__(self):
-        class Hook(sm.xp.cuda.memory_hook.MemoryHook):
-            name = "TestEvaluationPeak"
-
-            def __init__(hook):
-                hook.in_use = hook.peak = 0
-
-            def malloc_postprocess(hook, device_id, size, mem_size, mem_ptr, pmem_id):
-                hook.in_use += mem_size
-                hook.peak = max(hook.peak, hook.in_use)
-
-            def free_postprocess(hook, device_id, mem_size, mem_ptr, pmem_id):
-                hook.in_use -= mem_size
-
-        self.hook = Hook()
-
-    def __enter__(self):
-        gc.collect()
-        self.start = sm.xp.get_default_memory_pool().used_bytes()
-        self.hook.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.hook.__exit__(*exc)
-        self.bytes = self.start + self.hook.peak
-
-
 @pytest.mark.parametrize(
     "name, shape, batch, examples",
     [
@@ -303,7 +272,7 @@ def test_evaluation_peaks_no_higher_than_a_training_step(
 
     def measured(key, function):
         def wrapper(*args, **kwargs):
-            with Peak() as peak:
+            with Peak(sm) as peak:
                 result = function(*args, **kwargs)
             peaks[key] = peak.bytes
             return result
