@@ -69,7 +69,9 @@ def write_network(path, model, model_name, dataset, gated, results=None):
     """Save `model` (built by models.build(model_name, dataset.name)) with the masks of its
     gated Params, the per-channel mean and std of `dataset` (a data.Dataset, as the run
     read it) its inputs were standardised with, and the fingerprint of its test set.
-    results: a few figures of the run to keep with it (test error, seed, batch size ...)."""
+    results: a few settings of the run to keep with it (cli.NETWORK_RESULTS: data, sparsity,
+    seed, method, mask, batch size); the test error, measured after the file is written, is
+    results.json's."""
     settings = {
         "format": FORMAT,
         "version": VERSION,
