@@ -14,9 +14,16 @@ which a network that knows nothing puts near ln 10 = 2.303 (uniform output proba
     python experiments/initial_loss.py --data-dir DIR
 
 writes losses.json (every run) and table.md (mean and spread over seeds) under
-results/initial_loss/ (minutes on a CPU: the iterative criteria score 100 rounds).
+results/initial_loss/ (minutes on a CPU: the iterative criteria score 100 rounds). A run
+with fewer --models or --methods replaces their rows in an existing losses.json and keeps
+the others (it refuses one measured on other data or with another number of seeds), so
+
+    python experiments/initial_loss.py --data-dir DIR --methods iterative-snip
+
+measures one criterion again and rebuilds the whole table.
 """
 
+import json
 import math
 import os
 import sys
@@ -58,6 +65,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sm.use_device(args.device)
     dataset = data.load_dataset("mnist", args.data_dir)
+    earlier_rows(os.path.join(args.out, "losses.json"), dataset.description, args.seeds)
     rows = []
     for model, sparsity in [(m, s) for m in args.models for s in sanity_checks.SPARSITIES[m]]:
         for method in args.methods:
@@ -81,9 +89,9 @@ def main(argv=None):
                     flush=True,
                 )
     os.makedirs(args.out, exist_ok=True)
-    common.write_json(
-        os.path.join(args.out, "losses.json"), {"data": dataset.description, "rows": rows}
-    )
+    path = os.path.join(args.out, "losses.json")
+    rows = merged_rows(earlier_rows(path, dataset.description, args.seeds), rows)
+    common.write_json(path, {"data": dataset.description, "rows": rows})
     table = make_table(rows, args.seeds, dataset.description)
     data.write_file_atomically(os.path.join(args.out, "table.md"), table.encode())
     print(table)
@@ -107,6 +115,42 @@ def first_loss(dataset, model, sparsity, method, check, seed):
         on_step=lambda iteration, loss: losses.append(loss),
     )
     return float(sm.to_host(losses[0]))
+
+
+def earlier_rows(path, description, seeds):
+    """The rows of the losses.json at path, [] if there is none. Refused (sm.UsageError) if it
+    was measured on other data or over another number of seeds: its rows and this run's would
+    not make one table."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            earlier = json.load(file)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as error:
+        raise sm.UsageError(f"{path} cannot be read ({error}); choose another --out") from None
+    if earlier.get("data") != description:
+        raise sm.UsageError(
+            f"{path} was measured on other data ({earlier.get('data')}); choose another --out"
+        )
+    counts = {len(row["losses"]) for row in earlier.get("rows", [])}
+    if counts - {seeds}:
+        raise sm.UsageError(
+            f"{path} holds {', '.join(map(str, sorted(counts)))} seed(s) per row, this run "
+            f"{seeds}; give --seeds {min(counts)} or another --out"
+        )
+    return earlier.get("rows", [])
+
+
+def merged_rows(earlier, new):
+    """earlier's rows, each replaced by the new row of the same network, sparsity, criterion
+    and check where there is one, then the new rows that earlier did not have."""
+
+    def key(row):
+        return row["model"], row["sparsity"], row["method"], row["check"]
+
+    fresh = {key(row): row for row in new}
+    kept = [fresh.pop(key(row), row) for row in earlier]
+    return kept + list(fresh.values())
 
 
 def make_table(rows, seeds, description):

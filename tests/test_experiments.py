@@ -1056,6 +1056,48 @@ def test_scoring_batch_masks_compares_each_batchs_mask_with_the_all_image_mask(
     assert refused.value.code == 2
 
 
+def test_initial_loss_again_for_one_criterion_keeps_the_other_rows(tiny_mnist, tmp_path, device):
+    out = tmp_path / "initial"
+
+    def measure(*argv):
+        base = ["--data-dir", tiny_mnist, "--device", device, "--models", "lenet300"]
+        return experiment("initial_loss").main([*base, *argv, "--out", str(out)])
+
+    assert measure("--seeds", "1", "--methods", "random", "magnitude") == 0
+    before = json.loads((out / "losses.json").read_text())["rows"]
+    stale = [dict(row, losses=[99.0]) if row["method"] == "random" else row for row in before]
+    (out / "losses.json").write_text(json.dumps({"data": tiny_data(tiny_mnist), "rows": stale}))
+    assert measure("--seeds", "1", "--methods", "random", "snip") == 0
+    after = json.loads((out / "losses.json").read_text())["rows"]
+    assert [(r["sparsity"], r["method"]) for r in after if r["check"] == "none"] == [
+        (0.98, "random"),
+        (0.98, "magnitude"),
+        (0.9, "random"),
+        (0.9, "magnitude"),
+        (0.98, "snip"),
+        (0.9, "snip"),
+    ]
+    assert [r for r in after if r["method"] == "magnitude"] == [
+        r for r in before if r["method"] == "magnitude"
+    ]
+    assert [r for r in after if r["method"] == "random"] == [
+        r for r in before if r["method"] == "random"
+    ]  # measured again: 99.0 replaced
+    assert "| LeNet-300-100 at 90% | magnitude |" in (out / "table.md").read_text()
+    refused = experiment("common").sm.UsageError
+    with pytest.raises(refused, match="holds 1 seed"):
+        measure("--seeds", "2", "--methods", "random")
+    text = (out / "losses.json").read_text().replace(tiny_data(tiny_mnist), "other images")
+    (out / "losses.json").write_text(text)
+    with pytest.raises(refused, match="measured on other data"):
+        measure("--seeds", "1", "--methods", "random")
+    assert "other images" in (out / "losses.json").read_text()  # refused before it measured
+
+
+def tiny_data(folder):
+    return experiment("common").data.load_dataset("mnist", folder).description
+
+
 def test_initial_loss_is_the_first_loss_of_each_pruned_run(tiny_mnist, tmp_path, device):
     from extensions import cli
 
