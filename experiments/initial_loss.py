@@ -65,7 +65,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sm.use_device(args.device)
     dataset = data.load_dataset("mnist", args.data_dir)
-    earlier_rows(os.path.join(args.out, "losses.json"), dataset.description, args.seeds)
+    path = os.path.join(args.out, "losses.json")
+    earlier = earlier_rows(path, dataset.description, args.seeds)  # refused before measuring
     rows = []
     for model, sparsity in [(m, s) for m in args.models for s in sanity_checks.SPARSITIES[m]]:
         for method in args.methods:
@@ -89,8 +90,7 @@ def main(argv=None):
                     flush=True,
                 )
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "losses.json")
-    rows = merged_rows(earlier_rows(path, dataset.description, args.seeds), rows)
+    rows = merged_rows(earlier, rows)
     common.write_json(path, {"data": dataset.description, "rows": rows})
     table = make_table(rows, args.seeds, dataset.description)
     data.write_file_atomically(os.path.join(args.out, "table.md"), table.encode())
